@@ -1,0 +1,225 @@
+// Package stats is mosnlite's metric registry: counters and gauges that the
+// data plane updates, that /stats and /metrics expose, and that a handoff
+// carries to the next process so that counters never go backwards.
+package stats
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Kind tells a counter from a gauge.
+type Kind string
+
+const (
+	KindCounter Kind = "counter"
+	KindGauge   Kind = "gauge"
+)
+
+// Sample is one metric's value at a moment, as carried across a handoff.
+type Sample struct {
+	Name   string   `json:"name"`
+	Labels []string `json:"labels,omitempty"` // key, value, key, value …
+	Kind   Kind     `json:"kind"`
+	Value  float64  `json:"value"`
+}
+
+// Key identifies a sample's series: its name and labels.
+func (s Sample) Key() string { return seriesKey(s.Name, s.Labels) }
+
+func seriesKey(name string, labels []string) string {
+	if len(labels) == 0 {
+		return name
+	}
+	var b strings.Builder
+	b.WriteString(name)
+	b.WriteByte('{')
+	for i := 0; i+1 < len(labels); i += 2 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%q", labels[i], labels[i+1])
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// metric is one series. Its value is a float64 stored as bits.
+type metric struct {
+	name   string
+	help   string
+	kind   Kind
+	labels []string
+	bits   atomic.Uint64
+}
+
+func (m *metric) load() float64 { return math.Float64frombits(m.bits.Load()) }
+
+func (m *metric) add(d float64) {
+	for {
+		old := m.bits.Load()
+		nv := math.Float64bits(math.Float64frombits(old) + d)
+		if m.bits.CompareAndSwap(old, nv) {
+			return
+		}
+	}
+}
+
+// Counter only goes up.
+type Counter struct{ m *metric }
+
+// Inc adds one.
+func (c *Counter) Inc() { c.m.add(1) }
+
+// Add adds n, which must not be negative.
+func (c *Counter) Add(n float64) {
+	if n > 0 {
+		c.m.add(n)
+	}
+}
+
+// Value reads the counter.
+func (c *Counter) Value() float64 { return c.m.load() }
+
+// Gauge goes up and down.
+type Gauge struct{ m *metric }
+
+func (g *Gauge) Inc()           { g.m.add(1) }
+func (g *Gauge) Dec()           { g.m.add(-1) }
+func (g *Gauge) Add(d float64)  { g.m.add(d) }
+func (g *Gauge) Set(v float64)  { g.m.bits.Store(math.Float64bits(v)) }
+func (g *Gauge) Value() float64 { return g.m.load() }
+
+// Registry holds every series of one process. The zero value is not usable; call New.
+type Registry struct {
+	mu     sync.RWMutex
+	series map[string]*metric
+	help   map[string]string
+}
+
+// New returns an empty registry.
+func New() *Registry {
+	return &Registry{series: map[string]*metric{}, help: map[string]string{}}
+}
+
+// Counter returns the counter series name{labels}, creating it at zero.
+// labels are key, value pairs. Names are dotted ("listener.downstream_cx_total").
+func (r *Registry) Counter(name, help string, labels ...string) *Counter {
+	return &Counter{r.get(name, help, KindCounter, labels)}
+}
+
+// Gauge returns the gauge series name{labels}, creating it at zero.
+func (r *Registry) Gauge(name, help string, labels ...string) *Gauge {
+	return &Gauge{r.get(name, help, KindGauge, labels)}
+}
+
+func (r *Registry) get(name, help string, kind Kind, labels []string) *metric {
+	if len(labels)%2 != 0 {
+		labels = append(labels, "")
+	}
+	key := seriesKey(name, labels)
+	r.mu.RLock()
+	m := r.series[key]
+	r.mu.RUnlock()
+	if m != nil {
+		return m
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m = r.series[key]; m != nil {
+		return m
+	}
+	if help != "" {
+		r.help[name] = help
+	}
+	m = &metric{name: name, help: help, kind: kind, labels: append([]string(nil), labels...)}
+	r.series[key] = m
+	return m
+}
+
+// Snapshot returns every series, sorted by key.
+func (r *Registry) Snapshot() []Sample {
+	r.mu.RLock()
+	out := make([]Sample, 0, len(r.series))
+	for _, m := range r.series {
+		out = append(out, Sample{Name: m.name, Labels: m.labels, Kind: m.kind, Value: m.load()})
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+// Counters returns the counter series only, sorted by key: what a handoff carries.
+func (r *Registry) Counters() []Sample {
+	all := r.Snapshot()
+	out := all[:0]
+	for _, s := range all {
+		if s.Kind == KindCounter {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// AddCounters adds each counter sample's value to the series of the same key,
+// creating it if needed. Gauges in samples are ignored. A new process calls it
+// with the old process's counters at handoff, and again with what the old one
+// counted while it drained, so that no counter goes backwards.
+func (r *Registry) AddCounters(samples []Sample) {
+	for _, s := range samples {
+		if s.Kind != KindCounter || s.Value <= 0 || math.IsNaN(s.Value) || math.IsInf(s.Value, 0) {
+			continue
+		}
+		r.get(s.Name, "", KindCounter, s.Labels).add(s.Value)
+	}
+}
+
+// Delta returns, for each counter in now, how much it grew since base (by key).
+// Series absent from base count from zero; shrunk ones are skipped.
+func Delta(base, now []Sample) []Sample {
+	prev := make(map[string]float64, len(base))
+	for _, s := range base {
+		prev[s.Key()] = s.Value
+	}
+	var out []Sample
+	for _, s := range now {
+		if s.Kind != KindCounter {
+			continue
+		}
+		if d := s.Value - prev[s.Key()]; d > 0 {
+			s.Value = d
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Help returns the help text registered for a metric name.
+func (r *Registry) Help(name string) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.help[name]
+}
+
+// WriteText writes every series as "name: value" lines, Envoy's /stats shape;
+// labelled series read "name{key="value"}: value".
+func (r *Registry) WriteText(w io.Writer) error {
+	for _, s := range r.Snapshot() {
+		if _, err := fmt.Fprintf(w, "%s: %s\n", s.Key(), formatValue(s.Value)); err != nil {
+			return fmt.Errorf("stats: write: %w", err)
+		}
+	}
+	return nil
+}
+
+func formatValue(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return fmt.Sprintf("%d", int64(v))
+	}
+	return fmt.Sprintf("%g", v)
+}

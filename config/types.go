@@ -43,12 +43,12 @@ type Config struct {
 	// config file's location by the caller (see DefaultUDSDir).
 	UDSDir string `json:"uds_dir"`
 	// HandoffTimeout bounds a whole upgrade handoff (default 10s).
-	HandoffTimeout Duration        `json:"handoff_timeout"`
-	Servers        []Server        `json:"servers"`
-	ClusterManager ClusterManager  `json:"cluster_manager"`
-	Admin          *ServiceConfig  `json:"admin"`
-	Pprof          *ServiceConfig  `json:"pprof"`
-	Metrics        *ServiceConfig  `json:"metrics"`
+	HandoffTimeout Duration       `json:"handoff_timeout"`
+	Servers        []Server       `json:"servers"`
+	ClusterManager ClusterManager `json:"cluster_manager"`
+	Admin          *ServiceConfig `json:"admin"`
+	Pprof          *ServiceConfig `json:"pprof"`
+	Metrics        *ServiceConfig `json:"metrics"`
 }
 
 // Server is one proxy server: its listeners, routers and logging.

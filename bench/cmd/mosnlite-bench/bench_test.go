@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mosnlite/mosnlite/config"
+)
+
+const wrkOutput = `Running 5s test @ http://127.0.0.1:41234/
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   635.91us    0.89ms  12.92ms   93.69%
+    Req/Sec    56.20k     8.07k   62.00k    86.54%
+  Latency Distribution
+     50%  250.00us
+     75%  491.00us
+     90%    1.32ms
+     99%    5.46ms
+  1120154 requests in 5.10s, 125.22MB read
+  Socket errors: connect 1, read 2, write 3, timeout 4
+  Non-2xx or 3xx responses: 12
+Requests/sec: 219638.04
+Transfer/sec:     24.55MB
+`
+
+func TestParseWrk(t *testing.T) {
+	r, err := parseWrk(wrkOutput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ReqPerSec != 219638.04 {
+		t.Errorf("ReqPerSec = %v", r.ReqPerSec)
+	}
+	if r.P50 != 250*time.Microsecond || r.P99 != 5460*time.Microsecond {
+		t.Errorf("P50 %v P99 %v, want 250µs 5.46ms", r.P50, r.P99)
+	}
+	if r.Requests != 1120154-12 || r.Errors != 1+2+3+4+12 {
+		t.Errorf("Requests %d Errors %d", r.Requests, r.Errors)
+	}
+	if r.Elapsed != 5100*time.Millisecond {
+		t.Errorf("Elapsed %v", r.Elapsed)
+	}
+}
+
+func TestParseWrkCleanRunAndSeconds(t *testing.T) {
+	out := strings.NewReplacer("  Socket errors: connect 1, read 2, write 3, timeout 4\n", "",
+		"  Non-2xx or 3xx responses: 12\n", "", "99%    5.46ms", "99%    1.50s").Replace(wrkOutput)
+	r, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Errors != 0 || r.Requests != 1120154 || r.P99 != 1500*time.Millisecond {
+		t.Errorf("Errors %d Requests %d P99 %v", r.Errors, r.Requests, r.P99)
+	}
+}
+
+func TestParseWrkRejectsIncompleteOutput(t *testing.T) {
+	noLatency := strings.ReplaceAll(wrkOutput, "99%", "98%")
+	for name, out := range map[string]string{"empty": "", "no --latency": noLatency, "garbage": "Requests/sec: fast\n"} {
+		if _, err := parseWrk(out); err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+	if _, err := parseWrkDuration("3parsecs"); err == nil {
+		t.Error("unknown unit should fail")
+	}
+}
+
+func TestStreamModule(t *testing.T) {
+	debian := "nginx version: nginx/1.22.1\nconfigure arguments: --with-cc-opt=-O2 --modules-path=/usr/lib/nginx/modules --with-stream=dynamic --with-stream_ssl_module"
+	st, err := streamModule(debian, func(p string) bool { return p == "/usr/lib/nginx/modules/ngx_stream_module.so" })
+	if err != nil || st.builtIn || st.modulePath != "/usr/lib/nginx/modules/ngx_stream_module.so" {
+		t.Errorf("debian: %+v %v", st, err)
+	}
+	if _, err := streamModule(debian, func(string) bool { return false }); err == nil || !strings.Contains(err.Error(), "libnginx-mod-stream") {
+		t.Errorf("missing module should say how to install it: %v", err)
+	}
+	if st, err := streamModule("configure arguments: --with-stream --with-http_ssl_module", nil); err != nil || !st.builtIn {
+		t.Errorf("static: %+v %v", st, err)
+	}
+	if _, err := streamModule("configure arguments: --with-http_ssl_module", nil); err == nil {
+		t.Error("no stream module should fail")
+	}
+}
+
+func TestTable(t *testing.T) {
+	var h [numCols]httpResult
+	var tc [numCols]tcpResult
+	h[colDirect] = httpResult{ReqPerSec: 30000, P99: 2 * time.Millisecond}
+	h[colMosnlite] = httpResult{ReqPerSec: 10000, P99: 6 * time.Millisecond}
+	h[colNginx] = httpResult{ReqPerSec: 20000, P99: 3 * time.Millisecond, Errors: 3}
+	tc[colMosnlite], tc[colNginx] = tcpResult{MBps: 900}, tcpResult{MBps: 1000}
+	var buf bytes.Buffer
+	if err := writeTable(&buf, resultRows(h, tc)); err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]string{}
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			lines[f[0]+" "+f[1]+" "+f[2]] = l
+		}
+	}
+	check := func(key string, want ...string) {
+		t.Helper()
+		l := lines[key]
+		for _, w := range want {
+			if !strings.Contains(l, w) {
+				t.Errorf("row %q = %q, want %q in it\n%s", key, l, w, buf.String())
+			}
+		}
+	}
+	check("HTTP keep-alive req/s", "30000", "10000", "20000", "0.50", "higher")
+	check("HTTP p99 latency", "2ms", "6ms", "3ms", "2.00", "lower")
+	check("TCP throughput MB/s", "900.0", "1000.0", "0.90")
+	check("HTTP errors 0", " 3 ", " - ")
+}
+
+// The generators against the in-process backend: every answer is counted
+// and every byte arrives.
+func TestLoadGeneratorsAgainstBackend(t *testing.T) {
+	b, err := startBackend(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	ctx := context.Background()
+	r := goHTTPLoad(ctx, b.httpAddr(), 4, 200*time.Millisecond, 64)
+	if r.Requests == 0 || r.Errors != 0 || r.P99 <= 0 || r.P50 > r.P99 {
+		t.Errorf("http load: %v", r)
+	}
+	bad := goHTTPLoad(ctx, b.httpAddr(), 1, 100*time.Millisecond, 65) // wrong body size counts as errors
+	if bad.Requests != 0 || bad.Errors == 0 {
+		t.Errorf("body check: %v", bad)
+	}
+	tr, err := tcpLoad(ctx, b, b.sinkAddr(), 2, 200*time.Millisecond)
+	if err != nil || tr.Bytes == 0 || tr.MBps <= 0 {
+		t.Errorf("tcp load: %v %v", tr, err)
+	}
+}
+
+// The rendered nginx config passes `nginx -t` where nginx is installed.
+func TestNginxConfAccepted(t *testing.T) {
+	bin, st, err := findNginx("")
+	if err != nil {
+		t.Skipf("nginx unavailable: %v", err)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nginx.conf")
+	text := nginxConf(st, dir, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", 8)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-t", "-p", dir, "-c", conf, "-g", "daemon off;").CombinedOutput(); err != nil {
+		t.Errorf("nginx -t: %v\n%s\n%s", err, out, text)
+	}
+}
+
+func TestMosnliteConfigShape(t *testing.T) {
+	b, err := mosnliteConfig("/tmp/x", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "127.0.0.1:5", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(b)
+	if err != nil {
+		t.Fatalf("mosnlite rejects the bench config: %v\n%s", err, b)
+	}
+	if len(cfg.Servers) != 1 || len(cfg.Servers[0].Listeners) != 2 || cfg.Admin == nil || len(cfg.ClusterManager.Clusters) != 2 {
+		t.Errorf("parsed config: %+v", cfg)
+	}
+	for _, want := range []string{`"type": "proxy"`, `"type": "tcp_proxy"`, `"cluster": "sink"`, `"cluster_name": "backend"`, `"address": "127.0.0.1:4"`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("config lacks %s:\n%s", want, b)
+		}
+	}
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// buildMosnlite compiles ./cmd/mosnlite of the module at root into dir.
+func buildMosnlite(ctx context.Context, root, dir string) (string, error) {
+	out := filepath.Join(dir, "mosnlite")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/mosnlite")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build mosnlite: %v\n%s", err, b)
+	}
+	return out, nil
+}
+
+// moduleRoot is the directory of the go.mod enclosing the working directory.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the mosnlite module: run from the repository (or pass -mosnlite BINARY)")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// mosnliteConfig is the bench's mosnlite config: an HTTP proxy listener routing
+// everything to the backend, a TCP proxy listener to the sink, and the admin
+// port (for readiness). Built as JSON because a filter's "config" object is
+// decoded by type and has no marshalable field in config.Filter.
+func mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, backendHTTP, backendTCP string, conns int) ([]byte, error) {
+	filter := func(typ string, cfg map[string]any) map[string]any {
+		return map[string]any{"filter_chains": []any{map[string]any{"filters": []any{
+			map[string]any{"type": typ, "config": cfg},
+		}}}}
+	}
+	httpL := filter("proxy", map[string]any{"router_config_name": "bench"})
+	httpL["name"], httpL["address"], httpL["network"] = "bench_http", httpAddr, "tcp"
+	tcpL := filter("tcp_proxy", map[string]any{"cluster": "sink"})
+	tcpL["name"], tcpL["address"], tcpL["network"] = "bench_tcp", tcpAddr, "tcp"
+	cfg := map[string]any{
+		"uds_dir": filepath.Join(dir, "uds"),
+		"servers": []any{map[string]any{
+			"server_name":       "bench",
+			"default_log_path":  "stderr",
+			"default_log_level": "warn",
+			"graceful_timeout":  "2s",
+			"listeners":         []any{httpL, tcpL},
+			"routers": []any{map[string]any{
+				"router_config_name": "bench",
+				"virtual_hosts": []any{map[string]any{
+					"name":    "all",
+					"domains": []string{"*"},
+					"routers": []any{map[string]any{
+						"match": map[string]any{"prefix": "/"},
+						"route": map[string]any{"cluster_name": "backend"},
+					}},
+				}},
+			}},
+		}},
+		"cluster_manager": map[string]any{"clusters": []any{
+			map[string]any{
+				"name": "backend", "lb_type": "LB_ROUNDROBIN",
+				"max_idle_conns_per_host": conns,
+				"hosts":                   []any{map[string]any{"address": backendHTTP}},
+			},
+			map[string]any{
+				"name": "sink", "lb_type": "LB_ROUNDROBIN",
+				"hosts": []any{map[string]any{"address": backendTCP}},
+			},
+		}},
+		"admin": map[string]any{"address": adminAddr},
+	}
+	return json.MarshalIndent(cfg, "", "  ")
+}
+
+// startMosnlite writes the config, validates it and runs `mosnlite start`,
+// ready once the admin port answers /ready with 200.
+func startMosnlite(ctx context.Context, bin, dir, httpAddr, tcpAddr string, b *backend, conns int) (*proc, error) {
+	adminAddr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, b.httpAddr(), b.sinkAddr(), conns)
+	if err != nil {
+		return nil, fmt.Errorf("mosnlite: render config: %w", err)
+	}
+	path := filepath.Join(dir, "mosnlite.json")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		return nil, fmt.Errorf("mosnlite: write config: %w", err)
+	}
+	if out, err := exec.Command(bin, "validate", "-c", path).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("mosnlite: config rejected: %v\n%s", err, out)
+	}
+	p, err := startProc("mosnlite", filepath.Join(dir, "mosnlite.log"), bin, "start", "-c", path)
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Timeout: time.Second}
+	err = p.waitReady(ctx, 15*time.Second, func() error {
+		res, err := client.Get("http://" + adminAddr + "/ready")
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("/ready: %s", res.Status)
+		}
+		return dialable(tcpAddr)
+	})
+	if err != nil {
+		p.stop(syscall.SIGTERM, 5*time.Second)
+		return nil, fmt.Errorf("mosnlite: %w", err)
+	}
+	return p, nil
+}
+
+// mosnliteVersion is the first line of `mosnlite version`.
+func mosnliteVersion(bin string) string {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}

@@ -1,0 +1,63 @@
+// Command mosnlite is a lightweight L4/L7 proxy whose restarts cost nothing.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+const usage = `mosnlite — a TCP/HTTP proxy with zero-downtime upgrades
+
+Usage:
+  mosnlite start [-c FILE] [--daemon [--log-file FILE] [--wait-timeout 60s]]
+      Run the proxy. With no -c, run the embedded default config
+      (HTTP on 127.0.0.1:2046, admin :34901, pprof :34902, metrics :34903).
+      Started while another mosnlite with the same uds_dir runs, it takes over
+      that process's sockets and the old one drains and exits.
+      --daemon starts the process in the background and returns only once it
+      serves (after the old process acked the handoff): exit 0, or 1 with why.
+  mosnlite validate -c FILE
+      Check a config: exit 0, or 1 listing every problem.
+  mosnlite version
+      Print version, commit and Go version.
+  mosnlite hot-restarter START_SCRIPT
+      Envoy's hot-restarter wrapper (see README).
+  mosnlite -c FILE [--restart-epoch N] [--base-id N] ... [--mode serve|validate]
+      Envoy-compatible command line (hot restart by epochs; see README).
+
+Signals: SIGTERM/SIGINT stop gracefully; SIGHUP upgrades to the same binary
+path and config file; SIGUSR1 reopens log files.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "start":
+		return cmdStart(args[1:], stdout, stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, buildInfo().String())
+		return 0
+	case "hot-restarter":
+		return cmdHotRestarter(args[1:], stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		if strings.HasPrefix(args[0], "-") {
+			return cmdEnvoy(args, stdout, stderr)
+		}
+		fmt.Fprintf(stderr, "mosnlite: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// readyFDEnv names the environment variable that tells a started process
+// which inherited fd to report readiness on: one line, "ready pid=N" or
+// "error: why".
+const readyFDEnv = "MOSNLITE_READY_FD"
+
+// notifyReady reports the start result to whoever started this process with
+// a readiness pipe, and closes the pipe. Without one it does nothing.
+func notifyReady(startErr error) {
+	v := os.Getenv(readyFDEnv)
+	if v == "" {
+		return
+	}
+	_ = os.Unsetenv(readyFDEnv)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "ready")
+	defer f.Close()
+	if startErr != nil {
+		fmt.Fprintf(f, "error: %s\n", strings.ReplaceAll(startErr.Error(), "\n", "; "))
+		return
+	}
+	fmt.Fprintf(f, "ready pid=%d\n", os.Getpid())
+}
+
+// spawnOptions say how to start a child mosnlite.
+type spawnOptions struct {
+	configPath     string
+	stdout, stderr *os.File
+	detach         bool // new session, not reaped by us (--daemon)
+	timeout        time.Duration
+}
+
+// spawn starts `mosnlite start -c FILE` from the current executable with a
+// readiness pipe and waits for its verdict. It returns the child's pid once
+// the child serves (after its handoff ack), or why it did not.
+func spawn(o spawnOptions) (int, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, fmt.Errorf("find own executable: %w", err)
+	}
+	args := []string{"start"}
+	if o.configPath != "" {
+		args = append(args, "-c", o.configPath)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, fmt.Errorf("readiness pipe: %w", err)
+	}
+	defer r.Close()
+	cmd := exec.Command(exe, args...)
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = o.stdout, o.stderr
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: o.detach, Setpgid: !o.detach}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return 0, fmt.Errorf("start %s: %w", exe, err)
+	}
+	w.Close()
+	exited := make(chan error, 1)
+	if o.detach {
+		// The daemon outlives us; only watch for an early exit.
+		go func() { exited <- cmd.Wait() }()
+	} else {
+		go func() { exited <- cmd.Wait() }()
+	}
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(io.LimitReader(r, 64<<10)).ReadString('\n')
+		line <- strings.TrimSpace(s)
+	}()
+	if o.timeout <= 0 {
+		o.timeout = 60 * time.Second
+	}
+	timer := time.NewTimer(o.timeout)
+	defer timer.Stop()
+	select {
+	case l := <-line:
+		switch {
+		case strings.HasPrefix(l, "ready"):
+			return cmd.Process.Pid, nil
+		case strings.HasPrefix(l, "error: "):
+			return 0, fmt.Errorf("new process %d: %s", cmd.Process.Pid, strings.TrimPrefix(l, "error: "))
+		default:
+			werr := <-exited
+			return 0, fmt.Errorf("new process %d: %w (%v)", cmd.Process.Pid, errNotReady, werr)
+		}
+	case <-timer.C:
+		return 0, fmt.Errorf("new process %d did not report ready within %s", cmd.Process.Pid, o.timeout)
+	}
+}
+
+// spawnSuccessor is SIGHUP: the same binary path and config, output to ours.
+func spawnSuccessor(f startFlags) (int, error) {
+	return spawn(spawnOptions{configPath: f.config, stdout: os.Stdout, stderr: os.Stderr, timeout: 2 * time.Minute})
+}
+
+// startDaemon is `start --daemon`: start in the background, wait for the verdict.
+func startDaemon(f startFlags, stdout, stderr io.Writer) int {
+	wait, err := time.ParseDuration(f.wait)
+	if err != nil || wait <= 0 {
+		fmt.Fprintf(stderr, "mosnlite: --wait-timeout %q: want a positive duration\n", f.wait)
+		return 2
+	}
+	out := f.logFile
+	if out == "" {
+		out = os.DevNull
+	}
+	lf, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		fmt.Fprintf(stderr, "mosnlite: --log-file: %v\n", err)
+		return 1
+	}
+	defer lf.Close()
+	pid, err := spawn(spawnOptions{configPath: f.config, stdout: lf, stderr: lf, detach: true, timeout: wait})
+	if err != nil {
+		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "mosnlite: pid %d serves\n", pid)
+	return 0
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/server"
+)
+
+// loadConfig reads -c FILE, or the embedded default when path is "".
+// It returns the absolute path ("" for the default).
+func loadConfig(path string) (*config.Config, string, error) {
+	if path == "" {
+		cfg, err := config.Parse(config.DefaultJSON())
+		if err != nil {
+			return nil, "", fmt.Errorf("embedded default config: %w", err)
+		}
+		return cfg, "", nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("config path %q: %w", path, err)
+	}
+	cfg, err := config.Load(abs)
+	if err != nil {
+		return nil, "", err
+	}
+	return cfg, abs, nil
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "", "config file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "mosnlite validate: -c FILE is required")
+		return 2
+	}
+	if _, _, err := loadConfig(*path); err != nil {
+		fmt.Fprintf(stderr, "mosnlite: invalid config %s:\n%v\n", *path, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *path)
+	return 0
+}
+
+type startFlags struct {
+	config  string
+	daemon  bool
+	logFile string
+	wait    string
+}
+
+func parseStartFlags(args []string, stderr io.Writer) (startFlags, error) {
+	var f startFlags
+	fs := flag.NewFlagSet("start", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.config, "c", "", "config file (default: the embedded default config)")
+	fs.BoolVar(&f.daemon, "daemon", false, "start in the background; return once the new process serves")
+	fs.StringVar(&f.logFile, "log-file", "", "with --daemon: where the process's stdout and stderr go (default /dev/null)")
+	fs.StringVar(&f.wait, "wait-timeout", "60s", "with --daemon: how long to wait for the process to serve")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return f, nil
+}
+
+func cmdStart(args []string, stdout, stderr io.Writer) int {
+	f, err := parseStartFlags(args, stderr)
+	if err != nil {
+		return 2
+	}
+	if f.daemon {
+		return startDaemon(f, stdout, stderr)
+	}
+	cfg, path, err := loadConfig(f.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
+		notifyReady(fmt.Errorf("config: %w", err))
+		return 1
+	}
+	pid := os.Getpid()
+	lg, err := newLogs(cfg, pid, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "mosnlite: logging: %v\n", err)
+		notifyReady(err)
+		return 1
+	}
+	defer lg.close()
+	bi := buildInfo()
+	srv, err := server.New(server.Options{
+		ConfigPath:  path,
+		Config:      cfg,
+		Build:       bi.BuildInfo,
+		Log:         lg.process,
+		ServerLogs:  lg.servers,
+		CommandLine: os.Args,
+		PID:         pid,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
+		notifyReady(err)
+		return 1
+	}
+	// Signals are caught before Start so that none is lost while starting.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+
+	lg.process.WithFields(map[string]interface{}{"version": bi.String(), "config": orDefault(path, "(embedded default)"), "uds_dir": srv.UDSDir()}).Info("starting")
+	if err := srv.Start(context.Background()); err != nil {
+		lg.process.WithError(err).Error("start failed")
+		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
+		notifyReady(err)
+		return 1
+	}
+	notifyReady(nil)
+	return serveUntilDone(srv, sigs, lg, f)
+}
+
+// serveUntilDone handles signals until the process is done: taken over by a
+// successor and drained, or stopped.
+func serveUntilDone(srv *server.Server, sigs <-chan os.Signal, lg *logs, f startFlags) int {
+	log := lg.process
+	stopping := false
+	for {
+		select {
+		case <-srv.Done():
+			if err := srv.Err(); err != nil {
+				log.WithError(err).Error("stopped with error")
+				return 1
+			}
+			log.Info("exiting")
+			return 0
+		case <-srv.QuitRequested():
+			if !stopping {
+				stopping = true
+				log.Info("quit requested: stopping gracefully")
+				go func() { _ = srv.Shutdown(context.Background()) }()
+			}
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGUSR1:
+				if err := lg.reopen(); err != nil {
+					log.WithError(err).Error("reopen log files")
+				} else {
+					log.Info("log files reopened")
+				}
+			case syscall.SIGHUP:
+				log.Info("SIGHUP: starting a successor with the same binary and config")
+				go func() {
+					pid, err := spawnSuccessor(f)
+					if err != nil {
+						log.WithError(err).Error("SIGHUP upgrade failed; still serving")
+						return
+					}
+					log.WithField("new_pid", pid).Info("SIGHUP upgrade: successor serves")
+				}()
+			default:
+				if !stopping {
+					stopping = true
+					log.WithField("signal", sig.String()).Info("stopping gracefully")
+					go func() { _ = srv.Shutdown(context.Background()) }()
+				}
+			}
+		}
+	}
+}
+
+// errNotReady is returned when a started process went away without saying it serves.
+var errNotReady = errors.New("the new process exited before it was ready")

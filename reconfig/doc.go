@@ -1,0 +1,90 @@
+// Package reconfig hands a running mosnlite's listening sockets to a
+// starting one over unix stream sockets. It knows nothing of HTTP or
+// proxying: listeners are named fds (FDEntry), counters are stats.Sample.
+//
+// # Files in uds_dir
+//
+// The directory is created 0700 (an existing one of ours is narrowed to
+// 0700; one owned by another uid is refused). It holds:
+//
+//   - reconfig.sock: the running process accepts upgrade requests here.
+//   - listen.sock: exists only while an upgrading process waits for the
+//     manifest; removed as soon as the old process has connected.
+//   - upgrade.lock: flock(LOCK_EX|LOCK_NB) held by a starting process from
+//     Begin until TakeOver or Fail. A second starter fails at once with
+//     ErrUpgradeInProgress; the kernel drops the lock of a dead process.
+//
+// Sockets are bound to a temporary name, chmod 0600, then renamed into
+// place, so they are never reachable with a wider mode and a new process
+// replaces reconfig.sock atomically. No listener unlinks its path on close.
+// Every connection's peer is checked with SO_PEERCRED: a uid other than
+// ours is refused (unless we are root) and logged.
+//
+// # The handoff
+//
+//	new                                  old (Server on reconfig.sock)
+//	take upgrade.lock
+//	dial reconfig.sock  ───────────────▶ accept, check peer uid
+//	                    ◀─── 'U' ─────── (or 'B' if busy → ErrUpgradeInProgress)
+//	bind listen.sock
+//	                    ──── 'L' ──────▶
+//	accept listen.sock  ◀─── dial ────── check peer uid and pid
+//	                    ◀─── manifest ── frame with every listener fd (SCM_RIGHTS)
+//	open listeners, serve
+//	                    ──── ack ──────▶ stop accepting on reconfig.sock, OnAck: drain
+//	TakeOver: rename reconfig.sock,      (or nack/EOF/timeout: log, OnFail, keep serving)
+//	release lock
+//	Follow              ◀─── counters ── increments while draining (repeated)
+//	                    ◀─── bye ─────── exiting
+//
+// No dial means a fresh start: no file (ENOENT) or a stale file nobody
+// accepts on (ECONNREFUSED; the file is removed, which is safe under the
+// lock). Any other dial error is an error, never a fresh start.
+//
+// Every step has a deadline: the new side takes it from Begin's context,
+// the old side from ServerConfig.HandoffTimeout, counted from the request.
+// The manifest carries the old side's deadline (AckDeadline); the new side
+// refuses to ack after it and the old side reads for a further second, so
+// an ack sent in time is never lost and a late one never sent. The old side
+// keeps the reconfig connection open until the handoff ends, so the new
+// side notices at once when the old process dies before connecting to
+// listen.sock; an old process that dies later shows as EOF on listen.sock.
+//
+// Until the ack the old process has stopped nothing: any failure (nack,
+// EOF, timeout, a garbled frame) is logged with both pids and it carries on,
+// ready for the next upgrade. A failing new process never touches
+// reconfig.sock. After TakeOver the new Server answers 'B' until Follow has
+// returned: a further upgrade waits for the previous process to be gone, so
+// that no drain's counters are lost.
+//
+// # Frames
+//
+// On listen.sock every message is a frame:
+//
+//	magic "MLR1" (4) | type (1) | flags (1) | payload length, big-endian (4) | JSON payload
+//
+// Payloads above 16 MiB are refused. Flag bit 0 ("optional") lets a reader
+// skip a type it does not know (closing any fds that came with it); an
+// unknown type without it is an error. Types: 1 manifest, 2 ack, 3 nack,
+// 4 counters, 5 bye. Types 16 and up are reserved for live connection
+// migration, which will send them on the same connection after the
+// manifest (fds with a frame, buffered bytes in its payload); a version
+// that predates them skips them when flagged optional. New fields in an
+// existing payload are ignored by older readers. ProtocolVersion in the
+// manifest changes only for an incompatible change and must match exactly.
+//
+// A frame's fds ride on its first bytes, at most 253 (SCM_MAX_FD) per
+// sendmsg, one byte per batch. The reader reads exactly one frame's bytes,
+// always with room for a full batch of control data, so fds never attach to
+// the wrong frame; MSG_CTRUNC, an fd count different from the manifest's
+// entry count, bad magic, an oversize length or bad JSON are errors naming
+// what is wrong, and every fd received is closed on every error path.
+// Received fds are close-on-exec.
+//
+// # Counters
+//
+// The manifest carries the old process's counter values at export (the new
+// one adds them to its registry). After the ack the old one sends, with
+// SendCounters, what grew since its last send, and Bye at exit; Follow
+// hands each batch to the caller.
+package reconfig

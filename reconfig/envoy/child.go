@@ -1,0 +1,227 @@
+package envoy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/mosnlite/mosnlite/service/stats"
+)
+
+// Child-side requests: this process (epoch N) asking its parent (epoch N-1).
+// Without a parent (epoch 0, or after TerminateParent) each returns its zero
+// result and no error, as Envoy's do. If the connection breaks, the parent
+// counts as gone: the call fails and later ones return ErrNoParent.
+
+// ShutdownParentAdmin asks the parent to stop serving its admin listener (so
+// that this process can take admin over) and returns the start time of the
+// first epoch, for uptime across epochs. The parent in turn terminates its own
+// parent, so that at most three processes live. Zero time without a parent.
+func (h *HotRestart) ShutdownParentAdmin(ctx context.Context) (time.Time, error) {
+	var reply shutdownAdminReply
+	f, err := h.roundTrip(ctx, msgShutdownAdmin, nil, msgShutdownAdminReply)
+	if err != nil || f == nil {
+		return time.Time{}, noParentOK(err)
+	}
+	defer f.closeFiles()
+	if err := f.decode(&reply); err != nil {
+		return time.Time{}, err
+	}
+	if reply.OriginalStartUnixNano == 0 {
+		return time.Time{}, nil
+	}
+	return time.Unix(0, reply.OriginalStartUnixNano), nil
+}
+
+// PassListenSockets asks the parent for all its listening sockets. The caller
+// owns the returned files (adopt them with net.FileListener, then close them).
+func (h *HotRestart) PassListenSockets(ctx context.Context) ([]ListenSocket, error) {
+	return h.passSockets(ctx, passSocketsRequest{})
+}
+
+// PassListenSocket asks the parent for its one listening socket at network and
+// (normalised) address; ok is false if the parent has none there.
+func (h *HotRestart) PassListenSocket(ctx context.Context, network, address string) (ls ListenSocket, ok bool, err error) {
+	if address == "" {
+		return ListenSocket{}, false, errors.New("envoy: pass listen socket: empty address")
+	}
+	got, err := h.passSockets(ctx, passSocketsRequest{Network: network, Address: address})
+	if err != nil || len(got) == 0 {
+		return ListenSocket{}, false, err
+	}
+	for _, extra := range got[1:] {
+		_ = extra.File.Close()
+	}
+	return got[0], true, nil
+}
+
+func (h *HotRestart) passSockets(ctx context.Context, req passSocketsRequest) ([]ListenSocket, error) {
+	f, err := h.roundTrip(ctx, msgPassSockets, req, msgPassSocketsReply)
+	if err != nil || f == nil {
+		return nil, noParentOK(err)
+	}
+	var reply passSocketsReply
+	if err := f.decode(&reply); err != nil {
+		f.closeFiles()
+		return nil, err
+	}
+	if len(reply.Sockets) != len(f.files) {
+		n := len(f.files)
+		f.closeFiles()
+		return nil, fmt.Errorf("envoy: pass listen sockets: %d entries for %d descriptors: %w", len(reply.Sockets), n, ErrGarbled)
+	}
+	out := make([]ListenSocket, len(reply.Sockets))
+	for i, e := range reply.Sockets {
+		out[i] = ListenSocket{Name: e.Name, Kind: e.Kind, Network: e.Network, Address: e.Address, File: f.files[i]}
+	}
+	return out, nil
+}
+
+// ParentStats asks the parent for its counters and gauges (see StatMerger).
+func (h *HotRestart) ParentStats(ctx context.Context) ([]stats.Sample, error) {
+	f, err := h.roundTrip(ctx, msgStats, nil, msgStatsReply)
+	if err != nil || f == nil {
+		return nil, noParentOK(err)
+	}
+	defer f.closeFiles()
+	var reply statsReply
+	if err := f.decode(&reply); err != nil {
+		return nil, err
+	}
+	return reply.Samples, nil
+}
+
+// DrainParentListeners tells the parent to stop accepting and drain; call it
+// once this process serves on every listener. It then clears INITIALIZING in
+// shared memory (also at epoch 0, which has no parent): from now on the next
+// epoch may start. The flag is cleared even if the parent could not be told.
+func (h *HotRestart) DrainParentListeners(ctx context.Context) error {
+	defer h.shm.MarkInitialized()
+	f, err := h.roundTrip(ctx, msgDrain, nil, msgDrainReply)
+	if f != nil {
+		f.closeFiles()
+	}
+	return noParentOK(err)
+}
+
+// TerminateParent tells the parent to shut down, and forgets it: later
+// requests return zero results. A parent that disappears before its reply
+// counts as terminated. If it does not answer in time the error says so;
+// ParentPID names the process for a harder measure.
+func (h *HotRestart) TerminateParent(ctx context.Context) error {
+	h.cmu.Lock()
+	attached := h.merger != nil
+	h.cmu.Unlock()
+	if attached && h.HasParent() {
+		// Last counts before the parent goes; a failure here must not keep it alive.
+		if err := h.SyncParentStats(ctx); err != nil {
+			h.log.WithError(err).Warn("final merge of the parent's stats failed")
+		}
+	}
+	f, err := h.roundTrip(ctx, msgTerminate, nil, msgTerminateReply)
+	if f != nil {
+		f.closeFiles()
+	}
+	h.cmu.Lock()
+	wasConnected := h.conn != nil
+	if h.conn != nil {
+		_ = h.conn.Close()
+		h.conn = nil
+	}
+	h.parentTerminated = true
+	h.parentGoneLocked()
+	h.cmu.Unlock()
+	if err == nil && wasConnected {
+		h.log.Info("parent terminated")
+	}
+	if errors.Is(err, errParentLost) && !isTimeout(err) {
+		return nil // it went away: terminated all the same
+	}
+	return noParentOK(err)
+}
+
+// TerminateParentAfter waits for d (--parent-shutdown-time-s) on the Config
+// clock, then terminates the parent. It returns early with ctx's error.
+func (h *HotRestart) TerminateParentAfter(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-h.cfg.After(d):
+	}
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.RequestTimeout)
+	defer cancel()
+	return h.TerminateParent(tctx)
+}
+
+// errParentLost marks a broken connection to the parent.
+var errParentLost = errors.New("connection to hot restart parent lost")
+
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// noParentOK turns "no parent" into success, as Envoy's child calls are no-ops then.
+func noParentOK(err error) error {
+	if errors.Is(err, ErrNoParent) {
+		return nil
+	}
+	return err
+}
+
+// roundTrip sends one request and reads its reply within ctx (or the default
+// timeout). It returns (nil, ErrNoParent) when there is no parent. Any
+// transport error breaks the connection for good: the parent counts as gone.
+func (h *HotRestart) roundTrip(ctx context.Context, req msgType, body any, want msgType) (*frame, error) {
+	h.cmu.Lock()
+	defer h.cmu.Unlock()
+	if h.conn == nil || h.parentTerminated {
+		return nil, ErrNoParent
+	}
+	ctx, cancel := h.withTimeout(ctx)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	c := h.conn
+	if err := c.SetDeadline(deadline); err != nil {
+		return nil, h.lose(fmt.Errorf("envoy: %v: %w", req, err))
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) }) // wake on cancel
+	defer stop()
+
+	if err := writeFrame(c, req, body, nil); err != nil {
+		return nil, h.lose(fmt.Errorf("envoy: request %v: %w", req, err))
+	}
+	f, err := readFrame(c)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+		return nil, h.lose(fmt.Errorf("envoy: reply to %v: %w", req, err))
+	}
+	_ = c.SetDeadline(time.Time{})
+	switch f.typ {
+	case want:
+		return &f, nil
+	case msgError:
+		f.closeFiles()
+		var e errorReply
+		_ = f.decode(&e)
+		return nil, fmt.Errorf("envoy: parent refused %v: %s", req, e.Message)
+	default:
+		f.closeFiles()
+		return nil, h.lose(fmt.Errorf("envoy: reply to %v was %v: %w", req, f.typ, ErrGarbled))
+	}
+}
+
+// lose drops a broken connection to the parent. Called with cmu held.
+func (h *HotRestart) lose(err error) error {
+	if h.conn != nil {
+		_ = h.conn.Close()
+		h.conn = nil
+	}
+	h.parentGoneLocked()
+	h.log.WithError(err).Warn("lost the hot restart parent")
+	return fmt.Errorf("%w: %w", err, errParentLost)
+}

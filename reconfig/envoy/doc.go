@@ -1,0 +1,106 @@
+// Package envoy is mosnlite's Envoy hot-restart compatibility layer: the
+// restart epochs, base id, shared memory region and per-epoch domain sockets
+// with which teams that run Envoy drive upgrades (the hot-restarter wrapper is
+// in the hotrestarter sub-package). The semantics are Envoy's; the wire format
+// is ours. It knows nothing of listeners, HTTP or the server: the caller hands
+// in plain data and callbacks (ParentHooks) and gets files and samples back.
+//
+// # Flags
+//
+// RegisterFlags registers Envoy's names and defaults: --restart-epoch (0),
+// --base-id (0), --use-dynamic-base-id, --base-id-path, --hot-restart-version,
+// --disable-hot-restart, --drain-time-s (600), --parent-shutdown-time-s (900),
+// --drain-strategy (gradual|immediate), --socket-path
+// (@mosnlite_domain_socket), --socket-mode (600, octal) and
+// --admin-address-path. Options.Validate refuses a dynamic base id with an
+// epoch above 0 ("cannot use --restart-epoch=1 with --use-dynamic-base-id").
+// --hot-restart-version prints Version (protocol version and region size,
+// "1.48"), or "disabled" with --disable-hot-restart; admin
+// /hot_restart_version returns the same string.
+//
+// # Base id and sockets
+//
+// Each process binds two unix stream sockets named
+// {socket_path}_{parent|child}_{base_id*10 + epoch%3}: at most three epochs
+// live at once, so ids wrap at 3. A socket path starting with "@" lives in
+// Linux's abstract namespace: no file, and file modes do not apply, so anyone
+// on the host (in the same network namespace) could connect. Every connection
+// is therefore checked with SO_PEERCRED, both ways: a peer must run as our uid
+// or as root. The parent also checks that the child connected from the
+// expected child socket name. Other paths are files, chmod'ed to
+// --socket-mode; a leftover file nobody listens on is replaced.
+//
+// The "parent" socket listens; the process's child (epoch+1) connects to it
+// from its own "child" socket, bound to its name before connecting. A name
+// already held by a live process (EADDRINUSE, or a file that accepts) is "in
+// use": the error suggests --base-id. With --use-dynamic-base-id random base
+// ids (below 2^28, as Envoy) are tried until both names bind; the chosen id
+// is written (as decimal, atomically) to --base-id-path, as is a fixed one.
+//
+// # Shared memory
+//
+// /dev/shm/mosnlite_shared_memory_{base_id*10}, 48 bytes, mode 0600: magic,
+// size, version, a state word (flags; pid owning INITIALIZING), the last
+// epoch to attach and the creation time. The sockets are bound first, so a
+// base id in use never touches the region. Epoch 0 removes any old region,
+// creates a new one with INITIALIZING set. Epoch N>0 attaches, refuses a
+// region of another size or version ("hot restart versions are not
+// compatible"), and sets INITIALIZING atomically; if a live process holds it,
+// Open fails with "previous process is still initializing" (ErrParentInitializing)
+// having changed nothing, and the caller should exit 1. DrainParentListeners
+// clears the flag once the child has taken over; Close clears it if the
+// process failed before that, and a flag whose owner died is taken over.
+//
+// # The takeover (process N, parent N-1)
+//
+//  1. Open: bind sockets, open shared memory, connect to N-1's parent socket.
+//  2. ShutdownParentAdmin: N-1 stops serving admin (ParentHooks.ShutdownAdmin)
+//     and returns the first epoch's start time; N-1 then terminates its own
+//     parent N-2 if it still lives, so at most three processes run.
+//  3. PassListenSockets (or PassListenSocket by address): N-1 sends dup'd
+//     descriptors of its listening sockets with their name, kind, network and
+//     address; N-1 keeps accepting meanwhile.
+//  4. AttachStats / SyncParentStats: counters continue (the parent's growth is
+//     added), gauges include the parent's while it lives (StatMerger.Overlay).
+//  5. Once N serves on every listener: DrainParentListeners. N-1 stops
+//     accepting and drains over --drain-time-s with --drain-strategy
+//     (DrainSchedule); INITIALIZING is cleared.
+//  6. TerminateParentAfter(--parent-shutdown-time-s): a last stats sync, then
+//     N-1 closes its epoch sockets and shuts down (ParentHooks.Terminate).
+//
+// A process shutting down on its own should TerminateParent too, as Envoy
+// does. Every request has a deadline (its context, else 10s); a broken
+// connection means the parent is gone. Without a parent (epoch 0, or after
+// TerminateParent) the child calls are no-ops returning zero values.
+//
+// Stats: server.hot_restart_generation is meant to be a gauge each process
+// sets to 1; it is "retained", so the overlay reads 1, 2, 3 across epochs even
+// after parents exit. server.live and other per-process gauges are not
+// imported (it reads 1).
+//
+// # Wire format
+//
+// Each message is a frame on the stream socket:
+//
+//	"MLHR" | version u8 | type u8 | fd count u16 | length u32 | JSON payload
+//
+// big-endian, payload at most 64 MiB. Descriptors ride as one SCM_RIGHTS
+// control message on the same sendmsg as the frame's first bytes (at most
+// 250). The receiver checks magic, version, MSG_CTRUNC and that the count of
+// descriptors matches the header, and closes every received descriptor on
+// any error. Requests and replies alternate on one connection:
+//
+//	1 shutdown_admin       → 2 {original_start_unix_nano}
+//	3 pass_listen_sockets {network, address} (empty address: all)
+//	                       → 4 {sockets: [{name, kind, network, address}]} + fds in order
+//	5 stats                → 6 {samples: [stats.Sample]}
+//	7 drain_listeners      → 8 {}
+//	9 terminate            → 10 {} (then the parent closes its sockets and shuts down)
+//	any unknown request    → 15 {message}
+//
+// # Parent death
+//
+// SetParentDeathSignal sets PR_SET_PDEATHSIG to SIGTERM, as Envoy does, so a
+// process dies with its launcher. Linux ties it to the calling thread: call it
+// on the main thread (see its doc).
+package envoy

@@ -1,0 +1,167 @@
+package envoy
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Drain strategies accepted by --drain-strategy.
+const (
+	DrainGradual   = "gradual"
+	DrainImmediate = "immediate"
+)
+
+// Defaults, as Envoy has them (the socket path is ours).
+const (
+	DefaultDrainTime          = 600 * time.Second
+	DefaultParentShutdownTime = 900 * time.Second
+	DefaultSocketPath         = "@mosnlite_domain_socket"
+	DefaultSocketMode         = os.FileMode(0o600)
+	// MaxBaseID keeps base_id*10 + 2 within 32 bits, as Envoy's uint32 does.
+	MaxBaseID = (math.MaxUint32 - 2) / 10
+)
+
+// Options are the hot-restart command line options, with Envoy's names and meaning.
+type Options struct {
+	RestartEpoch       int           // --restart-epoch
+	BaseID             int           // --base-id (unscaled: names use BaseID*10)
+	UseDynamicBaseID   bool          // --use-dynamic-base-id
+	BaseIDPath         string        // --base-id-path: the chosen base id is written here
+	HotRestartVersion  bool          // --hot-restart-version: print Version and exit (cmd's job)
+	DisableHotRestart  bool          // --disable-hot-restart
+	DrainTime          time.Duration // --drain-time-s
+	ParentShutdownTime time.Duration // --parent-shutdown-time-s
+	DrainStrategy      string        // --drain-strategy: gradual or immediate
+	SocketPath         string        // --socket-path: "@" prefix means the abstract namespace
+	SocketMode         os.FileMode   // --socket-mode: octal; ignored for abstract sockets
+	AdminAddressPath   string        // --admin-address-path: the admin address is written here
+}
+
+// DefaultOptions returns Envoy's defaults.
+func DefaultOptions() Options {
+	return Options{
+		DrainTime:          DefaultDrainTime,
+		ParentShutdownTime: DefaultParentShutdownTime,
+		DrainStrategy:      DrainGradual,
+		SocketPath:         DefaultSocketPath,
+		SocketMode:         DefaultSocketMode,
+	}
+}
+
+// Abstract reports whether the epoch sockets live in the abstract namespace.
+func (o Options) Abstract() bool { return strings.HasPrefix(o.SocketPath, "@") }
+
+// Validate checks the options on their own and against each other.
+func (o Options) Validate() error {
+	var errs []error
+	if o.RestartEpoch < 0 {
+		errs = append(errs, fmt.Errorf("--restart-epoch must not be negative, got %d", o.RestartEpoch))
+	}
+	if o.BaseID < 0 || o.BaseID > MaxBaseID {
+		errs = append(errs, fmt.Errorf("--base-id must be in [0, %d], got %d", MaxBaseID, o.BaseID))
+	}
+	if o.UseDynamicBaseID && o.RestartEpoch > 0 {
+		errs = append(errs, fmt.Errorf("cannot use --restart-epoch=%d with --use-dynamic-base-id", o.RestartEpoch))
+	}
+	if o.DrainStrategy != DrainGradual && o.DrainStrategy != DrainImmediate {
+		errs = append(errs, fmt.Errorf("unknown drain-strategy %q (want %s or %s)", o.DrainStrategy, DrainGradual, DrainImmediate))
+	}
+	if o.DrainTime < 0 {
+		errs = append(errs, fmt.Errorf("--drain-time-s must not be negative, got %v", o.DrainTime))
+	}
+	if o.ParentShutdownTime < 0 {
+		errs = append(errs, fmt.Errorf("--parent-shutdown-time-s must not be negative, got %v", o.ParentShutdownTime))
+	}
+	if o.SocketMode&^os.ModePerm != 0 {
+		errs = append(errs, fmt.Errorf("invalid socket-mode %o", o.SocketMode))
+	}
+	switch {
+	case o.SocketPath == "" || o.SocketPath == "@":
+		errs = append(errs, errors.New("--socket-path must not be empty"))
+	default:
+		// The longest name this process may use: the "parent" role and the largest id.
+		longest := SocketName(o.SocketPath, RoleParent, MaxBaseID, 2)
+		if len(longest) > maxSocketName {
+			errs = append(errs, fmt.Errorf("--socket-path %q is too long: socket names must fit in %d bytes", o.SocketPath, maxSocketName))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("envoy: options: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// ParseSocketMode parses a file mode written in octal, as --socket-mode takes it ("600", "0644").
+func ParseSocketMode(s string) (os.FileMode, error) {
+	v, err := strconv.ParseUint(strings.TrimSpace(s), 8, 32)
+	if err != nil || v&^uint64(os.ModePerm) != 0 {
+		return 0, fmt.Errorf("envoy: invalid socket-mode %q: want octal permission bits such as 600", s)
+	}
+	return os.FileMode(v), nil
+}
+
+// RegisterFlags registers the hot-restart flags on fs, writing into o. Go's flag
+// package takes both -name and --name. Registered: restart-epoch, base-id,
+// use-dynamic-base-id, base-id-path, hot-restart-version, disable-hot-restart,
+// drain-time-s, parent-shutdown-time-s, drain-strategy, socket-path,
+// socket-mode, admin-address-path. Not -c or --mode: those belong to cmd.
+// o's current values are the defaults shown; start from DefaultOptions.
+func RegisterFlags(fs *flag.FlagSet, o *Options) {
+	fs.IntVar(&o.RestartEpoch, "restart-epoch", o.RestartEpoch, "hot restart epoch #")
+	fs.IntVar(&o.BaseID, "base-id", o.BaseID, "base ID so that several instances can run on one host")
+	fs.BoolVar(&o.UseDynamicBaseID, "use-dynamic-base-id", o.UseDynamicBaseID,
+		"choose a free base ID dynamically; supersedes --base-id; not allowed with a restart epoch above 0")
+	fs.StringVar(&o.BaseIDPath, "base-id-path", o.BaseIDPath, "path to which the base ID is written")
+	fs.BoolVar(&o.HotRestartVersion, "hot-restart-version", o.HotRestartVersion, "print the hot restart compatibility version and exit")
+	fs.BoolVar(&o.DisableHotRestart, "disable-hot-restart", o.DisableHotRestart, "disable hot restart functionality")
+	fs.Var((*secondsValue)(&o.DrainTime), "drain-time-s", "hot restart drain time in seconds")
+	fs.Var((*secondsValue)(&o.ParentShutdownTime), "parent-shutdown-time-s", "hot restart parent shutdown time in seconds")
+	fs.StringVar(&o.DrainStrategy, "drain-strategy", o.DrainStrategy, "hot restart drain sequence behaviour, one of 'gradual' or 'immediate'")
+	fs.StringVar(&o.SocketPath, "socket-path", o.SocketPath, "path prefix of the hot restart sockets; a leading @ means the abstract namespace")
+	fs.Var((*modeValue)(&o.SocketMode), "socket-mode", "hot restart socket file permission (octal)")
+	fs.StringVar(&o.AdminAddressPath, "admin-address-path", o.AdminAddressPath, "path to which the admin address is written")
+}
+
+// secondsValue is a time.Duration written on the command line as whole seconds.
+type secondsValue time.Duration
+
+func (v *secondsValue) String() string {
+	if v == nil {
+		return "0"
+	}
+	return strconv.FormatInt(int64(time.Duration(*v)/time.Second), 10)
+}
+
+func (v *secondsValue) Set(s string) error {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+	if err != nil {
+		return fmt.Errorf("want a whole number of seconds, got %q", s)
+	}
+	*v = secondsValue(time.Duration(n) * time.Second)
+	return nil
+}
+
+// modeValue is an os.FileMode written in octal.
+type modeValue os.FileMode
+
+func (v *modeValue) String() string {
+	if v == nil {
+		return "600"
+	}
+	return strconv.FormatUint(uint64(*v), 8)
+}
+
+func (v *modeValue) Set(s string) error {
+	m, err := ParseSocketMode(s)
+	if err != nil {
+		return err
+	}
+	*v = modeValue(m)
+	return nil
+}

@@ -1,0 +1,141 @@
+package envoy
+
+import (
+	"flag"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultOptionsAreEnvoys(t *testing.T) {
+	o := DefaultOptions()
+	if o.RestartEpoch != 0 || o.BaseID != 0 || o.UseDynamicBaseID || o.DisableHotRestart {
+		t.Fatalf("epoch/base id defaults wrong: %+v", o)
+	}
+	if o.DrainTime != 600*time.Second || o.ParentShutdownTime != 900*time.Second {
+		t.Fatalf("drain %v / parent shutdown %v, want 600s / 900s", o.DrainTime, o.ParentShutdownTime)
+	}
+	if o.DrainStrategy != DrainGradual || o.SocketPath != "@mosnlite_domain_socket" || o.SocketMode != 0o600 {
+		t.Fatalf("strategy/socket defaults wrong: %+v", o)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	cases := []struct {
+		name    string
+		mod     func(*Options)
+		wantErr string
+	}{
+		{"defaults", func(*Options) {}, ""},
+		{"epoch and base id", func(o *Options) { o.RestartEpoch, o.BaseID = 999, 99 }, ""},
+		{"dynamic at epoch 0", func(o *Options) { o.UseDynamicBaseID = true }, ""},
+		{"dynamic above epoch 0", func(o *Options) { o.UseDynamicBaseID, o.RestartEpoch = true, 1 },
+			"cannot use --restart-epoch=1 with --use-dynamic-base-id"},
+		{"immediate", func(o *Options) { o.DrainStrategy = DrainImmediate }, ""},
+		{"unknown strategy", func(o *Options) { o.DrainStrategy = "sudden" }, `unknown drain-strategy "sudden"`},
+		{"negative epoch", func(o *Options) { o.RestartEpoch = -1 }, "--restart-epoch must not be negative"},
+		{"negative base id", func(o *Options) { o.BaseID = -1 }, "--base-id must be in"},
+		{"huge base id", func(o *Options) { o.BaseID = MaxBaseID + 1 }, "--base-id must be in"},
+		{"max base id", func(o *Options) { o.BaseID = MaxBaseID }, ""},
+		{"negative drain", func(o *Options) { o.DrainTime = -time.Second }, "--drain-time-s must not be negative"},
+		{"negative parent shutdown", func(o *Options) { o.ParentShutdownTime = -time.Second }, "--parent-shutdown-time-s"},
+		{"zero drain", func(o *Options) { o.DrainTime, o.ParentShutdownTime = 0, 0 }, ""},
+		{"empty socket path", func(o *Options) { o.SocketPath = "" }, "--socket-path must not be empty"},
+		{"bare @", func(o *Options) { o.SocketPath = "@" }, "--socket-path must not be empty"},
+		{"long socket path", func(o *Options) { o.SocketPath = "/" + strings.Repeat("x", 100) }, "too long"},
+		{"file socket path", func(o *Options) { o.SocketPath = "/run/mosnlite/hr" }, ""},
+		{"bad mode", func(o *Options) { o.SocketMode = os.ModeDir | 0o600 }, "invalid socket-mode"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := DefaultOptions()
+			tc.mod(&o)
+			err := o.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseSocketMode(t *testing.T) {
+	cases := []struct {
+		in   string
+		want os.FileMode
+		ok   bool
+	}{
+		{"600", 0o600, true}, {"0644", 0o644, true}, {"0", 0, true}, {"777", 0o777, true},
+		{"800", 0, false}, {"rw", 0, false}, {"", 0, false}, {"1777", 0, false}, {"-1", 0, false},
+	}
+	for _, tc := range cases {
+		got, err := ParseSocketMode(tc.in)
+		if tc.ok != (err == nil) || got != tc.want {
+			t.Errorf("ParseSocketMode(%q) = %o, %v; want %o, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestRegisterFlagsTakesEnvoyNames(t *testing.T) {
+	o := DefaultOptions()
+	fs := flag.NewFlagSet("mosnlite", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	RegisterFlags(fs, &o)
+	err := fs.Parse([]string{
+		"--restart-epoch", "2", "--base-id=7", "--base-id-path", "/tmp/id", "--disable-hot-restart",
+		"--hot-restart-version", "--drain-time-s", "3", "--parent-shutdown-time-s=4",
+		"--drain-strategy", "immediate", "--socket-path", "/run/hr", "--socket-mode", "644",
+		"--admin-address-path", "/tmp/admin",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Options{
+		RestartEpoch: 2, BaseID: 7, BaseIDPath: "/tmp/id", DisableHotRestart: true, HotRestartVersion: true,
+		DrainTime: 3 * time.Second, ParentShutdownTime: 4 * time.Second, DrainStrategy: DrainImmediate,
+		SocketPath: "/run/hr", SocketMode: 0o644, AdminAddressPath: "/tmp/admin",
+	}
+	if o != want {
+		t.Fatalf("parsed %+v\nwant   %+v", o, want)
+	}
+
+	o2 := DefaultOptions()
+	fs2 := flag.NewFlagSet("mosnlite", flag.ContinueOnError)
+	fs2.SetOutput(io.Discard)
+	RegisterFlags(fs2, &o2)
+	if err := fs2.Parse([]string{"--use-dynamic-base-id"}); err != nil || !o2.UseDynamicBaseID {
+		t.Fatalf("--use-dynamic-base-id: %v, %+v", err, o2)
+	}
+	if fs2.Lookup("drain-time-s").DefValue != "600" || fs2.Lookup("socket-mode").DefValue != "600" ||
+		fs2.Lookup("parent-shutdown-time-s").DefValue != "900" {
+		t.Fatal("flag defaults do not show Envoy's values")
+	}
+	for _, bad := range [][]string{{"--socket-mode", "9"}, {"--drain-time-s", "-1"}, {"--drain-time-s", "1.5"}} {
+		o3 := DefaultOptions()
+		fs3 := flag.NewFlagSet("x", flag.ContinueOnError)
+		fs3.SetOutput(io.Discard)
+		RegisterFlags(fs3, &o3)
+		if err := fs3.Parse(bad); err == nil {
+			t.Errorf("%v parsed without error", bad)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	if got := Version(true); got != "disabled" {
+		t.Fatalf("Version(true) = %q", got)
+	}
+	if got := Version(false); got != "1.48" {
+		t.Fatalf("Version(false) = %q, want protocol.size 1.48", got)
+	}
+}

@@ -1,0 +1,236 @@
+package envoy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mosnlite/mosnlite/service/stats"
+)
+
+// ParentHooks is what a process does when its child (epoch+1) asks. Hooks run
+// one at a time, on the goroutine that serves the child, except Terminate.
+// A nil hook answers with an empty result.
+type ParentHooks struct {
+	// ShutdownAdmin stops the admin listener from serving (the child takes admin
+	// over) and returns the start time of the first epoch. It may keep the admin
+	// socket open for ExportListeners, so that no connection is refused between.
+	ShutdownAdmin func() time.Time
+	// ExportListeners returns every listening socket this process serves, each
+	// with a descriptor that the Parent closes after sending, such as
+	// (*net.TCPListener).File() returns. It must not stop the listeners: the
+	// parent keeps accepting until Drain.
+	ExportListeners func() ([]ListenSocket, error)
+	// Stats returns this process's counters and gauges as the child should see
+	// them: the registry snapshot with StatMerger.Overlay applied, so that the
+	// gauges of a grandparent that still lives are included.
+	Stats func() []stats.Sample
+	// Drain stops accepting on every listener and starts the drain of existing
+	// connections over Options.DrainTime with Options.DrainStrategy (see
+	// DrainSchedule). It must return promptly.
+	Drain func()
+	// Terminate shuts this process down promptly (Envoy: as on SIGTERM). It runs
+	// on its own goroutine after the reply is sent and after this process's
+	// epoch sockets are closed.
+	Terminate func()
+}
+
+// Serve answers this process's child until Close (or Terminate): it accepts on
+// the parent-role socket, refuses peers of another user (SO_PEERCRED) and
+// peers not bound to the expected child socket name, and serves each
+// connection's requests in order. It returns nil once the socket is closed.
+func (h *HotRestart) Serve(hooks ParentHooks) error {
+	want := SocketName(h.opts.SocketPath, RoleChild, h.baseID, h.opts.RestartEpoch+1)
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := h.ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of descriptors and the like: back off and try again.
+			h.log.WithError(err).Warn("hot restart accept failed")
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if err := h.admit(c, want); err != nil {
+			h.log.WithError(err).Warn("refused a hot restart peer")
+			_ = c.Close()
+			continue
+		}
+		if !h.track(c) {
+			_ = c.Close()
+			return nil
+		}
+		go h.serveChild(c, hooks)
+	}
+}
+
+// admit checks a new connection's credentials and bound name.
+func (h *HotRestart) admit(c *net.UnixConn, want string) error {
+	if _, err := checkPeer(c, h.uid); err != nil {
+		return err
+	}
+	got := ""
+	if a, ok := c.RemoteAddr().(*net.UnixAddr); ok && a != nil {
+		got = a.Name
+	}
+	if got != want {
+		return fmt.Errorf("envoy: peer is bound to %q, expected the epoch %d child socket %q", got, h.opts.RestartEpoch+1, want)
+	}
+	return nil
+}
+
+// track records a child connection for Close; false once closed.
+func (h *HotRestart) track(c *net.UnixConn) bool {
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	if h.stopped {
+		return false
+	}
+	h.children[c] = struct{}{}
+	return true
+}
+
+func (h *HotRestart) untrack(c *net.UnixConn) {
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	delete(h.children, c)
+	_ = c.Close()
+}
+
+func (h *HotRestart) serveChild(c *net.UnixConn, hooks ParentHooks) {
+	defer h.untrack(c)
+	log := h.log.WithField("child_epoch", h.opts.RestartEpoch+1)
+	log.Info("hot restart child connected")
+	for {
+		f, err := readFrame(c) // no deadline: a child may be idle between stats polls
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				log.Info("hot restart child disconnected")
+			} else {
+				log.WithError(err).Warn("hot restart child sent a bad message; dropping it")
+			}
+			return
+		}
+		f.closeFiles() // requests carry no descriptors
+		h.pmu.Lock()
+		err = h.handle(c, f, hooks, log)
+		h.pmu.Unlock()
+		if err != nil {
+			log.WithError(err).Warn("hot restart reply failed; dropping the child")
+			return
+		}
+	}
+}
+
+// handle answers one request.
+func (h *HotRestart) handle(c *net.UnixConn, f frame, hooks ParentHooks, log *logrus.Entry) error {
+	_ = c.SetWriteDeadline(time.Now().Add(h.cfg.RequestTimeout))
+	defer func() { _ = c.SetWriteDeadline(time.Time{}) }()
+	log = log.WithField("request", f.typ.String())
+	switch f.typ {
+	case msgShutdownAdmin:
+		var start time.Time
+		if hooks.ShutdownAdmin != nil {
+			start = hooks.ShutdownAdmin()
+		}
+		log.Info("admin shut down for the child")
+		reply := shutdownAdminReply{}
+		if !start.IsZero() {
+			reply.OriginalStartUnixNano = start.UnixNano()
+		}
+		if err := writeFrame(c, msgShutdownAdminReply, reply, nil); err != nil {
+			return err
+		}
+		// A child exists now: our own parent (epoch-2 from the child's view) must go.
+		if h.HasParent() {
+			ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
+			err := h.TerminateParent(ctx)
+			cancel()
+			if err != nil {
+				log.WithError(err).Warn("could not terminate our own parent")
+			}
+		}
+		return nil
+	case msgPassSockets:
+		return h.passSocketsToChild(c, f, hooks, log)
+	case msgStats:
+		var samples []stats.Sample
+		if hooks.Stats != nil {
+			samples = finiteSamples(hooks.Stats())
+		}
+		return writeFrame(c, msgStatsReply, statsReply{Samples: samples}, nil)
+	case msgDrain:
+		log.Info("draining listeners for the child")
+		if hooks.Drain != nil {
+			hooks.Drain()
+		}
+		return writeFrame(c, msgDrainReply, nil, nil)
+	case msgTerminate:
+		log.Info("shutting down due to child request")
+		if err := writeFrame(c, msgTerminateReply, nil, nil); err != nil {
+			log.WithError(err).Warn("terminate reply failed; terminating anyway")
+		}
+		// Free our epoch socket names at once, so that the next epochs can bind them.
+		h.stopServing()
+		h.closeParentConn()
+		if hooks.Terminate != nil {
+			go hooks.Terminate()
+		}
+		return nil
+	default:
+		log.Warn("unrecognised hot restart request")
+		return writeFrame(c, msgError, errorReply{Message: "unrecognised request " + f.typ.String()}, nil)
+	}
+}
+
+func (h *HotRestart) passSocketsToChild(c *net.UnixConn, f frame, hooks ParentHooks, log *logrus.Entry) error {
+	var req passSocketsRequest
+	if err := f.decode(&req); err != nil {
+		return writeFrame(c, msgError, errorReply{Message: err.Error()}, nil)
+	}
+	var all []ListenSocket
+	if hooks.ExportListeners != nil {
+		var err error
+		if all, err = hooks.ExportListeners(); err != nil {
+			for _, s := range all {
+				closeQuietly(s)
+			}
+			return writeFrame(c, msgError, errorReply{Message: "export listeners: " + err.Error()}, nil)
+		}
+	}
+	defer func() {
+		for _, s := range all {
+			closeQuietly(s)
+		}
+	}()
+	reply := passSocketsReply{Sockets: []socketEntry{}}
+	var files []*os.File
+	for _, s := range all {
+		if req.Address != "" && (s.Address != req.Address || (req.Network != "" && s.Network != req.Network)) {
+			continue
+		}
+		if s.File == nil {
+			continue
+		}
+		reply.Sockets = append(reply.Sockets, socketEntry{Name: s.Name, Kind: s.Kind, Network: s.Network, Address: s.Address})
+		files = append(files, s.File)
+	}
+	log.WithField("sockets", len(files)).Info("passing listen sockets to the child")
+	return writeFrame(c, msgPassSocketsReply, reply, files)
+}
+
+func closeQuietly(s ListenSocket) {
+	if s.File != nil {
+		_ = s.File.Close()
+	}
+}

@@ -1,0 +1,200 @@
+package envoy
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/mosnlite/mosnlite/service/stats"
+)
+
+// CounterAdder receives the parent's counter growth; *stats.Registry is one.
+type CounterAdder interface {
+	AddCounters([]stats.Sample)
+}
+
+// DefaultNoImportGauges are gauges that describe one process only, so a
+// child never adds its parent's value to its own (server.live reads 1).
+func DefaultNoImportGauges() []string {
+	return []string{
+		"server.live", "server.state", "server.uptime", "server.concurrency",
+		"server.hot_restart_epoch", "server.version",
+	}
+}
+
+// DefaultRetainedGauges keep the parent's contribution after the parent is
+// gone, so server.hot_restart_generation reads 1, 2, 3 across epochs.
+func DefaultRetainedGauges() []string {
+	return []string{"server.hot_restart_generation"}
+}
+
+// StatMerger carries a parent's stats into the child, Envoy's way:
+// counters continue (the parent's growth since the last merge is added to the
+// child's registry), gauges include the parent's value while the parent lives
+// (applied at read time by Overlay, since gauges are set by their owners),
+// except no-import gauges; retained gauges keep the parent's last value after
+// it is gone. It is safe for concurrent use.
+type StatMerger struct {
+	noImport map[string]bool
+	retain   map[string]bool
+
+	mu       sync.Mutex
+	last     []stats.Sample          // parent's counters at the last merge
+	gauges   map[string]stats.Sample // parent's gauges at the last merge, by key
+	retained map[string]stats.Sample // retained gauges of parents gone
+	gone     bool
+}
+
+// NewStatMerger returns a merger; nil lists mean the defaults above.
+func NewStatMerger(noImport, retain []string) *StatMerger {
+	if noImport == nil {
+		noImport = DefaultNoImportGauges()
+	}
+	if retain == nil {
+		retain = DefaultRetainedGauges()
+	}
+	m := &StatMerger{
+		noImport: map[string]bool{},
+		retain:   map[string]bool{},
+		gauges:   map[string]stats.Sample{},
+		retained: map[string]stats.Sample{},
+	}
+	for _, n := range noImport {
+		m.noImport[n] = true
+	}
+	for _, n := range retain {
+		m.retain[n] = true
+	}
+	return m
+}
+
+// Merge takes a parent snapshot and returns the counter growth since the
+// previous one (all of it the first time), to add to the child's registry.
+// After ParentGone it returns nothing.
+func (m *StatMerger) Merge(parent []stats.Sample) []stats.Sample {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gone {
+		return nil
+	}
+	var counters []stats.Sample
+	gauges := map[string]stats.Sample{}
+	for _, s := range parent {
+		switch s.Kind {
+		case stats.KindCounter:
+			counters = append(counters, s)
+		case stats.KindGauge:
+			if !m.noImport[s.Name] {
+				gauges[s.Key()] = s
+			}
+		}
+	}
+	delta := stats.Delta(m.last, counters)
+	m.last, m.gauges = counters, gauges
+	return delta
+}
+
+// ParentGone drops the parent's gauge contributions, keeping retained ones.
+func (m *StatMerger) ParentGone() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gone {
+		return
+	}
+	m.gone = true
+	for k, s := range m.gauges {
+		if m.retain[s.Name] {
+			m.retained[k] = s
+		}
+	}
+	m.gauges, m.last = map[string]stats.Sample{}, nil
+}
+
+// Overlay returns own (a registry snapshot) with the parent's gauges added:
+// a gauge both have reads the sum; one only the parent has appears with the
+// parent's value. Counters pass unchanged. The result is sorted by key.
+func (m *StatMerger) Overlay(own []stats.Sample) []stats.Sample {
+	m.mu.Lock()
+	extra := make(map[string]stats.Sample, len(m.gauges)+len(m.retained))
+	for k, s := range m.retained {
+		extra[k] = s
+	}
+	for k, s := range m.gauges {
+		if r, ok := extra[k]; ok {
+			s.Value += r.Value
+		}
+		extra[k] = s
+	}
+	m.mu.Unlock()
+
+	out := make([]stats.Sample, 0, len(own)+len(extra))
+	for _, s := range own {
+		if s.Kind == stats.KindGauge && !m.noImport[s.Name] {
+			if p, ok := extra[s.Key()]; ok {
+				s.Value += p.Value
+				delete(extra, s.Key())
+			}
+		}
+		out = append(out, s)
+	}
+	for _, s := range extra {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+// AttachStats makes this process merge its parent's stats into m and into
+// (the child's registry): SyncParentStats and RunStatsSync use them, a final
+// sync precedes TerminateParent, and m learns ParentGone whenever the parent
+// is terminated or lost.
+func (h *HotRestart) AttachStats(m *StatMerger, into CounterAdder) {
+	h.cmu.Lock()
+	defer h.cmu.Unlock()
+	h.merger, h.counters = m, into
+	if h.conn == nil || h.parentTerminated {
+		m.ParentGone()
+	}
+}
+
+// SyncParentStats pulls the parent's stats once and merges them (see AttachStats).
+func (h *HotRestart) SyncParentStats(ctx context.Context) error {
+	h.cmu.Lock()
+	m, into := h.merger, h.counters
+	h.cmu.Unlock()
+	if m == nil {
+		return fmt.Errorf("envoy: sync parent stats: AttachStats was not called")
+	}
+	samples, err := h.ParentStats(ctx)
+	if err != nil {
+		return err
+	}
+	if samples != nil {
+		into.AddCounters(m.Merge(samples))
+	}
+	return nil
+}
+
+// RunStatsSync calls SyncParentStats every interval on the Config clock until
+// the parent is gone or ctx ends. Errors are logged; a broken connection ends it.
+func (h *HotRestart) RunStatsSync(ctx context.Context, every time.Duration) {
+	for h.HasParent() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.cfg.After(every):
+		}
+		if err := h.SyncParentStats(ctx); err != nil {
+			h.log.WithError(err).Warn("could not merge the parent's stats")
+		}
+	}
+}
+
+// parentGoneLocked tells the attached merger; called with cmu held.
+func (h *HotRestart) parentGoneLocked() {
+	if h.merger != nil {
+		h.merger.ParentGone()
+	}
+}

@@ -1,0 +1,475 @@
+package reconfig
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mosnlite/mosnlite/service/stats"
+)
+
+// DefaultHandoffTimeout bounds a handoff when no deadline is given.
+const DefaultHandoffTimeout = 10 * time.Second
+
+// nackWriteTimeout bounds the best-effort nack a failing new process sends.
+const nackWriteTimeout = 2 * time.Second
+
+// InheritedFile is one listening socket received in a manifest.
+type InheritedFile struct {
+	Entry FDEntry
+	File  *os.File
+}
+
+// Upgrade is the starting process's side of a handoff, from Begin to
+// TakeOver. It holds the upgrade lock until TakeOver or Fail.
+type Upgrade struct {
+	log   *logrus.Entry
+	dir   string
+	pid   int
+	euid  uint32
+	begun time.Time
+
+	mu       sync.Mutex
+	lock     *os.File // upgrade.lock, held while non-nil
+	fresh    bool
+	oldPID   int
+	manifest Manifest
+	files    []InheritedFile
+	conn     *net.UnixConn // the handoff connection (accepted on listen.sock)
+	acked    bool
+	failed   bool
+	tookOver bool
+
+	followOnce sync.Once
+	followDone chan struct{} // closed when the predecessor is finished with us
+}
+
+// Begin starts this process's life in uds_dir dir: it takes the upgrade
+// lock and asks a running process, if any, to hand over its listeners.
+//
+// With nobody answering on reconfig.sock (no file, or a stale one, which is
+// removed) the result is a fresh start: Fresh reports true. Otherwise the
+// returned Upgrade holds the old process's manifest and fds. Every step is
+// bounded by ctx's deadline (DefaultHandoffTimeout when ctx has none).
+// A lock held elsewhere, or an old process busy with another upgrade, is
+// ErrUpgradeInProgress. On error nothing is left behind: fds closed,
+// listen.sock removed, lock released, reconfig.sock untouched.
+func Begin(ctx context.Context, dir string, log *logrus.Entry) (*Upgrade, error) {
+	return begin(ctx, dir, log, os.Getpid(), uint32(os.Geteuid()))
+}
+
+func begin(ctx context.Context, dir string, log *logrus.Entry, pid int, euid uint32) (*Upgrade, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultHandoffTimeout)
+		defer cancel()
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reconfig: uds_dir: %w", err)
+	}
+	if err := ensureDir(abs, euid); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(abs)
+	if err != nil {
+		return nil, err
+	}
+	u := &Upgrade{
+		log: orDiscard(log), dir: abs, pid: pid, euid: euid, begun: time.Now(),
+		lock: lock, followDone: make(chan struct{}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			u.release()
+		}
+	}()
+
+	path := filepath.Join(abs, ReconfigSock)
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		u.fresh = true
+	case errors.Is(err, syscall.ECONNREFUSED):
+		// A socket file nobody accepts on, left by a killed process. The lock
+		// guarantees no other process is about to bind it.
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("reconfig: remove stale %s: %w", path, err)
+		}
+		u.log.WithField("path", path).Info("removed stale reconfig socket")
+		u.fresh = true
+	case err != nil:
+		return nil, fmt.Errorf("reconfig: dial %s: %w", path, err)
+	}
+	if u.fresh {
+		u.log.WithField("new_pid", pid).Info("no running process: fresh start")
+		ok = true
+		return u, nil
+	}
+	if err := u.handshake(ctx, c.(*net.UnixConn)); err != nil {
+		return nil, err
+	}
+	ok = true
+	return u, nil
+}
+
+// handshake runs the new side from the connected reconfig.sock to a received manifest.
+func (u *Upgrade) handshake(ctx context.Context, c *net.UnixConn) error {
+	defer c.Close()
+	deadline, _ := ctx.Deadline()
+	timeout := time.Until(deadline).Round(time.Millisecond)
+	oldPID, err := checkPeer(c, u.euid)
+	if err != nil {
+		return fmt.Errorf("reconfig: process on reconfig.sock: %w", err)
+	}
+	u.oldPID = oldPID
+	log := u.log.WithFields(logrus.Fields{"old_pid": oldPID, "new_pid": u.pid})
+	log.Info("running process found, requesting upgrade")
+
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	c.SetDeadline(deadline)
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return u.stepError("answer on reconfig.sock", timeout, err)
+	}
+	switch b[0] {
+	case 'U':
+	case 'B':
+		return ErrUpgradeInProgress
+	default:
+		return fmt.Errorf("reconfig: old process (pid %d) answered %q on reconfig.sock, want 'U'", oldPID, b[0])
+	}
+
+	ln, err := bindSocket(u.dir, ListenSock)
+	if err != nil {
+		return err
+	}
+	lnPath := filepath.Join(u.dir, ListenSock)
+	defer func() {
+		ln.Close()
+		os.Remove(lnPath) // only the lock holder ever binds it
+	}()
+	if _, err := c.Write([]byte{'L'}); err != nil {
+		return u.stepError("read our listen signal", timeout, err)
+	}
+	log.Info("listening on listen.sock")
+
+	hc, err := acceptOrGone(ctx, ln, c, deadline)
+	if err != nil {
+		return u.stepError("connect to listen.sock", timeout, err)
+	}
+	ln.Close()
+	os.Remove(lnPath)
+
+	peerPID, err := checkPeer(hc, u.euid)
+	if err == nil && peerPID != oldPID {
+		err = fmt.Errorf("peer pid %d is not the old process (pid %d)", peerPID, oldPID)
+	}
+	if err != nil {
+		hc.Close()
+		return fmt.Errorf("reconfig: process on listen.sock: %w", err)
+	}
+
+	stopH := context.AfterFunc(ctx, func() { hc.SetDeadline(time.Now()) })
+	hc.SetDeadline(deadline)
+	m, files, err := readManifest(newDecoder(hc))
+	stopH()
+	if err != nil {
+		err = u.stepError("send its manifest", timeout, err)
+		sendNack(hc, u.pid, err)
+		hc.Close()
+		return err
+	}
+	hc.SetDeadline(time.Time{})
+	u.conn = hc
+	u.manifest = m
+	for i := range files {
+		u.files = append(u.files, InheritedFile{Entry: m.Entries[i], File: files[i]})
+	}
+	log.WithFields(logrus.Fields{"listeners": len(files), "generation": m.Generation}).Info("received manifest")
+	return nil
+}
+
+// acceptOrGone accepts the old process's connection on ln, giving up at the
+// deadline or as soon as the old process closes its reconfig connection.
+func acceptOrGone(ctx context.Context, ln *net.UnixListener, c *net.UnixConn, deadline time.Time) (*net.UnixConn, error) {
+	ln.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { ln.SetDeadline(time.Now()) })
+	defer stop()
+	gone := make(chan struct{})
+	var watchErr error
+	go func() {
+		var b [1]byte
+		_, watchErr = c.Read(b[:]) // the old never writes again: this returns when it goes away
+		close(gone)
+	}()
+	type result struct {
+		c   *net.UnixConn
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		hc, err := ln.AcceptUnix()
+		res <- result{hc, err}
+	}()
+	var r result
+	select {
+	case r = <-res:
+	case <-gone:
+		// If it connected just before leaving, keep the connection: the
+		// manifest read will tell. At the deadline, the accept's error says so.
+		ln.SetDeadline(time.Now())
+		if r = <-res; r.err != nil && !errors.Is(watchErr, os.ErrDeadlineExceeded) {
+			r.err = errors.New("the old process closed the reconfig connection")
+		}
+	}
+	c.SetReadDeadline(time.Now())
+	<-gone
+	return r.c, r.err
+}
+
+// stepError names what the old process failed to do and why.
+func (u *Upgrade) stepError(what string, timeout time.Duration, err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("reconfig: old process (pid %d) did not %s within the %s handoff deadline: %w", u.oldPID, what, timeout, err)
+	}
+	if errors.Is(err, io.EOF) {
+		err = errors.New("connection closed")
+	}
+	return fmt.Errorf("reconfig: old process (pid %d) did not %s: %w", u.oldPID, what, err)
+}
+
+// sendNack tells the old process why we give up, if it still listens.
+func sendNack(c *net.UnixConn, pid int, reason error) {
+	msg := "unknown"
+	if reason != nil {
+		msg = reason.Error()
+	}
+	p, _ := json.Marshal(nackMsg{PID: pid, Reason: msg})
+	c.SetWriteDeadline(time.Now().Add(nackWriteTimeout))
+	writeFrame(c, typeNack, 0, p, nil)
+}
+
+// Fresh reports whether no process was running: there is nothing to inherit.
+func (u *Upgrade) Fresh() bool { return u.fresh }
+
+// OldPID is the pid of the process handing over, 0 on a fresh start.
+func (u *Upgrade) OldPID() int { return u.oldPID }
+
+// Manifest returns the received manifest (zero on a fresh start).
+func (u *Upgrade) Manifest() Manifest { return u.manifest }
+
+// Generation is this process's generation: the old one's plus one, or 0 on
+// a fresh start.
+func (u *Upgrade) Generation() uint64 {
+	if u.fresh {
+		return 0
+	}
+	return u.manifest.Generation + 1
+}
+
+// StartTime is the first start of this process's lineage: the old one's, or
+// the time Begin ran on a fresh start.
+func (u *Upgrade) StartTime() time.Time {
+	if u.fresh || u.manifest.StartTime.IsZero() {
+		return u.begun
+	}
+	return u.manifest.StartTime
+}
+
+// Counters returns the old process's counter values at export.
+func (u *Upgrade) Counters() []stats.Sample { return u.manifest.Counters }
+
+// Files returns the inherited sockets, one per manifest entry, in order.
+// The Upgrade owns them and closes every one in Ack or Fail, so take what
+// you need (net.FileListener makes its own copy) before acking.
+func (u *Upgrade) Files() []InheritedFile {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]InheritedFile(nil), u.files...)
+}
+
+// Ack tells the old process we are serving: it stops accepting and drains.
+// Ack refuses once the old process's ack deadline has passed, since it will
+// have gone back to serving. On error the old process carries on: call
+// Fail and exit. Every inherited file is closed.
+func (u *Upgrade) Ack(ctx context.Context) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case u.fresh:
+		return errors.New("reconfig: ack: fresh start, nobody to ack")
+	case u.failed:
+		return errors.New("reconfig: ack: upgrade already failed")
+	case u.acked:
+		return errors.New("reconfig: ack: already acked")
+	}
+	u.closeFiles()
+	if dl := u.manifest.AckDeadline; !dl.IsZero() && time.Now().After(dl) {
+		return fmt.Errorf("reconfig: ack: the old process (pid %d) stopped waiting at %s", u.oldPID, dl.Format(time.RFC3339Nano))
+	}
+	deadline := time.Now().Add(DefaultHandoffTimeout)
+	if dl, ok := ctx.Deadline(); ok {
+		deadline = dl
+	}
+	stop := context.AfterFunc(ctx, func() { u.conn.SetWriteDeadline(time.Now()) })
+	defer stop()
+	u.conn.SetWriteDeadline(deadline)
+	p, _ := json.Marshal(ackMsg{PID: u.pid})
+	if err := writeFrame(u.conn, typeAck, 0, p, nil); err != nil {
+		return fmt.Errorf("reconfig: send ack to old process (pid %d): %w", u.oldPID, err)
+	}
+	u.conn.SetWriteDeadline(time.Time{})
+	u.acked = true
+	u.log.WithFields(logrus.Fields{"old_pid": u.oldPID, "new_pid": u.pid}).Info("acked: old process stops accepting")
+	return nil
+}
+
+// Fail abandons the upgrade: it sends the old process a nack naming reason
+// (if not yet acked), closes every inherited file and releases the lock.
+// reconfig.sock is never touched, so the old process can be upgraded again
+// at once. Fail is idempotent and does nothing after TakeOver.
+func (u *Upgrade) Fail(reason error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.failed || u.tookOver {
+		return
+	}
+	u.failed = true
+	if u.conn != nil && !u.acked {
+		sendNack(u.conn, u.pid, reason)
+	}
+	u.releaseLocked()
+}
+
+// release frees everything (Begin's error path).
+func (u *Upgrade) release() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.failed = true
+	u.releaseLocked()
+}
+
+func (u *Upgrade) releaseLocked() {
+	u.closeFiles()
+	if u.conn != nil {
+		u.conn.Close()
+	}
+	if u.lock != nil {
+		u.lock.Close()
+		u.lock = nil
+	}
+	u.followOnce.Do(func() { close(u.followDone) })
+}
+
+func (u *Upgrade) closeFiles() {
+	for _, f := range u.files {
+		f.File.Close()
+	}
+}
+
+// TakeOver binds reconfig.sock for this process (replacing the old path
+// atomically), releases the upgrade lock and starts a Server on it. Call it
+// after Ack, or at once after a fresh start once the listeners are open.
+// Until Follow returns, the Server answers further upgrade requests with
+// "busy": the predecessor is still draining into our counters.
+func (u *Upgrade) TakeOver(cfg ServerConfig) (*Server, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case u.failed:
+		return nil, errors.New("reconfig: take over: upgrade failed")
+	case u.tookOver:
+		return nil, errors.New("reconfig: take over: already done")
+	case !u.fresh && !u.acked:
+		return nil, errors.New("reconfig: take over: not acked")
+	}
+	ln, err := bindSocket(u.dir, ReconfigSock)
+	if err != nil {
+		return nil, err
+	}
+	var pred <-chan struct{}
+	if !u.fresh {
+		pred = u.followDone
+	}
+	srv := newServer(ln, u.dir, u.pid, u.euid, pred, cfg)
+	u.tookOver = true
+	u.lock.Close()
+	u.lock = nil
+	u.log.WithField("new_pid", u.pid).Info("took over reconfig.sock")
+	go srv.serve()
+	return srv, nil
+}
+
+// Follow reads what the old process sends while it drains, passing each
+// batch of counter increments to onCounters, until the old process says
+// bye (nil), the connection closes without a bye (an error), or ctx ends.
+// Call it after Ack; the Server answers "busy" until it returns.
+func (u *Upgrade) Follow(ctx context.Context, onCounters func([]stats.Sample)) error {
+	u.mu.Lock()
+	conn, acked := u.conn, u.acked
+	u.mu.Unlock()
+	if !acked {
+		return errors.New("reconfig: follow: not acked")
+	}
+	defer func() {
+		conn.Close()
+		u.followOnce.Do(func() { close(u.followDone) })
+	}()
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	log := u.log.WithFields(logrus.Fields{"old_pid": u.oldPID, "new_pid": u.pid})
+	d := newDecoder(conn)
+	for {
+		f, err := d.next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, ctx.Err())
+			}
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("reconfig: old process (pid %d) closed the handoff connection without bye", u.oldPID)
+			}
+			return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, err)
+		}
+		f.closeFDs() // nothing after the manifest carries fds in this version
+		switch f.typ {
+		case typeCounters:
+			var m countersMsg
+			if err := decodePayload(f, &m); err != nil {
+				return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, err)
+			}
+			// Called even for an empty batch: the first batch after the ack
+			// tells the caller the old process has stopped accepting.
+			if onCounters != nil {
+				onCounters(m.Counters)
+			}
+		case typeBye:
+			log.Info("old process said bye")
+			return nil
+		default:
+			return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, badFrame("unexpected %s frame", f.typ))
+		}
+	}
+}
+
+func orDiscard(log *logrus.Entry) *logrus.Entry {
+	if log != nil {
+		return log
+	}
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}

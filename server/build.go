@@ -1,0 +1,103 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/listener"
+	"github.com/mosnlite/mosnlite/server/cluster"
+	"github.com/mosnlite/mosnlite/server/proxy"
+	"github.com/mosnlite/mosnlite/service"
+	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/sirupsen/logrus"
+)
+
+// Service listener names. They identify the service sockets across a handoff.
+const (
+	ServiceAdmin   = "admin"
+	ServicePprof   = "pprof"
+	ServiceMetrics = "metrics"
+)
+
+// build creates the cluster manager and one part per configured listener,
+// services first. Nothing is bound yet.
+func (s *Server) build() (*cluster.Manager, []*part, error) {
+	clusters, err := cluster.NewManager(s.cfg.ClusterManager.Clusters, s.reg, s.opts.Log.WithField("component", "cluster"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: clusters: %w", err)
+	}
+	var parts []*part
+	svcs := []struct {
+		name string
+		cfg  *config.ServiceConfig
+		h    func() (http.Handler, error)
+	}{
+		{ServiceAdmin, s.cfg.Admin, func() (http.Handler, error) {
+			return service.NewAdminHandler(s, s.reg, s.clock, s.opts.Log.WithField("component", "admin")), nil
+		}},
+		{ServicePprof, s.cfg.Pprof, func() (http.Handler, error) { return service.NewPprofHandler(), nil }},
+		{ServiceMetrics, s.cfg.Metrics, func() (http.Handler, error) { return service.NewMetricsHandler(s.reg) }},
+	}
+	for _, sv := range svcs {
+		if sv.cfg == nil || sv.cfg.Address == "" {
+			continue
+		}
+		spec, err := specFor(sv.name, listener.KindService, sv.cfg.Network, sv.cfg.Address)
+		if err != nil {
+			return nil, nil, fmt.Errorf("server: %s: %w", sv.name, err)
+		}
+		h, err := sv.h()
+		if err != nil {
+			return nil, nil, fmt.Errorf("server: %s: %w", sv.name, err)
+		}
+		parts = append(parts, &part{spec: spec, svc: service.NewServer(sv.name, h, s.opts.Log.WithField("component", sv.name))})
+	}
+	for i := range s.cfg.Servers {
+		srv := &s.cfg.Servers[i]
+		log := s.serverLog(i)
+		for _, l := range srv.Listeners {
+			spec, err := specFor(l.Name, listener.KindServer, l.Network, l.Address)
+			if err != nil {
+				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
+			}
+			p, err := newProxy(l, srv, clusters, s.reg, log)
+			if err != nil {
+				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
+			}
+			parts = append(parts, &part{spec: spec, proxy: p})
+		}
+	}
+	return clusters, parts, nil
+}
+
+func newProxy(l config.Listener, srv *config.Server, clusters *cluster.Manager, reg *stats.Registry, log *logrus.Entry) (proxy.Proxy, error) {
+	if len(l.FilterChains) != 1 || len(l.FilterChains[0].Filters) != 1 {
+		return nil, fmt.Errorf("want exactly one filter chain with one filter")
+	}
+	f := l.FilterChains[0].Filters[0]
+	log = log.WithField("listener", l.Name)
+	switch {
+	case f.HTTP != nil:
+		r := srv.Router(f.HTTP.RouterConfigName)
+		if r == nil {
+			return nil, fmt.Errorf("router %q not found", f.HTTP.RouterConfigName)
+		}
+		return proxy.NewHTTP(l, r, clusters, reg, log.WithField("component", "http_proxy"))
+	case f.TCP != nil:
+		return proxy.NewTCP(l, clusters, reg, log.WithField("component", "tcp_proxy"))
+	default:
+		return nil, fmt.Errorf("filter type %q has no config", f.Type)
+	}
+}
+
+func specFor(name string, kind listener.Kind, network, address string) (listener.Spec, error) {
+	if network == "" {
+		network = config.NetworkTCP
+	}
+	addr, err := listener.Normalize(network, address)
+	if err != nil {
+		return listener.Spec{}, err
+	}
+	return listener.Spec{Name: name, Kind: kind, Network: network, Address: addr}, nil
+}

@@ -1,0 +1,68 @@
+package cluster
+
+import (
+	"net"
+	"sync/atomic"
+)
+
+// Host is one upstream address of a cluster.
+type Host struct {
+	index   int // position in the cluster's host list
+	address string
+	network string
+	weight  int
+
+	healthy atomic.Bool
+	active  atomic.Int64 // requests or sessions in flight, for least-request
+}
+
+func newHost(index int, network, address string, weight int) *Host {
+	if network == "" {
+		network = "tcp"
+	}
+	if weight <= 0 {
+		weight = 1
+	}
+	h := &Host{index: index, address: address, network: network, weight: weight}
+	h.healthy.Store(true)
+	return h
+}
+
+// Address returns the host's address ("ip:port" or a unix socket path).
+func (h *Host) Address() string { return h.address }
+
+// Network returns "tcp" or "unix".
+func (h *Host) Network() string { return h.network }
+
+// Weight returns the host's load-balancing weight (at least 1).
+func (h *Host) Weight() int { return h.weight }
+
+// Healthy reports whether the host may be picked.
+func (h *Host) Healthy() bool { return h.healthy.Load() }
+
+// Acquire counts one more request or session in flight on h.
+func (h *Host) Acquire() { h.active.Add(1) }
+
+// Release undoes one Acquire.
+func (h *Host) Release() { h.active.Add(-1) }
+
+// ActiveRequests returns the number of requests or sessions in flight on h.
+func (h *Host) ActiveRequests() int64 { return h.active.Load() }
+
+func (h *Host) String() string { return h.network + "://" + h.address }
+
+// hostConn is an upstream connection that remembers its host; the HTTP
+// transport's connections are of this type.
+type hostConn struct {
+	net.Conn
+	host *Host
+}
+
+// HostOf returns the host an upstream connection made by a cluster's
+// Transport goes to, or nil if conn did not come from one.
+func HostOf(conn net.Conn) *Host {
+	if hc, ok := conn.(*hostConn); ok {
+		return hc.host
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/service/stats"
+)
+
+// Manager holds every cluster of one process and runs their health checks.
+type Manager struct {
+	clusters map[string]*Cluster
+	log      *logrus.Entry
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// NewManager builds the clusters. It fails on a duplicate name, an unknown
+// lb_type or a host without an address. Health checks start with Start.
+func NewManager(cfgs []config.Cluster, reg *stats.Registry, log *logrus.Entry) (*Manager, error) {
+	if reg == nil {
+		reg = stats.New()
+	}
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		log = logrus.NewEntry(l)
+	}
+	log = log.WithField("component", "cluster")
+	m := &Manager{clusters: make(map[string]*Cluster, len(cfgs)), log: log}
+	for _, cfg := range cfgs {
+		if _, dup := m.clusters[cfg.Name]; dup {
+			return nil, fmt.Errorf("cluster: duplicate cluster %q", cfg.Name)
+		}
+		c, err := newCluster(cfg, reg, log)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		m.clusters[cfg.Name] = c
+	}
+	return m, nil
+}
+
+// Get returns the named cluster, or nil.
+func (m *Manager) Get(name string) *Cluster { return m.clusters[name] }
+
+// Names returns the cluster names, sorted.
+func (m *Manager) Names() []string {
+	out := make([]string, 0, len(m.clusters))
+	for n := range m.clusters {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Start runs the active health checks until ctx ends or Close is called.
+// Calling it again, or after Close, does nothing.
+func (m *Manager) Start(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started || m.closed {
+		return
+	}
+	m.started = true
+	ctx, m.cancel = context.WithCancel(ctx)
+	for _, c := range m.clusters {
+		if c.health == nil {
+			continue
+		}
+		for _, h := range c.hosts {
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				c.runHealthCheck(ctx, h)
+			}()
+		}
+	}
+}
+
+// Close stops the health checks, waits for them, and closes idle pooled
+// upstream connections.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	cancel := m.cancel
+	m.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	m.wg.Wait()
+	for _, c := range m.clusters {
+		c.transport.CloseIdleConnections()
+	}
+}

@@ -1,0 +1,215 @@
+// Package conntrack tracks a listener's accepted connections so that a drain
+// can see every one of them, ask each to finish, and close what remains.
+package conntrack
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/mosnlite/mosnlite/service/stats"
+)
+
+// State is a tracked connection's coarse state.
+type State int
+
+const (
+	// Idle: between requests (HTTP keep-alive) or not yet started; safe to close or hand over.
+	Idle State = iota
+	// Active: a request or a session is in flight.
+	Active
+)
+
+func (s State) String() string {
+	switch s {
+	case Idle:
+		return "idle"
+	case Active:
+		return "active"
+	default:
+		return fmt.Sprintf("state(%d)", int(s))
+	}
+}
+
+// Conn is what a tracker can ask of a connection.
+type Conn interface {
+	// Drain asks the connection to finish at its next safe point and close.
+	// It must not block.
+	Drain()
+	// Close closes the connection now.
+	Close() error
+}
+
+// Tracker holds the live connections of one listener. The zero value is not
+// usable; call New.
+type Tracker struct {
+	listener string
+	gauge    *stats.Gauge // may be nil
+
+	mu       sync.Mutex
+	conns    map[Conn]State
+	draining bool
+	closing  bool
+	empty    chan struct{} // closed while conns is empty; replaced when it fills
+}
+
+// New returns an empty tracker for the named listener. gauge, if not nil,
+// follows the number of tracked connections.
+func New(listener string, gauge *stats.Gauge) *Tracker {
+	empty := make(chan struct{})
+	close(empty)
+	return &Tracker{listener: listener, gauge: gauge, conns: map[Conn]State{}, empty: empty}
+}
+
+// Listener returns the listener name the tracker was made for.
+func (t *Tracker) Listener() string { return t.listener }
+
+// Add tracks c in state Active and returns a function that stops tracking it
+// (safe to call more than once). If the tracker is draining, c is drained at
+// once; if CloseAll was called, c is closed at once (and still tracked until
+// removed, so that Wait sees it go).
+func (t *Tracker) Add(c Conn) (remove func()) {
+	t.mu.Lock()
+	if len(t.conns) == 0 {
+		t.empty = make(chan struct{})
+	}
+	if _, dup := t.conns[c]; !dup && t.gauge != nil {
+		t.gauge.Inc()
+	}
+	t.conns[c] = Active
+	draining, closing := t.draining, t.closing
+	t.mu.Unlock()
+
+	switch {
+	case closing:
+		_ = c.Close()
+	case draining:
+		c.Drain()
+	}
+	return func() { t.Remove(c) }
+}
+
+// Remove stops tracking c. Removing an untracked conn does nothing.
+func (t *Tracker) Remove(c Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.conns[c]; !ok {
+		return
+	}
+	delete(t.conns, c)
+	if t.gauge != nil {
+		t.gauge.Dec()
+	}
+	if len(t.conns) == 0 {
+		close(t.empty)
+	}
+}
+
+// SetState records c's state. Untracked conns are ignored.
+func (t *Tracker) SetState(c Conn, s State) {
+	t.mu.Lock()
+	if _, ok := t.conns[c]; ok {
+		t.conns[c] = s
+	}
+	t.mu.Unlock()
+}
+
+// State returns c's recorded state and whether c is tracked.
+func (t *Tracker) State(c Conn) (State, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.conns[c]
+	return s, ok
+}
+
+// Len returns the number of tracked connections.
+func (t *Tracker) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
+// Count returns the number of tracked connections in state s.
+func (t *Tracker) Count(s State) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, st := range t.conns {
+		if st == s {
+			n++
+		}
+	}
+	return n
+}
+
+// Range calls fn for each tracked connection (a snapshot) until fn returns false.
+func (t *Tracker) Range(fn func(c Conn, s State) bool) {
+	type entry struct {
+		c Conn
+		s State
+	}
+	t.mu.Lock()
+	snap := make([]entry, 0, len(t.conns))
+	for c, s := range t.conns {
+		snap = append(snap, entry{c, s})
+	}
+	t.mu.Unlock()
+	for _, e := range snap {
+		if !fn(e.c, e.s) {
+			return
+		}
+	}
+}
+
+// Draining reports whether Drain has been called.
+func (t *Tracker) Draining() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.draining
+}
+
+// Drain asks every tracked connection to finish, and makes connections added
+// later drain at once.
+func (t *Tracker) Drain() {
+	t.mu.Lock()
+	t.draining = true
+	snap := t.snapshotLocked()
+	t.mu.Unlock()
+	for _, c := range snap {
+		c.Drain()
+	}
+}
+
+// CloseAll closes every tracked connection now, and makes connections added
+// later close at once. Connections stay tracked until their owners remove them.
+func (t *Tracker) CloseAll() {
+	t.mu.Lock()
+	t.draining = true
+	t.closing = true
+	snap := t.snapshotLocked()
+	t.mu.Unlock()
+	for _, c := range snap {
+		_ = c.Close()
+	}
+}
+
+func (t *Tracker) snapshotLocked() []Conn {
+	out := make([]Conn, 0, len(t.conns))
+	for c := range t.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Wait returns nil once no connection is tracked, or ctx's error if ctx ends first.
+func (t *Tracker) Wait(ctx context.Context) error {
+	t.mu.Lock()
+	empty := t.empty
+	t.mu.Unlock()
+	select {
+	case <-empty:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("conntrack: listener %s: wait for %d connections: %w", t.listener, t.Len(), ctx.Err())
+	}
+}

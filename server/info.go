@@ -1,0 +1,83 @@
+package server
+
+import (
+	"fmt"
+
+	jsoniter "github.com/json-iterator/go"
+
+	"github.com/mosnlite/mosnlite/service"
+)
+
+// ServerInfo implements service.Info.
+func (s *Server) ServerInfo() service.ServerInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info := service.ServerInfo{
+		PID:            s.opts.PID,
+		Version:        s.opts.Build.Version,
+		Commit:         s.opts.Build.Commit,
+		GoVersion:      s.opts.Build.GoVersion,
+		State:          string(s.state),
+		Generation:     s.generation,
+		DrainingPID:    s.drainingPID,
+		StartTime:      s.startTime,
+		FirstStartTime: s.firstStart,
+		CommandLine:    s.opts.CommandLine,
+	}
+	if e := s.opts.Envoy; e != nil {
+		info.RestartEpoch = e.RestartEpoch
+		info.BaseID = e.BaseID
+	}
+	info.HotRestartVersion = s.HotRestartVersion()
+	return info
+}
+
+// Listeners implements service.Info: every listener this process serves, with
+// its real bound address.
+func (s *Server) Listeners() []service.ListenerInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]service.ListenerInfo, 0, len(s.parts))
+	for _, p := range s.parts {
+		addr := p.spec.Address
+		if p.ln != nil {
+			addr = p.ln.Spec.Address
+		}
+		out = append(out, service.ListenerInfo{Name: p.spec.Name, Kind: string(p.spec.Kind), Network: p.spec.Network, Address: addr})
+	}
+	return out
+}
+
+// ConfigDump implements service.Info.
+func (s *Server) ConfigDump() ([]byte, error) {
+	b, err := jsoniter.ConfigCompatibleWithStandardLibrary.MarshalIndent(s.cfg, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("server: config dump: %w", err)
+	}
+	return b, nil
+}
+
+// Ready implements service.Info: true once every listener serves.
+func (s *Server) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready && s.state == StateRunning
+}
+
+// DrainListeners implements service.Info (admin /drain_listeners): stop
+// accepting on the proxy listeners and drain their connections; the
+// service ports stay up.
+func (s *Server) DrainListeners() {
+	s.mu.Lock()
+	parts := append([]*part(nil), s.parts...)
+	s.mu.Unlock()
+	for _, p := range parts {
+		if p.proxy == nil {
+			continue
+		}
+		if err := p.stopAccepting(); err != nil {
+			s.log.WithError(err).Warn("drain listeners")
+		}
+		p.drain()
+	}
+}

@@ -1,0 +1,197 @@
+// Package server wires one mosnlite process: it builds the data plane and the
+// service ports from a config, takes the listening sockets over from a running
+// predecessor (or binds them fresh), serves, and hands everything to a
+// successor when one starts.
+package server
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/listener"
+	"github.com/mosnlite/mosnlite/reconfig"
+	"github.com/mosnlite/mosnlite/server/cluster"
+	"github.com/mosnlite/mosnlite/service/stats"
+)
+
+// State is where the process is in its life.
+type State string
+
+const (
+	StateStarting State = "starting"
+	StateRunning  State = "running"
+	StateDraining State = "draining"
+	StateStopped  State = "stopped"
+)
+
+// BuildInfo describes the binary.
+type BuildInfo struct {
+	Version, Commit, GoVersion string
+}
+
+// Options are what the caller (cmd/) decides for a process.
+type Options struct {
+	// ConfigPath is the absolute path of the config file, "" for the embedded default.
+	ConfigPath string
+	Config     *config.Config
+	Build      BuildInfo
+	// Log is the process logger; ServerLogs holds one logger per servers[] entry by
+	// index (missing entries fall back to Log).
+	Log        *logrus.Entry
+	ServerLogs []*logrus.Entry
+	// Clock returns the time; nil means time.Now.
+	Clock func() time.Time
+	// CommandLine is recorded for /server_info.
+	CommandLine []string
+	// PID is this process's pid (injected for tests and logs).
+	PID int
+	// Envoy carries the hot-restart compatibility settings; nil for MOSN-style upgrades.
+	Envoy *EnvoyOptions
+}
+
+// Server is one running mosnlite process.
+type Server struct {
+	opts  Options
+	cfg   *config.Config
+	log   *logrus.Entry
+	clock func() time.Time
+	reg   *stats.Registry
+	m     *processMetrics
+
+	udsDir string
+
+	mu             sync.Mutex
+	state          State
+	generation     int
+	firstStart     time.Time
+	startTime      time.Time
+	drainingPID    int
+	ready          bool
+	listeners      *listener.Set
+	clusters       *cluster.Manager
+	parts          []*part
+	reconfigServer *reconfig.Server
+	// exportedCounters are the counters sent in the last manifest: what a
+	// successor already has.
+	exportedCounters []stats.Sample
+
+	quit     chan struct{} // closed to ask the process to stop gracefully
+	quitOnce sync.Once
+	done     chan struct{} // closed when the process has fully stopped
+	doneOnce sync.Once
+	exitErr  error
+}
+
+// New checks the options and prepares a server; nothing is bound yet.
+func New(opts Options) (*Server, error) {
+	if opts.Config == nil {
+		return nil, fmt.Errorf("server: no config")
+	}
+	if opts.Log == nil {
+		l := logrus.New()
+		opts.Log = logrus.NewEntry(l)
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	udsDir := opts.Config.UDSDir
+	if udsDir == "" {
+		udsDir = config.DefaultUDSDir(opts.ConfigPath)
+	}
+	reg := stats.New()
+	s := &Server{
+		opts:       opts,
+		cfg:        opts.Config,
+		log:        opts.Log.WithField("component", "server"),
+		clock:      opts.Clock,
+		reg:        reg,
+		m:          newProcessMetrics(reg),
+		udsDir:     udsDir,
+		state:      StateStarting,
+		generation: 1,
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	now := s.clock()
+	s.startTime, s.firstStart = now, now
+	return s, nil
+}
+
+// UDSDir is the directory holding reconfig.sock and listen.sock.
+func (s *Server) UDSDir() string { return s.udsDir }
+
+// Registry is the process's metric registry.
+func (s *Server) Registry() *stats.Registry { return s.reg }
+
+// Done is closed once the process has stopped serving for good: after a
+// successor took over and the drain finished, or after Shutdown.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Err is why the process stopped, nil for a clean stop.
+func (s *Server) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exitErr
+}
+
+func (s *Server) setState(st State) {
+	s.mu.Lock()
+	s.state = st
+	s.mu.Unlock()
+	s.log.WithField("state", st).Info("state changed")
+}
+
+func (s *Server) getState() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// Quit asks the process to stop gracefully, as SIGTERM does.
+func (s *Server) Quit() {
+	s.quitOnce.Do(func() { close(s.quit) })
+}
+
+// QuitRequested is closed when Quit has been called (by /quitquitquit or a signal).
+func (s *Server) QuitRequested() <-chan struct{} { return s.quit }
+
+func (s *Server) finish(err error) {
+	s.doneOnce.Do(func() {
+		s.mu.Lock()
+		s.exitErr = err
+		s.state = StateStopped
+		s.mu.Unlock()
+		close(s.done)
+	})
+}
+
+func (s *Server) gracefulTimeout() time.Duration {
+	var d time.Duration
+	for _, sv := range s.cfg.Servers {
+		if sv.GracefulTimeout.Duration > d {
+			d = sv.GracefulTimeout.Duration
+		}
+	}
+	if d <= 0 {
+		d = config.DefaultGracefulTimeout
+	}
+	return d
+}
+
+func (s *Server) handoffTimeout() time.Duration {
+	if d := s.cfg.HandoffTimeout.Duration; d > 0 {
+		return d
+	}
+	return config.DefaultHandoffTimeout
+}
+
+func (s *Server) serverLog(i int) *logrus.Entry {
+	if i < len(s.opts.ServerLogs) && s.opts.ServerLogs[i] != nil {
+		return s.opts.ServerLogs[i]
+	}
+	return s.opts.Log
+}

@@ -1,0 +1,233 @@
+package test
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// assertServes checks that the running generation still answers on every port.
+func (e *upgradeEnv) assertServes(want string) {
+	e.t.Helper()
+	if code, body := get(e.t, "http://"+addr(e.httpPort)+"/version"); code != 200 || body != want {
+		e.t.Fatalf("/version = %d %q, want %q", code, body, want)
+	}
+	waitHTTP(e.t, e.p.adminURL("/ready"), 200, 2*time.Second)
+	waitHTTP(e.t, e.p.metricsURL(), 200, 2*time.Second)
+}
+
+// runFailing runs a new mosnlite that must fail: exit 1 with msg in its output.
+func runFailing(t *testing.T, name, msg string, timeout time.Duration, args ...string) {
+	t.Helper()
+	p := startProc(t, name, args...)
+	start := time.Now()
+	if code := p.wait(timeout); code != 1 {
+		t.Fatalf("%s: exit %d, want 1\n%s", name, code, p.out.String())
+	}
+	if !strings.Contains(p.out.String(), msg) {
+		t.Fatalf("%s: output lacks %q:\n%s", name, msg, p.out.String())
+	}
+	t.Logf("%s failed as expected in %s", name, time.Since(start).Round(time.Millisecond))
+}
+
+// upgradeOK upgrades to cfg and checks the old one exits 0.
+func (e *upgradeEnv) upgradeOK(old *proc, cfg string, generation int) *proc {
+	e.t.Helper()
+	next := startProc(e.t, "gen-next", "start", "-c", cfg)
+	waitReady(next, generation)
+	if code := old.wait(15 * time.Second); code != 0 {
+		e.t.Fatalf("old exited %d", code)
+	}
+	return next
+}
+
+func TestUpgradeFailuresLeaveOldServing(t *testing.T) {
+	e := newUpgradeEnv(t)
+	old := startMosn(t, "gen1", e.config("c1.json", "v1", false, "5s"), e.p)
+	l := newLoad()
+	l.run("http keep-alive", 2, keepAliveHTTP(addr(e.httpPort), "/"))
+	l.run("http conn-per-request", 1, connPerRequestHTTP(addr(e.httpPort), "/"))
+
+	t.Run("config that does not validate", func(t *testing.T) {
+		bad := filepath.Join(e.dir, "bad.json")
+		os.WriteFile(bad, []byte(`{"servers":[{"listeners":[{"name":"x","address":"127.0.0.1:99999"}]}]}`), 0o644)
+		runFailing(t, "bad-config", "port out of range", 10*time.Second, "start", "-c", bad)
+		e.assertServes("v1")
+	})
+
+	t.Run("port it cannot bind", func(t *testing.T) {
+		hold, err := net.Listen("tcp", addr(e.extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hold.Close()
+		runFailing(t, "bind-fail", "address already in use", 10*time.Second, "start", "-c", e.config("c-bind.json", "v-bind", true, "5s"))
+		old.waitLog(`upgrade failed.*address already in use`, 5*time.Second)
+		e.assertServes("v1")
+	})
+
+	t.Run("new process frozen past the deadline, then killed", func(t *testing.T) {
+		p := startProc(t, "frozen", "start", "-c", e.config("c-frozen.json", "v-frozen", false, "5s"))
+		p.waitLog(`handoff: received listeners`, readyTimeout)
+		p.signal(syscall.SIGSTOP)
+		old.waitLog(`upgrade failed`, 10*time.Second)
+		p.signal(syscall.SIGKILL)
+		p.wait(5 * time.Second)
+		e.assertServes("v1")
+	})
+
+	t.Run("peer that dies mid-handoff", func(t *testing.T) {
+		// A fake successor: takes the byte, listens, reads part of the manifest, vanishes.
+		c, err := net.Dial("unix", filepath.Join(e.uds, "reconfig.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(b); err != nil || b[0] != 'U' {
+			t.Fatalf("reconfig.sock byte: %q %v", b, err)
+		}
+		ls, err := net.Listen("unix", filepath.Join(e.uds, "listen.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte{'L'})
+		hc, err := ls.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc.SetDeadline(time.Now().Add(5 * time.Second))
+		hc.Read(make([]byte, 16))
+		hc.Close()
+		ls.Close()
+		c.Close()
+		old.waitLog(`upgrade failed`, 10*time.Second)
+		e.assertServes("v1")
+	})
+
+	t.Run("second upgrade while one is in progress", func(t *testing.T) {
+		// A stalled fake successor holds the upgrade open.
+		c, err := net.Dial("unix", filepath.Join(e.uds, "reconfig.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 1)
+		if _, err := c.Read(b); err != nil || b[0] != 'U' {
+			t.Fatalf("reconfig.sock byte: %q %v", b, err)
+		}
+		runFailing(t, "second", "upgrade already in progress", 10*time.Second, "start", "-c", e.config("c-second.json", "v-second", false, "5s"))
+		c.Close()
+		old.waitLog(`upgrade failed`, 10*time.Second)
+		e.assertServes("v1")
+	})
+
+	t.Run("start --daemon reports failure", func(t *testing.T) {
+		hold, err := net.Listen("tcp", addr(e.extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hold.Close()
+		out, err := exec.Command(binPath, "start", "--daemon", "-c", e.config("c-d1.json", "v-d", true, "5s")).CombinedOutput()
+		if code := exitCode(err); code != 1 || !strings.Contains(string(out), "address already in use") {
+			t.Fatalf("--daemon with an unbindable port: exit %d, output %q", code, out)
+		}
+		e.assertServes("v1")
+	})
+
+	// After all of that, an upgrade still works at once.
+	t.Run("upgrade still works", func(t *testing.T) {
+		old = e.upgradeOK(old, e.config("c2.json", "v2", false, "5s"), 2)
+		e.assertServes("v2")
+	})
+
+	t.Run("start --daemon returns once the new one serves", func(t *testing.T) {
+		out, err := exec.Command(binPath, "start", "--daemon", "-c", e.config("c3.json", "v3", false, "5s"), "--log-file", filepath.Join(e.dir, "d.log")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("--daemon: %v %s", err, out)
+		}
+		m := regexp.MustCompile(`pid (\d+) serves`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("--daemon output %q", out)
+		}
+		// The old one has acked before --daemon returned: the new config answers now.
+		if code, body := get(t, "http://"+addr(e.httpPort)+"/version"); code != 200 || body != "v3" {
+			t.Fatalf("right after --daemon returned: %d %q", code, body)
+		}
+		if code := old.wait(15 * time.Second); code != 0 {
+			t.Fatalf("old exited %d", code)
+		}
+		pid := atoi(string(m[1]))
+		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+		syscall.Kill(pid, syscall.SIGTERM)
+		waitGone(t, pid, 10*time.Second)
+	})
+
+	l.finish()
+	for _, name := range l.order {
+		if tl := l.byName[name]; tl.failed.Load() != 0 || tl.ok.Load() == 0 {
+			t.Errorf("%s across the failed upgrades: %s", name, tl)
+		}
+	}
+}
+
+func TestStaleReconfigSocketDoesNotStopFreshStart(t *testing.T) {
+	e := newUpgradeEnv(t)
+	cfg := e.config("c1.json", "v1", false, "5s")
+	p := startMosn(t, "victim", cfg, e.p)
+	p.signal(syscall.SIGKILL)
+	p.wait(5 * time.Second)
+	if _, err := os.Stat(filepath.Join(e.uds, "reconfig.sock")); err != nil {
+		t.Fatalf("expected a stale reconfig.sock after SIGKILL: %v", err)
+	}
+	p2 := startMosn(t, "fresh", cfg, e.p)
+	p2.waitLog(`msg=ready .*generation=1\b`, readyTimeout)
+	e.assertServes("v1")
+}
+
+func TestOldProcessThatNeverAnswers(t *testing.T) {
+	e := newUpgradeEnv(t)
+	if err := os.MkdirAll(e.uds, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Something listens on reconfig.sock but never writes its byte.
+	ln, err := net.Listen("unix", filepath.Join(e.uds, "reconfig.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	start := time.Now()
+	runFailing(t, "new", "timeout", 15*time.Second, "start", "-c", e.config("c1.json", "v1", false, "5s"))
+	if d := time.Since(start); d > 9*time.Second {
+		t.Fatalf("new process waited %s for a silent old one; handoff_timeout is 5s", d)
+	}
+}
+
+func TestUDSDirPermissions(t *testing.T) {
+	e := newUpgradeEnv(t)
+	startMosn(t, "p", e.config("c1.json", "v1", false, "5s"), e.p)
+	st, err := os.Stat(e.uds)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("uds_dir mode %v (%v), want 0700", st.Mode().Perm(), err)
+	}
+	st, err = os.Stat(filepath.Join(e.uds, "reconfig.sock"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("reconfig.sock mode %v (%v), want 0600", st.Mode().Perm(), err)
+	}
+}

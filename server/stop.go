@@ -14,6 +14,11 @@ import (
 // what it counted since the last push.
 const counterPushInterval = 250 * time.Millisecond
 
+// serviceStopTimeout bounds how long, after the ack, a draining process waits
+// for requests in flight on its service ports before it hands its counters
+// over. A longer one (a CPU profile) goes on during the drain.
+const serviceStopTimeout = time.Second
+
 // reconfigHooks are what the reconfig server calls when a successor arrives.
 func (s *Server) reconfigHooks() reconfig.ServerConfig {
 	return reconfig.ServerConfig{
@@ -69,6 +74,16 @@ func (s *Server) onAck(newPID int) {
 			log.WithError(err).Warn("stop accepting")
 		}
 	}
+	// The service ports finish what they are answering now (bounded), so that
+	// nothing this process says about its counters comes after the delta
+	// below: the successor serves /metrics only once it has that delta.
+	sctx, scancel := context.WithTimeout(context.Background(), serviceStopTimeout)
+	for _, p := range parts {
+		if p.svc != nil {
+			_ = p.wait(sctx)
+		}
+	}
+	scancel()
 	push := func(always bool) {
 		now := s.reg.Counters()
 		d := stats.Delta(base, now)

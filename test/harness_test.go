@@ -87,8 +87,15 @@ func (b *logBuf) String() string {
 	return strings.Join(b.lines, "\n")
 }
 
+// mark returns the number of lines so far: waitFor(re, timeout, mark) looks only after them.
+func (b *logBuf) mark() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.lines)
+}
+
 // waitFor returns the first line from index from on matching re, or an error at the deadline.
-func (b *logBuf) waitFor(re *regexp.Regexp, timeout time.Duration) (string, error) {
+func (b *logBuf) waitFor(re *regexp.Regexp, timeout time.Duration, from int) (string, error) {
 	deadline := time.Now().Add(timeout)
 	timer := time.AfterFunc(timeout, func() {
 		b.mu.Lock()
@@ -98,7 +105,7 @@ func (b *logBuf) waitFor(re *regexp.Regexp, timeout time.Duration) (string, erro
 	defer timer.Stop()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for i := 0; ; {
+	for i := from; ; {
 		for ; i < len(b.lines); i++ {
 			if re.MatchString(b.lines[i]) {
 				return b.lines[i], nil
@@ -167,9 +174,16 @@ func (p *proc) signal(sig syscall.Signal) {
 	}
 }
 
+// waitLog waits for a line matching pattern anywhere in the output so far or to come.
 func (p *proc) waitLog(pattern string, timeout time.Duration) string {
 	p.t.Helper()
-	line, err := p.out.waitFor(regexp.MustCompile(pattern), timeout)
+	return p.waitLogAfter(0, pattern, timeout)
+}
+
+// waitLogAfter waits for a matching line after the first mark lines (see logBuf.mark).
+func (p *proc) waitLogAfter(mark int, pattern string, timeout time.Duration) string {
+	p.t.Helper()
+	line, err := p.out.waitFor(regexp.MustCompile(pattern), timeout, mark)
 	if err != nil {
 		p.t.Fatalf("%s: %v\noutput:\n%s", p.name, err, p.out.String())
 	}
@@ -246,10 +260,10 @@ func waitHTTP(t testing.TB, url string, want int, timeout time.Duration) {
 	t.Fatalf("%s did not answer %d within %s (last: %s)", url, want, timeout, last)
 }
 
-// get fetches url and returns status and body.
+// get fetches url over a new connection and returns status and body.
 func get(t testing.TB, url string) (int, string) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)

@@ -87,16 +87,17 @@ func newCluster(cfg config.Cluster, reg *stats.Registry, log *logrus.Entry) (*Cl
 	}
 	c.transport = &http.Transport{
 		Proxy: nil,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			conn, h, err := c.DialContext(ctx)
-			if err != nil {
-				return nil, err
+		// The URL host of an upstream request is the PoolKey of the host the
+		// proxy picked for it, so the pool is per host and the load balancer
+		// chooses per request.
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			h := c.hostByKey(addr)
+			if h == nil {
+				return nil, fmt.Errorf("cluster %s: no host for pool key %q", c.name, addr)
 			}
-			return &hostConn{Conn: conn, host: h}, nil
+			return c.dialHost(ctx, h)
 		},
-		// Requests carry the cluster name as URL host, so the whole cluster is
-		// one pool key: size it for all hosts.
-		MaxIdleConnsPerHost:    perHost * max(1, len(c.hosts)),
+		MaxIdleConnsPerHost:    perHost,
 		IdleConnTimeout:        upstreamIdleConnTimeout,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: 1 << 20,
@@ -126,18 +127,14 @@ func (c *Cluster) HealthyCount() int {
 	return n
 }
 
-// Transport returns the cluster's pooled HTTP/1.1 upstream transport. Requests
-// through it may use any URL host (the cluster name by convention); each new
-// connection goes to a host picked by DialContext. HostOf tells which.
+// Transport returns the cluster's pooled HTTP/1.1 upstream transport. A
+// request through it names its host by URL host = Host.PoolKey(); see Pick.
 func (c *Cluster) Transport() *http.Transport { return c.transport }
 
-// DialContext connects to a healthy host picked by the load balancer, within
-// the connect timeout. A host that fails to connect is not tried again in
-// this call; the next one is. It returns an error wrapping ErrNoHealthyHost
-// when no host is healthy, else the last connect error.
-func (c *Cluster) DialContext(ctx context.Context) (net.Conn, *Host, error) {
-	var tried []*Host
-	eligible := func(h *Host) bool {
+// Pick chooses a healthy host by the load-balancing policy, skipping those in
+// tried; nil when none is left.
+func (c *Cluster) Pick(tried []*Host) *Host {
+	return c.lb.pick(c.hosts, func(h *Host) bool {
 		if !h.Healthy() {
 			return false
 		}
@@ -147,21 +144,61 @@ func (c *Cluster) DialContext(ctx context.Context) (net.Conn, *Host, error) {
 			}
 		}
 		return true
+	})
+}
+
+// ConnectError is a failed connect to one upstream host: nothing was sent,
+// so the request may go to another host.
+type ConnectError struct {
+	Host *Host
+	Err  error
+}
+
+func (e *ConnectError) Error() string { return "connect to " + e.Host.address + ": " + e.Err.Error() }
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// dialHost connects to h within the connect timeout, counting the attempt.
+func (c *Cluster) dialHost(ctx context.Context, h *Host) (net.Conn, error) {
+	c.cxTotal.Inc()
+	conn, err := c.dial(ctx, h.network, h.address)
+	if err != nil {
+		c.connectFail.Inc()
+		c.log.WithError(err).WithField("host", h.address).Debug("upstream connect failed")
+		return nil, &ConnectError{Host: h, Err: err}
 	}
+	return &hostConn{Conn: conn, host: h}, nil
+}
+
+func (c *Cluster) hostByKey(addr string) *Host {
+	key, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		key = addr
+	}
+	for _, h := range c.hosts {
+		if h.PoolKey() == key {
+			return h
+		}
+	}
+	return nil
+}
+
+// DialContext connects to a healthy host picked by the load balancer, within
+// the connect timeout. A host that fails to connect is not tried again in
+// this call; the next one is. It returns an error wrapping ErrNoHealthyHost
+// when no host is healthy, else the last connect error.
+func (c *Cluster) DialContext(ctx context.Context) (net.Conn, *Host, error) {
+	var tried []*Host
 	var lastErr error
 	for range c.hosts {
-		h := c.lb.pick(c.hosts, eligible)
+		h := c.Pick(tried)
 		if h == nil {
 			break
 		}
 		tried = append(tried, h)
-		c.cxTotal.Inc()
-		conn, err := c.dial(ctx, h.network, h.address)
+		conn, err := c.dialHost(ctx, h)
 		if err == nil {
-			return conn, h, nil
+			return conn.(*hostConn).Conn, h, nil
 		}
-		c.connectFail.Inc()
-		c.log.WithError(err).WithField("host", h.address).Debug("upstream connect failed")
 		lastErr = err
 		if ctx.Err() != nil {
 			break

@@ -123,26 +123,37 @@ func TestDialNoHealthyHost(t *testing.T) {
 	}
 }
 
-func TestTransportGoesThroughLB(t *testing.T) {
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok")
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
+func TestTransportPoolsPerPickedHost(t *testing.T) {
+	type backend struct {
+		srv   *httptest.Server
+		conns atomic.Int32
+		reqs  atomic.Int32
 	}
-	srv.Start()
-	defer srv.Close()
+	var bs [2]*backend
+	for i := range bs {
+		b := &backend{}
+		b.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b.reqs.Add(1)
+			io.WriteString(w, "ok")
+		}))
+		b.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				b.conns.Add(1)
+			}
+		}
+		b.srv.Start()
+		defer b.srv.Close()
+		bs[i] = b
+	}
 	m := newTestManager(t, stats.New(), config.Cluster{
 		Name:  "web",
-		Hosts: []config.Host{{Address: closedAddr(t)}, {Address: srv.Listener.Addr().String()}},
+		Hosts: []config.Host{{Address: bs[0].srv.Listener.Addr().String()}, {Address: bs[1].srv.Listener.Addr().String()}},
 	})
-	tr := m.Get("web").Transport()
-	for range 3 {
-		req, _ := http.NewRequest(http.MethodGet, "http://web/", nil)
-		resp, err := tr.RoundTrip(req)
+	cl := m.Get("web")
+	for range 6 {
+		h := cl.Pick(nil)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+h.PoolKey()+"/", nil)
+		resp, err := cl.Transport().RoundTrip(req)
 		if err != nil {
 			t.Fatalf("RoundTrip: %v", err)
 		}
@@ -152,8 +163,22 @@ func TestTransportGoesThroughLB(t *testing.T) {
 			t.Fatalf("body %q", b)
 		}
 	}
-	if n := conns.Load(); n != 1 {
-		t.Fatalf("backend saw %d connections, want 1 (pooled)", n)
+	for i, b := range bs {
+		// Round robin per request: 3 each; one pooled connection per host.
+		if b.reqs.Load() != 3 || b.conns.Load() != 1 {
+			t.Errorf("backend %d: %d requests over %d connections, want 3 over 1", i, b.reqs.Load(), b.conns.Load())
+		}
+	}
+	// A pool key naming no host is refused, not sent anywhere.
+	req, _ := http.NewRequest(http.MethodGet, "http://nohost/", nil)
+	if _, err := cl.Transport().RoundTrip(req); err == nil {
+		t.Fatal("unknown pool key was dialled")
+	}
+	// Pick skips tried hosts and returns nil when none is left.
+	h1 := cl.Pick(nil)
+	h2 := cl.Pick([]*Host{h1})
+	if h2 == nil || h2 == h1 || cl.Pick([]*Host{h1, h2}) != nil {
+		t.Fatalf("Pick with tried hosts: %v %v", h1, h2)
 	}
 }
 

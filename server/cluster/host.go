@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"net"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -50,6 +51,10 @@ func (h *Host) Release() { h.active.Add(-1) }
 func (h *Host) ActiveRequests() int64 { return h.active.Load() }
 
 func (h *Host) String() string { return h.network + "://" + h.address }
+
+// PoolKey names the host as the URL host of upstream HTTP requests, so that
+// the cluster's transport keeps one connection pool per host.
+func (h *Host) PoolKey() string { return "h" + strconv.Itoa(h.index) }
 
 // hostConn is an upstream connection that remembers its host; the HTTP
 // transport's connections are of this type.

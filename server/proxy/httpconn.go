@@ -57,11 +57,19 @@ type httpConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	phase    phase
-	draining bool
-	closed   bool
+	mu        sync.Mutex
+	phase     phase
+	idleSince time.Time // when the connection last became idle
+	draining  bool
+	closed    bool
 }
+
+// drainIdleGrace is how long, counted from when it became idle, a connection
+// that a drain finds idle may still send its next request; that request is
+// answered with Connection: close. A keep-alive client that sends requests
+// back to back is thus never cut between two of them; one idle longer than
+// this is closed at once.
+const drainIdleGrace = 500 * time.Millisecond
 
 // Drain asks the connection to close at its next request boundary. An idle
 // connection is woken so that it closes now.
@@ -73,7 +81,8 @@ func (c *httpConn) Drain() {
 	}
 	c.draining = true
 	if c.phase == phaseIdle {
-		_ = c.nc.SetReadDeadline(aLongTimeAgo)
+		// Wakes the idle wait at the end of its grace (at once if past it).
+		_ = c.nc.SetReadDeadline(c.idleSince.Add(drainIdleGrace))
 	}
 }
 
@@ -157,24 +166,24 @@ func (c *httpConn) awaitRequest() bool {
 		return false
 	}
 	c.setPhaseLocked(phaseIdle)
-	draining := c.draining
-	if !draining {
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.p.idleTimeout))
+	c.idleSince = time.Now()
+	if c.draining {
+		_ = c.nc.SetReadDeadline(c.idleSince.Add(drainIdleGrace))
+	} else {
+		_ = c.nc.SetReadDeadline(c.idleSince.Add(c.p.idleTimeout))
 	}
 	c.mu.Unlock()
 
-	if !draining {
-		_, err := c.br.Peek(1)
-		if err == nil {
-			return c.beginRequest()
-		}
-		if !isTimeout(err) || !c.isDraining() {
-			return false // EOF, reset, closed, or idle timeout
-		}
+	_, err := c.br.Peek(1)
+	if err == nil {
+		return c.beginRequest()
 	}
-	// Drained at a request boundary. A request the client has already sent
-	// (buffered here or waiting in the socket) is served, with Connection:
-	// close; otherwise closing now cannot race with one.
+	if !isTimeout(err) || !c.isDraining() {
+		return false // EOF, reset, closed, or idle timeout
+	}
+	// Drained at a request boundary and the grace is over. A request the
+	// client has sent meanwhile (buffered here or waiting in the socket) is
+	// served, with Connection: close; otherwise the connection closes.
 	if c.br.Buffered() > 0 || inputPending(c.nc) {
 		return c.beginRequest()
 	}

@@ -4,20 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mosnlite/mosnlite/server/cluster"
 )
-
-// upstreamURLHost is the URL host of every upstream request. Each cluster has
-// its own transport, so one pool key per transport is right; the host is
-// chosen when a connection is dialled.
-const upstreamURLHost = "upstream"
 
 // proxyRequest sends req to the routed cluster and streams the response back.
 // It reports whether the connection may carry another request, and whether
@@ -61,14 +54,36 @@ func (c *httpConn) proxyRequest(req *http.Request, res routeResult) (keepAlive, 
 	})
 	defer timer.Stop()
 
-	var acct hostAccount
-	defer acct.release()
-	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
-		acct.use(cluster.HostOf(info.Conn))
-	}}
-	out = out.WithContext(httptrace.WithClientTrace(ctx, trace))
-
-	resp, err := cl.Transport().RoundTrip(out)
+	out = out.WithContext(ctx)
+	// The host is chosen per request. A connect failure sent nothing, so the
+	// request goes to the next host, each tried at most once.
+	var (
+		tried []*cluster.Host
+		resp  *http.Response
+		err   error
+	)
+	for {
+		h := cl.Pick(tried)
+		if h == nil {
+			if err == nil {
+				err = cluster.ErrNoHealthyHost
+			}
+			break
+		}
+		tried = append(tried, h)
+		out.URL.Host = h.PoolKey()
+		h.Acquire()
+		resp, err = cl.Transport().RoundTrip(out)
+		if err == nil {
+			defer h.Release()
+			break
+		}
+		h.Release()
+		var ce *cluster.ConnectError
+		if !errors.As(err, &ce) || ctx.Err() != nil || (body != nil && body.read.Load() > 0) {
+			break
+		}
+	}
 	if err == nil && !timer.Stop() && timedOut.Load() {
 		resp.Body.Close()
 		err = context.DeadlineExceeded
@@ -138,7 +153,7 @@ func (c *httpConn) outboundRequest(req *http.Request) *http.Request {
 		Method: req.Method,
 		URL: &url.URL{
 			Scheme:   "http",
-			Host:     upstreamURLHost,
+			Host:     "", // set per attempt to the picked host's pool key
 			Path:     req.URL.Path,
 			RawPath:  req.URL.RawPath,
 			RawQuery: req.URL.RawQuery,
@@ -151,25 +166,3 @@ func (c *httpConn) outboundRequest(req *http.Request) *http.Request {
 		Trailer:    req.Trailer,
 	}
 }
-
-// hostAccount holds the least-request count of the upstream host a request
-// is on; the transport may move a request to another connection, so the last
-// one counts.
-type hostAccount struct {
-	mu   sync.Mutex
-	host *cluster.Host
-}
-
-func (a *hostAccount) use(h *cluster.Host) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.host != nil {
-		a.host.Release()
-	}
-	a.host = h
-	if h != nil {
-		h.Acquire()
-	}
-}
-
-func (a *hostAccount) release() { a.use(nil) }

@@ -34,7 +34,7 @@ func findNginx(flagPath string) (string, nginxStream, error) {
 	}
 	out, err := exec.Command(bin, "-V").CombinedOutput()
 	if err != nil {
-		return "", nginxStream{}, fmt.Errorf("run %s -V: %v\n%s", bin, err, out)
+		return "", nginxStream{}, fmt.Errorf("nginx cannot run (%s -V: %v); %s\n%s", bin, err, nginxInstallHint, out)
 	}
 	st, err := streamModule(string(out), fileExists)
 	if err != nil {

@@ -40,9 +40,9 @@ func (r row) ratio() string {
 
 func writeTable(w io.Writer, rows []row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "metric\tdirect backend\tmosnlite\tnginx\tmosnlite/nginx\tbetter\t")
+	fmt.Fprintln(tw, "metric\tdirect backend\tmosnlite\tnginx\tmosnlite/nginx\tbetter")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", r.metric,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.metric,
 			r.format(r.vals[colDirect]), r.format(r.vals[colMosnlite]), r.format(r.vals[colNginx]),
 			r.ratio(), r.better)
 	}

@@ -8,9 +8,11 @@ import (
 )
 
 // allowPeer decides whether a peer may take part in a handoff: the same uid
-// as ours, or any uid when we are root.
+// as ours, or root (which could take the sockets anyway). A process running
+// as root refuses every other uid: the 0700 uds_dir is the first guard, this
+// check the second, for when the directory's mode is wrong.
 func allowPeer(ourUID, peerUID uint32) bool {
-	return ourUID == 0 || peerUID == ourUID
+	return peerUID == ourUID || peerUID == 0
 }
 
 // peerCred returns the pid and uid of the process at the other end of c, as

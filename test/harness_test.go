@@ -33,6 +33,9 @@ func buildBinary(dir string) (string, error) {
 }
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(dialHelperEnv); path != "" {
+		os.Exit(runDialHelper(path))
+	}
 	dir, err := os.MkdirTemp("", "mosnlite-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

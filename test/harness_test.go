@@ -23,7 +23,7 @@ import (
 
 func buildBinary(dir string) (string, error) {
 	bin := filepath.Join(dir, "mosnlite")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/mosnlite")
+	cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, "./cmd/mosnlite")
 	cmd.Dir = ".."
 	out, err := cmd.CombinedOutput()
 	if err != nil {

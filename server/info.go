@@ -27,6 +27,9 @@ func (s *Server) ServerInfo() service.ServerInfo {
 	if e := s.opts.Envoy; e != nil {
 		info.RestartEpoch = e.RestartEpoch
 		info.BaseID = e.BaseID
+		if s.envoy != nil && s.envoy.hr != nil {
+			info.BaseID = s.envoy.hr.BaseID() // the one chosen with --use-dynamic-base-id
+		}
 	}
 	info.HotRestartVersion = s.HotRestartVersion()
 	return info

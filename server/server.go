@@ -78,6 +78,8 @@ type Server struct {
 	// exportedCounters are the counters sent in the last manifest: what a
 	// successor already has.
 	exportedCounters []stats.Sample
+	// envoy is the hot-restart state when the process runs the Envoy way.
+	envoy *envoyState
 
 	quit     chan struct{} // closed to ask the process to stop gracefully
 	quitOnce sync.Once

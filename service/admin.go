@@ -165,7 +165,7 @@ func (a *admin) stats(w http.ResponseWriter, r *http.Request) {
 		out := struct {
 			Stats []stat `json:"stats"`
 		}{Stats: []stat{}}
-		for _, s := range a.reg.Snapshot() {
+		for _, s := range a.reg.Exposed() {
 			if filter == nil || filter.MatchString(s.Key()) {
 				out.Stats = append(out.Stats, stat{Name: s.Key(), Value: s.Value})
 			}

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -230,3 +231,17 @@ func waitGone(t testing.TB, pid int, timeout time.Duration) {
 	}
 	t.Fatalf("pid %d still alive after %s", pid, timeout)
 }
+
+// getQuiet fetches url over a new connection; errors come back as code 0.
+func getQuiet(url string) (int, string) {
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func jsonInto(s string, v interface{}) error { return json.Unmarshal([]byte(s), v) }

@@ -129,14 +129,46 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	notifyReady(nil)
-	return serveUntilDone(srv, sigs, lg, f)
+	return serveLoop(srv, sigs, lg, loopHooks{
+		stop: srv.Shutdown,
+		hup: func() {
+			lg.process.Info("SIGHUP: starting a successor with the same binary and config")
+			go func() {
+				pid, err := spawnSuccessor(f)
+				if err != nil {
+					lg.process.WithError(err).Error("SIGHUP upgrade failed; still serving")
+					return
+				}
+				lg.process.WithField("new_pid", pid).Info("SIGHUP upgrade: successor serves")
+			}()
+		},
+	})
 }
 
-// serveUntilDone handles signals until the process is done: taken over by a
-// successor and drained, or stopped.
-func serveUntilDone(srv *server.Server, sigs <-chan os.Signal, lg *logs, f startFlags) int {
+// loopHooks are what differs between the MOSN-style and the Envoy-style process.
+type loopHooks struct {
+	stop func(context.Context) error // graceful stop (SIGTERM, SIGINT, /quitquitquit)
+	hup  func()
+}
+
+// serveLoop handles signals until the process is done: taken over by a
+// successor and drained, terminated, or stopped.
+func serveLoop(srv *server.Server, sigs <-chan os.Signal, lg *logs, h loopHooks) int {
 	log := lg.process
 	stopping := false
+	stop := func(why string) {
+		if stopping {
+			return
+		}
+		stopping = true
+		log.WithField("reason", why).Info("stopping gracefully")
+		go func() {
+			if err := h.stop(context.Background()); err != nil {
+				log.WithError(err).Warn("graceful stop")
+			}
+		}()
+	}
+	quit := srv.QuitRequested()
 	for {
 		select {
 		case <-srv.Done():
@@ -146,12 +178,9 @@ func serveUntilDone(srv *server.Server, sigs <-chan os.Signal, lg *logs, f start
 			}
 			log.Info("exiting")
 			return 0
-		case <-srv.QuitRequested():
-			if !stopping {
-				stopping = true
-				log.Info("quit requested: stopping gracefully")
-				go func() { _ = srv.Shutdown(context.Background()) }()
-			}
+		case <-quit:
+			quit = nil // closed for good: stop listening
+			stop("quit requested")
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGUSR1:
@@ -161,21 +190,9 @@ func serveUntilDone(srv *server.Server, sigs <-chan os.Signal, lg *logs, f start
 					log.Info("log files reopened")
 				}
 			case syscall.SIGHUP:
-				log.Info("SIGHUP: starting a successor with the same binary and config")
-				go func() {
-					pid, err := spawnSuccessor(f)
-					if err != nil {
-						log.WithError(err).Error("SIGHUP upgrade failed; still serving")
-						return
-					}
-					log.WithField("new_pid", pid).Info("SIGHUP upgrade: successor serves")
-				}()
+				h.hup()
 			default:
-				if !stopping {
-					stopping = true
-					log.WithField("signal", sig.String()).Info("stopping gracefully")
-					go func() { _ = srv.Shutdown(context.Background()) }()
-				}
+				stop(sig.String())
 			}
 		}
 	}

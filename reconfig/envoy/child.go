@@ -145,6 +145,9 @@ func (h *HotRestart) TerminateParent(ctx context.Context) error {
 // TerminateParentAfter waits for d (--parent-shutdown-time-s) on the Config
 // clock, then terminates the parent. It returns early with ctx's error.
 func (h *HotRestart) TerminateParentAfter(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -157,6 +160,18 @@ func (h *HotRestart) TerminateParentAfter(ctx context.Context, d time.Duration) 
 
 // errParentLost marks a broken connection to the parent.
 var errParentLost = errors.New("connection to hot restart parent lost")
+
+// withCtxErr makes a socket timeout caused by ctx's deadline (or cancellation)
+// match context.DeadlineExceeded (or context.Canceled).
+func withCtxErr(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w (%w)", err, ctx.Err())
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
+	}
+	return err
+}
 
 func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
@@ -191,14 +206,11 @@ func (h *HotRestart) roundTrip(ctx context.Context, req msgType, body any, want 
 	defer stop()
 
 	if err := writeFrame(c, req, body, nil); err != nil {
-		return nil, h.lose(fmt.Errorf("envoy: request %v: %w", req, err))
+		return nil, h.lose(fmt.Errorf("envoy: request %v: %w", req, withCtxErr(ctx, err)))
 	}
 	f, err := readFrame(c)
 	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", err, ctx.Err())
-		}
-		return nil, h.lose(fmt.Errorf("envoy: reply to %v: %w", req, err))
+		return nil, h.lose(fmt.Errorf("envoy: reply to %v: %w", req, withCtxErr(ctx, err)))
 	}
 	_ = c.SetDeadline(time.Time{})
 	switch f.typ {

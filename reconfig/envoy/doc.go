@@ -53,7 +53,10 @@
 //
 // # The takeover (process N, parent N-1)
 //
-//  1. Open: bind sockets, open shared memory, connect to N-1's parent socket.
+//  1. Open: bind sockets, open shared memory, connect to N-1's parent socket;
+//     Serve(ParentHooks) on a goroutine answers N's own future child. Open
+//     failing with ErrParentInitializing, ErrSocketInUse or ErrIncompatible
+//     should end the process with exit code 1.
 //  2. ShutdownParentAdmin: N-1 stops serving admin (ParentHooks.ShutdownAdmin)
 //     and returns the first epoch's start time; N-1 then terminates its own
 //     parent N-2 if it still lives, so at most three processes run.
@@ -69,7 +72,8 @@
 //     N-1 closes its epoch sockets and shuts down (ParentHooks.Terminate).
 //
 // A process shutting down on its own should TerminateParent too, as Envoy
-// does. Every request has a deadline (its context, else 10s); a broken
+// does. A failed or timed-out request counts as a lost parent (ParentGone is
+// closed); during the takeover the caller should treat it as fatal. Every request has a deadline (its context, else 10s); a broken
 // connection means the parent is gone. Without a parent (epoch 0, or after
 // TerminateParent) the child calls are no-ops returning zero values.
 //

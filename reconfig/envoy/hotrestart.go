@@ -34,8 +34,8 @@ type Config struct {
 	Options Options
 	Log     *logrus.Entry // discarded when nil
 
-	ShmDir string            // DefaultShmDir when empty
-	Pid    int               // os.Getpid() when 0: the INITIALIZING owner in shared memory
+	ShmDir string             // DefaultShmDir when empty
+	Pid    int                // os.Getpid() when 0: the INITIALIZING owner in shared memory
 	Alive  func(pid int) bool // ProcessAlive when nil
 	Rand   func() uint32      // candidate dynamic base ids; math/rand/v2 when nil
 	Now    func() time.Time   // time.Now when nil
@@ -98,8 +98,10 @@ type HotRestart struct {
 	conn             *net.UnixConn // nil when there is no parent or it is gone
 	parentPID        int
 	parentTerminated bool
-	merger           *StatMerger  // see AttachStats
-	counters         CounterAdder // see AttachStats
+	merger           *StatMerger   // see AttachStats
+	counters         CounterAdder  // see AttachStats
+	gone             chan struct{} // closed once the parent is terminated or lost
+	goneOnce         sync.Once
 
 	// Parent side.
 	pmu       sync.Mutex // one request at a time
@@ -132,6 +134,7 @@ func Open(ctx context.Context, cfg Config) (*HotRestart, error) {
 		uid:      uint32(os.Getuid()),
 		childFD:  -1,
 		children: map[*net.UnixConn]struct{}{},
+		gone:     make(chan struct{}),
 	}
 	if err := h.chooseBaseID(); err != nil {
 		return nil, err
@@ -156,6 +159,8 @@ func Open(ctx context.Context, cfg Config) (*HotRestart, error) {
 			_ = h.Close()
 			return nil, err
 		}
+	} else {
+		h.goneOnce.Do(func() { close(h.gone) })
 	}
 	return h, nil
 }
@@ -246,6 +251,10 @@ func (h *HotRestart) HasParent() bool {
 	defer h.cmu.Unlock()
 	return h.conn != nil && !h.parentTerminated
 }
+
+// ParentGone is closed once the parent has been terminated or lost (at once
+// for epoch 0). The caller's stats view should stop including it then.
+func (h *HotRestart) ParentGone() <-chan struct{} { return h.gone }
 
 // ParentPID is the parent's pid as its socket reported it (0 without a parent).
 func (h *HotRestart) ParentPID() int {

@@ -165,3 +165,16 @@ func (v *modeValue) Set(s string) error {
 	*v = modeValue(m)
 	return nil
 }
+
+// WriteAdminAddress writes the admin listener's address to --admin-address-path
+// (atomically, so a reader polling the file never sees half of it); a no-op
+// when the option is empty.
+func (o Options) WriteAdminAddress(addr string) error {
+	if o.AdminAddressPath == "" {
+		return nil
+	}
+	if err := writeFileAtomic(o.AdminAddressPath, []byte(addr)); err != nil {
+		return fmt.Errorf("envoy: write --admin-address-path: %w", err)
+	}
+	return nil
+}

@@ -139,3 +139,25 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("Version(false) = %q, want protocol.size 1.48", got)
 	}
 }
+
+func TestWriteAdminAddress(t *testing.T) {
+	o := DefaultOptions()
+	if err := o.WriteAdminAddress("127.0.0.1:1"); err != nil {
+		t.Fatalf("no path configured: %v", err)
+	}
+	o.AdminAddressPath = t.TempDir() + "/admin.address"
+	if err := o.WriteAdminAddress("127.0.0.1:9901"); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.WriteAdminAddress("127.0.0.1:9902"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(o.AdminAddressPath)
+	if err != nil || string(b) != "127.0.0.1:9902" {
+		t.Fatalf("file holds %q, %v", b, err)
+	}
+	o.AdminAddressPath = t.TempDir() + "/missing/dir/file"
+	if err := o.WriteAdminAddress("x"); err == nil {
+		t.Fatal("writing into a missing directory succeeded")
+	}
+}

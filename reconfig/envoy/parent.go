@@ -177,12 +177,13 @@ func (h *HotRestart) handle(c *net.UnixConn, f frame, hooks ParentHooks, log *lo
 		return writeFrame(c, msgDrainReply, nil, nil)
 	case msgTerminate:
 		log.Info("shutting down due to child request")
+		// Free our epoch socket names before the ack, so that once the child
+		// has it the next epochs can bind them.
+		h.stopServing()
+		h.closeParentConn()
 		if err := writeFrame(c, msgTerminateReply, nil, nil); err != nil {
 			log.WithError(err).Warn("terminate reply failed; terminating anyway")
 		}
-		// Free our epoch socket names at once, so that the next epochs can bind them.
-		h.stopServing()
-		h.closeParentConn()
 		if hooks.Terminate != nil {
 			go hooks.Terminate()
 		}

@@ -180,9 +180,12 @@ func (h *HotRestart) SyncParentStats(ctx context.Context) error {
 // RunStatsSync calls SyncParentStats every interval on the Config clock until
 // the parent is gone or ctx ends. Errors are logged; a broken connection ends it.
 func (h *HotRestart) RunStatsSync(ctx context.Context, every time.Duration) {
+	gone := h.ParentGone()
 	for h.HasParent() {
 		select {
 		case <-ctx.Done():
+			return
+		case <-gone:
 			return
 		case <-h.cfg.After(every):
 		}
@@ -192,8 +195,10 @@ func (h *HotRestart) RunStatsSync(ctx context.Context, every time.Duration) {
 	}
 }
 
-// parentGoneLocked tells the attached merger; called with cmu held.
+// parentGoneLocked records that the parent is gone (terminated or lost) and
+// tells the attached merger; called with cmu held.
 func (h *HotRestart) parentGoneLocked() {
+	h.goneOnce.Do(func() { close(h.gone) })
 	if h.merger != nil {
 		h.merger.ParentGone()
 	}

@@ -128,7 +128,7 @@ func (r *Registry) promFamilies() []*promFamily {
 	}
 	byName := map[string]*building{}
 	var names []string
-	for _, s := range r.Snapshot() {
+	for _, s := range r.Exposed() {
 		pname := PrometheusName(s.Name)
 		b := byName[pname]
 		if b == nil {

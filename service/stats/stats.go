@@ -100,7 +100,13 @@ type Registry struct {
 	mu     sync.RWMutex
 	series map[string]*metric
 	help   map[string]string
+	view   atomic.Pointer[View]
 }
+
+// View turns the registry's own samples into what /stats and /metrics show,
+// for example adding the gauges of an Envoy-style parent process that still
+// runs. It must not modify its argument's elements in place.
+type View func(own []Sample) []Sample
 
 // New returns an empty registry.
 func New() *Registry {
@@ -152,6 +158,25 @@ func (r *Registry) Snapshot() []Sample {
 	r.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out
+}
+
+// SetView sets how the registry is exposed (nil: as it is).
+func (r *Registry) SetView(v View) {
+	if v == nil {
+		r.view.Store(nil)
+		return
+	}
+	r.view.Store(&v)
+}
+
+// Exposed returns the samples as /stats and /metrics show them: Snapshot
+// passed through the view, if one is set.
+func (r *Registry) Exposed() []Sample {
+	own := r.Snapshot()
+	if v := r.view.Load(); v != nil {
+		return (*v)(own)
+	}
+	return own
 }
 
 // Counters returns the counter series only, sorted by key: what a handoff carries.
@@ -209,7 +234,7 @@ func (r *Registry) Help(name string) string {
 // WriteText writes every series as "name: value" lines, Envoy's /stats shape;
 // labelled series read "name{key="value"}: value".
 func (r *Registry) WriteText(w io.Writer) error {
-	for _, s := range r.Snapshot() {
+	for _, s := range r.Exposed() {
 		if _, err := fmt.Fprintf(w, "%s: %s\n", s.Key(), formatValue(s.Value)); err != nil {
 			return fmt.Errorf("stats: write: %w", err)
 		}

@@ -136,6 +136,14 @@ func TestUpgradeFailuresLeaveOldServing(t *testing.T) {
 	t.Run("upgrade still works", func(t *testing.T) {
 		old = e.upgradeOK(old, e.config("c2.json", "v2", false, "5s"), 2)
 		e.assertServes("v2")
+		// The failed attempts that reached the old process were counted there
+		// and carried over: bind failure, silent successor, dead successor,
+		// stalled successor, and the --daemon bind failure.
+		_, page := get(t, e.p.metricsURL())
+		c := parseCounters(page)
+		if c["mosnlite_server_upgrades_failed_total"] != 5 || c["mosnlite_server_upgrades_total"] != 1 {
+			t.Fatalf("upgrade counters: failed %v done %v, want 5 and 1", c["mosnlite_server_upgrades_failed_total"], c["mosnlite_server_upgrades_total"])
+		}
 	})
 
 	t.Run("start --daemon returns once the new one serves", func(t *testing.T) {

@@ -96,8 +96,16 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		}
 		var info map[string]interface{}
 		getJSON(t, e.p.adminURL("/server_info"), &info)
-		if int(info["generation"].(float64)) != i || int(info["pid"].(float64)) != cur.pid() {
+		if int(info["generation"].(float64)) != i || int(info["pid"].(float64)) != cur.pid() || info["state"] != "running" {
 			t.Fatalf("after upgrade %d: server_info %v", i-1, info)
+		}
+		// The predecessor has exited: nothing drains any more, and uptime
+		// counts from the first generation.
+		if dp := int(info["draining_pid"].(float64)); dp != 0 {
+			t.Fatalf("after upgrade %d: draining_pid %d though the old process exited", i-1, dp)
+		}
+		if all, own := info["uptime_all_epochs_seconds"].(float64), info["uptime_seconds"].(float64); all <= own {
+			t.Fatalf("after upgrade %d: uptime across generations %v <= own uptime %v", i-1, all, own)
 		}
 		ns, ls := fdCounts(t, cur.pid())
 		fds = append(fds, genFDs{ns, ls})
@@ -137,6 +145,15 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	seen := float64(l.byName["http keep-alive"].ok.Load() + l.byName["http conn-per-request"].ok.Load())
 	if total < seen {
 		t.Errorf("requests counted across 10 upgrades = %v, but clients saw %v answered", total, seen)
+	}
+	c := parseCounters(page)
+	if c["mosnlite_server_upgrades_total"] != 10 || c["mosnlite_server_upgrades_failed_total"] != 0 {
+		t.Errorf("upgrade counters: done %v failed %v, want 10 and 0", c["mosnlite_server_upgrades_total"], c["mosnlite_server_upgrades_failed_total"])
+	}
+	for _, g := range []string{"mosnlite_server_last_handoff_duration_seconds ", "mosnlite_server_listeners_inherited 5", "mosnlite_server_hot_restart_generation 11"} {
+		if !strings.Contains(page, "\n"+g) {
+			t.Errorf("/metrics lacks %q", g)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	_ "embed"
+	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -17,14 +18,13 @@ func DefaultJSON() []byte {
 }
 
 // Default returns the built-in config, parsed, defaulted and validated. Its
-// UDSDir is empty: see DefaultUDSDir. It panics only if the embedded file is
-// broken, which the package's tests rule out.
-func Default() *Config {
+// UDSDir is empty: see DefaultUDSDir.
+func Default() (*Config, error) {
 	c, err := Parse(defaultJSON)
 	if err != nil {
-		panic("config: embedded default.json is invalid: " + err.Error())
+		return nil, fmt.Errorf("config: embedded default.json: %w", err)
 	}
-	return c
+	return c, nil
 }
 
 // DefaultUDSDir derives the uds_dir to use when the config leaves it empty,

@@ -190,7 +190,10 @@ func TestValidateProgrammaticConfig(t *testing.T) {
 }
 
 func TestDefaultConfig(t *testing.T) {
-	c := Default()
+	c, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -48,10 +49,8 @@ type boundAddr struct {
 
 func (v *validator) config(c *Config) {
 	if c.UDSDir != "" {
-		if strings.IndexByte(c.UDSDir, 0) >= 0 {
-			v.ps.add("uds_dir", "%q: contains a NUL byte", c.UDSDir)
-		} else if n := len(c.UDSDir) + len("/reconfig.sock"); n > maxUnixPath {
-			v.ps.add("uds_dir", "%q: too long: the socket paths inside it would be %d bytes, at most %d", c.UDSDir, n, maxUnixPath)
+		if err := CheckUDSDir(c.UDSDir); err != nil {
+			v.ps.add("uds_dir", "%v", err)
 		}
 	}
 	v.duration("handoff_timeout", c.HandoffTimeout.Duration, MaxHandoffTimeout)
@@ -407,4 +406,22 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// udsSocketNameMax is the longest name a socket in uds_dir gets: the
+// temporary name ".reconfig.sock.<12 hex digits>" it is bound under before
+// being renamed into place.
+const udsSocketNameMax = len("/.reconfig.sock.") + 12
+
+// CheckUDSDir reports whether dir can hold mosnlite's handoff sockets: unix
+// socket paths are limited to 107 bytes. Callers check the uds_dir they derive
+// themselves too, not only the configured one.
+func CheckUDSDir(dir string) error {
+	if strings.IndexByte(dir, 0) >= 0 {
+		return fmt.Errorf("%q: contains a NUL byte", dir)
+	}
+	if n := len(dir) + udsSocketNameMax; n > maxUnixPath {
+		return fmt.Errorf("%q: too long: the socket paths inside it would be up to %d bytes, at most %d", dir, n, maxUnixPath)
+	}
+	return nil
 }

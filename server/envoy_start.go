@@ -107,7 +107,11 @@ func (s *Server) StartEnvoy(ctx context.Context) (err error) {
 	}
 	set.CloseUnclaimed()
 	s.m.listenersInherited.Set(float64(n))
-	s.serveParts(func(*part) bool { return true })
+	// A child serves its proxies at once; its service ports only once the
+	// parent has stopped serving its own and the parent's counters are in
+	// (below), so that no scrape sees a counter go backwards.
+	hasParent := st.hr != nil && st.hr.HasParent()
+	s.serveParts(func(p *part) bool { return p.proxy != nil || !hasParent })
 	s.m.live.Set(1)
 
 	if hr := st.hr; hr != nil {
@@ -120,7 +124,11 @@ func (s *Server) StartEnvoy(ctx context.Context) (err error) {
 		if err := hr.DrainParentListeners(hctx); err != nil {
 			s.log.WithError(err).Warn("hot restart: drain parent listeners")
 		}
-		if hr.HasParent() {
+		if hasParent {
+			if err := hr.SyncParentStats(hctx); err != nil {
+				s.log.WithError(err).Warn("hot restart: parent stats after drain")
+			}
+			s.serveParts(func(p *part) bool { return p.svc != nil })
 			go hr.RunStatsSync(runCtx, time.Second)
 			go func() {
 				if err := hr.TerminateParentAfter(runCtx, o.ParentShutdownTime); err != nil && !errors.Is(err, context.Canceled) {
@@ -179,7 +187,10 @@ func (s *Server) envoyHooks() envoy.ParentHooks {
 		ShutdownAdmin:   s.envoyShutdownAdmin,
 		ExportListeners: s.envoyExport,
 		Stats:           s.reg.Exposed,
-		Drain:           func() { go s.envoyDrain() },
+		Drain: func() {
+			s.envoyStopServices()
+			go s.envoyDrain()
+		},
 		Terminate:       s.envoyTerminate,
 	}
 }
@@ -232,6 +243,23 @@ func (s *Server) envoyExport() ([]envoy.ListenSocket, error) {
 		st.adminDup = nil // the Parent closes it after sending
 	}
 	return out, nil
+}
+
+// envoyStopServices is the first step of a parent's drain: its service ports
+// finish what they answer now (bounded) and stop, before the child serves its
+// own with the parent's final counters.
+func (s *Server) envoyStopServices() {
+	s.mu.Lock()
+	parts := append([]*part(nil), s.parts...)
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), serviceStopTimeout)
+	defer cancel()
+	for _, p := range parts {
+		if p.svc != nil {
+			_ = p.stopAccepting()
+			_ = p.wait(ctx)
+		}
+	}
 }
 
 // envoyDrain stops accepting and drains over --drain-time-s: immediate asks
@@ -301,6 +329,24 @@ func (s *Server) ShutdownEnvoy(ctx context.Context) error {
 	s.mu.Lock()
 	st := s.envoy
 	s.mu.Unlock()
+	if s.getState() == StateDraining {
+		// A parent that drains for its child: finish within graceful_timeout
+		// instead of waiting for the child to terminate us.
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.gracefulTimeout())
+			defer cancel()
+		}
+		s.drain(ctx, nil)
+		if st != nil {
+			st.cancel()
+			if st.hr != nil {
+				_ = st.hr.Close()
+			}
+		}
+		s.finish(nil)
+		return nil
+	}
 	if st != nil && st.hr != nil && st.hr.HasParent() {
 		tctx, cancel := context.WithTimeout(ctx, s.handoffTimeout())
 		if err := st.hr.TerminateParent(tctx); err != nil {

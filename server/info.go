@@ -31,6 +31,9 @@ func (s *Server) ServerInfo() service.ServerInfo {
 			info.BaseID = s.envoy.hr.BaseID() // the one chosen with --use-dynamic-base-id
 		}
 	}
+	if s.opts.Envoy != nil {
+		info.State = envoyStateName(s.state)
+	}
 	info.HotRestartVersion = s.HotRestartVersion()
 	return info
 }
@@ -82,5 +85,17 @@ func (s *Server) DrainListeners() {
 			s.log.WithError(err).Warn("drain listeners")
 		}
 		p.drain()
+	}
+}
+
+// envoyStateName is the state as Envoy's /server_info names it.
+func envoyStateName(st State) string {
+	switch st {
+	case StateStarting:
+		return "INITIALIZING"
+	case StateRunning:
+		return "LIVE"
+	default:
+		return "DRAINING"
 	}
 }

@@ -51,6 +51,10 @@ type Options struct {
 	PID int
 	// Envoy carries the hot-restart compatibility settings; nil for MOSN-style upgrades.
 	Envoy *EnvoyOptions
+	// ReadyBy, if set, is when whoever started this process stops waiting for
+	// it: a successor that cannot ack its predecessor by then gives up rather
+	// than take over after its caller has reported failure.
+	ReadyBy time.Time
 }
 
 // Server is one running mosnlite process.
@@ -101,8 +105,11 @@ func New(opts Options) (*Server, error) {
 		opts.Clock = time.Now
 	}
 	udsDir := opts.Config.UDSDir
-	if udsDir == "" {
+	if udsDir == "" && opts.Envoy == nil {
 		udsDir = config.DefaultUDSDir(opts.ConfigPath)
+		if err := config.CheckUDSDir(udsDir); err != nil {
+			return nil, fmt.Errorf("server: uds_dir derived from the config file's location: %w; set a shorter uds_dir in the config", err)
+		}
 	}
 	reg := stats.New()
 	s := &Server{

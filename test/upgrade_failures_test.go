@@ -155,6 +155,8 @@ func TestUpgradeFailuresLeaveOldServing(t *testing.T) {
 		if m == nil {
 			t.Fatalf("--daemon output %q", out)
 		}
+		pid := atoi(string(m[1]))
+		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
 		// The old one has acked before --daemon returned: the new config answers now.
 		if code, body := get(t, "http://"+addr(e.httpPort)+"/version"); code != 200 || body != "v3" {
 			t.Fatalf("right after --daemon returned: %d %q", code, body)
@@ -162,8 +164,6 @@ func TestUpgradeFailuresLeaveOldServing(t *testing.T) {
 		if code := old.wait(15 * time.Second); code != 0 {
 			t.Fatalf("old exited %d", code)
 		}
-		pid := atoi(string(m[1]))
-		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
 		// Every failed upgrade above and the two good ones cost the load nothing.
 		l.finish()
 		for _, name := range l.order {

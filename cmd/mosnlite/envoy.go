@@ -78,7 +78,7 @@ func cmdEnvoy(args []string, stdout, stderr io.Writer) int {
 	f, err := parseEnvoyFlags(args, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
-		return 1
+		return 2
 	}
 	if f.opts.HotRestartVersion {
 		fmt.Fprintln(stderr, envoy.Version(f.opts.DisableHotRestart))
@@ -86,7 +86,7 @@ func cmdEnvoy(args []string, stdout, stderr io.Writer) int {
 	}
 	if f.config == "" {
 		fmt.Fprintln(stderr, "mosnlite: -c FILE is required")
-		return 1
+		return 2
 	}
 	if f.mode == "validate" {
 		return cmdValidate([]string{"-c", f.config}, stdout, stderr)

@@ -17,6 +17,25 @@ import (
 // "error: why".
 const readyFDEnv = "MOSNLITE_READY_FD"
 
+// readyDeadlineEnv carries, in Unix nanoseconds, when the starter stops
+// waiting: the child must be serving (acked) by then or give up.
+const readyDeadlineEnv = "MOSNLITE_READY_DEADLINE"
+
+// readyMargin is how much sooner than its starter's timeout a child gives up,
+// so that its verdict reaches the starter before the starter's own timer fires.
+const readyMargin = time.Second
+
+// readyDeadline reads and clears the deadline set by a starter, if any.
+func readyDeadline() time.Time {
+	v := os.Getenv(readyDeadlineEnv)
+	_ = os.Unsetenv(readyDeadlineEnv)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if v == "" || err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
 // notifyReady reports the start result to whoever started this process with
 // a readiness pipe, and closes the pipe. Without one it does nothing.
 func notifyReady(startErr error) {
@@ -67,7 +86,12 @@ func spawn(o spawnOptions) (int, error) {
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = o.stdout, o.stderr
 	cmd.ExtraFiles = []*os.File{w}
-	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
+	if o.timeout <= 0 {
+		o.timeout = 60 * time.Second
+	}
+	deadline := time.Now().Add(o.timeout)
+	cmd.Env = append(os.Environ(), readyFDEnv+"=3",
+		fmt.Sprintf("%s=%d", readyDeadlineEnv, deadline.Add(-min(readyMargin, o.timeout/2)).UnixNano()))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: o.detach, Setpgid: !o.detach}
 	if err := cmd.Start(); err != nil {
 		w.Close()
@@ -75,21 +99,13 @@ func spawn(o spawnOptions) (int, error) {
 	}
 	w.Close()
 	exited := make(chan error, 1)
-	if o.detach {
-		// The daemon outlives us; only watch for an early exit.
-		go func() { exited <- cmd.Wait() }()
-	} else {
-		go func() { exited <- cmd.Wait() }()
-	}
+	go func() { exited <- cmd.Wait() }() // reaps the child; a daemon outlives us anyway
 	line := make(chan string, 1)
 	go func() {
 		s, _ := bufio.NewReader(io.LimitReader(r, 64<<10)).ReadString('\n')
 		line <- strings.TrimSpace(s)
 	}()
-	if o.timeout <= 0 {
-		o.timeout = 60 * time.Second
-	}
-	timer := time.NewTimer(o.timeout)
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case l := <-line:

@@ -19,9 +19,9 @@ import (
 // It returns the absolute path ("" for the default).
 func loadConfig(path string) (*config.Config, string, error) {
 	if path == "" {
-		cfg, err := config.Parse(config.DefaultJSON())
+		cfg, err := config.Default()
 		if err != nil {
-			return nil, "", fmt.Errorf("embedded default config: %w", err)
+			return nil, "", err
 		}
 		return cfg, "", nil
 	}
@@ -110,6 +110,7 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 		ServerLogs:  lg.servers,
 		CommandLine: os.Args,
 		PID:         pid,
+		ReadyBy:     readyDeadline(),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "mosnlite: %v\n", err)

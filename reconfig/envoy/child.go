@@ -234,6 +234,6 @@ func (h *HotRestart) lose(err error) error {
 		h.conn = nil
 	}
 	h.parentGoneLocked()
-	h.log.WithError(err).Warn("lost the hot restart parent")
+	// Not logged here: the caller gets the error and decides.
 	return fmt.Errorf("%w: %w", err, errParentLost)
 }

@@ -66,11 +66,9 @@
 // Payloads above 16 MiB are refused. Flag bit 0 ("optional") lets a reader
 // skip a type it does not know (closing any fds that came with it); an
 // unknown type without it is an error. Types: 1 manifest, 2 ack, 3 nack,
-// 4 counters, 5 bye. Types 16 and up are reserved for live connection
-// migration, which will send them on the same connection after the
-// manifest (fds with a frame, buffered bytes in its payload); a version
-// that predates them skips them when flagged optional. New fields in an
-// existing payload are ignored by older readers. ProtocolVersion in the
+// 4 counters, 5 bye; 16 connection offer, 17 migration commit, 18
+// migration result (see below; all three flagged optional). New fields in
+// an existing payload are ignored by older readers. ProtocolVersion in the
 // manifest changes only for an incompatible change and must match exactly.
 //
 // A frame's fds ride on its first bytes, at most 253 (SCM_MAX_FD) per
@@ -87,4 +85,64 @@
 // one adds them to its registry). After the ack the old one sends, with
 // SendCounters, what grew since its last send, and Bye at exit; Follow
 // hands each batch to the caller.
+//
+// # Live connection migration
+//
+// After the ack the old process may move established connections to the
+// new one on the same connection, in batches, two-phase:
+//
+//	new (Follow, ConnHandler)            old (Server.Migrate)
+//	ack {"pid", "migration": [{"listener","kind"}…]}
+//	                    ◀─── counters ── (first, as always)
+//	Hold: adopt, do not serve  ◀── offer ── one per connection, its sockets as SCM_RIGHTS
+//	                    ◀─── offer ───── …
+//	                    ◀─── commit ──── {"batch","ids","deadline"}
+//	                    ──── result ───▶ {"batch","accepted":[ids],"refused":[{"id","reason"}]}
+//	Start the accepted ones               close its copies of the accepted ones;
+//	(pending bytes written first)         resume the refused ones
+//
+// The ack's "migration" list names the listeners (and their kind, "tcp" or
+// "http") the new process takes connections for; the old process offers
+// only those. A new process that sends no list (an older version, or
+// AcceptConnections never called) gets no offers, and an old process that
+// ignores the list drains as before: both directions stay compatible.
+//
+// An offer's payload:
+//
+//	{"id": 7, "listener": "web", "kind": "http"|"tcp",
+//	 "started_at": "RFC 3339", "deadline": "RFC 3339",
+//	 "to_upstream": base64, "to_downstream": base64,   // tcp: read, not yet written
+//	 "buffered": base64, "requests": 12}               // http: read, not yet parsed
+//
+// with its fds: tcp [downstream, upstream], http [downstream]. A receiver
+// refuses (with the reason, in the result) an offer whose JSON or fields
+// are bad, whose fd count does not match its kind, with more than 4 MiB in
+// any buffer, for a listener it does not serve, or past its deadline; the
+// fds of a refused or unreadable offer are closed at once. An unreadable
+// offer has no id; the commit's list shows it missing ("offer not
+// received"). Ids are non-zero and unique; a result that names an id twice
+// (or both accepted and refused) is garbled.
+//
+// Safety rests on one rule: the new process serves a connection only after
+// it has written a result accepting it, and it never writes a result after
+// the batch deadline (the deadline is in every offer and the commit; late,
+// it refuses the whole batch). The old process reads the result until a
+// second past the deadline (like the ack), so a result written in time is
+// always seen. Hence:
+//
+//   - result read: accepted ones are the new process's (the old closes its
+//     copies, a plain close: no shutdown, the socket lives on there);
+//     refused ones, and ids the result does not name, stay the old's;
+//   - timeout, EOF or reset (the new process died), a garbled result or a
+//     failed write: the old process resumes the whole batch, and Migrate
+//     fails at once for every later batch (the stream is no longer trusted
+//     for reading; a failed write also closes the connection). The new
+//     process never started any of it: what it held is released when the
+//     commit comes late or when Follow returns.
+//
+// A connection is thus never lost: until the result it is the old
+// process's, and an answer never arrives after the old one gave up. Only
+// one batch is in flight at a time. Received fds are close-on-exec and
+// closed on every error path; the new side's ConnHandler sees them only
+// for the length of Hold.
 package reconfig

@@ -20,7 +20,7 @@ const (
 )
 
 // msgType is a frame's type. Values below 16 are the handoff; 16 and up are
-// reserved for live connection migration.
+// live connection migration.
 type msgType uint8
 
 const (
@@ -29,6 +29,11 @@ const (
 	typeNack     msgType = 3 // new → old: giving up, reason inside
 	typeCounters msgType = 4 // old → new after the ack: counter increments
 	typeBye      msgType = 5 // old → new: exiting, nothing more follows
+
+	// Live connection migration, after the ack (see migrate.go).
+	typeConnOffer  msgType = 16 // old → new: one connection, its sockets as SCM_RIGHTS
+	typeConnCommit msgType = 17 // old → new: a batch of offers is complete; answer now
+	typeConnResult msgType = 18 // new → old: which offers of the batch it serves
 )
 
 func (t msgType) String() string {
@@ -43,12 +48,20 @@ func (t msgType) String() string {
 		return "counters"
 	case typeBye:
 		return "bye"
+	case typeConnOffer:
+		return "connection offer"
+	case typeConnCommit:
+		return "migration commit"
+	case typeConnResult:
+		return "migration result"
 	}
 	return fmt.Sprintf("type %d", uint8(t))
 }
 
 // known reports whether this version understands t.
-func (t msgType) known() bool { return t >= typeManifest && t <= typeBye }
+func (t msgType) known() bool {
+	return (t >= typeManifest && t <= typeBye) || (t >= typeConnOffer && t <= typeConnResult)
+}
 
 // frame is one decoded message. fds were received with it; whoever holds
 // the frame owns them and must close them.

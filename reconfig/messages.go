@@ -40,6 +40,10 @@ type Manifest struct {
 
 type ackMsg struct {
 	PID int `json:"pid"`
+	// Migration lists the listeners the new process takes connections for.
+	// Absent (an older new process, or migration off) means none: the old
+	// process drains everything.
+	Migration []MigrationTarget `json:"migration,omitempty"`
 }
 
 type nackMsg struct {

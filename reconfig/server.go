@@ -46,6 +46,8 @@ type ServerConfig struct {
 	// OnFail, if set, is called after a handoff failed before the ack
 	// (already logged); nothing was stopped. It must not call Close.
 	OnFail func(newPID int, err error)
+	// MigrateTimeout bounds one Migrate batch (DefaultMigrateTimeout when zero).
+	MigrateTimeout time.Duration
 }
 
 // Server is the running process's side: it accepts upgrade requests on
@@ -71,11 +73,22 @@ type Server struct {
 	active    map[*net.UnixConn]struct{} // connections of a handoff in progress
 	peer      *net.UnixConn              // the acked successor's connection
 	peerPID   int
+	targets   []MigrationTarget // listeners the successor takes connections for
+
+	// Migration: one batch at a time, under migMu. Only Migrate reads the
+	// peer connection; a failed read leaves the stream unusable for reading.
+	migMu     sync.Mutex
+	peerDec   *decoder
+	batch     uint64
+	migBroken error
 }
 
 func newServer(ln *net.UnixListener, dir string, pid int, euid uint32, pred <-chan struct{}, cfg ServerConfig) *Server {
 	if cfg.HandoffTimeout <= 0 {
 		cfg.HandoffTimeout = DefaultHandoffTimeout
+	}
+	if cfg.MigrateTimeout <= 0 {
+		cfg.MigrateTimeout = DefaultMigrateTimeout
 	}
 	s := &Server{
 		cfg: cfg, log: orDiscard(cfg.Log), ln: ln, dir: dir, pid: pid, euid: euid, pred: pred,
@@ -139,7 +152,7 @@ func (s *Server) handle(c *net.UnixConn) {
 		return
 	}
 	log.Info("upgrade requested")
-	hc, err := s.handoff(c, newPID, log)
+	hc, targets, err := s.handoff(c, newPID, log)
 	s.untrackClose(c)
 	if err != nil {
 		<-s.busy // ready for the next upgrade before anyone hears of this one
@@ -153,10 +166,14 @@ func (s *Server) handle(c *net.UnixConn) {
 	s.mu.Lock()
 	s.handedOff = true
 	s.peer, s.peerPID = hc, newPID
+	s.targets = targets
 	delete(s.active, hc)
 	s.ln.Close() // stop accepting; the path is the successor's now
 	s.mu.Unlock()
-	log.Info("upgrade acked: stopped accepting on reconfig.sock")
+	s.migMu.Lock()
+	s.peerDec = newDecoder(hc)
+	s.migMu.Unlock()
+	log.WithField("migration_targets", len(targets)).Info("upgrade acked: stopped accepting on reconfig.sock")
 	if s.cfg.OnAck != nil {
 		s.cfg.OnAck(newPID)
 	}
@@ -199,8 +216,9 @@ func (s *Server) untrackClose(c *net.UnixConn) {
 }
 
 // handoff runs the old side from 'U' to the ack and returns the handoff
-// connection, still open, on success.
-func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.UnixConn, error) {
+// connection, still open, and the listeners the new process takes
+// connections for, on success.
+func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.UnixConn, []MigrationTarget, error) {
 	timeout := s.cfg.HandoffTimeout
 	deadline := time.Now().Add(timeout)
 	step := func(what string, err error) error {
@@ -215,14 +233,14 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 
 	c.SetDeadline(deadline)
 	if _, err := c.Write([]byte{'U'}); err != nil {
-		return nil, step("read our upgrade signal", err)
+		return nil, nil, step("read our upgrade signal", err)
 	}
 	var b [1]byte
 	if _, err := io.ReadFull(c, b[:]); err != nil {
-		return nil, step("listen on listen.sock", err)
+		return nil, nil, step("listen on listen.sock", err)
 	}
 	if b[0] != 'L' {
-		return nil, fmt.Errorf("reconfig: new process (pid %d) answered %q, want 'L'", newPID, b[0])
+		return nil, nil, fmt.Errorf("reconfig: new process (pid %d) answered %q, want 'L'", newPID, b[0])
 	}
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -230,7 +248,7 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "unix", filepath.Join(s.dir, ListenSock))
 	if err != nil {
-		return nil, step("accept on listen.sock", err)
+		return nil, nil, step("accept on listen.sock", err)
 	}
 	hc := raw.(*net.UnixConn)
 	ok := false
@@ -240,20 +258,20 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 		}
 	}()
 	if !s.track(hc) {
-		return nil, errors.New("reconfig: server closed during the handoff")
+		return nil, nil, errors.New("reconfig: server closed during the handoff")
 	}
 	peerPID, err := checkPeer(hc, s.euid)
 	if err == nil && peerPID != newPID {
 		err = fmt.Errorf("peer pid %d is not the upgrading process (pid %d)", peerPID, newPID)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reconfig: process on listen.sock: %w", err)
+		return nil, nil, fmt.Errorf("reconfig: process on listen.sock: %w", err)
 	}
 	log.Info("connected to the new process's listen.sock")
 
 	n, err := s.sendManifest(hc, deadline)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	log.WithField("listeners", n).Info("manifest sent, waiting for ack")
 
@@ -263,23 +281,30 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 	dec := newDecoder(hc)
 	f, err := dec.next()
 	if err != nil {
-		return nil, step("ack", err)
+		return nil, nil, step("ack", err)
 	}
 	f.closeFDs()
+	var targets []MigrationTarget
 	switch f.typ {
 	case typeAck:
+		var a ackMsg
+		if err := decodePayload(f, &a); err != nil {
+			// Acked all the same; only migration is off.
+			log.WithError(err).Warn("ack payload unreadable: no connection migration")
+		}
+		targets = validTargets(a.Migration)
 	case typeNack:
 		var m nackMsg
 		if err := decodePayload(f, &m); err != nil {
-			return nil, fmt.Errorf("reconfig: new process (pid %d) gave up: %w", newPID, err)
+			return nil, nil, fmt.Errorf("reconfig: new process (pid %d) gave up: %w", newPID, err)
 		}
-		return nil, fmt.Errorf("reconfig: new process (pid %d) gave up: %s", newPID, m.Reason)
+		return nil, nil, fmt.Errorf("reconfig: new process (pid %d) gave up: %s", newPID, m.Reason)
 	default:
-		return nil, fmt.Errorf("reconfig: new process (pid %d): %w", newPID, badFrame("expected ack, got %s", f.typ))
+		return nil, nil, fmt.Errorf("reconfig: new process (pid %d): %w", newPID, badFrame("expected ack, got %s", f.typ))
 	}
 	hc.SetDeadline(time.Time{})
 	ok = true
-	return hc, nil
+	return hc, targets, nil
 }
 
 // sendManifest exports and sends the manifest with its fds, closing the

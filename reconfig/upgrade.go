@@ -49,6 +49,8 @@ type Upgrade struct {
 	acked    bool
 	failed   bool
 	tookOver bool
+	targets  []MigrationTarget // sent with the ack (AcceptConnections)
+	handler  ConnHandler       // gets the connections the old process moves
 
 	followOnce sync.Once
 	followDone chan struct{} // closed when the predecessor is finished with us
@@ -328,7 +330,7 @@ func (u *Upgrade) Ack(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { u.conn.SetWriteDeadline(time.Now()) })
 	defer stop()
 	u.conn.SetWriteDeadline(deadline)
-	p, _ := json.Marshal(ackMsg{PID: u.pid})
+	p, _ := json.Marshal(ackMsg{PID: u.pid, Migration: u.targets})
 	if err := writeFrame(u.conn, typeAck, 0, p, nil); err != nil {
 		return fmt.Errorf("reconfig: send ack to old process (pid %d): %w", u.oldPID, err)
 	}
@@ -417,21 +419,26 @@ func (u *Upgrade) TakeOver(cfg ServerConfig) (*Server, error) {
 // Follow reads what the old process sends while it drains, passing each
 // batch of counter increments to onCounters, until the old process says
 // bye (nil), the connection closes without a bye (an error), or ctx ends.
+// Connections the old process moves go to the AcceptConnections handler
+// (refused without one); Follow answers each batch on the same connection.
+// Held connections whose batch never commits are released when it returns.
 // Call it after Ack; the Server answers "busy" until it returns.
 func (u *Upgrade) Follow(ctx context.Context, onCounters func([]stats.Sample)) error {
 	u.mu.Lock()
-	conn, acked := u.conn, u.acked
+	conn, acked, handler := u.conn, u.acked, u.handler
 	u.mu.Unlock()
 	if !acked {
 		return errors.New("reconfig: follow: not acked")
 	}
+	log := u.log.WithFields(logrus.Fields{"old_pid": u.oldPID, "new_pid": u.pid})
+	rx := newReceiver(handler, log)
 	defer func() {
+		rx.releaseAll()
 		conn.Close()
 		u.followOnce.Do(func() { close(u.followDone) })
 	}()
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	log := u.log.WithFields(logrus.Fields{"old_pid": u.oldPID, "new_pid": u.pid})
 	d := newDecoder(conn)
 	for {
 		f, err := d.next()
@@ -444,7 +451,11 @@ func (u *Upgrade) Follow(ctx context.Context, onCounters func([]stats.Sample)) e
 			}
 			return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, err)
 		}
-		f.closeFDs() // nothing after the manifest carries fds in this version
+		if f.typ == typeConnOffer {
+			rx.offer(f) // takes the frame's fds
+			continue
+		}
+		f.closeFDs() // no other frame carries fds after the manifest
 		switch f.typ {
 		case typeCounters:
 			var m countersMsg
@@ -456,6 +467,12 @@ func (u *Upgrade) Follow(ctx context.Context, onCounters func([]stats.Sample)) e
 			if onCounters != nil {
 				onCounters(m.Counters)
 			}
+		case typeConnCommit:
+			n, err := rx.commit(f, conn)
+			if err != nil {
+				return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, err)
+			}
+			log.WithField("connections", n).Debug("migration batch answered")
 		case typeBye:
 			log.Info("old process said bye")
 			return nil

@@ -65,7 +65,7 @@ func (s *Server) build() (*cluster.Manager, []*part, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
 			}
-			parts = append(parts, &part{spec: spec, proxy: p})
+			parts = append(parts, &part{spec: spec, proxy: p, noMigration: l.DisableMigration})
 		}
 	}
 	return clusters, parts, nil

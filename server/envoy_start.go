@@ -191,7 +191,7 @@ func (s *Server) envoyHooks() envoy.ParentHooks {
 			s.envoyStopServices()
 			go s.envoyDrain()
 		},
-		Terminate:       s.envoyTerminate,
+		Terminate: s.envoyTerminate,
 	}
 }
 

@@ -21,6 +21,9 @@ type part struct {
 	ln      *listener.Listener
 	served  chan error // receives Serve's result once
 	serving bool
+	// noMigration: the listener's connections drain on upgrade instead of
+	// moving to the successor (disable_migration).
+	noMigration bool
 }
 
 func (p *part) String() string { return p.spec.String() }

@@ -30,7 +30,17 @@ func (s *Server) Start(ctx context.Context) error {
 		up.Fail(err)
 		return err
 	}
+	var adopt *adopter
 	if !up.Fresh() {
+		// Connections the predecessor moves go to the listener of the same
+		// name and kind; it learns which with the ack.
+		if targets, a := s.migrationTargets(); len(targets) > 0 {
+			if err := up.AcceptConnections(targets, a); err != nil {
+				s.log.WithError(err).Warn("handoff: connection migration off")
+			} else {
+				adopt = a
+			}
+		}
 		if err := up.Ack(hctx); err != nil {
 			// The predecessor may be gone; either way this process already serves
 			// every proxy socket, so it carries on.
@@ -52,7 +62,7 @@ func (s *Server) Start(ctx context.Context) error {
 		// the predecessor has stopped accepting and sent what it counted
 		// since the manifest: a scrape never sees a counter go backwards.
 		first := make(chan struct{})
-		go s.followPredecessor(ctx, up, first)
+		go s.followPredecessor(ctx, up, first, adopt)
 		select {
 		case <-first:
 		case <-time.After(s.handoffTimeout()):
@@ -172,7 +182,7 @@ func (s *Server) rollback(set *listener.Set) {
 
 // followPredecessor adds in what the draining predecessor still counts and
 // clears the draining pid once it is gone.
-func (s *Server) followPredecessor(ctx context.Context, up *reconfig.Upgrade, first chan<- struct{}) {
+func (s *Server) followPredecessor(ctx context.Context, up *reconfig.Upgrade, first chan<- struct{}, adopt *adopter) {
 	var once sync.Once
 	signal := func() { once.Do(func() { close(first) }) }
 	defer signal()
@@ -188,5 +198,10 @@ func (s *Server) followPredecessor(ctx context.Context, up *reconfig.Upgrade, fi
 		s.log.WithError(err).WithField("old_pid", pid).Warn("predecessor connection ended without goodbye")
 		return
 	}
-	s.log.WithField("old_pid", pid).Info("predecessor finished draining")
+	log := s.log.WithField("old_pid", pid)
+	if adopt != nil {
+		n := adopt.total()
+		log = log.WithFields(map[string]interface{}{"adopted_tcp": n["tcp"], "adopted_http": n["http"]})
+	}
+	log.Info("predecessor finished draining")
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/reconfig"
 	"github.com/mosnlite/mosnlite/service/stats"
@@ -58,7 +61,8 @@ func (s *Server) export() (reconfig.Manifest, []*os.File, error) {
 
 // onAck runs when a successor has acked: stop accepting everywhere, send the
 // successor what was counted since the manifest (it waits for that before it
-// serves the metrics port), then drain and exit in the background.
+// serves the metrics port), then, in the background, move the connections
+// the successor takes, drain the rest, and exit.
 func (s *Server) onAck(newPID int) {
 	log := s.log.WithFields(map[string]interface{}{"old_pid": s.opts.PID, "new_pid": newPID})
 	log.Info("handoff: successor acked; stopping accepting and draining")
@@ -84,30 +88,50 @@ func (s *Server) onAck(newPID int) {
 		}
 	}
 	scancel()
-	push := func(always bool) {
-		now := s.reg.Counters()
-		d := stats.Delta(base, now)
-		if len(d) == 0 && !always {
-			return
-		}
-		if err := rs.SendCounters(d); err != nil {
-			log.WithError(err).Debug("push counters to successor")
-			return
-		}
-		base = now
-	}
-	push(true)
+	pusher := &counterPusher{reg: s.reg, rs: rs, base: base, log: log}
+	pusher.push(true)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.gracefulTimeout())
 		defer cancel()
-		s.drain(ctx, func() { push(false) })
-		push(false)
+		push := func() { pusher.push(false) }
+		// Counters pushed after each batch include the migration counters
+		// and everything the moved connections counted here.
+		out := s.startMigration(rs, rs.MigrationTargets(), parts, log, push)
+		s.drainParts(ctx, push, out.migrating)
+		out.finish(log)
+		pusher.push(false)
 		if err := rs.Bye(); err != nil {
 			log.WithError(err).Debug("goodbye to successor")
 		}
 		log.Info("handoff: drained; exiting")
 		s.finish(nil)
 	}()
+}
+
+// counterPusher sends the successor what this process counted since the
+// last push. Safe for concurrent use.
+type counterPusher struct {
+	mu   sync.Mutex
+	reg  *stats.Registry
+	rs   *reconfig.Server
+	base []stats.Sample // what the successor has already
+	log  *logrus.Entry
+}
+
+// push sends the increments; with always, even when there are none.
+func (c *counterPusher) push(always bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.reg.Counters()
+	d := stats.Delta(c.base, now)
+	if len(d) == 0 && !always {
+		return
+	}
+	if err := c.rs.SendCounters(d); err != nil {
+		c.log.WithError(err).Debug("push counters to successor")
+		return
+	}
+	c.base = now
 }
 
 // Shutdown stops the process for good, with no successor: stop accepting,
@@ -144,6 +168,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // drain stops accepting everywhere, asks connections to finish, waits for them
 // until ctx ends, then cuts what remains. tick, if set, runs periodically.
 func (s *Server) drain(ctx context.Context, tick func()) {
+	s.drainParts(ctx, tick, nil)
+}
+
+// drainParts is drain, except that the connections of parts for which
+// migrating reports true are not asked to finish: they are moving to a
+// successor, and the wait covers them as they go.
+func (s *Server) drainParts(ctx context.Context, tick func(), migrating func(*part) bool) {
 	s.mu.Lock()
 	parts := append([]*part(nil), s.parts...)
 	s.mu.Unlock()
@@ -152,7 +183,9 @@ func (s *Server) drain(ctx context.Context, tick func()) {
 		if err := p.stopAccepting(); err != nil {
 			s.log.WithError(err).Warn("drain")
 		}
-		p.drain()
+		if migrating == nil || !migrating(p) {
+			p.drain()
+		}
 	}
 	done := make(chan struct{})
 	go func() {

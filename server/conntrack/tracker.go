@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/mosnlite/mosnlite/service/stats"
 )
@@ -40,17 +41,33 @@ type Conn interface {
 	Close() error
 }
 
+// Migratable is a Conn that can move to a successor process. Migrate asks it
+// to hand itself over at its next safe point (or to drain if it cannot move);
+// it must not block.
+type Migratable interface {
+	Conn
+	Migrate()
+}
+
+// entry is what the tracker knows of one connection.
+type entry struct {
+	state State
+	since time.Time // when the connection was accepted, in whichever process
+}
+
 // Tracker holds the live connections of one listener. The zero value is not
 // usable; call New.
 type Tracker struct {
 	listener string
 	gauge    *stats.Gauge // may be nil
+	now      func() time.Time
 
-	mu       sync.Mutex
-	conns    map[Conn]State
-	draining bool
-	closing  bool
-	empty    chan struct{} // closed while conns is empty; replaced when it fills
+	mu        sync.Mutex
+	conns     map[Conn]entry
+	draining  bool
+	migrating bool
+	closing   bool
+	empty     chan struct{} // closed while conns is empty; replaced when it fills
 }
 
 // New returns an empty tracker for the named listener. gauge, if not nil,
@@ -58,17 +75,27 @@ type Tracker struct {
 func New(listener string, gauge *stats.Gauge) *Tracker {
 	empty := make(chan struct{})
 	close(empty)
-	return &Tracker{listener: listener, gauge: gauge, conns: map[Conn]State{}, empty: empty}
+	return &Tracker{listener: listener, gauge: gauge, now: time.Now, conns: map[Conn]entry{}, empty: empty}
 }
 
 // Listener returns the listener name the tracker was made for.
 func (t *Tracker) Listener() string { return t.listener }
 
-// Add tracks c in state Active and returns a function that stops tracking it
-// (safe to call more than once). If the tracker is draining, c is drained at
-// once; if CloseAll was called, c is closed at once (and still tracked until
-// removed, so that Wait sees it go).
+// Add tracks c in state Active, started now, and returns a function that
+// stops tracking it (safe to call more than once). If the tracker is
+// draining, c is drained at once; if it is migrating, c is asked to migrate
+// (drained if it cannot); if CloseAll was called, c is closed at once (and
+// still tracked until removed, so that Wait sees it go).
 func (t *Tracker) Add(c Conn) (remove func()) {
+	return t.AddSince(c, time.Time{})
+}
+
+// AddSince is Add for a connection that started at since: one that moved
+// here from a predecessor keeps its age. A zero since means now.
+func (t *Tracker) AddSince(c Conn, since time.Time) (remove func()) {
+	if since.IsZero() {
+		since = t.now()
+	}
 	t.mu.Lock()
 	if len(t.conns) == 0 {
 		t.empty = make(chan struct{})
@@ -76,8 +103,8 @@ func (t *Tracker) Add(c Conn) (remove func()) {
 	if _, dup := t.conns[c]; !dup && t.gauge != nil {
 		t.gauge.Inc()
 	}
-	t.conns[c] = Active
-	draining, closing := t.draining, t.closing
+	t.conns[c] = entry{state: Active, since: since}
+	draining, migrating, closing := t.draining, t.migrating, t.closing
 	t.mu.Unlock()
 
 	switch {
@@ -85,8 +112,18 @@ func (t *Tracker) Add(c Conn) (remove func()) {
 		_ = c.Close()
 	case draining:
 		c.Drain()
+	case migrating:
+		migrateOrDrain(c)
 	}
 	return func() { t.Remove(c) }
+}
+
+func migrateOrDrain(c Conn) {
+	if m, ok := c.(Migratable); ok {
+		m.Migrate()
+		return
+	}
+	c.Drain()
 }
 
 // Remove stops tracking c. Removing an untracked conn does nothing.
@@ -108,8 +145,9 @@ func (t *Tracker) Remove(c Conn) {
 // SetState records c's state. Untracked conns are ignored.
 func (t *Tracker) SetState(c Conn, s State) {
 	t.mu.Lock()
-	if _, ok := t.conns[c]; ok {
-		t.conns[c] = s
+	if e, ok := t.conns[c]; ok {
+		e.state = s
+		t.conns[c] = e
 	}
 	t.mu.Unlock()
 }
@@ -118,8 +156,17 @@ func (t *Tracker) SetState(c Conn, s State) {
 func (t *Tracker) State(c Conn) (State, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s, ok := t.conns[c]
-	return s, ok
+	e, ok := t.conns[c]
+	return e.state, ok
+}
+
+// Since returns when c started (its age carries across processes) and
+// whether c is tracked.
+func (t *Tracker) Since(c Conn) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.conns[c]
+	return e.since, ok
 }
 
 // Len returns the number of tracked connections.
@@ -134,8 +181,8 @@ func (t *Tracker) Count(s State) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
-	for _, st := range t.conns {
-		if st == s {
+	for _, e := range t.conns {
+		if e.state == s {
 			n++
 		}
 	}
@@ -144,14 +191,14 @@ func (t *Tracker) Count(s State) int {
 
 // Range calls fn for each tracked connection (a snapshot) until fn returns false.
 func (t *Tracker) Range(fn func(c Conn, s State) bool) {
-	type entry struct {
+	type item struct {
 		c Conn
 		s State
 	}
 	t.mu.Lock()
-	snap := make([]entry, 0, len(t.conns))
-	for c, s := range t.conns {
-		snap = append(snap, entry{c, s})
+	snap := make([]item, 0, len(t.conns))
+	for c, e := range t.conns {
+		snap = append(snap, item{c, e.state})
 	}
 	t.mu.Unlock()
 	for _, e := range snap {
@@ -166,6 +213,30 @@ func (t *Tracker) Draining() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.draining
+}
+
+// Migrating reports whether Migrate has been called.
+func (t *Tracker) Migrating() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.migrating
+}
+
+// Migrate asks every tracked connection to move to a successor at its next
+// safe point (connections that are not Migratable are drained), and does the
+// same for connections added later. A later Drain overrides it.
+func (t *Tracker) Migrate() {
+	t.mu.Lock()
+	t.migrating = true
+	draining := t.draining
+	snap := t.snapshotLocked()
+	t.mu.Unlock()
+	if draining {
+		return
+	}
+	for _, c := range snap {
+		migrateOrDrain(c)
+	}
 }
 
 // Drain asks every tracked connection to finish, and makes connections added

@@ -114,3 +114,66 @@ func TestWait(t *testing.T) {
 		t.Fatal("Wait returned nil with a tracked conn")
 	}
 }
+
+type movableConn struct {
+	fakeConn
+	migrates atomic.Int32
+}
+
+func (m *movableConn) Migrate() { m.migrates.Add(1) }
+
+func TestMigrateCurrentAndLaterThenDrainOverrides(t *testing.T) {
+	tr := New("l", nil)
+	m, plain := &movableConn{}, &fakeConn{}
+	tr.Add(m)
+	tr.Add(plain)
+	tr.Migrate()
+	if !tr.Migrating() || m.migrates.Load() != 1 || m.drains.Load() != 0 {
+		t.Fatalf("movable: migrates=%d drains=%d, want 1, 0", m.migrates.Load(), m.drains.Load())
+	}
+	if plain.drains.Load() != 1 {
+		t.Fatalf("a conn that cannot move drained %d times, want 1", plain.drains.Load())
+	}
+	late := &movableConn{}
+	tr.Add(late)
+	if late.migrates.Load() != 1 {
+		t.Fatal("a conn added while migrating was not asked to move")
+	}
+	tr.Drain()
+	if m.drains.Load() != 1 || late.drains.Load() != 1 {
+		t.Fatal("Drain after Migrate did not reach every conn")
+	}
+	after := &movableConn{}
+	tr.Add(after)
+	if after.migrates.Load() != 0 || after.drains.Load() != 1 {
+		t.Fatalf("added after Drain: migrates=%d drains=%d, want 0, 1", after.migrates.Load(), after.drains.Load())
+	}
+	tr.Migrate() // a drain is not undone
+	if after.migrates.Load() != 0 {
+		t.Fatal("Migrate after Drain asked a conn to move")
+	}
+}
+
+func TestAgeCarriesOver(t *testing.T) {
+	reg := stats.New()
+	g := reg.Gauge("g", "")
+	tr := New("l", g)
+	then := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	a, b := &fakeConn{}, &fakeConn{}
+	tr.AddSince(a, then)
+	before := time.Now()
+	tr.Add(b)
+	if s, ok := tr.Since(a); !ok || !s.Equal(then) {
+		t.Fatalf("Since(a) = %v %v, want %v", s, ok, then)
+	}
+	if s, ok := tr.Since(b); !ok || s.Before(before) || time.Since(s) > time.Minute {
+		t.Fatalf("Since(b) = %v %v, want about now", s, ok)
+	}
+	if g.Value() != 2 {
+		t.Fatalf("gauge %v, want 2: moved connections count like any other", g.Value())
+	}
+	tr.Remove(a)
+	if _, ok := tr.Since(a); ok {
+		t.Fatal("removed conn still has an age")
+	}
+}

@@ -12,10 +12,13 @@ var errHeaderTooLarge = errors.New("request header too large")
 
 // connReader reads the downstream socket for the HTTP connection's
 // bufio.Reader: it counts received bytes and, while a request head is being
-// read, caps how much may be read.
+// read, caps how much may be read. A connection that moved here from a
+// predecessor first reads prefix: what the predecessor had read from the
+// socket but not parsed (counted there, not here).
 type connReader struct {
 	nc        net.Conn
 	rx        *stats.Counter
+	prefix    []byte
 	limited   bool
 	remaining int64
 	hitLimit  bool
@@ -30,6 +33,12 @@ func (r *connReader) Read(p []byte) (int, error) {
 		if int64(len(p)) > r.remaining {
 			p = p[:r.remaining]
 		}
+	}
+	if len(r.prefix) > 0 {
+		n := copy(p, r.prefix)
+		r.prefix = r.prefix[n:]
+		r.remaining -= int64(n)
+		return n, nil
 	}
 	n, err := r.nc.Read(p)
 	if n > 0 {

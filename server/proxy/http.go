@@ -28,7 +28,7 @@ const (
 
 // httpProxy is the HTTP/1.1 reverse proxy of one listener.
 type httpProxy struct {
-	base
+	*base
 	routes          *routeTable
 	clusters        *cluster.Manager
 	idleTimeout     time.Duration
@@ -121,6 +121,13 @@ func (p *httpProxy) Serve(l net.Listener) error {
 }
 
 func (p *httpProxy) handle(nc net.Conn) {
+	c := p.newConn(nc)
+	c.remove = p.tracker.Add(c)
+	go c.serve()
+}
+
+// newConn prepares a downstream connection; the caller tracks and serves it.
+func (p *httpProxy) newConn(nc net.Conn) *httpConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &httpConn{
 		p:      p,
@@ -136,6 +143,5 @@ func (p *httpProxy) handle(nc net.Conn) {
 	if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.clientIP = tcp.IP.String()
 	}
-	c.remove = p.tracker.Add(c)
-	go c.serve()
+	return c
 }

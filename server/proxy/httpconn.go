@@ -62,6 +62,14 @@ type httpConn struct {
 	idleSince time.Time // when the connection last became idle
 	draining  bool
 	closed    bool
+	// moveWanted: Migrate was called, the connection moves at its next
+	// request boundary. moveTried: a move was decided or is impossible; it
+	// drains from now on. moved: a successor serves it now.
+	moveWanted, moveTried, moved bool
+
+	// requests counts the requests read on this connection, in this process
+	// and its predecessors. Owned by the connection goroutine.
+	requests uint64
 }
 
 // drainIdleGrace is how long, counted from when it became idle, a connection
@@ -145,7 +153,10 @@ func (c *httpConn) serve() {
 		if !c.awaitRequest() {
 			// A drained idle connection closes gracefully too: a request
 			// that raced with the close is read away, not answered by a reset.
-			linger = c.isDraining()
+			// A moved one only closes this process's copy: no FIN, no linger.
+			c.mu.Lock()
+			linger = c.draining && !c.moved
+			c.mu.Unlock()
 			return
 		}
 		keepAlive, responded := c.serveRequest()
@@ -158,7 +169,8 @@ func (c *httpConn) serve() {
 
 // awaitRequest is the idle state: it waits for the first byte of the next
 // request and moves to reading. It returns false when the connection is to be
-// closed: the client closed it, it idled out, or a drain found it idle.
+// closed: the client closed it, it idled out, a drain found it idle, or it
+// moved to a successor.
 func (c *httpConn) awaitRequest() bool {
 	c.mu.Lock()
 	if c.closed {
@@ -167,25 +179,54 @@ func (c *httpConn) awaitRequest() bool {
 	}
 	c.setPhaseLocked(phaseIdle)
 	c.idleSince = time.Now()
+	c.mu.Unlock()
+
+	for {
+		if c.armIdle() {
+			if c.park() {
+				return false
+			}
+			continue // it stays, and drains from now on
+		}
+		_, err := c.br.Peek(1)
+		if err == nil {
+			return c.beginRequest()
+		}
+		if !isTimeout(err) {
+			return false // EOF, reset, closed
+		}
+		c.mu.Lock()
+		move, draining := c.wantsMoveLocked(), c.draining
+		c.mu.Unlock()
+		if move {
+			continue
+		}
+		if !draining {
+			return false // idle timeout
+		}
+		// Drained at a request boundary and the grace is over. A request the
+		// client has sent meanwhile (buffered here or waiting in the socket) is
+		// served, with Connection: close; otherwise the connection closes.
+		if c.br.Buffered() > 0 || inputPending(c.nc) {
+			return c.beginRequest()
+		}
+		return false
+	}
+}
+
+// armIdle sets the deadline of the idle wait, or reports that the connection
+// is to move now instead. Under mu, so that a Migrate or Drain racing with it
+// either is seen here or sets its own deadline after this one.
+func (c *httpConn) armIdle() (move bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wantsMoveLocked() {
+		return true
+	}
 	if c.draining {
 		_ = c.nc.SetReadDeadline(c.idleSince.Add(drainIdleGrace))
 	} else {
 		_ = c.nc.SetReadDeadline(c.idleSince.Add(c.p.idleTimeout))
-	}
-	c.mu.Unlock()
-
-	_, err := c.br.Peek(1)
-	if err == nil {
-		return c.beginRequest()
-	}
-	if !isTimeout(err) || !c.isDraining() {
-		return false // EOF, reset, closed, or idle timeout
-	}
-	// Drained at a request boundary and the grace is over. A request the
-	// client has sent meanwhile (buffered here or waiting in the socket) is
-	// served, with Connection: close; otherwise the connection closes.
-	if c.br.Buffered() > 0 || inputPending(c.nc) {
-		return c.beginRequest()
 	}
 	return false
 }
@@ -212,6 +253,7 @@ func (c *httpConn) serveRequest() (keepAlive, responded bool) {
 	if err != nil {
 		return false, c.badRequest(err)
 	}
+	c.requests++
 	c.setPhase(phaseProxying)
 
 	if req.ProtoMajor != 1 {

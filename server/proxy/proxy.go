@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,15 +50,17 @@ type base struct {
 	rxBytes *stats.Counter
 	txBytes *stats.Counter
 	sleep   func(time.Duration) // accept backoff; injectable
+	// park receives connections paused for a move; nil until Migrate.
+	park atomic.Pointer[func(*Parked)]
 }
 
-func newBase(name, component string, reg *stats.Registry, log *logrus.Entry) base {
+func newBase(name, component string, reg *stats.Registry, log *logrus.Entry) *base {
 	if log == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
 	}
-	return base{
+	return &base{
 		name: name,
 		log:  log.WithFields(logrus.Fields{"component": component, "listener": name}),
 		tracker: conntrack.New(name, reg.Gauge("listener.downstream_cx_active",
@@ -77,7 +80,7 @@ func (b *base) CloseAll()                      { b.tracker.CloseAll() }
 func (b *base) Wait(ctx context.Context) error { return b.tracker.Wait(ctx) }
 func (b *base) Active() int                    { return b.tracker.Len() }
 
-// Tracker exposes the connection tracker (for a later migration step).
+// Tracker exposes the connection tracker.
 func (b *base) Tracker() *conntrack.Tracker { return b.tracker }
 
 // acceptLoop accepts until l is closed, handing each connection to handle.

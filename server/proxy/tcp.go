@@ -15,7 +15,7 @@ import (
 
 // tcpProxy relays every accepted connection to a host of one cluster.
 type tcpProxy struct {
-	base
+	*base
 	cluster     *cluster.Cluster
 	idleTimeout time.Duration
 	sessions    *stats.Counter

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/service/stats"
 )
@@ -29,6 +31,17 @@ type tcpSession struct {
 	up     net.Conn // to the upstream host; nil until connected
 	host   *cluster.Host
 	closed bool
+	// Migration state, under mu. A move pauses both directions at a safe
+	// point (pausing), the second one to park hands the session over, and
+	// decide ends the pause one way or the other.
+	running    bool          // both copy directions started
+	ended      int           // copy directions that have returned
+	moveWanted bool          // Migrate was called
+	moveTried  bool          // a move was decided or is impossible: drain from now on
+	parked     int           // directions stopped at the pause
+	decided    chan struct{} // closed when the pause ends
+	moved      bool
+	pausing    atomic.Bool // read by the copy loops without mu
 
 	// lastActive is the UnixNano time of the last byte moved either way.
 	lastActive atomic.Int64
@@ -49,7 +62,8 @@ type pipe struct {
 // Drain does nothing: a TCP session runs to its natural end.
 func (s *tcpSession) Drain() {}
 
-// Close closes both sockets now.
+// Close closes both sockets now. It is a plain close: a socket that a
+// successor holds too lives on there.
 func (s *tcpSession) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -89,19 +103,42 @@ func (s *tcpSession) run() {
 	}
 	s.up, s.host = up, host
 	s.mu.Unlock()
-	host.Acquire()
-	defer host.Release()
+	s.initPipes(nil, nil)
+	s.pump(log)
+}
 
+// initPipes sets up both directions, starting with what a predecessor had
+// read and not yet written (nil for a new session).
+func (s *tcpSession) initPipes(toUp, toDown []byte) {
+	s.toUp = pipe{src: s.down, dst: s.up, buf: make([]byte, bufSize), pending: toUp, rx: s.p.rxBytes}
+	s.toDown = pipe{src: s.up, dst: s.down, buf: make([]byte, bufSize), pending: toDown, tx: s.p.txBytes}
+}
+
+// pump runs both copy directions until the session ends or moves.
+func (s *tcpSession) pump(log *logrus.Entry) {
+	if s.host != nil {
+		s.host.Acquire()
+		defer s.host.Release()
+	}
 	s.touch()
-	s.toUp = pipe{src: s.down, dst: up, buf: make([]byte, bufSize), rx: s.p.rxBytes}
-	s.toDown = pipe{src: up, dst: s.down, buf: make([]byte, bufSize), tx: s.p.txBytes}
 	errs := make(chan error, 2)
-	go func() { errs <- s.copy(&s.toUp) }()
-	go func() { errs <- s.copy(&s.toDown) }()
+	for _, p := range []*pipe{&s.toUp, &s.toDown} {
+		go func() {
+			err := s.copy(p)
+			s.dirEnded()
+			errs <- err
+		}()
+	}
+	s.mu.Lock()
+	s.running = true
+	if s.moveWanted && !s.moveTried {
+		s.pauseLocked()
+	}
+	s.mu.Unlock()
 	for range 2 {
 		if err := <-errs; err != nil {
-			// One direction failed: end both (this unblocks the other).
-			if s.ctx.Err() == nil && !errors.Is(err, errSessionIdle) && !errors.Is(err, net.ErrClosed) {
+			// One direction failed or moved: end both (this unblocks the other).
+			if s.ctx.Err() == nil && !errors.Is(err, errSessionIdle) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errMoved) {
 				log.WithError(err).Debug("tcp session ended by error")
 			}
 			s.Close()
@@ -111,11 +148,22 @@ func (s *tcpSession) run() {
 
 // copy moves bytes from p.src to p.dst until src's EOF, which it passes on
 // as a half-close of dst. It returns nil on EOF, errSessionIdle when nothing
-// has moved either way for the idle timeout, or the I/O error.
+// has moved either way for the idle timeout, errMoved when a successor took
+// the session, or the I/O error.
 func (s *tcpSession) copy(p *pipe) error {
 	for {
-		if err := s.waitDeadline(p.src.SetReadDeadline); err != nil {
+		// What a predecessor handed over, or what a pause interrupted.
+		if err := s.flushAll(p); err != nil {
 			return err
+		}
+		if err := s.waitDeadline(p.src.SetReadDeadline); err != nil {
+			if !errors.Is(err, errPaused) {
+				return err
+			}
+			if s.park() {
+				return errMoved
+			}
+			continue
 		}
 		n, err := p.src.Read(p.buf)
 		if n > 0 {
@@ -124,7 +172,7 @@ func (s *tcpSession) copy(p *pipe) error {
 				p.rx.Add(float64(n))
 			}
 			p.pending = p.buf[:n]
-			if werr := s.flush(p); werr != nil {
+			if werr := s.flushAll(p); werr != nil {
 				return werr
 			}
 		}
@@ -139,6 +187,9 @@ func (s *tcpSession) copy(p *pipe) error {
 			}
 			return err // cannot half-close: end the session
 		case isTimeout(err):
+			if s.pausing.Load() {
+				continue // parks at the next deadline
+			}
 			if s.idle() {
 				return errSessionIdle
 			}
@@ -148,7 +199,21 @@ func (s *tcpSession) copy(p *pipe) error {
 	}
 }
 
-// flush writes p.pending to p.dst, under the same idle rule as reads.
+// flushAll writes p.pending, parking whenever a move pauses the session.
+func (s *tcpSession) flushAll(p *pipe) error {
+	for {
+		err := s.flush(p)
+		if !errors.Is(err, errPaused) {
+			return err
+		}
+		if s.park() {
+			return errMoved
+		}
+	}
+}
+
+// flush writes p.pending to p.dst, under the same idle rule as reads. A
+// pause leaves what is not yet written in p.pending.
 func (s *tcpSession) flush(p *pipe) error {
 	for len(p.pending) > 0 {
 		if err := s.waitDeadline(p.dst.SetWriteDeadline); err != nil {
@@ -163,7 +228,7 @@ func (s *tcpSession) flush(p *pipe) error {
 			}
 		}
 		if err != nil {
-			if isTimeout(err) && !s.idle() {
+			if isTimeout(err) && (s.pausing.Load() || !s.idle()) {
 				continue
 			}
 			if isTimeout(err) {
@@ -176,11 +241,16 @@ func (s *tcpSession) flush(p *pipe) error {
 }
 
 // waitDeadline sets a read or write deadline at the idle timeout after the
-// session's last activity.
+// session's last activity. It returns errPaused if a move wants the session
+// to stop: checked after the deadline is set, so that a pause that set its
+// own (expired) deadline just before is never overwritten unnoticed.
 func (s *tcpSession) waitDeadline(set func(time.Time) error) error {
 	last := time.Unix(0, s.lastActive.Load())
 	if err := set(last.Add(s.p.idleTimeout)); err != nil {
 		return err
+	}
+	if s.pausing.Load() {
+		return errPaused
 	}
 	return nil
 }

@@ -1,0 +1,503 @@
+package reconfig
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fakeHandler holds offered sockets as net.Conns and records what Follow asks.
+type fakeHandler struct {
+	mu       sync.Mutex
+	offers   map[uint64]ConnOffer
+	conns    map[uint64][]net.Conn
+	refuse   map[uint64]string
+	started  []uint64
+	released []uint64
+	onHold   func(ConnOffer) // runs first in Hold
+	startCh  chan []uint64
+}
+
+func newFakeHandler() *fakeHandler {
+	return &fakeHandler{offers: map[uint64]ConnOffer{}, conns: map[uint64][]net.Conn{}, refuse: map[uint64]string{}, startCh: make(chan []uint64, 8)}
+}
+
+func (h *fakeHandler) Hold(o ConnOffer) error {
+	if h.onHold != nil {
+		h.onHold(o)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.refuse[o.ID]; r != "" {
+		return errors.New(r)
+	}
+	var cs []net.Conn
+	for _, f := range o.Files {
+		c, err := net.FileConn(f)
+		if err != nil {
+			for _, c := range cs {
+				c.Close()
+			}
+			return err
+		}
+		cs = append(cs, c)
+	}
+	h.offers[o.ID] = o
+	h.conns[o.ID] = cs
+	return nil
+}
+
+func (h *fakeHandler) Start(ids []uint64) {
+	h.mu.Lock()
+	h.started = append(h.started, ids...)
+	h.mu.Unlock()
+	h.startCh <- ids
+}
+
+func (h *fakeHandler) Release(ids []uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.released = append(h.released, ids...)
+	for _, id := range ids {
+		for _, c := range h.conns[id] {
+			c.Close()
+		}
+		delete(h.conns, id)
+	}
+}
+
+func (h *fakeHandler) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, cs := range h.conns {
+		for _, c := range cs {
+			c.Close()
+		}
+		delete(h.conns, id)
+	}
+}
+
+func (h *fakeHandler) conn(id uint64, i int) net.Conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.conns[id][i]
+}
+
+func (h *fakeHandler) record() (started, released []uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]uint64(nil), h.started...), append([]uint64(nil), h.released...)
+}
+
+// migEnv is an acked handoff between two in-process sides, the new one
+// following with a handler.
+type migEnv struct {
+	old      *oldProc
+	up       *Upgrade
+	h        *fakeHandler
+	cancel   context.CancelFunc
+	followed chan error
+}
+
+var testTargets = []MigrationTarget{{Listener: "web", Kind: ConnKindHTTP}, {Listener: "tcp", Kind: ConnKindTCP}}
+
+func newMigEnv(t *testing.T, timeout time.Duration, h *fakeHandler, targets []MigrationTarget) *migEnv {
+	t.Helper()
+	dir := shortDir(t)
+	old := startOld(t, dir, testWait)
+	old.srv.cfg.MigrateTimeout = timeout
+	up, err := Begin(testCtx(t, testWait), dir, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != nil {
+		if err := up.AcceptConnections(targets, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := up.Ack(testCtx(t, testWait)); err != nil {
+		t.Fatal(err)
+	}
+	<-old.acked
+	if err := up.AcceptConnections(targets, newFakeHandler()); err == nil {
+		t.Fatal("AcceptConnections after the ack succeeded")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &migEnv{old: old, up: up, h: h, cancel: cancel, followed: make(chan error, 1)}
+	go func() { e.followed <- up.Follow(ctx, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		<-e.followed
+		up.release()
+		if h != nil {
+			h.closeAll()
+		}
+	})
+	return e
+}
+
+// tcpPair returns both ends of a fresh loopback connection.
+func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+	t.Helper()
+	ln := tcpListener(t)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// dupConnFile duplicates c's fd the way the proxy does.
+func dupConnFile(t *testing.T, c *net.TCPConn) *os.File {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nfd int
+	var derr error
+	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
+		t.Fatal(err, derr)
+	}
+	return os.NewFile(uintptr(nfd), "dup")
+}
+
+// roundTrip checks that bytes written on a reach b.
+func roundTrip(t *testing.T, a, b net.Conn, msg string) {
+	t.Helper()
+	a.SetWriteDeadline(time.Now().Add(testWait))
+	if _, err := a.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	b.SetReadDeadline(time.Now().Add(testWait))
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(b, got); err != nil || string(got) != msg {
+		t.Fatalf("read %q, %v; want %q", got, err, msg)
+	}
+}
+
+func TestMigrateRoundTrip(t *testing.T) {
+	h := newFakeHandler()
+	h.refuse[3] = "no room"
+	targets := append(testTargets, MigrationTarget{Listener: "", Kind: "tcp"}, MigrationTarget{Listener: "x", Kind: "udp"})
+	e := newMigEnv(t, testWait, h, targets)
+	if got := e.old.srv.MigrationTargets(); len(got) != 2 || got[0] != testTargets[0] || got[1] != testTargets[1] {
+		t.Fatalf("old side's targets = %v, want the 2 valid ones of %v", got, targets)
+	}
+	c1, s1 := tcpPair(t)
+	c2, s2 := tcpPair(t)
+	u2, us2 := tcpPair(t)
+	c3, s3 := tcpPair(t)
+	base := fdCount(t)
+	started := time.Now().Add(-time.Hour).Round(0)
+	files := []*os.File{dupConnFile(t, s1), dupConnFile(t, s2), dupConnFile(t, us2), dupConnFile(t, s3)}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	offers := []ConnOffer{
+		{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: started, Buffered: []byte("GET / HT"), Requests: 7, Files: files[:1]},
+		{ID: 2, Listener: "tcp", Kind: ConnKindTCP, StartedAt: started, ToUpstream: []byte("up"), ToDownstream: []byte("down"), Files: files[1:3]},
+		{ID: 3, Listener: "web", Kind: ConnKindHTTP, StartedAt: started, Files: files[3:]},
+	}
+	res, err := e.old.srv.Migrate(offers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Accepted) != 2 || res.Accepted[0] != 1 || res.Accepted[1] != 2 || len(res.Refused) != 1 || res.Refused[3] != "no room" {
+		t.Fatalf("result %+v, want 1 and 2 accepted, 3 refused for no room", res)
+	}
+	select {
+	case ids := <-h.startCh:
+		if len(ids) != 2 {
+			t.Fatalf("Start(%v)", ids)
+		}
+	case <-time.After(testWait):
+		t.Fatal("Start not called")
+	}
+	o1, o2 := h.offers[1], h.offers[2]
+	if string(o1.Buffered) != "GET / HT" || o1.Requests != 7 || !o1.StartedAt.Equal(started) || o1.Listener != "web" {
+		t.Fatalf("http offer arrived as %+v", o1)
+	}
+	if string(o2.ToUpstream) != "up" || string(o2.ToDownstream) != "down" || o2.Kind != ConnKindTCP {
+		t.Fatalf("tcp offer arrived as %+v", o2)
+	}
+	// The old process lets go of the accepted ones: the sockets live on here.
+	for _, f := range files {
+		f.Close()
+	}
+	files = nil
+	s1.Close()
+	s2.Close()
+	us2.Close()
+	roundTrip(t, c1, h.conn(1, 0), "to the new process")
+	roundTrip(t, h.conn(2, 0), c2, "downstream")
+	roundTrip(t, u2, h.conn(2, 1), "upstream")
+	// The refused one is still the old process's alone.
+	roundTrip(t, c3, s3, "still here")
+
+	// Offers the new process did not ask for are the caller's mistake.
+	for _, bad := range []ConnOffer{
+		{ID: 9, Listener: "other", Kind: ConnKindHTTP, StartedAt: started, Files: []*os.File{dupConnFile(t, s3)}},
+		{ID: 0, Listener: "web", Kind: ConnKindHTTP, StartedAt: started, Files: []*os.File{dupConnFile(t, s3)}},
+		{ID: 10, Listener: "tcp", Kind: ConnKindTCP, StartedAt: started, Files: []*os.File{dupConnFile(t, s3)}},
+	} {
+		if _, err := e.old.srv.Migrate([]ConnOffer{bad}); err == nil {
+			t.Errorf("Migrate(%+v) succeeded", bad)
+		}
+		bad.Files[0].Close()
+	}
+	h.closeAll()
+	waitFDs(t, base-3) // s1, s2, us2 closed
+}
+
+// The new process holds an offer past the batch deadline: the old one
+// gives up (its caller resumes the batch), and the new one, answering
+// late, refuses everything and serves nothing.
+func TestMigrateTimeoutResumes(t *testing.T) {
+	h := newFakeHandler()
+	entered, release := make(chan struct{}), make(chan struct{})
+	h.onHold = func(ConnOffer) {
+		close(entered)
+		<-release
+	}
+	e := newMigEnv(t, 200*time.Millisecond, h, testTargets)
+	_, s := tcpPair(t)
+	base := fdCount(t)
+	f := dupConnFile(t, s)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.old.srv.Migrate([]ConnOffer{{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{f}}})
+		done <- err
+	}()
+	<-entered
+	err := <-done
+	if err == nil || !strings.Contains(err.Error(), "did not answer migration batch 1 by its deadline") {
+		t.Fatalf("Migrate = %v, want a deadline error", err)
+	}
+	f.Close()
+	close(release)
+	// The late commit is refused: the held socket is released, never started.
+	waitFor(t, "the late batch to be released", func() bool { _, rel := h.record(); return len(rel) == 1 })
+	if st, _ := h.record(); len(st) != 0 {
+		t.Fatalf("started %v after the deadline", st)
+	}
+	waitFDs(t, base)
+	// The stream is not trusted for reading any more: later batches fail at once.
+	if _, err := e.old.srv.Migrate([]ConnOffer{{ID: 2, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{dupConnFile(t, s)}}}); err == nil || !strings.Contains(err.Error(), "failed earlier") {
+		t.Fatalf("Migrate after a failed batch = %v", err)
+	}
+	// Counters and bye still go through.
+	if err := e.old.srv.Bye(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-e.followed; err != nil {
+		t.Fatalf("Follow = %v, want the bye", err)
+	}
+	e.followed <- nil
+}
+
+// The new process goes away between the offers and the result: the old one
+// learns at once (EOF), and what the new one held is released.
+func TestMigrateNewDiesBeforeResult(t *testing.T) {
+	h := newFakeHandler()
+	var conn atomic.Pointer[net.UnixConn]
+	h.onHold = func(ConnOffer) { conn.Load().Close() } // as if the process died
+	e := newMigEnv(t, testWait, h, testTargets)
+	conn.Store(e.up.conn)
+	_, s := tcpPair(t)
+	_, u := tcpPair(t)
+	base := fdCount(t)
+	files := []*os.File{dupConnFile(t, s), dupConnFile(t, u)}
+	start := time.Now()
+	_, err := e.old.srv.Migrate([]ConnOffer{{ID: 5, Listener: "tcp", Kind: ConnKindTCP, StartedAt: time.Now(), Files: files}})
+	if err == nil || !strings.Contains(err.Error(), "closed the connection before answering") {
+		t.Fatalf("Migrate = %v, want EOF before the result", err)
+	}
+	if d := time.Since(start); d > testWait/2 {
+		t.Fatalf("noticed the end after %s, want at once", d)
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	if st, rel := h.record(); len(st) != 0 || len(rel) != 1 || rel[0] != 5 {
+		t.Fatalf("started %v, released %v; want none, [5]", st, rel)
+	}
+	waitFDs(t, base)
+}
+
+// Garbled offers are refused with the reason, their fds closed; the batch
+// still gets its answer.
+func TestMigrateGarbledOffers(t *testing.T) {
+	h := newFakeHandler()
+	h.refuse[5] = "no listener nope here"
+	e := newMigEnv(t, testWait, h, testTargets)
+	base := fdCount(t)
+	deadline := time.Now().Add(testWait)
+	offer := func(o ConnOffer) []byte {
+		o.Deadline = deadline
+		p, _ := json.Marshal(o)
+		return p
+	}
+	now := time.Now()
+	frames := []struct {
+		payload []byte
+		fds     int
+	}{
+		{[]byte(`{"id":1,`), 1}, // not JSON: its id is lost
+		{offer(ConnOffer{ID: 2, Listener: "tcp", Kind: ConnKindTCP, StartedAt: now}), 1},   // one socket short
+		{offer(ConnOffer{ID: 3, Listener: "web", Kind: "udp", StartedAt: now}), 1},         // unknown kind
+		{offer(ConnOffer{ID: 4, Listener: "web", Kind: ConnKindHTTP}), 1},                  // no age
+		{offer(ConnOffer{ID: 5, Listener: "nope", Kind: ConnKindHTTP, StartedAt: now}), 1}, // no such listener (the handler says)
+	}
+	e.old.srv.mu.Lock()
+	peer := e.old.srv.peer
+	for _, f := range frames {
+		fds := devNullFDs(t, f.fds)
+		if err := writeFrame(peer, typeConnOffer, flagOptional, f.payload, fds); err != nil {
+			t.Fatal(err)
+		}
+		closeFDs(fds)
+	}
+	commit, _ := json.Marshal(commitMsg{Batch: 99, IDs: []uint64{1, 2, 3, 4, 5}, Deadline: deadline})
+	if err := writeFrame(peer, typeConnCommit, flagOptional, commit, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.old.srv.mu.Unlock()
+	r, err := e.old.srv.readResult(peer, 99, deadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint64]string{}
+	for _, x := range r.Refused {
+		got[x.ID] = x.Reason
+	}
+	want := map[uint64]string{1: "offer not received", 2: "2 sockets, 1 arrived", 3: `unknown kind "udp"`, 4: "no started_at", 5: "no listener nope here"}
+	if len(r.Accepted) != 0 || len(got) != len(want) {
+		t.Fatalf("result %+v", r)
+	}
+	for id, w := range want {
+		if !strings.Contains(got[id], w) {
+			t.Errorf("offer %d refused for %q, want %q", id, got[id], w)
+		}
+	}
+	waitFDs(t, base)
+}
+
+// A new process that takes no connections (an older version, or every
+// listener with migration off) sends no list: the old one offers nothing.
+func TestMigrateToProcessThatTakesNone(t *testing.T) {
+	e := newMigEnv(t, testWait, nil, nil)
+	if ts := e.old.srv.MigrationTargets(); ts != nil {
+		t.Fatalf("targets = %v", ts)
+	}
+	_, s := tcpPair(t)
+	f := dupConnFile(t, s)
+	defer f.Close()
+	if _, err := e.old.srv.Migrate([]ConnOffer{{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{f}}}); err == nil || !strings.Contains(err.Error(), "takes no connections") {
+		t.Fatalf("Migrate = %v", err)
+	}
+}
+
+func TestParseResultRejectsContradictions(t *testing.T) {
+	for _, p := range []string{
+		`{"batch":1,"accepted":[2],"refused":[{"id":2,"reason":"x"}]}`,
+		`{"batch":1,"accepted":[2,2]}`,
+		`{"batch":1,"accepted":[0]}`,
+		`{"batch":0}`,
+		`{"batch":1,"refused":[{"id":3,"reason":"` + strings.Repeat("x", maxReasonLen+1) + `"}]}`,
+	} {
+		if _, err := parseResult([]byte(p)); err == nil {
+			t.Errorf("parseResult(%.60s) accepted it", p)
+		}
+	}
+	if r := collate(resultMsg{Batch: 1, Accepted: []uint64{1, 42}}, []uint64{1, 2}); len(r.Accepted) != 1 || r.Refused[2] != "not answered" {
+		t.Fatalf("collate = %+v", r)
+	}
+}
+
+// FuzzMigrationDecoder feeds arbitrary bytes through the frame decoder and
+// the migration parsers: no panic, and whatever parses satisfies every
+// limit.
+func FuzzMigrationDecoder(f *testing.F) {
+	dl := time.Now().Add(time.Minute)
+	offer, _ := json.Marshal(ConnOffer{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: dl, Deadline: dl, Buffered: []byte("GET")})
+	tcp, _ := json.Marshal(ConnOffer{ID: 2, Listener: "tcp", Kind: ConnKindTCP, StartedAt: dl, Deadline: dl, ToUpstream: []byte{0, 1}})
+	commit, _ := json.Marshal(commitMsg{Batch: 1, IDs: []uint64{1, 2}, Deadline: dl})
+	result, _ := json.Marshal(resultMsg{Batch: 1, Accepted: []uint64{1}, Refused: []Refusal{{ID: 2, Reason: "no"}}})
+	f.Add(rawFrame(frameMagic, typeConnOffer, flagOptional, uint32(len(offer)), offer), uint8(1), uint8(3))
+	f.Add(rawFrame(frameMagic, typeConnOffer, flagOptional, uint32(len(tcp)), tcp), uint8(2), uint8(5))
+	f.Add(append(rawFrame(frameMagic, typeConnCommit, flagOptional, uint32(len(commit)), commit),
+		rawFrame(frameMagic, typeConnResult, flagOptional, uint32(len(result)), result)...), uint8(0), uint8(16))
+	f.Add(rawFrame(frameMagic, typeConnOffer, 0, 9, []byte(`{"id":-1}`)), uint8(1), uint8(4))
+	f.Add([]byte(`{"id":3,"listener":"w","kind":"http","started_at":"2020-01-01T00:00:00Z","deadline":"2020-01-01T00:00:00Z","buffered":"!!"}`), uint8(1), uint8(9))
+	f.Fuzz(func(t *testing.T, data []byte, nfds uint8, step uint8) {
+		// The payload on its own, as each parser sees it.
+		checkOffer(t, data, int(nfds%4))
+		_, _ = parseCommit(data)
+		_, _ = parseResult(data)
+		// And as frames off a stream.
+		d := &decoder{r: &bytesReader{b: bytes.Clone(data), step: int(step%16) + 1}, oob: make([]byte, 64)}
+		for i := 0; i < 16; i++ {
+			fr, err := d.next()
+			if err != nil {
+				return
+			}
+			switch fr.typ {
+			case typeConnOffer:
+				checkOffer(t, fr.payload, int(nfds%4))
+			case typeConnCommit:
+				if c, err := parseCommit(fr.payload); err == nil && (c.Batch == 0 || len(c.IDs) > maxBatchOffers || uniqueIDs(c.IDs, nil) != nil) {
+					t.Fatalf("bad commit accepted: %+v", c)
+				}
+			case typeConnResult:
+				if r, err := parseResult(fr.payload); err == nil && r.Batch == 0 {
+					t.Fatalf("bad result accepted: %+v", r)
+				}
+			}
+		}
+	})
+}
+
+func checkOffer(t *testing.T, p []byte, nfds int) {
+	o, err := parseOffer(p, nfds)
+	if err != nil {
+		if !strings.Contains(err.Error(), "connection offer") {
+			t.Fatalf("error does not say what it is about: %v", err)
+		}
+		return
+	}
+	if o.ID == 0 || o.Listener == "" || connFDs(o.Kind) != nfds || o.StartedAt.IsZero() || o.Deadline.IsZero() ||
+		len(o.ToUpstream) > maxPendingBytes || len(o.Buffered) > maxPendingBytes || o.Files != nil {
+		t.Fatalf("bad offer accepted: %+v", o)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

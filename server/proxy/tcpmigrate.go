@@ -1,0 +1,187 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/mosnlite/mosnlite/server/cluster"
+)
+
+// Kind implements Migrator.
+func (p *tcpProxy) Kind() string { return KindTCP }
+
+// Migrate asks the session to move: at once if both directions run, as soon
+// as they do if it is still connecting. A half-closed session stays and
+// runs to its end.
+func (s *tcpSession) Migrate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.moveWanted || s.moveTried {
+		return
+	}
+	s.moveWanted = true
+	if s.running {
+		s.pauseLocked()
+	}
+}
+
+// pauseLocked stops both directions at their next safe point: between a
+// read and a write, or in the middle of a write (what is unwritten stays
+// pending). Expired deadlines wake whatever they wait on.
+func (s *tcpSession) pauseLocked() {
+	if s.ended > 0 || s.p.parkFunc() == nil {
+		s.moveTried = true // half-closed, or nobody to hand it to: it drains
+		return
+	}
+	s.decided = make(chan struct{})
+	s.parked = 0
+	s.pausing.Store(true)
+	_ = s.down.SetDeadline(aLongTimeAgo)
+	_ = s.up.SetDeadline(aLongTimeAgo)
+}
+
+// park holds a copy direction at the pause until the move is decided, and
+// reports whether the session moved. The second direction to park hands the
+// session over.
+func (s *tcpSession) park() bool {
+	s.mu.Lock()
+	if !s.pausing.Load() {
+		s.mu.Unlock()
+		return false
+	}
+	s.parked++
+	both := s.parked == 2
+	decided := s.decided
+	s.mu.Unlock()
+	if both {
+		s.handOver()
+	}
+	select {
+	case <-decided:
+	case <-s.ctx.Done():
+		return false // closed meanwhile: the next I/O fails
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.moved
+}
+
+// handOver runs with both directions parked: it duplicates both sockets and
+// passes them, with the pending bytes, to the migration.
+func (s *tcpSession) handOver() {
+	park := s.p.parkFunc()
+	down, err := dupConn(s.down, "downstream")
+	if err != nil {
+		s.p.log.WithError(err).Warn("tcp session cannot move; it stays")
+		s.decide(false)
+		return
+	}
+	up, err := dupConn(s.up, "upstream")
+	if err != nil {
+		down.Close()
+		s.p.log.WithError(err).Warn("tcp session cannot move; it stays")
+		s.decide(false)
+		return
+	}
+	since, _ := s.p.tracker.Since(s)
+	park(NewParked(Handover{
+		Listener:     s.p.name,
+		Kind:         KindTCP,
+		StartedAt:    since,
+		Files:        []*os.File{down, up},
+		ToUpstream:   bytes.Clone(s.toUp.pending),
+		ToDownstream: bytes.Clone(s.toDown.pending),
+	}, s.decide))
+}
+
+// decide ends a pause: moved, the directions return and the session closes
+// its copies; not moved, they carry on and the session drains.
+func (s *tcpSession) decide(moved bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.decideLocked(moved)
+}
+
+func (s *tcpSession) decideLocked(moved bool) {
+	if !s.pausing.Load() {
+		return
+	}
+	s.pausing.Store(false)
+	s.moveTried = true
+	s.moved = moved
+	if !moved {
+		s.touch() // the pause was not idleness
+	}
+	close(s.decided)
+}
+
+// dirEnded records that a copy direction returned. A pause waiting for it
+// can no longer complete: the session is half-closed and stays.
+func (s *tcpSession) dirEnded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended++
+	if s.pausing.Load() && s.parked < 2 {
+		s.decideLocked(false)
+	}
+}
+
+// Adopt implements Migrator: a session moved here, both sockets connected,
+// held until Start.
+func (p *tcpProxy) Adopt(h Handover) (Held, error) {
+	if h.Kind != KindTCP {
+		return nil, fmt.Errorf("proxy: listener %s is tcp_proxy, cannot take a %q connection", p.name, h.Kind)
+	}
+	if len(h.Files) != 2 {
+		return nil, fmt.Errorf("proxy: listener %s: a tcp session needs 2 sockets, got %d", p.name, len(h.Files))
+	}
+	down, err := fileConn(h.Files[0], "downstream")
+	if err != nil {
+		return nil, err
+	}
+	up, err := fileConn(h.Files[1], "upstream")
+	if err != nil {
+		down.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &tcpSession{p: p, down: down, up: up, host: p.hostOf(up), ctx: ctx, cancel: cancel}
+	s.initPipes(h.ToUpstream, h.ToDownstream)
+	return &heldTCP{s: s, since: h.StartedAt}, nil
+}
+
+// hostOf finds the cluster host an adopted upstream socket is connected to,
+// for least-request accounting; nil if none matches.
+func (p *tcpProxy) hostOf(up net.Conn) *cluster.Host {
+	ra := up.RemoteAddr()
+	if ra == nil {
+		return nil
+	}
+	for _, h := range p.cluster.Hosts() {
+		if h.Address() == ra.String() {
+			return h
+		}
+	}
+	return nil
+}
+
+type heldTCP struct {
+	s     *tcpSession
+	since time.Time
+}
+
+func (h *heldTCP) Start() {
+	s := h.s
+	s.remove = s.p.tracker.AddSince(s, h.since)
+	go func() {
+		defer s.remove()
+		defer s.Close()
+		s.pump(s.p.log.WithField("client", remoteString(s.down)))
+	}()
+}
+
+func (h *heldTCP) Drop() { h.s.Close() }

@@ -36,6 +36,10 @@ type Manifest struct {
 	StartTime  time.Time      `json:"start_time"` // first start of the lineage (uptime across generations)
 	Entries    []FDEntry      `json:"entries"`
 	Counters   []stats.Sample `json:"counters,omitempty"` // the old's counter values at export
+	// DrainTimeout is the longest the old process drains after the ack
+	// (its graceful_timeout); the new one bounds its wait for bye by it.
+	// Zero from an older peer: the new one uses its own.
+	DrainTimeout time.Duration `json:"drain_timeout,omitempty"`
 }
 
 type ackMsg struct {

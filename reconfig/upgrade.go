@@ -401,6 +401,12 @@ func (u *Upgrade) TakeOver(cfg ServerConfig) (*Server, error) {
 	}
 	ln, err := bindSocket(u.dir, ReconfigSock)
 	if err != nil {
+		// Nobody can upgrade through us; holding the lock would only make
+		// every later attempt say "in progress" instead of the real cause.
+		if u.lock != nil {
+			u.lock.Close()
+			u.lock = nil
+		}
 		return nil, err
 	}
 	var pred <-chan struct{}

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/listener"
 	"github.com/mosnlite/mosnlite/server/proxy"
@@ -18,9 +21,10 @@ type part struct {
 	proxy proxy.Proxy
 	svc   *service.Server
 
-	ln      *listener.Listener
-	served  chan error // receives Serve's result once
-	serving bool
+	ln       *listener.Listener
+	serving  bool
+	stopped  chan struct{} // closed when the accept loop has returned
+	serveErr error         // why it returned, set before stopped closes
 	// noMigration: the listener's connections drain on upgrade instead of
 	// moving to the successor (disable_migration).
 	noMigration bool
@@ -28,9 +32,14 @@ type part struct {
 
 func (p *part) String() string { return p.spec.String() }
 
-// serve starts accepting on the part's listener in a goroutine.
-func (p *part) serve() {
-	p.served = make(chan error, 1)
+// acceptLoopStopTimeout bounds the wait for an accept loop to return after
+// its listener closed; it returns at once in practice.
+const acceptLoopStopTimeout = 5 * time.Second
+
+// serve starts accepting on the part's listener in a goroutine. An accept
+// loop that ends for any other reason than stopAccepting is logged.
+func (p *part) serve(log *logrus.Entry) {
+	p.stopped = make(chan struct{})
 	p.serving = true
 	ln := net.Listener(p.ln)
 	go func() {
@@ -43,12 +52,18 @@ func (p *part) serve() {
 		if errors.Is(err, net.ErrClosed) {
 			err = nil
 		}
-		p.served <- err
+		if err != nil {
+			log.WithError(err).WithField("listener", p.spec.String()).Error("accept loop ended: this listener no longer accepts")
+		}
+		p.serveErr = err
+		close(p.stopped)
 	}()
 }
 
-// stopAccepting closes this process's copy of the listening socket. The
-// socket itself lives on where a successor holds it.
+// stopAccepting closes this process's copy of the listening socket (the
+// socket itself lives on where a successor holds it) and waits for the
+// accept loop to return, so that every connection it accepted is tracked
+// before anyone waits for the part's connections to end.
 func (p *part) stopAccepting() error {
 	if p.ln == nil {
 		return nil
@@ -56,7 +71,17 @@ func (p *part) stopAccepting() error {
 	if err := p.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("server: stop accepting on %s: %w", p.spec, err)
 	}
-	return nil
+	if !p.serving {
+		return nil
+	}
+	t := time.NewTimer(acceptLoopStopTimeout)
+	defer t.Stop()
+	select {
+	case <-p.stopped:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("server: stop accepting on %s: accept loop still running after %s", p.spec, acceptLoopStopTimeout)
+	}
 }
 
 // drain asks the part's connections to finish.

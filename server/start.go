@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mosnlite/mosnlite/listener"
@@ -21,10 +24,27 @@ func (s *Server) Start(ctx context.Context) error {
 	began := s.clock()
 	hctx, cancel := context.WithTimeout(ctx, s.handoffTimeout())
 	defer cancel()
+	if !s.opts.ReadyBy.IsZero() {
+		// Whoever started us stops waiting then: better to fail than to take
+		// over after it has reported failure.
+		var c2 context.CancelFunc
+		hctx, c2 = context.WithDeadline(hctx, s.opts.ReadyBy)
+		defer c2()
+	}
 
 	up, err := reconfig.Begin(hctx, s.udsDir, s.opts.Log.WithField("component", "reconfig"))
 	if err != nil {
 		return fmt.Errorf("server: start: %w", err)
+	}
+	if !up.Fresh() {
+		// The predecessor stops waiting for our ack at its deadline; every
+		// step before the ack must end before it.
+		if m := up.Manifest(); !m.AckDeadline.IsZero() {
+			var c3 context.CancelFunc
+			hctx, c3 = context.WithDeadlineCause(hctx, m.AckDeadline.Add(-ackMargin),
+				fmt.Errorf("the predecessor (pid %d) stops waiting for our ack at %s", m.PID, m.AckDeadline.Format(time.RFC3339Nano)))
+			defer c3()
+		}
 	}
 	if err := s.startWith(hctx, up); err != nil {
 		up.Fail(err)
@@ -42,16 +62,31 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		}
 		if err := up.Ack(hctx); err != nil {
-			// The predecessor may be gone; either way this process already serves
-			// every proxy socket, so it carries on.
-			s.log.WithError(err).Warn("handoff: ack to predecessor failed; serving anyway")
+			if pid := up.OldPID(); processAlive(pid) {
+				// The predecessor gave up on us and serves on: undo.
+				err = fmt.Errorf("server: handoff: ack to predecessor (pid %d): %w", pid, err)
+				s.abandon(err)
+				up.Fail(err)
+				return err
+			}
+			// The predecessor is gone: this process already serves every
+			// proxy socket, so it carries on.
+			s.log.WithError(err).Warn("handoff: predecessor exited before our ack; serving")
 		}
 		s.m.upgrades.Inc()
 		s.m.lastHandoffSeconds.Set(s.clock().Sub(began).Seconds())
 	}
 	rs, err := up.TakeOver(s.reconfigHooks())
 	if err != nil {
-		// Serving works; only future upgrades are affected. Say so loudly.
+		if up.Fresh() {
+			// Nothing is lost by failing a fresh start, and a process that
+			// can never be upgraded is not what was asked for.
+			err = fmt.Errorf("server: start: %w", err)
+			s.abandon(err)
+			return err
+		}
+		// After the ack the predecessor no longer accepts: stopping now would
+		// be an outage. Serve, and say loudly that no upgrade is possible.
 		s.log.WithError(err).Error("cannot take over reconfig.sock: this process cannot be upgraded")
 	}
 	s.mu.Lock()
@@ -77,6 +112,46 @@ func (s *Server) Start(ctx context.Context) error {
 	s.setState(StateRunning)
 	s.log.WithFields(map[string]interface{}{"generation": gen, "handoff_seconds": s.clock().Sub(began).Seconds()}).Info("ready")
 	return nil
+}
+
+// followSlack is added to the predecessor's drain bound before this process
+// stops waiting for its goodbye.
+const followSlack = 5 * time.Second
+
+// ackMargin is how much before the predecessor's ack deadline the start must
+// be done, leaving time for the ack itself to travel.
+const ackMargin = 250 * time.Millisecond
+
+// processAlive reports whether pid still runs (a zombie counts as gone).
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	_, rest, ok := strings.Cut(string(b), ") ")
+	return !ok || !strings.HasPrefix(rest, "Z")
+}
+
+// abandon undoes a start that served but will not go on: stop accepting,
+// let what was accepted finish briefly, close everything.
+func (s *Server) abandon(why error) {
+	s.log.WithError(why).Error("start abandoned: closing what this process opened")
+	ctx, cancel := context.WithTimeout(context.Background(), min(s.gracefulTimeout(), s.handoffTimeout()))
+	defer cancel()
+	s.drain(ctx, nil)
+	s.mu.Lock()
+	set := s.listeners
+	s.mu.Unlock()
+	if set != nil {
+		_ = set.CloseAll()
+	}
+	s.m.live.Set(0)
 }
 
 // startWith opens every listener (inherited or fresh) and serves on it.
@@ -125,7 +200,7 @@ func (s *Server) startWith(ctx context.Context, up *reconfig.Upgrade) (err error
 	nInherited := 0
 	for _, p := range parts {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("server: start: handoff deadline: %w", err)
+			return fmt.Errorf("server: start: handoff deadline: %w", context.Cause(ctx))
 		}
 		ln, err := set.Open(p.spec)
 		if err != nil {
@@ -156,7 +231,7 @@ func (s *Server) serveParts(want func(*part) bool) {
 		if p.serving || !want(p) {
 			continue
 		}
-		p.serve()
+		p.serve(s.log)
 		s.log.WithFields(map[string]interface{}{"listener": p.spec.Name, "kind": p.spec.Kind, "address": p.ln.Spec.Address, "inherited": p.ln.Inherited}).Info("serving")
 	}
 }
@@ -186,6 +261,14 @@ func (s *Server) followPredecessor(ctx context.Context, up *reconfig.Upgrade, fi
 	var once sync.Once
 	signal := func() { once.Do(func() { close(first) }) }
 	defer signal()
+	// The predecessor drains for at most its graceful_timeout; a predecessor
+	// that hangs must not keep this process from being upgraded forever.
+	bound := up.Manifest().DrainTimeout
+	if bound <= 0 {
+		bound = s.gracefulTimeout()
+	}
+	ctx, cancel := context.WithTimeout(ctx, bound+s.handoffTimeout()+followSlack)
+	defer cancel()
 	err := up.Follow(ctx, func(c []stats.Sample) {
 		s.reg.AddCounters(c)
 		signal()

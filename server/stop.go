@@ -49,6 +49,8 @@ func (s *Server) export() (reconfig.Manifest, []*os.File, error) {
 		Generation: uint64(gen),
 		StartTime:  first,
 		Counters:   s.reg.Counters(),
+		// The drain after the ack lasts at most graceful_timeout.
+		DrainTimeout: s.gracefulTimeout(),
 	}
 	s.mu.Lock()
 	s.exportedCounters = m.Counters
@@ -153,6 +155,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	if rs != nil {
 		rs.Close()
+		if rs.HandedOff() {
+			// A successor acked just before the close: the drain after the
+			// ack is under way, and the unix paths are the successor's now.
+			<-s.done
+			return s.Err()
+		}
 	}
 	s.drain(ctx, nil)
 	s.mu.Lock()

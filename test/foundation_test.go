@@ -213,6 +213,20 @@ func TestGracefulStopUnderLoad(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		<-started
 	}
+	// A connection the kernel completed but the proxy has not accepted yet is
+	// reset when the listener closes, as in any server: wait until all 8
+	// are accepted, so that the test is about requests in flight.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, stats := get(t, p.adminURL("/stats"))
+		if strings.Contains(stats, `listener.downstream_cx_active{listener="web"}: 8`+"\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy did not accept 8 connections:\n%s", stats)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	pr.signal(syscall.SIGTERM)
 	wg.Wait()
 	if code := pr.wait(15 * time.Second); code != 0 {

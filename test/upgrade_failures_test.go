@@ -1,6 +1,8 @@
 package test
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -259,4 +261,64 @@ func fakeSuccessor(t *testing.T, uds string) (net.Conn, net.Conn) {
 		t.Fatal(err)
 	}
 	return c, hc
+}
+
+// fakePredecessor plays a running mosnlite on reconfig.sock: it answers the
+// new process, connects to its listen.sock and sends manifest, a manifest
+// frame (MLR1, type 1) with no sockets. It returns a function that stops it.
+func fakePredecessor(t *testing.T, uds string, manifest obj) (stop func()) {
+	t.Helper()
+	if err := os.MkdirAll(uds, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(uds, "reconfig.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 1)
+		if _, err := c.Write([]byte{'U'}); err != nil {
+			return
+		}
+		if _, err := c.Read(b); err != nil || b[0] != 'L' {
+			return
+		}
+		hc, err := net.Dial("unix", filepath.Join(uds, "listen.sock"))
+		if err != nil {
+			return
+		}
+		defer hc.Close()
+		payload, _ := json.Marshal(manifest)
+		frame := append([]byte("MLR1"), 1, 0, 0, 0, 0, 0)
+		binary.BigEndian.PutUint32(frame[6:], uint32(len(payload)))
+		hc.Write(append(frame, payload...))
+		hc.Read(make([]byte, 64)) // until the new process gives up
+	}()
+	return func() { ln.Close() }
+}
+
+func TestAckAfterPredecessorDeadlineFails(t *testing.T) {
+	e := newUpgradeEnv(t)
+	// The predecessor (this test) stopped waiting for the ack a second ago
+	// and serves on: the new process must not serve beside it.
+	stop := fakePredecessor(t, e.uds, obj{
+		"version": 1, "pid": os.Getpid(), "generation": 1,
+		"ack_deadline": time.Now().Add(-time.Second).Format(time.RFC3339Nano),
+		"start_time":   time.Now().Format(time.RFC3339Nano),
+		"entries":      []obj{},
+	})
+	defer stop()
+	runFailing(t, "late", "stops waiting for our ack", 15*time.Second, "start", "-c", e.config("c.json", "v1", false, "5s"))
+	for _, port := range []int{e.httpPort, e.tcpPort, e.p.admin} {
+		if c, err := dialQuick(addr(port)); err == nil {
+			c.Close()
+			t.Fatalf("port %d still accepts after the new process gave up", port)
+		}
+	}
 }

@@ -8,16 +8,19 @@ import (
 
 // hopByHop are the headers that describe one connection, not the message
 // (RFC 9110 §7.6.1 and the legacy ones); a proxy must not forward them.
-var hopByHop = [...]string{
-	"Connection",
-	"Keep-Alive",
-	"Proxy-Connection",
-	"Proxy-Authenticate",
-	"Proxy-Authorization",
-	"Te",
-	"Trailer",
-	"Transfer-Encoding",
-	"Upgrade",
+// A function, so that no package-level state can be changed.
+func hopByHop() [9]string {
+	return [...]string{
+		"Connection",
+		"Keep-Alive",
+		"Proxy-Connection",
+		"Proxy-Authenticate",
+		"Proxy-Authorization",
+		"Te",
+		"Trailer",
+		"Transfer-Encoding",
+		"Upgrade",
+	}
 }
 
 // removeHopByHop deletes the hop-by-hop headers from h, including every
@@ -30,7 +33,7 @@ func removeHopByHop(h http.Header) {
 			}
 		}
 	}
-	for _, name := range hopByHop {
+	for _, name := range hopByHop() {
 		delete(h, name)
 	}
 }

@@ -37,8 +37,9 @@ func (p phase) String() string {
 	return [...]string{"idle", "reading", "proxying", "writing", "closed"}[p]
 }
 
-// aLongTimeAgo is a deadline in the past: setting it wakes a blocked read.
-var aLongTimeAgo = time.Unix(1, 0)
+// aLongTimeAgo is a deadline in the past (Unix second 1): setting it wakes a
+// blocked read.
+func aLongTimeAgo() time.Time { return time.Unix(1, 0) }
 
 // httpConn is one downstream HTTP/1.x connection, served by one goroutine that
 // owns br and bw.
@@ -136,7 +137,7 @@ func (c *httpConn) extendReadDeadline() {
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.p.idleTimeout))
 }
 
-func (c *httpConn) expireReadDeadline() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
+func (c *httpConn) expireReadDeadline() { _ = c.nc.SetReadDeadline(aLongTimeAgo()) }
 
 // serve runs the request cycle until the connection is to be closed.
 func (c *httpConn) serve() {

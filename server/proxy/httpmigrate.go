@@ -20,7 +20,7 @@ func (c *httpConn) Migrate() {
 	}
 	c.moveWanted = true
 	if c.phase == phaseIdle {
-		_ = c.nc.SetReadDeadline(aLongTimeAgo) // wakes the idle wait
+		_ = c.nc.SetReadDeadline(aLongTimeAgo()) // wakes the idle wait
 	}
 }
 

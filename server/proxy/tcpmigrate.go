@@ -40,8 +40,8 @@ func (s *tcpSession) pauseLocked() {
 	s.decided = make(chan struct{})
 	s.parked = 0
 	s.pausing.Store(true)
-	_ = s.down.SetDeadline(aLongTimeAgo)
-	_ = s.up.SetDeadline(aLongTimeAgo)
+	_ = s.down.SetDeadline(aLongTimeAgo())
+	_ = s.up.SetDeadline(aLongTimeAgo())
 }
 
 // park holds a copy direction at the pause until the move is decided, and

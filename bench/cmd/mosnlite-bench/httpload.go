@@ -59,7 +59,7 @@ func goHTTPLoad(ctx context.Context, addr string, conns int, d time.Duration, wa
 	return res
 }
 
-var benchRequest = []byte("GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: mosnlite-bench\r\n\r\n")
+const benchRequest = "GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: mosnlite-bench\r\n\r\n"
 
 // httpWorker runs one connection's request loop until ctx ends. A broken
 // connection counts an error and is redialled.
@@ -104,7 +104,7 @@ func httpWorker(ctx context.Context, addr string, wantBody int) (lat []time.Dura
 // roundTrip sends one request and reads its answer: ok if 2xx/3xx with the
 // expected body length; reuse if the connection may carry the next request.
 func roundTrip(conn net.Conn, br *bufio.Reader, wantBody int) (ok, reuse bool) {
-	if _, err := conn.Write(benchRequest); err != nil {
+	if _, err := io.WriteString(conn, benchRequest); err != nil {
 		return false, false
 	}
 	res, err := http.ReadResponse(br, nil)

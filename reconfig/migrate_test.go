@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,8 +330,11 @@ func TestMigrateNewDiesBeforeResult(t *testing.T) {
 	files := []*os.File{dupConnFile(t, s), dupConnFile(t, u)}
 	start := time.Now()
 	_, err := e.old.srv.Migrate([]ConnOffer{{ID: 5, Listener: "tcp", Kind: ConnKindTCP, StartedAt: time.Now(), Files: files}})
-	if err == nil || !strings.Contains(err.Error(), "closed the connection before answering") {
-		t.Fatalf("Migrate = %v, want EOF before the result", err)
+	// Depending on timing the old side learns it writing the commit (EPIPE,
+	// ECONNRESET) or reading the result (EOF); either way, at once.
+	if err == nil || !(strings.Contains(err.Error(), "closed the connection before answering") ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+		t.Fatalf("Migrate = %v, want the peer's end noticed before the result", err)
 	}
 	if d := time.Since(start); d > testWait/2 {
 		t.Fatalf("noticed the end after %s, want at once", d)

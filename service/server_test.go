@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -214,5 +215,46 @@ func TestServeReportsRealAcceptErrors(t *testing.T) {
 	err := NewServer("admin", okHandler(), nil).Serve(failingListener{l})
 	if err == nil || !strings.Contains(err.Error(), "accept exploded") || !strings.Contains(err.Error(), "admin") {
 		t.Errorf("Serve = %v, want an error naming the server and the cause", err)
+	}
+}
+
+// A client that connected before the stop but whose request arrives after it
+// began gets an answer (with Connection: close), not an EOF: net/http's own
+// Shutdown would drop it.
+func TestShutdownAnswersRequestReadAfterItBegan(t *testing.T) {
+	l := listen(t)
+	s := NewServer("metrics", okHandler(), nil)
+	done := serve(s, l)
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.conns.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("connection not accepted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(ctx) }()
+	if err := waitErr(t, done, "Serve"); err != nil { // the listener is closed: the stop began
+		t.Fatalf("Serve: %v", err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("request sent after the stop began: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "ok" || !resp.Close {
+		t.Fatalf("got %d %q close=%v, want 200 ok with Connection: close", resp.StatusCode, body, resp.Close)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
 	}
 }

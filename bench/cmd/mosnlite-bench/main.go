@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/mosnlite/mosnlite/bench/benchkit"
 	"io"
 	"os"
 	"os/exec"
@@ -93,18 +94,9 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	mosnliteBin := o.mosnlite
-	if mosnliteBin == "" {
-		root, err := moduleRoot()
-		if err != nil {
-			return err
-		}
-		logf("building mosnlite ...")
-		if mosnliteBin, err = buildMosnlite(ctx, root, dir); err != nil {
-			return err
-		}
-	} else if _, err := os.Stat(mosnliteBin); err != nil {
-		return fmt.Errorf("mosnlite binary: %w", err)
+	mosnliteBin, err := benchkit.MosnliteBinary(ctx, o.mosnlite, dir, logf)
+	if err != nil {
+		return err
 	}
 
 	b, err := startBackend(o.bodySize)

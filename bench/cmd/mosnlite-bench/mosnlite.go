@@ -13,30 +13,6 @@ import (
 	"time"
 )
 
-// buildMosnlite compiles ./cmd/mosnlite of the module at root into dir.
-func buildMosnlite(ctx context.Context, root, dir string) (string, error) {
-	out := filepath.Join(dir, "mosnlite")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/mosnlite")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build mosnlite: %v\n%s", err, b)
-	}
-	return out, nil
-}
-
-// moduleRoot is the directory of the go.mod enclosing the working directory.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("not inside the mosnlite module: run from the repository (or pass -mosnlite BINARY)")
-	}
-	return filepath.Dir(gomod), nil
-}
-
 // mosnliteConfig is the bench's mosnlite config: an HTTP proxy listener routing
 // everything to the backend, a TCP proxy listener to the sink, and the admin
 // port (for readiness). Built as JSON because a filter's "config" object is

@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/mosnlite/mosnlite/bench/benchkit"
 	"io"
 	"os"
 	"os/exec"
@@ -104,18 +105,9 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		defer os.RemoveAll(dir)
 	}
 
-	bin := o.mosnlite
-	if bin == "" {
-		root, err := moduleRoot()
-		if err != nil {
-			return err
-		}
-		logf("building mosnlite ...")
-		if bin, err = buildMosnlite(ctx, root, dir); err != nil {
-			return err
-		}
-	} else if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("mosnlite binary: %w", err)
+	bin, err := benchkit.MosnliteBinary(ctx, o.mosnlite, dir, logf)
+	if err != nil {
+		return err
 	}
 	logf("%s; %d runs per count; RLIMIT_NOFILE %d; %d CPUs", mosnliteVersion(bin), o.runs, nofile, runtime.NumCPU())
 
@@ -148,30 +140,6 @@ fds passed: sockets in the manifest (the listeners plus admin).
 Medians; p90 is nearest-rank (with fewer than 10 runs it is the max). Every handoff was checked: the old
 process exited 0, /server_info shows the new pid and generation, /listeners the same ports, and every
 listener answered an HTTP request.`
-
-// buildMosnlite compiles ./cmd/mosnlite of the module at root into dir.
-func buildMosnlite(ctx context.Context, root, dir string) (string, error) {
-	out := filepath.Join(dir, "mosnlite")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/mosnlite")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build mosnlite: %v\n%s", err, b)
-	}
-	return out, nil
-}
-
-// moduleRoot is the directory of the go.mod enclosing the working directory.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("not inside the mosnlite module: run from the repository (or pass -mosnlite BINARY)")
-	}
-	return filepath.Dir(gomod), nil
-}
 
 // mosnliteVersion is the first line of `mosnlite version`.
 func mosnliteVersion(bin string) string {

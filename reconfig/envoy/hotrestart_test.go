@@ -167,11 +167,7 @@ func TestHotRestartTakeover(t *testing.T) {
 func testTakeover(t *testing.T, abstract bool) {
 	ctx := ctx5(t)
 	fam := newFamily(t, abstract)
-	h0, err := fam.open(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p0 := newFakeProcess(t)
+	h0, p0 := fam.epoch0(t)
 	served0 := serve(t, h0, p0.hooks())
 
 	// Epoch 0 has no parent: the child calls are no-ops.
@@ -314,11 +310,7 @@ func testTakeover(t *testing.T, abstract bool) {
 func TestThirdEpochTerminatesGrandparent(t *testing.T) {
 	ctx := ctx5(t)
 	fam := newFamily(t, true)
-	h0, err := fam.open(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p0 := newFakeProcess(t)
+	h0, p0 := fam.epoch0(t)
 	serve(t, h0, p0.hooks())
 	if err := h0.DrainParentListeners(ctx); err != nil {
 		t.Fatal(err)
@@ -373,13 +365,9 @@ func TestThirdEpochTerminatesGrandparent(t *testing.T) {
 func TestChildRefusedWhileParentInitializes(t *testing.T) {
 	ctx := ctx5(t)
 	fam := newFamily(t, false)
-	h0, err := fam.open(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p0 := newFakeProcess(t)
+	h0, p0 := fam.epoch0(t)
 	serve(t, h0, p0.hooks())
-	_, err = fam.open(1)
+	_, err := fam.open(1)
 	if !errors.Is(err, ErrParentInitializing) || !strings.Contains(err.Error(), "previous process is still initializing") {
 		t.Fatalf("got %v", err)
 	}
@@ -511,11 +499,7 @@ func TestChildWithoutParentGivesUp(t *testing.T) {
 
 func TestParentRefusesAStranger(t *testing.T) {
 	fam := newFamily(t, true)
-	h0, err := fam.open(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p0 := newFakeProcess(t)
+	h0, p0 := fam.epoch0(t)
 	serve(t, h0, p0.hooks())
 	pname, _ := h0.SocketNames()
 	c, err := net.Dial("unix", pname) // not bound to the epoch 1 child name
@@ -751,11 +735,7 @@ func TestStatsAcrossEpochs(t *testing.T) {
 
 func TestRunStatsSyncStopsWhenParentGoes(t *testing.T) {
 	fam := newFamily(t, true)
-	h0, err := fam.open(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p0 := newFakeProcess(t)
+	h0, p0 := fam.epoch0(t)
 	p0.setStats(stats.Sample{Name: "a_total", Kind: stats.KindCounter, Value: 1})
 	serve(t, h0, p0.hooks())
 	if err := h0.DrainParentListeners(ctx5(t)); err != nil {
@@ -790,11 +770,7 @@ func TestRunStatsSyncStopsWhenParentGoes(t *testing.T) {
 
 func TestTerminateParentAfter(t *testing.T) {
 	fam := newFamily(t, true)
-	h0, err := fam.open(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p0 := newFakeProcess(t)
+	h0, p0 := fam.epoch0(t)
 	serve(t, h0, p0.hooks())
 	if err := h0.DrainParentListeners(ctx5(t)); err != nil {
 		t.Fatal(err)
@@ -828,4 +804,14 @@ func TestTerminateParentAfter(t *testing.T) {
 	if err := h1.TerminateParentAfter(ctx, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// epoch0 opens the family's epoch 0 and a fake process to serve its child.
+func (f *family) epoch0(t *testing.T) (*HotRestart, *fakeProcess) {
+	t.Helper()
+	h0, err := f.open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h0, newFakeProcess(t)
 }

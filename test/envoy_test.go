@@ -254,6 +254,15 @@ exec %s -c %s --restart-epoch "$RESTART_EPOCH" --base-id %d --drain-time-s 1 --p
 		t.Fatal("a child still serves after the wrapper exited")
 	}
 
+	// PR_SET_PDEATHSIG: a child ends when the wrapper that started it is
+	// killed outright, instead of living on unsupervised.
+	w3 := startProc(t, "hot-restarter-killed", "hot-restarter", script)
+	child := int(e.waitGeneration(1)["pid"].(float64))
+	t.Cleanup(func() { syscall.Kill(child, syscall.SIGKILL) })
+	w3.signal(syscall.SIGKILL)
+	w3.wait(5 * time.Second)
+	waitGone(t, child, 10*time.Second)
+
 	// A child that fails takes the wrapper down with exit 1.
 	bad := filepath.Join(e.dir, "bad.sh")
 	os.WriteFile(bad, []byte("#!/bin/sh\nexit 3\n"), 0o755)

@@ -29,7 +29,7 @@ type envoyState struct {
 func envoyNoImportGauges() []string {
 	return append(envoy.DefaultNoImportGauges(),
 		"server.hot_restart_generation", "server.listeners_inherited",
-		"server.last_handoff_duration_seconds", "server.uptime_all_generations_seconds")
+		"server.last_handoff_duration_seconds")
 }
 
 // StartEnvoy brings the process up the Envoy way: epoch 0 starts fresh; epoch
@@ -141,9 +141,6 @@ func (s *Server) StartEnvoy(ctx context.Context) (err error) {
 		}
 	}
 	s.m.lastHandoffSeconds.Set(s.clock().Sub(began).Seconds())
-	s.mu.Lock()
-	s.ready = true
-	s.mu.Unlock()
 	s.setState(StateRunning)
 	s.log.WithFields(map[string]interface{}{"generation": o.RestartEpoch + 1, "restart_epoch": o.RestartEpoch}).Info("ready")
 	return nil
@@ -332,11 +329,8 @@ func (s *Server) ShutdownEnvoy(ctx context.Context) error {
 	if s.getState() == StateDraining {
 		// A parent that drains for its child: finish within graceful_timeout
 		// instead of waiting for the child to terminate us.
-		if _, ok := ctx.Deadline(); !ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, s.gracefulTimeout())
-			defer cancel()
-		}
+		ctx, cancel := s.gracefulContext(ctx)
+		defer cancel()
 		s.drain(ctx, nil)
 		if st != nil {
 			st.cancel()

@@ -67,7 +67,7 @@ func (s *Server) ConfigDump() ([]byte, error) {
 func (s *Server) Ready() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.ready && s.state == StateRunning
+	return s.state == StateRunning
 }
 
 // DrainListeners implements service.Info (admin /drain_listeners): stop

@@ -10,7 +10,6 @@ type processMetrics struct {
 	upgradesFailed     *stats.Counter
 	lastHandoffSeconds *stats.Gauge
 	listenersInherited *stats.Gauge
-	uptimeAll          *stats.Gauge
 }
 
 func newProcessMetrics(reg *stats.Registry) *processMetrics {
@@ -21,6 +20,5 @@ func newProcessMetrics(reg *stats.Registry) *processMetrics {
 		upgradesFailed:     reg.Counter("server.upgrades_failed_total", "Upgrades that failed before the successor acked"),
 		lastHandoffSeconds: reg.Gauge("server.last_handoff_duration_seconds", "Duration of the last handoff, from the successor's start to its ack"),
 		listenersInherited: reg.Gauge("server.listeners_inherited", "Listening sockets this process inherited from its predecessor"),
-		uptimeAll:          reg.Gauge("server.uptime_all_generations_seconds", "Seconds since the first generation started"),
 	}
 }

@@ -21,10 +21,9 @@ type part struct {
 	proxy proxy.Proxy
 	svc   *service.Server
 
-	ln       *listener.Listener
-	serving  bool
-	stopped  chan struct{} // closed when the accept loop has returned
-	serveErr error         // why it returned, set before stopped closes
+	ln      *listener.Listener
+	serving bool
+	stopped chan struct{} // closed when the accept loop has returned
 	// noMigration: the listener's connections drain on upgrade instead of
 	// moving to the successor (disable_migration).
 	noMigration bool
@@ -55,7 +54,6 @@ func (p *part) serve(log *logrus.Entry) {
 		if err != nil {
 			log.WithError(err).WithField("listener", p.spec.String()).Error("accept loop ended: this listener no longer accepts")
 		}
-		p.serveErr = err
 		close(p.stopped)
 	}()
 }

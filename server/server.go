@@ -74,7 +74,6 @@ type Server struct {
 	firstStart     time.Time
 	startTime      time.Time
 	drainingPID    int
-	ready          bool
 	listeners      *listener.Set
 	clusters       *cluster.Manager
 	parts          []*part
@@ -132,9 +131,6 @@ func New(opts Options) (*Server, error) {
 
 // UDSDir is the directory holding reconfig.sock and listen.sock.
 func (s *Server) UDSDir() string { return s.udsDir }
-
-// Registry is the process's metric registry.
-func (s *Server) Registry() *stats.Registry { return s.reg }
 
 // Done is closed once the process has stopped serving for good: after a
 // successor took over and the drain finished, or after Shutdown.

@@ -106,7 +106,6 @@ func (s *Server) Start(ctx context.Context) error {
 		s.serveParts(func(p *part) bool { return p.svc != nil })
 	}
 	s.mu.Lock()
-	s.ready = true
 	gen := s.generation
 	s.mu.Unlock()
 	s.setState(StateRunning)

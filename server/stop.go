@@ -144,11 +144,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.done
 		return s.Err()
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.gracefulTimeout())
-		defer cancel()
-	}
+	ctx, cancel := s.gracefulContext(ctx)
+	defer cancel()
 	s.setState(StateDraining)
 	s.mu.Lock()
 	rs := s.reconfigServer
@@ -235,4 +232,12 @@ func (s *Server) closeParts(parts []*part) {
 	if s.clusters != nil {
 		s.clusters.Close()
 	}
+}
+
+// gracefulContext bounds ctx by graceful_timeout unless it has a deadline.
+func (s *Server) gracefulContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.gracefulTimeout())
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,9 +109,11 @@ func tcpListener(t *testing.T) *net.TCPListener {
 	return ln.(*net.TCPListener)
 }
 
-func dupFile(t *testing.T, ln *net.TCPListener) *os.File {
+// dupFile duplicates a socket's fd (a listener's or a connection's) the way
+// the proxy and listener.Set.Export do: F_DUPFD_CLOEXEC, never File().
+func dupFile(t *testing.T, sc syscall.Conn) *os.File {
 	t.Helper()
-	rc, err := ln.SyscallConn()
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

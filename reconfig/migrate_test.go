@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // fakeHandler holds offered sockets as net.Conns and records what Follow asks.
@@ -165,21 +163,6 @@ func tcpPair(t *testing.T) (client, server *net.TCPConn) {
 	return c.(*net.TCPConn), s.(*net.TCPConn)
 }
 
-// dupConnFile duplicates c's fd the way the proxy does.
-func dupConnFile(t *testing.T, c *net.TCPConn) *os.File {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var nfd int
-	var derr error
-	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
-		t.Fatal(err, derr)
-	}
-	return os.NewFile(uintptr(nfd), "dup")
-}
-
 // roundTrip checks that bytes written on a reach b.
 func roundTrip(t *testing.T, a, b net.Conn, msg string) {
 	t.Helper()
@@ -208,7 +191,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 	c3, s3 := tcpPair(t)
 	base := fdCount(t)
 	started := time.Now().Add(-time.Hour).Round(0)
-	files := []*os.File{dupConnFile(t, s1), dupConnFile(t, s2), dupConnFile(t, us2), dupConnFile(t, s3)}
+	files := []*os.File{dupFile(t, s1), dupFile(t, s2), dupFile(t, us2), dupFile(t, s3)}
 	defer func() {
 		for _, f := range files {
 			f.Close()
@@ -257,9 +240,9 @@ func TestMigrateRoundTrip(t *testing.T) {
 
 	// Offers the new process did not ask for are the caller's mistake.
 	for _, bad := range []ConnOffer{
-		{ID: 9, Listener: "other", Kind: ConnKindHTTP, StartedAt: started, Files: []*os.File{dupConnFile(t, s3)}},
-		{ID: 0, Listener: "web", Kind: ConnKindHTTP, StartedAt: started, Files: []*os.File{dupConnFile(t, s3)}},
-		{ID: 10, Listener: "tcp", Kind: ConnKindTCP, StartedAt: started, Files: []*os.File{dupConnFile(t, s3)}},
+		{ID: 9, Listener: "other", Kind: ConnKindHTTP, StartedAt: started, Files: []*os.File{dupFile(t, s3)}},
+		{ID: 0, Listener: "web", Kind: ConnKindHTTP, StartedAt: started, Files: []*os.File{dupFile(t, s3)}},
+		{ID: 10, Listener: "tcp", Kind: ConnKindTCP, StartedAt: started, Files: []*os.File{dupFile(t, s3)}},
 	} {
 		if _, err := e.old.srv.Migrate([]ConnOffer{bad}); err == nil {
 			t.Errorf("Migrate(%+v) succeeded", bad)
@@ -283,7 +266,7 @@ func TestMigrateTimeoutResumes(t *testing.T) {
 	e := newMigEnv(t, 200*time.Millisecond, h, testTargets)
 	_, s := tcpPair(t)
 	base := fdCount(t)
-	f := dupConnFile(t, s)
+	f := dupFile(t, s)
 	done := make(chan error, 1)
 	go func() {
 		_, err := e.old.srv.Migrate([]ConnOffer{{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{f}}})
@@ -303,7 +286,7 @@ func TestMigrateTimeoutResumes(t *testing.T) {
 	}
 	waitFDs(t, base)
 	// The stream is not trusted for reading any more: later batches fail at once.
-	if _, err := e.old.srv.Migrate([]ConnOffer{{ID: 2, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{dupConnFile(t, s)}}}); err == nil || !strings.Contains(err.Error(), "failed earlier") {
+	if _, err := e.old.srv.Migrate([]ConnOffer{{ID: 2, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{dupFile(t, s)}}}); err == nil || !strings.Contains(err.Error(), "failed earlier") {
 		t.Fatalf("Migrate after a failed batch = %v", err)
 	}
 	// Counters and bye still go through.
@@ -327,7 +310,7 @@ func TestMigrateNewDiesBeforeResult(t *testing.T) {
 	_, s := tcpPair(t)
 	_, u := tcpPair(t)
 	base := fdCount(t)
-	files := []*os.File{dupConnFile(t, s), dupConnFile(t, u)}
+	files := []*os.File{dupFile(t, s), dupFile(t, u)}
 	start := time.Now()
 	_, err := e.old.srv.Migrate([]ConnOffer{{ID: 5, Listener: "tcp", Kind: ConnKindTCP, StartedAt: time.Now(), Files: files}})
 	// Depending on timing the old side learns it writing the commit (EPIPE,
@@ -414,7 +397,7 @@ func TestMigrateToProcessThatTakesNone(t *testing.T) {
 		t.Fatalf("targets = %v", ts)
 	}
 	_, s := tcpPair(t)
-	f := dupConnFile(t, s)
+	f := dupFile(t, s)
 	defer f.Close()
 	if _, err := e.old.srv.Migrate([]ConnOffer{{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{f}}}); err == nil || !strings.Contains(err.Error(), "takes no connections") {
 		t.Fatalf("Migrate = %v", err)

@@ -40,6 +40,7 @@ func (t *tally) String() string {
 // load runs generators until stop is closed.
 type load struct {
 	stop   chan struct{}
+	once   sync.Once // closes stop
 	wg     sync.WaitGroup
 	byName map[string]*tally
 	order  []string
@@ -60,8 +61,10 @@ func (l *load) run(name string, workers int, fn func(stop <-chan struct{}, t *ta
 	}
 }
 
+// finish stops the generators and waits for them; calling it again is a no-op,
+// so a test may defer it and also call it early.
 func (l *load) finish() {
-	close(l.stop)
+	l.once.Do(func() { close(l.stop) })
 	l.wg.Wait()
 }
 

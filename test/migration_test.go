@@ -302,13 +302,7 @@ func TestMigrationTCPStreamsAcross20Upgrades(t *testing.T) {
 	st := newStreams()
 	l := newLoad()
 	l.run("tcp streams", nStreams, st.worker(addr(tcpPort), time.Millisecond))
-	defer func() {
-		select {
-		case <-l.stop:
-		default:
-			l.finish()
-		}
-	}()
+	defer l.finish()
 	st.waitProgress(t, nStreams, nil, 1, 10*time.Second)
 
 	var worst time.Duration
@@ -419,13 +413,7 @@ func TestMigrationHTTPKeepAliveAcrossUpgrades(t *testing.T) {
 	var requests atomic.Int64
 	l := newLoad()
 	l.run("http keep-alive, pausing", clients, keepAliveClients(addr(httpPort), func(w int) bool { return w%4 == 3 }, &requests))
-	defer func() {
-		select {
-		case <-l.stop:
-		default:
-			l.finish()
-		}
-	}()
+	defer l.finish()
 	waitFor := func(n int64) {
 		deadline := time.Now().Add(10 * time.Second)
 		for requests.Load() < n {
@@ -484,15 +472,8 @@ func TestMigrationDisabledListenerDrains(t *testing.T) {
 	lm, lp := newLoad(), newLoad()
 	lm.run("moving stream", 1, moving.worker(addr(movePort), time.Millisecond))
 	lp.run("pinned stream", 1, pinned.worker(addr(pinPort), time.Millisecond))
-	defer func() {
-		for _, l := range []*load{lm, lp} {
-			select {
-			case <-l.stop:
-			default:
-				l.finish()
-			}
-		}
-	}()
+	defer lm.finish()
+	defer lp.finish()
 	moving.waitProgress(t, 1, nil, 1, 10*time.Second)
 	pinned.waitProgress(t, 1, nil, 1, 10*time.Second)
 
@@ -603,13 +584,7 @@ func TestMigrationSuccessorDiesMidMigration(t *testing.T) {
 	st := newStreams()
 	l := newLoad()
 	l.run("tcp streams", nStreams, st.worker(addr(tcpPort), time.Millisecond))
-	defer func() {
-		select {
-		case <-l.stop:
-		default:
-			l.finish()
-		}
-	}()
+	defer l.finish()
 	st.waitProgress(t, nStreams, nil, 1, 10*time.Second)
 
 	// An idle keep-alive HTTP connection (offered), and one with a request

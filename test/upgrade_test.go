@@ -60,13 +60,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	l.run("http conn-per-request", 2, connPerRequestHTTP(web, "/"))
 	l.run("tcp streams", 4, tcpStreams(tcp, 30, 2*time.Millisecond))
 	l.run("service ports", 2, serviceProbe(e.p))
-	defer func() {
-		select {
-		case <-l.stop:
-		default:
-			l.finish()
-		}
-	}()
+	defer l.finish()
 
 	type genFDs struct{ nonSocket, listening int }
 	var fds []genFDs

@@ -245,3 +245,6 @@ func getQuiet(url string) (int, string) {
 }
 
 func jsonInto(s string, v interface{}) error { return json.Unmarshal([]byte(s), v) }
+
+// syscallKill sends SIGTERM to a process the test started outside startProc.
+func syscallKill(pid int) { _ = syscall.Kill(pid, syscall.SIGTERM) }

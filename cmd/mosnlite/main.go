@@ -18,6 +18,7 @@ Usage:
       that process's sockets and the old one drains and exits.
       --daemon starts the process in the background and returns only once it
       serves (after the old process acked the handoff): exit 0, or 1 with why.
+      --log-file - hands our stdout and stderr to the new process.
   mosnlite validate -c FILE
       Check a config: exit 0, or 1 listing every problem.
   mosnlite version

@@ -135,17 +135,25 @@ func startDaemon(f startFlags, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mosnlite: --wait-timeout %q: want a positive duration\n", f.wait)
 		return 2
 	}
-	out := f.logFile
-	if out == "" {
-		out = os.DevNull
+	o := spawnOptions{configPath: f.config, detach: true, timeout: wait}
+	switch f.logFile {
+	case "-":
+		// Ours, handed down: under systemd, the journal (ExecReload=).
+		o.stdout, o.stderr = os.Stdout, os.Stderr
+	default:
+		out := f.logFile
+		if out == "" {
+			out = os.DevNull
+		}
+		lf, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintf(stderr, "mosnlite: --log-file: %v\n", err)
+			return 1
+		}
+		defer lf.Close()
+		o.stdout, o.stderr = lf, lf
 	}
-	lf, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		fmt.Fprintf(stderr, "mosnlite: --log-file: %v\n", err)
-		return 1
-	}
-	defer lf.Close()
-	pid, err := spawn(spawnOptions{configPath: f.config, stdout: lf, stderr: lf, detach: true, timeout: wait})
+	pid, err := spawn(o)
 	if err != nil {
 		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
 		return 1

@@ -68,7 +68,7 @@ func parseStartFlags(args []string, stderr io.Writer) (startFlags, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.config, "c", "", "config file (default: the embedded default config)")
 	fs.BoolVar(&f.daemon, "daemon", false, "start in the background; return once the new process serves")
-	fs.StringVar(&f.logFile, "log-file", "", "with --daemon: where the process's stdout and stderr go (default /dev/null)")
+	fs.StringVar(&f.logFile, "log-file", "", "with --daemon: where the process's stdout and stderr go (default /dev/null; - for ours, e.g. the journal)")
 	fs.StringVar(&f.wait, "wait-timeout", "60s", "with --daemon: how long to wait for the process to serve")
 	if err := fs.Parse(args); err != nil {
 		return f, err

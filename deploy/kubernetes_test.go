@@ -44,21 +44,13 @@ func decodeStrict(data []byte) (manifests, error) {
 		var err error
 		switch tm.APIVersion + " " + tm.Kind {
 		case "v1 ConfigMap":
-			var o corev1.ConfigMap
-			err = yaml.UnmarshalStrict([]byte(doc), &o)
-			m.configMaps = append(m.configMaps, o)
+			err = decodeInto(doc, &m.configMaps)
 		case "v1 Pod":
-			var o corev1.Pod
-			err = yaml.UnmarshalStrict([]byte(doc), &o)
-			m.pods = append(m.pods, o)
+			err = decodeInto(doc, &m.pods)
 		case "apps/v1 Deployment":
-			var o appsv1.Deployment
-			err = yaml.UnmarshalStrict([]byte(doc), &o)
-			m.deployments = append(m.deployments, o)
+			err = decodeInto(doc, &m.deployments)
 		case "apps.kruise.io/v1alpha1 SidecarSet":
-			var o kruise.SidecarSet
-			err = yaml.UnmarshalStrict([]byte(doc), &o)
-			m.sidecarSets = append(m.sidecarSets, o)
+			err = decodeInto(doc, &m.sidecarSets)
 		default:
 			err = fmt.Errorf("unexpected kind %q %q", tm.APIVersion, tm.Kind)
 		}
@@ -67,6 +59,16 @@ func decodeStrict(data []byte) (manifests, error) {
 		}
 	}
 	return m, nil
+}
+
+// decodeInto decodes doc strictly as a T and appends it to list.
+func decodeInto[T any](doc string, list *[]T) error {
+	var o T
+	if err := yaml.UnmarshalStrict([]byte(doc), &o); err != nil {
+		return err
+	}
+	*list = append(*list, o)
+	return nil
 }
 
 func load(t *testing.T, name string) manifests {

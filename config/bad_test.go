@@ -159,14 +159,18 @@ func TestBadConfigs(t *testing.T) {
 		{name: "unknown log format", mut: func(t *testing.T, d obj) { at(t, d, "servers", 0)["log_format"] = "xml" }, path: "servers[0].log_format", msg: `unknown log format "xml"`},
 
 		// Listeners.
-		{name: "empty listener name", mut: func(t *testing.T, d obj) { listener(t, d, 0)["name"] = "" }, path: "servers[0].listeners[0].name", msg: "required"},
+		{name: "nameless listeners clash by address", mut: func(t *testing.T, d obj) {
+			delete(listener(t, d, 0), "name")
+			listener(t, d, 1)["name"] = "127.0.0.1:8080"
+		}, path: "servers[0].listeners[1].name", msg: `duplicate listener name "127.0.0.1:8080", also used by servers[0].listeners[0]`},
 		{name: "duplicate listener name across servers", mut: func(t *testing.T, d obj) {
 			d["servers"] = append(d["servers"].([]any), obj{"listeners": []any{obj{
 				"name": "tcp", "address": "127.0.0.1:9091",
 				"filter_chains": []any{obj{"filters": []any{obj{"type": "tcp_proxy", "config": obj{"cluster": "c2"}}}}},
 			}}})
 		}, path: "servers[1].listeners[0].name", msg: `duplicate listener name "tcp", also used by servers[0].listeners[1]`},
-		{name: "unknown network", mut: func(t *testing.T, d obj) { listener(t, d, 0)["network"] = "udp" }, path: "servers[0].listeners[0].network", msg: `unknown network "udp"`},
+		{name: "unknown network", mut: func(t *testing.T, d obj) { listener(t, d, 0)["network"] = "sctp" }, path: "servers[0].listeners[0].network", msg: `unknown network "sctp"`},
+		{name: "udp listener", mut: func(t *testing.T, d obj) { listener(t, d, 0)["network"] = "UDP" }, path: "servers[0].listeners[0].network", msg: `udp (MOSN's UDP listeners) is not supported by mosnlite`},
 		{name: "port out of range", mut: func(t *testing.T, d obj) { listener(t, d, 1)["address"] = "127.0.0.1:99999" }, path: "servers[0].listeners[1].address", msg: `"127.0.0.1:99999": port out of range`},
 		{name: "port not a number", mut: func(t *testing.T, d obj) { listener(t, d, 1)["address"] = "127.0.0.1:http" }, path: "servers[0].listeners[1].address", msg: `invalid port "http"`},
 		{name: "host not an IP literal", mut: func(t *testing.T, d obj) { listener(t, d, 0)["address"] = "localhost:8080" }, path: "servers[0].listeners[0].address", msg: `host "localhost" is not an IP literal`},
@@ -195,7 +199,7 @@ func TestBadConfigs(t *testing.T) {
 			l["filter_chains"] = append(l["filter_chains"].([]any), obj{"filters": []any{obj{"type": "proxy", "config": obj{"router_config_name": "r"}}}})
 		}, path: "servers[0].listeners[0].filter_chains", msg: "exactly one filter chain is required, got 2"},
 		{name: "no filter", mut: func(t *testing.T, d obj) { at(t, listener(t, d, 0), "filter_chains", 0)["filters"] = []any{} }, path: "servers[0].listeners[0].filter_chains[0].filters", msg: "exactly one filter is required, got 0"},
-		{name: "unknown filter type", mut: func(t *testing.T, d obj) { filter(t, d, 0)["type"] = "http" }, path: fpath + ".type", msg: `unknown filter type "http"`},
+		{name: "unknown filter type", mut: func(t *testing.T, d obj) { filter(t, d, 0)["type"] = "http" }, path: fpath + ".type", msg: `network filter "http" (a MOSN extension) is not supported by mosnlite (want proxy or tcp_proxy)`},
 		{name: "missing filter type", mut: func(t *testing.T, d obj) { delete(filter(t, d, 0), "type") }, path: fpath + ".type", msg: "required"},
 		{name: "proxy without router", mut: func(t *testing.T, d obj) { delete(filter(t, d, 0), "config") }, path: fpath + ".config.router_config_name", msg: "required"},
 		{name: "proxy with unknown router", mut: func(t *testing.T, d obj) { at(t, filter(t, d, 0), "config")["router_config_name"] = "nope" }, path: fpath + ".config.router_config_name", msg: `unknown router "nope" in servers[0].routers`},
@@ -214,10 +218,9 @@ func TestBadConfigs(t *testing.T) {
 			r["virtual_hosts"] = append(r["virtual_hosts"].([]any), obj{"domains": []any{"a.com", "*"}, "routers": []any{}})
 		}, path: "servers[0].routers[0].virtual_hosts[1].domains[1]", msg: `duplicate domain "*", also in ` + vpath},
 		{name: "invalid wildcard", mut: func(t *testing.T, d obj) { vhost(t, d)["domains"] = []any{"api.*.com"} }, path: vpath + ".domains[0]", msg: "invalid wildcard domain"},
-		{name: "prefix and path", mut: func(t *testing.T, d obj) { at(t, route(t, d), "match")["path"] = "/x" }, path: rpath + ".match", msg: "prefix and path are mutually exclusive"},
 		{name: "prefix without slash", mut: func(t *testing.T, d obj) { at(t, route(t, d), "match")["prefix"] = "x" }, path: rpath + ".match.prefix", msg: "must start with /"},
 		{name: "header matcher without name", mut: func(t *testing.T, d obj) { at(t, route(t, d), "match")["headers"] = []any{obj{"value": "v"}} }, path: rpath + ".match.headers[0].name", msg: "required"},
-		{name: "route and direct response", mut: func(t *testing.T, d obj) { route(t, d)["direct_response"] = obj{"status": 200} }, path: rpath, msg: "route and direct_response are mutually exclusive"},
+		{name: "route and direct response", mut: func(t *testing.T, d obj) { route(t, d)["direct_response"] = obj{"status": 200} }, path: rpath, msg: "route, redirect and direct_response are mutually exclusive"},
 		{name: "neither route nor direct response", mut: func(t *testing.T, d obj) { delete(route(t, d), "route") }, path: rpath, msg: "one of route or direct_response is required"},
 		{name: "route to unknown cluster", mut: func(t *testing.T, d obj) { at(t, route(t, d), "route")["cluster_name"] = "nope" }, path: rpath + ".route.cluster_name", msg: `unknown cluster "nope"`},
 		{name: "direct response status out of range", mut: func(t *testing.T, d obj) {
@@ -228,16 +231,21 @@ func TestBadConfigs(t *testing.T) {
 		// Clusters.
 		{name: "cluster without name", mut: func(t *testing.T, d obj) { cluster(t, d, 1)["name"] = "" }, path: "cluster_manager.clusters[1].name", msg: "required"},
 		{name: "duplicate cluster name", mut: func(t *testing.T, d obj) { cluster(t, d, 1)["name"] = "c1" }, path: "cluster_manager.clusters[1].name", msg: `duplicate cluster name "c1", also used by cluster_manager.clusters[0]`},
-		{name: "unknown lb type", mut: func(t *testing.T, d obj) { cluster(t, d, 1)["lb_type"] = "LB_MAGLEV" }, path: "cluster_manager.clusters[1].lb_type", msg: `unknown lb type "LB_MAGLEV"`},
+		{name: "unknown lb type", mut: func(t *testing.T, d obj) { cluster(t, d, 1)["lb_type"] = "LB_FANCY" }, path: "cluster_manager.clusters[1].lb_type", msg: `unknown lb type "LB_FANCY"`},
+		{name: "lb type mosnlite lacks", mut: func(t *testing.T, d obj) { cluster(t, d, 1)["lb_type"] = "LB_MAGLEV" }, path: "cluster_manager.clusters[1].lb_type", msg: `"LB_MAGLEV" (MOSN's Maglev consistent hashing) is not supported by mosnlite`},
 		{name: "no hosts", mut: func(t *testing.T, d obj) { cluster(t, d, 1)["hosts"] = []any{} }, path: "cluster_manager.clusters[1].hosts", msg: "at least one host is required"},
 		{name: "host port 0", mut: func(t *testing.T, d obj) { host(t, d)["address"] = "127.0.0.1:0" }, path: cpath + ".hosts[0].address", msg: "port 0 cannot be dialled"},
 		{name: "host bad name", mut: func(t *testing.T, d obj) { host(t, d)["address"] = "bad host:80" }, path: cpath + ".hosts[0].address", msg: "neither an IP literal nor a valid host name"},
-		{name: "host negative weight", mut: func(t *testing.T, d obj) { host(t, d)["weight"] = -1 }, path: cpath + ".hosts[0].weight", msg: "-1: out of range (1-1000)"},
-		{name: "host weight too big", mut: func(t *testing.T, d obj) { host(t, d)["weight"] = 1001 }, path: cpath + ".hosts[0].weight", msg: "1001: out of range"},
+		{name: "host negative weight", mut: func(t *testing.T, d obj) { host(t, d)["weight"] = -1 }, path: cpath + ".hosts[0].weight", msg: "-1: out of range (1-128)"},
 		{name: "connect timeout negative", mut: func(t *testing.T, d obj) { cluster(t, d, 0)["connect_timeout"] = "-1s" }, path: cpath + ".connect_timeout", msg: "must be positive"},
 		{name: "connect timeout too long", mut: func(t *testing.T, d obj) { cluster(t, d, 0)["connect_timeout"] = "6m" }, path: cpath + ".connect_timeout", msg: "must be at most 5m0s"},
 		{name: "health check interval negative", mut: func(t *testing.T, d obj) { at(t, cluster(t, d, 0), "health_check")["interval"] = "-5s" }, path: cpath + ".health_check.interval", msg: "must be positive"},
 		{name: "health check timeout above interval", mut: func(t *testing.T, d obj) { at(t, cluster(t, d, 0), "health_check")["timeout"] = "10s" }, path: cpath + ".health_check.timeout", msg: "10s: must not exceed the interval (5s)"},
+		{name: "health check timeout above default interval", mut: func(t *testing.T, d obj) {
+			hc := at(t, cluster(t, d, 0), "health_check")
+			delete(hc, "interval")
+			hc["timeout"] = "20s"
+		}, path: cpath + ".health_check.timeout", msg: "20s: must not exceed the interval (15s)"},
 		{name: "health check threshold too big", mut: func(t *testing.T, d obj) { at(t, cluster(t, d, 0), "health_check")["healthy_threshold"] = 101 }, path: cpath + ".health_check.healthy_threshold", msg: "101: out of range (1-100)"},
 		{name: "health check threshold negative", mut: func(t *testing.T, d obj) { at(t, cluster(t, d, 0), "health_check")["unhealthy_threshold"] = -1 }, path: cpath + ".health_check.unhealthy_threshold", msg: "out of range"},
 		{name: "max idle conns negative", mut: func(t *testing.T, d obj) { cluster(t, d, 0)["max_idle_conns_per_host"] = -1 }, path: cpath + ".max_idle_conns_per_host", msg: "out of range"},

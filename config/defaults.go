@@ -7,12 +7,13 @@ import (
 
 // Defaults not declared in types.go; ApplyDefaults uses them all.
 const (
-	DefaultMaxIdleConns        = 64
-	DefaultHostWeight          = 1
-	DefaultHealthCheckInterval = 5 * time.Second
-	DefaultHealthCheckTimeout  = 2 * time.Second
-	DefaultHealthyThreshold    = 2
-	DefaultUnhealthyThreshold  = 2
+	DefaultMaxIdleConns = 64
+	DefaultHostWeight   = 1
+	// Health check defaults are MOSN's.
+	DefaultHealthCheckInterval = 15 * time.Second
+	DefaultHealthCheckTimeout  = time.Second
+	DefaultHealthyThreshold    = 1
+	DefaultUnhealthyThreshold  = 1
 	DefaultLBType              = LBRoundRobin
 	DefaultListenerNetwork     = NetworkTCP
 	DefaultHostNetwork         = NetworkTCP
@@ -25,6 +26,9 @@ const (
 // are for Validate to report.
 func (c *Config) ApplyDefaults() {
 	setDuration(&c.HandoffTimeout, DefaultHandoffTimeout)
+	if c.UpgradeWatchPeriod == nil {
+		c.UpgradeWatchPeriod = &Duration{DefaultUpgradeWatchPeriod}
+	}
 	for i := range c.Servers {
 		s := &c.Servers[i]
 		setDuration(&s.GracefulTimeout, DefaultGracefulTimeout)
@@ -39,9 +43,12 @@ func (c *Config) ApplyDefaults() {
 			for k := range l.FilterChains {
 				for m := range l.FilterChains[k].Filters {
 					f := &l.FilterChains[k].Filters[m]
-					if f.HTTP != nil {
-						setDuration(&f.HTTP.IdleTimeout, DefaultIdleTimeout)
-						setDuration(&f.HTTP.UpstreamTimeout, DefaultUpstreamTimeout)
+					if h := f.HTTP; h != nil {
+						setDuration(&h.IdleTimeout, DefaultIdleTimeout)
+						setDuration(&h.UpstreamTimeout, DefaultUpstreamTimeout)
+						setDuration(&h.RequestHeaderTimeout, DefaultRequestHeaderTimeout)
+						setInt(&h.MaxRequestHeadersKB, DefaultMaxRequestHeadersKB)
+						setInt(&h.MaxRequestHeadersCount, DefaultMaxRequestHeadersCount)
 					}
 					if f.TCP != nil {
 						setDuration(&f.TCP.IdleTimeout, DefaultIdleTimeout)
@@ -54,25 +61,17 @@ func (c *Config) ApplyDefaults() {
 		cl := &c.ClusterManager.Clusters[i]
 		setString(&cl.LBType, DefaultLBType)
 		setDuration(&cl.ConnectTimeout, DefaultConnectTimeout)
-		if cl.MaxIdleConns == 0 {
-			cl.MaxIdleConns = DefaultMaxIdleConns
-		}
+		setInt(&cl.MaxIdleConns, DefaultMaxIdleConns)
 		for j := range cl.Hosts {
 			h := &cl.Hosts[j]
 			setString(&h.Network, DefaultHostNetwork)
-			if h.Weight == 0 {
-				h.Weight = DefaultHostWeight
-			}
+			setInt(&h.Weight, DefaultHostWeight)
 		}
 		if hc := cl.HealthCheck; hc != nil {
 			setDuration(&hc.Interval, DefaultHealthCheckInterval)
 			setDuration(&hc.Timeout, DefaultHealthCheckTimeout)
-			if hc.HealthyThreshold == 0 {
-				hc.HealthyThreshold = DefaultHealthyThreshold
-			}
-			if hc.UnhealthyThreshold == 0 {
-				hc.UnhealthyThreshold = DefaultUnhealthyThreshold
-			}
+			setInt(&hc.HealthyThreshold, DefaultHealthyThreshold)
+			setInt(&hc.UnhealthyThreshold, DefaultUnhealthyThreshold)
 		}
 	}
 	for _, s := range []*ServiceConfig{c.Admin, c.Pprof, c.Metrics} {
@@ -85,6 +84,12 @@ func (c *Config) ApplyDefaults() {
 func setDuration(d *Duration, def time.Duration) {
 	if d.Duration == 0 {
 		d.Duration = def
+	}
+}
+
+func setInt(n *int, def int) {
+	if *n == 0 {
+		*n = def
 	}
 }
 

@@ -1,31 +1,42 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
+	"strings"
+	"syscall"
 )
 
-// Parse decodes a JSON config, applies defaults and validates it. Any
-// problem — malformed JSON (reported with its line and column, and nothing
-// else), an unknown field, a value of the wrong type, a semantic error —
-// yields a *ValidationError listing every problem found, each with its JSON
-// path.
+// MaxFileSize is the largest config file Load reads. A real config is a few
+// kilobytes; 16 MiB leaves room for thousands of listeners and clusters.
+const MaxFileSize = 16 << 20
+
+// Parse decodes a JSON config, resolves MOSN's shapes and mosnlite's
+// aliases, applies defaults and validates it. Any problem — malformed JSON
+// (reported with its line and column, and nothing else), an unknown field, a
+// value of the wrong type, a refused MOSN feature, a semantic error — yields
+// a *ValidationError listing every problem found, each with its JSON path.
+// Inert fields that are set are listed in the config's Warnings.
 func Parse(data []byte) (*Config, error) {
 	root, err := parseTree(data)
 	if err != nil {
 		return nil, &ValidationError{Problems: []Problem{{Msg: err.Error()}}}
 	}
-	ps := &problems{}
+	ps, ws := &problems{}, &problems{}
 	c := &Config{}
-	(&decoder{ps: ps}).object(root, reflect.ValueOf(c).Elem(), "")
+	(&decoder{ps: ps, ws: ws}).object(root, reflect.ValueOf(c).Elem(), "")
 	decodeProblems := len(ps.list)
+	moved := c.resolve(ps, ws)
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		// A value that failed to decode was left at zero; what Validate says
 		// about it, or about what it contains, would only repeat the problem.
 	next:
 		for _, p := range err.(*ValidationError).Problems {
+			p.Path = movedPath(p.Path, moved)
 			for _, d := range ps.list[:decodeProblems] {
 				if covers(d.Path, p.Path) {
 					continue next
@@ -37,19 +48,86 @@ func Parse(data []byte) (*Config, error) {
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
+	c.Warnings = ws.list
 	return c, nil
 }
 
-// Load reads and parses the config file at path. Errors name the file and
-// wrap a *ValidationError when the content is at fault.
+// movedPath gives a problem inside a route table that Parse moved (MOSN's
+// connection_manager filter) the path it was written at.
+func movedPath(p string, moved map[string]string) string {
+	for now, was := range moved {
+		if covers(now, p) {
+			return was + strings.TrimPrefix(p, now)
+		}
+	}
+	return p
+}
+
+// Load reads and parses the config file at path. It reads only a regular
+// file of at most MaxFileSize bytes (a FIFO, a device or a directory is
+// refused without blocking). Errors name the file and wrap a
+// *ValidationError when the content is at fault.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: read %s: %w", path, err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	c, err := Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// ErrNotRegular is wrapped by Load's error for a path that is not a regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
+// ErrTooLarge is wrapped by Load's error for a file over MaxFileSize.
+var ErrTooLarge = fmt.Errorf("larger than %d MiB", MaxFileSize>>20)
+
+// readFile reads a regular file of at most MaxFileSize bytes. It opens
+// without blocking (O_NONBLOCK: a FIFO with no writer would block an open
+// for reading) and checks the type on the open file, so that nothing can be
+// swapped in between.
+func readFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("read %s: %w (%s)", path, ErrNotRegular, fileKind(st.Mode()))
+	}
+	if st.Size() > MaxFileSize {
+		return nil, fmt.Errorf("read %s: %w (%d bytes)", path, ErrTooLarge, st.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize { // it grew while we read
+		return nil, fmt.Errorf("read %s: %w", path, ErrTooLarge)
+	}
+	return data, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	default:
+		return "not a regular file"
+	}
 }

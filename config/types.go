@@ -1,184 +1,316 @@
-// Package config parses and validates mosnlite's JSON configuration.
+// Package config parses and validates mosnlite's JSON configuration, which is
+// MOSN's (v1.x, mosn.io/mosn/pkg/config/v2) field for field, decoded
+// case-insensitively as MOSN's encoding/json does, with mosnlite's shorter
+// forms kept as aliases.
+//
+// Every MOSN field is in one of three classes: honoured; inert (it could not
+// change which traffic is allowed or where it goes, so it is accepted and a
+// warning naming its path says it is ignored, see Config.Warnings); or
+// refused with an error naming the path and the MOSN feature, because ignoring
+// it would change security or routing. A field MOSN does not have is an error.
+//
 // It is pure data: after Load returns, nothing here does I/O or logs.
 package config
 
 import "time"
 
-// Network names accepted for a listener.
+// Network names accepted for a listener or an upstream host.
 const (
 	NetworkTCP  = "tcp"
 	NetworkUnix = "unix"
 )
 
-// Filter types accepted in a listener's filter chain.
+// Network filter types mosnlite serves.
 const (
 	FilterHTTPProxy = "proxy"
 	FilterTCPProxy  = "tcp_proxy"
+	// FilterConnectionManager is MOSN's deprecated route table declared as a
+	// filter beside "proxy"; Parse moves it into the server's routers.
+	FilterConnectionManager = "connection_manager"
 )
 
-// Load balancer types accepted for a cluster.
+// Load balancer types mosnlite implements (see lbTypes for MOSN's full list).
 const (
 	LBRoundRobin   = "LB_ROUNDROBIN"
 	LBRandom       = "LB_RANDOM"
 	LBLeastRequest = "LB_LEAST_REQUEST"
+	// LBWeightedRoundRobin is MOSN's weighted round robin. mosnlite's round
+	// robin is smooth weighted round robin, which this selects.
+	LBWeightedRoundRobin = "LB_WEIGHTED_ROUNDROBIN"
 )
 
-// Defaults applied by Load where a field is absent.
+// HTTP protocol names as MOSN writes them.
 const (
-	DefaultGracefulTimeout = 30 * time.Second
-	DefaultHandoffTimeout  = 10 * time.Second
-	DefaultConnectTimeout  = 3 * time.Second
-	DefaultIdleTimeout     = 5 * time.Minute
-	DefaultUpstreamTimeout = 60 * time.Second
-	DefaultLogLevel        = "info"
-	DefaultLogFormat       = "text"
+	ProtocolHTTP1 = "Http1"
+	ProtocolAuto  = "Auto"
 )
 
-// Duration is a time.Duration written in JSON as a Go duration string ("30s").
+// Defaults applied by Load where a field is absent. Where MOSN has a default,
+// it is MOSN's.
+const (
+	DefaultGracefulTimeout    = 30 * time.Second // MOSN's
+	DefaultHandoffTimeout     = 10 * time.Second
+	DefaultUpgradeWatchPeriod = 5 * time.Second
+	DefaultConnectTimeout     = 10 * time.Second // MOSN's network.DefaultConnectTimeout
+	DefaultIdleTimeout        = 5 * time.Minute
+	DefaultUpstreamTimeout    = 60 * time.Second
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "text"
+	// DefaultPprofPort is MOSN's pprof port when pprof.port_value is 0.
+	DefaultPprofPort = 9090
+	// DefaultMetricsPath is MOSN's prometheus sink endpoint.
+	DefaultMetricsPath = "/metrics"
+	// HTTP request limits (mosnlite extensions of the proxy filter, Envoy's defaults).
+	DefaultMaxRequestHeadersKB    = 60
+	DefaultMaxRequestHeadersCount = 100
+	DefaultRequestHeaderTimeout   = 10 * time.Second
+)
+
+// Duration is a time.Duration written in JSON as a Go duration string ("30s"),
+// as MOSN's api.DurationConfig.
 type Duration struct{ time.Duration }
 
-// Config is the whole configuration file.
+// Config is the whole configuration file: MOSN's MOSNConfig.
 type Config struct {
-	// UDSDir holds reconfig.sock and listen.sock. Empty means derived from the
-	// config file's location by the caller (see DefaultUDSDir).
-	UDSDir string `json:"uds_dir"`
-	// HandoffTimeout bounds a whole upgrade handoff (default 10s).
-	HandoffTimeout Duration       `json:"handoff_timeout"`
-	Servers        []Server       `json:"servers"`
+	Servers        []Server       `json:"servers,omitempty"`
 	ClusterManager ClusterManager `json:"cluster_manager"`
-	Admin          *ServiceConfig `json:"admin"`
-	Pprof          *ServiceConfig `json:"pprof"`
-	Metrics        *ServiceConfig `json:"metrics"`
+
+	// DisableUpgrade is MOSN's switch that turns the hot upgrade off: do not
+	// take over from a running process, and do not offer to be taken over.
+	DisableUpgrade bool `json:"disable_upgrade,omitempty" refuse:"disable_upgrade (MOSN's switch that turns the hot upgrade off)"`
+	// CloseGraceful is MOSN's deprecated name of DisableUpgrade.
+	CloseGraceful        bool `json:"close_graceful,omitempty" refuse:"close_graceful (MOSN's deprecated disable_upgrade)"`
+	InheritOldMosnconfig bool `json:"inherit_old_mosnconfig,omitempty" refuse:"inherit_old_mosnconfig (taking the running MOSN's config instead of this file)"`
+
+	Tracing          *TracingConfig  `json:"tracing,omitempty" inert:"MOSN's tracing; mosnlite has no tracer"`
+	MetricsConfig    *MetricsConfig  `json:"metrics,omitempty"`
+	DynamicResources Raw             `json:"dynamic_resources,omitzero" refuse:"dynamic_resources (configuration from an xDS control plane)"`
+	StaticResources  Raw             `json:"static_resources,omitzero" refuse:"static_resources (the xDS bootstrap)"`
+	Node             Raw             `json:"node,omitzero" inert:"node identity for an xDS control plane"`
+	AdminConfig      *AdminConfig    `json:"admin,omitempty"`
+	PprofConfig      *PprofConfig    `json:"pprof,omitempty"`
+	Pid              string          `json:"pid,omitempty"`
+	UDSDir           string          `json:"uds_dir,omitempty"`
+	Plugin           *PluginConfig   `json:"plugin,omitempty" inert:"MOSN's plugin log directory; mosnlite has no plugins"`
+	ThirdPartCodec   *ThirdPartCodec `json:"third_part_codec,omitempty" inert:"third-party protocol codecs; a listener using such a protocol is refused"`
+	Extends          []TypedConfig   `json:"extends,omitempty" inert:"configuration of MOSN extensions; mosnlite has none"`
+	Wasms            Raw             `json:"wasm_global_plugins,omitzero" inert:"WebAssembly plugins; a stream filter using one is refused"`
+
+	// mosnlite's own fields.
+
+	// HandoffTimeout bounds a whole upgrade handoff (default 10s).
+	HandoffTimeout Duration `json:"handoff_timeout,omitzero"`
+	// UpgradeWatchPeriod is how long an old process keeps its listening
+	// sockets after a successor's ack, to serve again if the successor dies
+	// (default 5s; 0 turns it off). Nil until ApplyDefaults.
+	UpgradeWatchPeriod *Duration `json:"upgrade_watch_period,omitempty"`
+
+	// Admin, Pprof and Metrics are the service ports resolved from MOSN's
+	// shapes (or mosnlite's aliases); nil means the service is off.
+	Admin   *ServiceConfig `json:"-"`
+	Pprof   *ServiceConfig `json:"-"`
+	Metrics *ServiceConfig `json:"-"`
+
+	// Warnings lists every inert field that was set, each "ignored by
+	// mosnlite", and other things a user should know; the caller logs them.
+	Warnings []Problem `json:"-"`
 }
 
-// Server is one proxy server: its listeners, routers and logging.
+// Server is one proxy server: MOSN's ServerConfig.
 type Server struct {
-	Name            string     `json:"server_name"`
-	DefaultLogPath  string     `json:"default_log_path"`  // "" or "stdout" or "stderr" or a file path
-	DefaultLogLevel string     `json:"default_log_level"` // trace|debug|info|warn|error
-	LogFormat       string     `json:"log_format"`        // text|json
-	GracefulTimeout Duration   `json:"graceful_timeout"`
-	Listeners       []Listener `json:"listeners"`
-	Routers         []Router   `json:"routers"`
+	Name            string `json:"mosn_server_name,omitempty" alias:"server_name"`
+	DefaultLogPath  string `json:"default_log_path,omitempty"`  // "stdout", "stderr" (the default, as MOSN) or a file
+	DefaultLogLevel string `json:"default_log_level,omitempty"` // TRACE|DEBUG|INFO|WARN|ERROR|FATAL, any case
+	GlobalLogRoller string `json:"global_log_roller,omitempty" inert:"log rolling; rotate with logrotate and SIGUSR1"`
+	UseNetpollMode  bool   `json:"use_netpoll_mode,omitempty" inert:"MOSN's netpoll I/O mode"`
+	// OptimizeLocalWrite is a MOSN 1.0 tuning switch (removed in later 1.x).
+	OptimizeLocalWrite bool       `json:"optimize_local_write,omitempty" inert:"MOSN's local write optimisation"`
+	GracefulTimeout    Duration   `json:"graceful_timeout,omitzero"`
+	Processor          *Processor `json:"processor,omitempty"` // GOMAXPROCS: a number or "auto"
+	Listeners          []Listener `json:"listeners,omitempty"`
+	Routers            []Router   `json:"routers,omitempty"`
+	// LogFormat is mosnlite's: text (default) or json.
+	LogFormat string `json:"log_format,omitempty"`
 }
 
-// Listener is one proxy listening socket and the filter that serves it.
+// Listener is one proxy listening socket: MOSN's ListenerConfig.
 type Listener struct {
-	Name    string `json:"name"`
-	Address string `json:"address"` // "ip:port", "[ipv6]:port" or a unix socket path
-	Network string `json:"network"` // tcp (default) or unix
-	// DisableMigration turns off live connection migration on upgrade for this
-	// listener: its connections drain in the old process instead.
-	DisableMigration bool          `json:"disable_migration"`
-	FilterChains     []FilterChain `json:"filter_chains"`
+	// Name identifies the listener across an upgrade. MOSN's default, the
+	// listening address, is filled in by Parse.
+	Name    string `json:"name,omitempty"`
+	Type    string `json:"type,omitempty" inert:"MOSN's ingress/egress label for trace logs"`
+	Address string `json:"address,omitempty"` // "ip:port", "[ipv6]:port" or a unix socket path
+	// BindToPort false makes a MOSN listener that only receives connections
+	// redirected to it by use_original_dst; nil (absent) binds.
+	BindToPort  *bool        `json:"bind_port,omitempty"`
+	ReusePort   bool         `json:"reuseport,omitempty" inert:"SO_REUSEPORT, for MOSN's UDP listeners"`
+	Network     string       `json:"network,omitempty"` // tcp (default) or unix
+	OriginalDst *OriginalDst `json:"use_original_dst,omitempty" refuse:"use_original_dst (MOSN's transparent proxying)"`
+	AccessLogs  []AccessLog  `json:"access_logs,omitempty" inert:"access logs are not written yet"`
+	// ListenerFilters and StreamFilters are refused by type: mosnlite has none.
+	ListenerFilters       []TypedConfig `json:"listener_filters,omitempty"`
+	FilterChains          []FilterChain `json:"filter_chains,omitempty"`
+	StreamFilters         []TypedConfig `json:"stream_filters,omitempty"`
+	Inspector             bool          `json:"inspector,omitempty"` // plain connections on a TLS listener; no effect without TLS
+	ConnectionIdleTimeout *Duration     `json:"connection_idle_timeout,omitempty"`
+	DefaultReadBufferSize int           `json:"default_read_buffer_size,omitempty" inert:"read buffer tuning"`
+	// LogPath and LogLevel are MOSN 0.x listener fields that MOSN 1.x ignores.
+	LogPath  string `json:"log_path,omitempty" inert:"a MOSN 0.x listener log, ignored by MOSN 1.x too"`
+	LogLevel string `json:"log_level,omitempty" inert:"a MOSN 0.x listener log level, ignored by MOSN 1.x too"`
+
+	// DisableMigration (mosnlite) turns off live connection migration on
+	// upgrade for this listener: its connections drain in the old process.
+	DisableMigration bool `json:"disable_migration,omitempty"`
 }
 
-// FilterChain holds the listener's filters; exactly one filter is supported.
+// AccessLog is one access log of a listener.
+type AccessLog struct {
+	Path   string `json:"log_path,omitempty"`
+	Format string `json:"log_format,omitempty"`
+}
+
+// FilterChain holds the listener's TLS context and network filters. After
+// Parse, Filters holds exactly one proxy or tcp_proxy filter.
 type FilterChain struct {
-	Filters []Filter `json:"filters"`
+	Match         string      `json:"match,omitempty" inert:"filter chain match; MOSN has one filter chain and ignores it"`
+	TLSContext    *TLSConfig  `json:"tls_context,omitempty"`
+	TLSContextSet []TLSConfig `json:"tls_context_set,omitempty"`
+	Filters       []Filter    `json:"filters,omitempty"`
 }
 
-// Filter is either an HTTP proxy (Type "proxy") or a TCP proxy ("tcp_proxy").
-// Exactly one of HTTP and TCP is set after Load, matching Type.
+// Filter is a network filter. Exactly one of HTTP, TCP and Router is set
+// after decoding, matching Type.
 type Filter struct {
-	Type string `json:"type"`
-	// HTTP and TCP are decoded from the filter's "config" object by type.
-	HTTP *HTTPProxyConfig `json:"-"`
-	TCP  *TCPProxyConfig  `json:"-"`
+	Type string
+	// HTTP, TCP and Router are decoded from the filter's "config" by type.
+	HTTP   *HTTPProxyConfig
+	TCP    *TCPProxyConfig
+	Router *Router // FilterConnectionManager
 }
 
-// HTTPProxyConfig configures an HTTP/1.1 reverse proxy filter.
+// HTTPProxyConfig is the HTTP/1.1 reverse proxy filter: MOSN's Proxy.
 type HTTPProxyConfig struct {
-	RouterConfigName string   `json:"router_config_name"`
-	IdleTimeout      Duration `json:"idle_timeout"`     // downstream keep-alive idle (default 5m)
-	UpstreamTimeout  Duration `json:"upstream_timeout"` // whole upstream response header wait (default 60s)
+	Name string `json:"name,omitempty"`
+	// DownstreamProtocol: Http1, or Auto (MOSN detects the protocol; mosnlite
+	// serves HTTP/1.x). Empty means Http1.
+	DownstreamProtocol string `json:"downstream_protocol,omitempty"`
+	// UpstreamProtocol: Http1, or Auto/empty (MOSN: the downstream protocol).
+	UpstreamProtocol           string `json:"upstream_protocol,omitempty"`
+	FallbackForUnknownProtocol bool   `json:"fallback_for_unknown_protocol,omitempty" refuse:"fallback_for_unknown_protocol (MOSN's fallback to the tcp_proxy filter)"`
+	RouterConfigName           string `json:"router_config_name,omitempty"`
+	RouterHandlerName          string `json:"router_handler_name,omitempty"`
+	ValidateClusters           bool   `json:"validate_clusters,omitempty"` // mosnlite always checks every route's cluster
+	ExtendConfig               Raw    `json:"extend_config,omitzero"`      // Http1 max_header_size, max_request_body_size
+	ConcurrencyNum             int    `json:"concurrency_num,omitempty" inert:"MOSN's per-connection worker pool"`
+
+	// mosnlite's own fields.
+	IdleTimeout     Duration `json:"idle_timeout,omitzero"`     // downstream keep-alive idle (default 5m)
+	UpstreamTimeout Duration `json:"upstream_timeout,omitzero"` // whole upstream response header wait (default 60s)
+	// Request limits: head size in KiB (default 60, as Envoy), header count
+	// (default 100), time to read a request head (default 10s) and body
+	// size (0: no limit). Read by the HTTP engine.
+	MaxRequestHeadersKB    int      `json:"max_request_headers_kb,omitempty"`
+	MaxRequestHeadersCount int      `json:"max_request_headers_count,omitempty"`
+	RequestHeaderTimeout   Duration `json:"request_header_timeout,omitzero"`
+	MaxRequestBodyBytes    int64    `json:"max_request_body_bytes,omitempty"`
 }
 
-// TCPProxyConfig configures a TCP proxy filter.
+// TCPProxyConfig is the TCP proxy filter: MOSN's StreamProxy.
 type TCPProxyConfig struct {
-	Cluster     string   `json:"cluster"`
-	IdleTimeout Duration `json:"idle_timeout"` // no bytes either way for this long closes the session (default 5m)
+	StatPrefix string `json:"stat_prefix,omitempty" inert:"MOSN's stats prefix"`
+	Cluster    string `json:"cluster,omitempty"`
+	// IdleTimeout: no bytes either way for this long closes the session
+	// (default 5m). MOSN writes it in nanoseconds; a duration string works too.
+	IdleTimeout        Duration `json:"idle_timeout,omitzero" nanoseconds:"allowed"`
+	MaxConnectAttempts int      `json:"max_connect_attempts,omitempty" inert:"unused by MOSN's tcp_proxy too"`
+	// Routes choose a cluster by address when Cluster is empty (MOSN).
+	Routes []StreamRoute `json:"routes,omitempty"`
 }
 
-// Router is a named route table referenced by an HTTP proxy filter.
-type Router struct {
-	RouterConfigName string        `json:"router_config_name"`
-	VirtualHosts     []VirtualHost `json:"virtual_hosts"`
+// StreamRoute is one address-based tcp_proxy route (MOSN's fields carry no
+// JSON names of their own, so MOSN matches Go's names case-insensitively).
+type StreamRoute struct {
+	Cluster          string      `json:"Cluster,omitempty"`
+	SourceAddrs      []CidrRange `json:"SourceAddrs,omitempty"`
+	DestinationAddrs []CidrRange `json:"DestinationAddrs,omitempty"`
+	SourcePort       string      `json:"SourcePort,omitempty"`
+	DestinationPort  string      `json:"DestinationPort,omitempty"`
 }
 
-// VirtualHost matches requests by Host header ("*" or "*.example.com" wildcards).
-type VirtualHost struct {
-	Name    string   `json:"name"`
-	Domains []string `json:"domains"`
-	Routers []Route  `json:"routers"`
+// CidrRange is an address range of a StreamRoute.
+type CidrRange struct {
+	Address string `json:"Address,omitempty"`
+	Length  int    `json:"Length,omitempty"`
 }
 
-// Route is one rule in a virtual host: first match wins.
-type Route struct {
-	Match          RouteMatch      `json:"match"`
-	Route          *RouteAction    `json:"route"`
-	DirectResponse *DirectResponse `json:"direct_response"`
+// TypedConfig is a {type, config} pair whose config mosnlite does not read:
+// stream filters, listener filters, extends.
+type TypedConfig struct {
+	Type           string `json:"type,omitempty"`
+	GoPluginConfig Raw    `json:"go_plugin_config,omitzero"`
+	Config         Raw    `json:"config,omitzero"`
 }
 
-// RouteMatch: at most one of Prefix and Path; Headers must all match.
-type RouteMatch struct {
-	Prefix  string          `json:"prefix"`
-	Path    string          `json:"path"`
-	Headers []HeaderMatcher `json:"headers"`
+// OriginalDst is use_original_dst: a boolean in MOSN 1.0, "tproxy" or
+// "redirect" later.
+type OriginalDst struct {
+	Bool  *bool
+	Value string
 }
 
-// HeaderMatcher matches one request header by exact value (or presence if Value is empty).
-type HeaderMatcher struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
+// Processor is the server's processor: a GOMAXPROCS count, or "auto".
+type Processor struct {
+	N    int
+	Auto bool
+	text string // the value as written when it was a string
 }
 
-// RouteAction sends the request to a cluster.
-type RouteAction struct {
-	ClusterName string   `json:"cluster_name"`
-	Timeout     Duration `json:"timeout"`
-}
-
-// DirectResponse answers from the proxy itself.
-type DirectResponse struct {
-	Status int    `json:"status"`
-	Body   string `json:"body"`
-}
-
-// ClusterManager holds every upstream cluster.
-type ClusterManager struct {
-	Clusters []Cluster `json:"clusters"`
-}
-
-// Cluster is a set of upstream hosts with a load-balancing policy.
-type Cluster struct {
-	Name           string       `json:"name"`
-	LBType         string       `json:"lb_type"`
-	ConnectTimeout Duration     `json:"connect_timeout"`
-	MaxIdleConns   int          `json:"max_idle_conns_per_host"` // HTTP upstream pool (default 64)
-	Hosts          []Host       `json:"hosts"`
-	HealthCheck    *HealthCheck `json:"health_check"`
-}
-
-// Host is one upstream address ("ip:port" or a unix path with Network "unix").
-type Host struct {
-	Address string `json:"address"`
-	Network string `json:"network"`
-	Weight  int    `json:"weight"`
-}
-
-// HealthCheck is an active health check: TCP connect, or HTTP GET Path when Path is set.
-type HealthCheck struct {
-	Interval           Duration `json:"interval"`
-	Timeout            Duration `json:"timeout"`
-	HealthyThreshold   int      `json:"healthy_threshold"`
-	UnhealthyThreshold int      `json:"unhealthy_threshold"`
-	Path               string   `json:"path"`
-}
-
-// ServiceConfig configures one service port (admin, pprof or metrics).
-// A nil *ServiceConfig in Config means the service is off.
+// ServiceConfig is one resolved service port (admin, pprof or metrics).
 type ServiceConfig struct {
-	Address string `json:"address"`
-	Network string `json:"network"`
+	Address string // "ip:port" or a unix socket path
+	Network string // tcp or unix
+	// Path is where the metrics service answers (MOSN's prometheus endpoint).
+	Path string
+	// DisableGoMetrics and DisableProcessMetrics leave those collectors out of
+	// /metrics (MOSN's disable_collect_go / disable_collect_process).
+	DisableGoMetrics      bool
+	DisableProcessMetrics bool
+}
+
+// TracingConfig is MOSN's tracing.
+type TracingConfig struct {
+	Enable bool   `json:"enable,omitempty"`
+	Tracer string `json:"tracer,omitempty"`
+	Driver string `json:"driver,omitempty"`
+	Config Raw    `json:"config,omitzero"`
+}
+
+func (t *TracingConfig) inertActive() bool { return t != nil && t.Enable }
+
+// PluginConfig is MOSN's plugin.
+type PluginConfig struct {
+	LogBase string `json:"log_base,omitempty"`
+}
+
+// ThirdPartCodec is MOSN's third_part_codec.
+type ThirdPartCodec struct {
+	Codecs []Codec `json:"codecs,omitempty"`
+}
+
+// Codec is one third-party protocol codec.
+type Codec struct {
+	Enable         bool   `json:"enable,omitempty"`
+	Type           string `json:"type,omitempty"`
+	Path           string `json:"path,omitempty"`
+	LoaderFuncName string `json:"loader_func_name,omitempty"`
+	Config         Raw    `json:"config,omitzero"`
+}
+
+func (t *ThirdPartCodec) inertActive() bool {
+	for _, c := range t.Codecs {
+		if c.Enable {
+			return true
+		}
+	}
+	return false
 }

@@ -12,9 +12,11 @@ const (
 	MaxGracefulTimeout = time.Hour
 	MaxHandoffTimeout  = 10 * time.Minute
 	MaxConnectTimeout  = 5 * time.Minute
-	MaxHostWeight      = 1000
 	MaxThreshold       = 100
 	MaxIdleConnsLimit  = 10000
+	// MaxRequestHeadersKBLimit is Envoy's upper bound of max_request_headers_kb.
+	MaxRequestHeadersKBLimit = 8192
+	MaxRequestHeadersLimit   = 10000
 )
 
 // Validate reports every semantic problem in c at once, as a
@@ -48,6 +50,9 @@ type boundAddr struct {
 }
 
 func (v *validator) config(c *Config) {
+	if c.UpgradeWatchPeriod != nil {
+		v.duration("upgrade_watch_period", c.UpgradeWatchPeriod.Duration, MaxHandoffTimeout)
+	}
 	if c.UDSDir != "" {
 		if err := CheckUDSDir(c.UDSDir); err != nil {
 			v.ps.add("uds_dir", "%v", err)
@@ -62,7 +67,7 @@ func (v *validator) config(c *Config) {
 		p := index("servers", i)
 		if s := c.Servers[i]; s.Name != "" {
 			if first, dup := serverNames[s.Name]; dup {
-				v.ps.add(field(p, "server_name"), "duplicate server name %q, also used by %s", s.Name, first)
+				v.ps.add(field(p, "mosn_server_name"), "duplicate server name %q, also used by %s", s.Name, first)
 			} else {
 				serverNames[s.Name] = p
 			}
@@ -73,6 +78,7 @@ func (v *validator) config(c *Config) {
 	for i := range c.ClusterManager.Clusters {
 		v.cluster(&c.ClusterManager.Clusters[i], index("cluster_manager.clusters", i), clusterNames)
 	}
+	v.tls(c.ClusterManager.TLSContext, "cluster_manager.tls_context")
 	v.service(c.Admin, "admin")
 	v.service(c.Pprof, "pprof")
 	v.service(c.Metrics, "metrics")
@@ -91,9 +97,12 @@ func (v *validator) duration(path string, d, max time.Duration) {
 
 func (v *validator) server(s *Server, path string) {
 	switch strings.ToLower(s.DefaultLogLevel) {
-	case "", "trace", "debug", "info", "warn", "error":
+	case "", "trace", "debug", "info", "warn", "warning", "error", "fatal":
 	default:
-		v.ps.add(field(path, "default_log_level"), "unknown log level %q (want trace, debug, info, warn or error)", s.DefaultLogLevel)
+		v.ps.add(field(path, "default_log_level"), "unknown log level %q (want TRACE, DEBUG, INFO, WARN, ERROR or FATAL, in any case)", s.DefaultLogLevel)
+	}
+	if p := s.Processor; p != nil && !p.Auto && p.N < 0 {
+		v.ps.add(field(path, "processor"), "%d: must not be negative (0 means every CPU)", p.N)
 	}
 	switch s.LogFormat {
 	case "", "text", "json":
@@ -152,6 +161,8 @@ func (v *validator) router(r *Router, path string) {
 }
 
 // domainProblem says what is wrong with a virtual host domain, or "".
+// As in MOSN, a wildcard is "*" or a leading "*" before a suffix
+// ("*.example.com", "*-bar.example.com").
 func domainProblem(d string) string {
 	switch {
 	case d == "":
@@ -161,9 +172,9 @@ func domainProblem(d string) string {
 	case strings.ContainsAny(d, " \t\r\n/"):
 		return "invalid domain " + strconv.Quote(d)
 	}
-	rest := strings.TrimPrefix(d, "*.")
+	rest := strings.TrimPrefix(d, "*")
 	if strings.Contains(rest, "*") || rest == "" {
-		return "invalid wildcard domain " + strconv.Quote(d) + ` (only "*" or a leading "*." is allowed)`
+		return "invalid wildcard domain " + strconv.Quote(d) + ` (only "*" or a leading "*" before a suffix is allowed)`
 	}
 	return ""
 }
@@ -189,17 +200,64 @@ func (v *validator) route(r *Route, path string) {
 			v.ps.add(field(hp, "name"), "%q: not a valid header name", h.Name)
 		}
 	}
+	actions := 0
+	for _, set := range []bool{r.Route != nil, r.Redirect != nil, r.DirectResponse != nil} {
+		if set {
+			actions++
+		}
+	}
 	switch {
-	case r.Route != nil && r.DirectResponse != nil:
-		v.ps.add(path, "route and direct_response are mutually exclusive")
-	case r.Route == nil && r.DirectResponse == nil:
+	case actions > 1:
+		v.ps.add(path, "route, redirect and direct_response are mutually exclusive")
+	case actions == 0:
 		v.ps.add(path, "one of route or direct_response is required")
 	}
 	if a := r.Route; a != nil {
 		ap := field(path, "route")
-		v.clusterRef(field(ap, "cluster_name"), a.ClusterName)
+		if len(a.WeightedClusters) == 0 && a.ClusterHeader == "" && a.ClusterVariable == "" {
+			v.clusterRef(field(ap, "cluster_name"), a.ClusterName)
+		}
+		for i, w := range a.WeightedClusters {
+			wp := field(index(field(ap, "weighted_clusters"), i), "cluster")
+			v.clusterRef(field(wp, "name"), w.Cluster.Name)
+			if w.Cluster.Weight < 0 {
+				v.ps.add(field(wp, "weight"), "%d: must not be negative", w.Cluster.Weight)
+			}
+		}
 		if a.Timeout.Duration < 0 {
 			v.ps.add(field(ap, "timeout"), "%s: must not be negative", a.Timeout.Duration)
+		}
+		if msg := protocolProblem(a.UpstreamProtocol); msg != "" {
+			v.ps.add(field(ap, "upstream_protocol"), "%s", msg)
+		}
+		if rp := a.RetryPolicy; rp != nil {
+			rpp := field(ap, "retry_policy")
+			if rp.NumRetries < 0 {
+				v.ps.add(field(rpp, "num_retries"), "%d: must not be negative", rp.NumRetries)
+			}
+			v.duration(field(rpp, "retry_timeout"), rp.RetryTimeout.Duration, 0)
+			for i, code := range rp.StatusCodes {
+				if code < 100 || code > 599 {
+					v.ps.add(index(field(rpp, "status_codes"), i), "%d: out of range (100-599)", code)
+				}
+			}
+		}
+		v.headerOps(ap, a.RequestHeadersToAdd, a.RequestHeadersToRemove, a.ResponseHeadersToAdd, a.ResponseHeadersToRemove)
+	}
+	if rd := r.Redirect; rd != nil {
+		rp := field(path, "redirect")
+		switch rd.ResponseCode {
+		case 0, 301, 302, 303, 307, 308:
+		default:
+			v.ps.add(field(rp, "response_code"), "%d: want 301, 302, 303, 307 or 308", rd.ResponseCode)
+		}
+		if rd.PathRedirect != "" && !strings.HasPrefix(rd.PathRedirect, "/") {
+			v.ps.add(field(rp, "path_redirect"), "%q: must start with /", rd.PathRedirect)
+		}
+		switch rd.SchemeRedirect {
+		case "", "http", "https":
+		default:
+			v.ps.add(field(rp, "scheme_redirect"), "%q: want http or https", rd.SchemeRedirect)
 		}
 	}
 	if dr := r.DirectResponse; dr != nil {
@@ -208,6 +266,35 @@ func (v *validator) route(r *Route, path string) {
 			v.ps.add(sp, "required (100-599)")
 		} else if dr.Status < 100 || dr.Status > 599 {
 			v.ps.add(sp, "%d: out of range (100-599)", dr.Status)
+		}
+	}
+}
+
+// headerOps checks the header names of request/response header additions
+// and removals under path.
+func (v *validator) headerOps(path string, reqAdd []HeaderValueOption, reqRemove []string, respAdd []HeaderValueOption, respRemove []string) {
+	for _, add := range []struct {
+		name string
+		list []HeaderValueOption
+	}{{"request_headers_to_add", reqAdd}, {"response_headers_to_add", respAdd}} {
+		for i, h := range add.list {
+			hp := index(field(path, add.name), i)
+			switch {
+			case h.Header == nil || h.Header.Key == "":
+				v.ps.add(field(field(hp, "header"), "key"), "required")
+			case !validToken(h.Header.Key):
+				v.ps.add(field(field(hp, "header"), "key"), "%q: not a valid header name", h.Header.Key)
+			}
+		}
+	}
+	for _, rm := range []struct {
+		name string
+		list []string
+	}{{"request_headers_to_remove", reqRemove}, {"response_headers_to_remove", respRemove}} {
+		for i, h := range rm.list {
+			if !validToken(h) {
+				v.ps.add(index(field(path, rm.name), i), "%q: not a valid header name", h)
+			}
 		}
 	}
 }
@@ -237,28 +324,83 @@ func (v *validator) clusterRef(path, name string) {
 
 func (v *validator) listener(l *Listener, path, serverPath string, routers map[string]string) {
 	np := field(path, "name")
-	if l.Name == "" {
-		v.ps.add(np, "required")
-	} else if first, dup := v.listeners[l.Name]; dup {
-		v.ps.add(np, "duplicate listener name %q, also used by %s", l.Name, first)
-	} else {
-		v.listeners[l.Name] = path
+	// An empty name stays empty only when the address is bad (MOSN names a
+	// listener by its address); the address problem says what is wrong.
+	if l.Name != "" {
+		if first, dup := v.listeners[l.Name]; dup {
+			v.ps.add(np, "duplicate listener name %q, also used by %s", l.Name, first)
+		} else {
+			v.listeners[l.Name] = path
+		}
 	}
-	v.address(path, l.Network, l.Address)
+	if l.Network == "udp" {
+		v.ps.add(field(path, "network"), "udp (MOSN's UDP listeners) is not supported by mosnlite")
+	} else {
+		v.address(path, l.Network, l.Address)
+	}
+	if l.BindToPort != nil && !*l.BindToPort {
+		v.ps.add(field(path, "bind_port"), "false (MOSN's listener that only receives connections redirected by use_original_dst) is not supported by mosnlite")
+	}
+	if l.ConnectionIdleTimeout != nil {
+		v.duration(field(path, "connection_idle_timeout"), l.ConnectionIdleTimeout.Duration, 0)
+	}
+	for i, f := range l.ListenerFilters {
+		if f.Type == "" && f.Config.IsZero() && f.GoPluginConfig.IsZero() {
+			continue
+		}
+		v.ps.add(field(index(field(path, "listener_filters"), i), "type"), "listener filter %q (%s) is not supported by mosnlite", f.Type, listenerFilterFeature(f.Type))
+	}
+	for i, f := range l.StreamFilters {
+		if f.Type == "" && f.Config.IsZero() && f.GoPluginConfig.IsZero() {
+			continue
+		}
+		v.ps.add(field(index(field(path, "stream_filters"), i), "type"), "stream filter %q (%s) is not supported by mosnlite", f.Type, streamFilterFeature(f.Type))
+	}
+	for i, al := range l.AccessLogs {
+		ap := index(field(path, "access_logs"), i)
+		if _, err := ParseAccessLogFormat(al.Format); err != nil {
+			v.ps.add(field(ap, "log_format"), "%v", err)
+		}
+	}
 
 	cp := field(path, "filter_chains")
 	if len(l.FilterChains) != 1 {
 		v.ps.add(cp, "exactly one filter chain is required, got %d", len(l.FilterChains))
 	}
-	for i, fc := range l.FilterChains {
-		fp := field(index(cp, i), "filters")
+	for i := range l.FilterChains {
+		fc := &l.FilterChains[i]
+		fcp := index(cp, i)
+		if fc.TLSContext != nil && len(fc.TLSContextSet) > 0 {
+			v.ps.add(fcp, "tls_context and tls_context_set are mutually exclusive (as in MOSN)")
+		}
+		v.tls(fc.TLSContext, field(fcp, "tls_context"))
+		for j := range fc.TLSContextSet {
+			v.tls(&fc.TLSContextSet[j], index(field(fcp, "tls_context_set"), j))
+		}
+		fp := field(fcp, "filters")
 		if len(fc.Filters) != 1 {
-			v.ps.add(fp, "exactly one filter is required, got %d", len(fc.Filters))
+			types := make([]string, len(fc.Filters))
+			for j, f := range fc.Filters {
+				types[j] = strconv.Quote(f.Type)
+			}
+			if len(fc.Filters) > 1 {
+				v.ps.add(fp, "several network filters (%s) in one chain are not supported by mosnlite: one %s or %s filter per listener", strings.Join(types, ", "), FilterHTTPProxy, FilterTCPProxy)
+			} else {
+				v.ps.add(fp, "exactly one filter is required, got 0")
+			}
 		}
 		for j := range fc.Filters {
 			v.filter(&fc.Filters[j], index(fp, j), serverPath, routers)
 		}
 	}
+}
+
+// tls refuses a TLS context that is on: mosnlite has no TLS yet.
+func (v *validator) tls(t *TLSConfig, path string) {
+	if t == nil || !t.Status {
+		return
+	}
+	v.ps.add(field(path, "status"), "true (TLS, MOSN's tls_context) is not supported by mosnlite yet")
 }
 
 // address checks a listening network and address and that no other
@@ -307,18 +449,44 @@ func (v *validator) filter(f *Filter, path, serverPath string, routers map[strin
 		} else if _, ok := routers[h.RouterConfigName]; !ok {
 			v.ps.add(rp, "unknown router %q in %s.routers", h.RouterConfigName, serverPath)
 		}
+		if msg := protocolProblem(h.DownstreamProtocol); msg != "" {
+			v.ps.add(field(cp, "downstream_protocol"), "%s", msg)
+		}
+		if msg := protocolProblem(h.UpstreamProtocol); msg != "" {
+			v.ps.add(field(cp, "upstream_protocol"), "%s", msg)
+		}
+		if n := h.RouterHandlerName; n != "" && n != "default" {
+			v.ps.add(field(cp, "router_handler_name"), "%q (a MOSN route handler extension) is not supported by mosnlite", n)
+		}
 		v.duration(field(cp, "idle_timeout"), h.IdleTimeout.Duration, 0)
 		v.duration(field(cp, "upstream_timeout"), h.UpstreamTimeout.Duration, 0)
+		v.duration(field(cp, "request_header_timeout"), h.RequestHeaderTimeout.Duration, 0)
+		if n := h.MaxRequestHeadersKB; n < 0 || n > MaxRequestHeadersKBLimit {
+			v.ps.add(field(cp, "max_request_headers_kb"), "%d: out of range (1-%d)", n, MaxRequestHeadersKBLimit)
+		}
+		if n := h.MaxRequestHeadersCount; n < 0 || n > MaxRequestHeadersLimit {
+			v.ps.add(field(cp, "max_request_headers_count"), "%d: out of range (1-%d)", n, MaxRequestHeadersLimit)
+		}
+		if h.MaxRequestBodyBytes < 0 {
+			v.ps.add(field(cp, "max_request_body_bytes"), "%d: must not be negative (0: no limit)", h.MaxRequestBodyBytes)
+		}
 	case FilterTCPProxy:
 		t := f.TCP
 		if t == nil {
 			v.ps.add(cp, "required")
 			return
 		}
-		v.clusterRef(field(cp, "cluster"), t.Cluster)
+		if t.Cluster == "" && len(t.Routes) > 0 {
+			v.ps.add(field(cp, "routes"), "MOSN's address-based tcp_proxy routing (routes without cluster) is not supported by mosnlite")
+		} else {
+			v.clusterRef(field(cp, "cluster"), t.Cluster)
+		}
 		v.duration(field(cp, "idle_timeout"), t.IdleTimeout.Duration, 0)
+	case FilterConnectionManager:
+		// Moved into the server's routers by Parse; one left here was built in Go.
+		v.ps.add(field(path, "type"), "%s belongs in the server's routers", FilterConnectionManager)
 	default:
-		v.ps.add(field(path, "type"), "unknown filter type %q (want %s or %s)", f.Type, FilterHTTPProxy, FilterTCPProxy)
+		v.ps.add(field(path, "type"), "network filter %q (%s) is not supported by mosnlite (want %s or %s)", f.Type, networkFilterFeature(f.Type), FilterHTTPProxy, FilterTCPProxy)
 	}
 }
 
@@ -331,15 +499,46 @@ func (v *validator) cluster(c *Cluster, path string, names map[string]string) {
 	} else {
 		names[c.Name] = path
 	}
-	switch c.LBType {
-	case "", LBRoundRobin, LBRandom, LBLeastRequest:
+	switch c.Type {
+	case "", "SIMPLE", "STATIC":
 	default:
-		v.ps.add(field(path, "lb_type"), "unknown lb type %q (want %s, %s or %s)", c.LBType, LBRoundRobin, LBRandom, LBLeastRequest)
+		if f := clusterTypeFeature(c.Type); f != "" {
+			v.ps.add(field(path, "type"), "%q (%s) is not supported by mosnlite", c.Type, f)
+		} else {
+			v.ps.add(field(path, "type"), "unknown cluster type %q (want SIMPLE or STATIC)", c.Type)
+		}
+	}
+	switch c.LBType {
+	case "", LBRoundRobin, LBRandom, LBLeastRequest, LBWeightedRoundRobin:
+	default:
+		if f := lbTypeFeature(c.LBType); f != "" {
+			v.ps.add(field(path, "lb_type"), "%q (%s) is not supported by mosnlite (want %s, %s, %s or %s)", c.LBType, f, LBRoundRobin, LBWeightedRoundRobin, LBRandom, LBLeastRequest)
+		} else {
+			v.ps.add(field(path, "lb_type"), "unknown lb type %q (want %s, %s, %s or %s)", c.LBType, LBRoundRobin, LBWeightedRoundRobin, LBRandom, LBLeastRequest)
+		}
 	}
 	v.duration(field(path, "connect_timeout"), c.ConnectTimeout.Duration, MaxConnectTimeout)
 	if n := c.MaxIdleConns; n < 0 || n > MaxIdleConnsLimit {
 		v.ps.add(field(path, "max_idle_conns_per_host"), "%d: out of range (0-%d)", n, MaxIdleConnsLimit)
 	}
+	if c.MaxRequestPerConn < 0 {
+		v.ps.add(field(path, "max_request_per_conn"), "%d: must not be negative", c.MaxRequestPerConn)
+	}
+	if c.ConnBufferLimitBytes < 0 {
+		v.ps.add(field(path, "conn_buffer_limit_bytes"), "%d: must not be negative", c.ConnBufferLimitBytes)
+	}
+	for i, t := range c.CircuitBreakers {
+		tp := index(field(path, "circuit_breakers"), i)
+		for _, lim := range []struct {
+			name string
+			n    int
+		}{{"max_connections", t.MaxConnections}, {"max_pending_requests", t.MaxPendingRequests}, {"max_requests", t.MaxRequests}, {"max_retries", t.MaxRetries}} {
+			if lim.n < 0 {
+				v.ps.add(field(tp, lim.name), "%d: must not be negative (0: no limit)", lim.n)
+			}
+		}
+	}
+	v.tls(c.TLSContext, field(path, "tls_context"))
 	if len(c.Hosts) == 0 {
 		v.ps.add(field(path, "hosts"), "at least one host is required")
 	}
@@ -365,7 +564,7 @@ func (v *validator) cluster(c *Cluster, path string, names map[string]string) {
 			v.ps.add(field(hp, "network"), "unknown network %q (want tcp or unix)", h.Network)
 		}
 		if h.Weight < 0 || h.Weight > MaxHostWeight {
-			v.ps.add(field(hp, "weight"), "%d: out of range (1-%d)", h.Weight, MaxHostWeight)
+			v.ps.add(field(hp, "weight"), "%d: out of range (%d-%d)", h.Weight, MinHostWeight, MaxHostWeight)
 		}
 	}
 	if hc := c.HealthCheck; hc != nil {
@@ -376,6 +575,8 @@ func (v *validator) cluster(c *Cluster, path string, names map[string]string) {
 func (v *validator) healthCheck(hc *HealthCheck, path string) {
 	v.duration(field(path, "interval"), hc.Interval.Duration, 0)
 	v.duration(field(path, "timeout"), hc.Timeout.Duration, 0)
+	v.duration(field(path, "interval_jitter"), hc.IntervalJitter.Duration, 0)
+	v.duration(field(path, "initial_delay_seconds"), hc.InitialDelaySeconds.Duration, 0)
 	interval := orDefault(hc.Interval.Duration, DefaultHealthCheckInterval)
 	timeout := orDefault(hc.Timeout.Duration, DefaultHealthCheckTimeout)
 	if hc.Interval.Duration >= 0 && hc.Timeout.Duration >= 0 && timeout > interval {
@@ -391,6 +592,19 @@ func (v *validator) healthCheck(hc *HealthCheck, path string) {
 	}
 	if hc.Path != "" && !strings.HasPrefix(hc.Path, "/") {
 		v.ps.add(field(path, "path"), "%q: must start with /", hc.Path)
+	}
+	// MOSN runs an HTTP check for protocol Http1, a TCP connect check for
+	// any name it has no health checker for (as mosnlite), and a protocol's
+	// own heartbeat for an RPC protocol.
+	if p := hc.Protocol; p != "" && !strings.EqualFold(p, ProtocolHTTP1) {
+		if f := protocolFeature(p); f != "" {
+			v.ps.add(field(path, "protocol"), "%q (%s health check) is not supported by mosnlite (a TCP connect check runs without a protocol)", p, f)
+		}
+	}
+	for _, m := range hc.CheckConfig.members() {
+		if m.key == "http_check_config" && !isEmpty(m.val) {
+			v.ps.add(field(field(path, "check_config"), m.key), "MOSN's HTTP health check settings are not supported by mosnlite yet (mosnlite's health_check.path makes an HTTP check)")
+		}
 	}
 }
 

@@ -233,7 +233,6 @@ func TestBadConfigs(t *testing.T) {
 		{name: "duplicate cluster name", mut: func(t *testing.T, d obj) { cluster(t, d, 1)["name"] = "c1" }, path: "cluster_manager.clusters[1].name", msg: `duplicate cluster name "c1", also used by cluster_manager.clusters[0]`},
 		{name: "unknown lb type", mut: func(t *testing.T, d obj) { cluster(t, d, 1)["lb_type"] = "LB_FANCY" }, path: "cluster_manager.clusters[1].lb_type", msg: `unknown lb type "LB_FANCY"`},
 		{name: "lb type mosnlite lacks", mut: func(t *testing.T, d obj) { cluster(t, d, 1)["lb_type"] = "LB_MAGLEV" }, path: "cluster_manager.clusters[1].lb_type", msg: `"LB_MAGLEV" (MOSN's Maglev consistent hashing) is not supported by mosnlite`},
-		{name: "no hosts", mut: func(t *testing.T, d obj) { cluster(t, d, 1)["hosts"] = []any{} }, path: "cluster_manager.clusters[1].hosts", msg: "at least one host is required"},
 		{name: "host port 0", mut: func(t *testing.T, d obj) { host(t, d)["address"] = "127.0.0.1:0" }, path: cpath + ".hosts[0].address", msg: "port 0 cannot be dialled"},
 		{name: "host bad name", mut: func(t *testing.T, d obj) { host(t, d)["address"] = "bad host:80" }, path: cpath + ".hosts[0].address", msg: "neither an IP literal nor a valid host name"},
 		{name: "host negative weight", mut: func(t *testing.T, d obj) { host(t, d)["weight"] = -1 }, path: cpath + ".hosts[0].weight", msg: "-1: out of range (1-128)"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"reflect"
 	"strings"
@@ -92,6 +93,10 @@ var ErrTooLarge = fmt.Errorf("larger than %d MiB", MaxFileSize>>20)
 func readFile(path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in our message already
+		}
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()

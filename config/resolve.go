@@ -264,6 +264,9 @@ func (r *resolver) router(rt *Router, path string) {
 }
 
 func (r *resolver) cluster(c *Cluster, path string) {
+	if len(c.Hosts) == 0 {
+		r.ws.add(field(path, "hosts"), "none: what is routed to this cluster fails (503 for HTTP), as in MOSN")
+	}
 	weighted := false
 	for i := range c.Hosts {
 		h := &c.Hosts[i]

@@ -539,9 +539,6 @@ func (v *validator) cluster(c *Cluster, path string, names map[string]string) {
 		}
 	}
 	v.tls(c.TLSContext, field(path, "tls_context"))
-	if len(c.Hosts) == 0 {
-		v.ps.add(field(path, "hosts"), "at least one host is required")
-	}
 	hosts := map[string]string{}
 	for i, h := range c.Hosts {
 		hp := index(field(path, "hosts"), i)

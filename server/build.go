@@ -37,7 +37,11 @@ func (s *Server) build() (*cluster.Manager, []*part, error) {
 			return service.NewAdminHandler(s, s.reg, s.clock, s.opts.Log.WithField("component", "admin")), nil
 		}},
 		{ServicePprof, s.cfg.Pprof, func() (http.Handler, error) { return service.NewPprofHandler(), nil }},
-		{ServiceMetrics, s.cfg.Metrics, func() (http.Handler, error) { return service.NewMetricsHandler(s.reg) }},
+		{ServiceMetrics, s.cfg.Metrics, func() (http.Handler, error) {
+			m := s.cfg.Metrics
+			return service.NewMetricsHandlerWith(s.reg, service.MetricsOptions{
+				Path: m.Path, NoGoCollector: m.DisableGoMetrics, NoProcessCollector: m.DisableProcessMetrics})
+		}},
 	}
 	for _, sv := range svcs {
 		if sv.cfg == nil || sv.cfg.Address == "" {

@@ -23,6 +23,7 @@ func (s *Server) ServerInfo() service.ServerInfo {
 		StartTime:      s.startTime,
 		FirstStartTime: s.firstStart,
 		CommandLine:    s.opts.CommandLine,
+		Options:        s.opts.CommandLineOptions,
 	}
 	if e := s.opts.Envoy; e != nil {
 		info.RestartEpoch = e.RestartEpoch

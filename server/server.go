@@ -15,6 +15,7 @@ import (
 	"github.com/mosnlite/mosnlite/listener"
 	"github.com/mosnlite/mosnlite/reconfig"
 	"github.com/mosnlite/mosnlite/server/cluster"
+	"github.com/mosnlite/mosnlite/service"
 	"github.com/mosnlite/mosnlite/service/stats"
 )
 
@@ -47,6 +48,9 @@ type Options struct {
 	Clock func() time.Time
 	// CommandLine is recorded for /server_info.
 	CommandLine []string
+	// CommandLineOptions are the options of Envoy's command line that
+	// /server_info shows (service cluster, node and zone, log settings, …).
+	CommandLineOptions service.CommandLineOptions
 	// PID is this process's pid (injected for tests and logs).
 	PID int
 	// Envoy carries the hot-restart compatibility settings; nil for MOSN-style upgrades.

@@ -30,13 +30,98 @@ type serverInfoJSON struct {
 	HotRestartVersion  string                 `json:"hot_restart_version"`
 	CommandLineOptions commandLineOptionsJSON `json:"command_line_options"`
 	CommandLine        []string               `json:"command_line"`
+	// Node is Envoy's node: --service-node, --service-cluster, --service-zone.
+	Node *nodeJSON `json:"node,omitempty"`
 }
 
+// commandLineOptionsJSON is Envoy's CommandLineOptions message as protobuf's
+// JSON mapping writes it (durations as "600s"); fields of a MOSN-style
+// process that Envoy's command line did not set are left out.
 type commandLineOptionsJSON struct {
 	RestartEpoch int `json:"restart_epoch"`
 	// BaseID is a string as in Envoy's output, where it is a uint64 and
 	// protobuf's JSON mapping writes 64-bit integers as strings.
-	BaseID string `json:"base_id"`
+	BaseID                string `json:"base_id"`
+	Concurrency           int    `json:"concurrency,omitempty"`
+	ConfigPath            string `json:"config_path,omitempty"`
+	AdminAddressPath      string `json:"admin_address_path,omitempty"`
+	LocalAddressIPVersion string `json:"local_address_ip_version,omitempty"`
+	LogLevel              string `json:"log_level,omitempty"`
+	ComponentLogLevel     string `json:"component_log_level,omitempty"`
+	LogFormat             string `json:"log_format,omitempty"`
+	LogPath               string `json:"log_path,omitempty"`
+	ServiceCluster        string `json:"service_cluster,omitempty"`
+	ServiceNode           string `json:"service_node,omitempty"`
+	ServiceZone           string `json:"service_zone,omitempty"`
+	Mode                  string `json:"mode,omitempty"`
+	DisableHotRestart     bool   `json:"disable_hot_restart,omitempty"`
+	EnableCoreDump        bool   `json:"enable_core_dump,omitempty"`
+	FileFlushInterval     string `json:"file_flush_interval,omitempty"`
+	DrainTime             string `json:"drain_time,omitempty"`
+	ParentShutdownTime    string `json:"parent_shutdown_time,omitempty"`
+	DrainStrategy         string `json:"drain_strategy,omitempty"`
+}
+
+type nodeJSON struct {
+	ID       string        `json:"id,omitempty"`
+	Cluster  string        `json:"cluster,omitempty"`
+	Locality *localityJSON `json:"locality,omitempty"`
+}
+
+type localityJSON struct {
+	Zone string `json:"zone"`
+}
+
+func newCommandLineOptionsJSON(si ServerInfo) (commandLineOptionsJSON, *nodeJSON) {
+	o := si.Options
+	out := commandLineOptionsJSON{
+		RestartEpoch:          si.RestartEpoch,
+		BaseID:                strconv.Itoa(si.BaseID),
+		Concurrency:           o.Concurrency,
+		ConfigPath:            o.ConfigPath,
+		AdminAddressPath:      o.AdminAddressPath,
+		LocalAddressIPVersion: o.LocalAddressIPVersion,
+		LogLevel:              o.LogLevel,
+		ComponentLogLevel:     o.ComponentLogLevel,
+		LogFormat:             o.LogFormat,
+		LogPath:               o.LogPath,
+		ServiceCluster:        o.ServiceCluster,
+		ServiceNode:           o.ServiceNode,
+		ServiceZone:           o.ServiceZone,
+		Mode:                  o.Mode,
+		DisableHotRestart:     o.DisableHotRestart,
+		EnableCoreDump:        o.EnableCoreDump,
+		DrainStrategy:         o.DrainStrategy,
+	}
+	if o.Mode != "" { // durations only for a process started with Envoy's command line
+		out.FileFlushInterval = protoDuration(o.FileFlushInterval)
+		out.DrainTime = protoDuration(o.DrainTime)
+		out.ParentShutdownTime = protoDuration(o.ParentShutdownTime)
+	}
+	if o.ServiceNode == "" && o.ServiceCluster == "" && o.ServiceZone == "" {
+		return out, nil
+	}
+	n := &nodeJSON{ID: o.ServiceNode, Cluster: o.ServiceCluster}
+	if o.ServiceZone != "" {
+		n.Locality = &localityJSON{Zone: o.ServiceZone}
+	}
+	return out, n
+}
+
+// protoDuration writes d as protobuf's JSON mapping does: seconds, with 0,
+// 3, 6 or 9 fractional digits ("10s", "0.500s").
+func protoDuration(d time.Duration) string {
+	sec, ns := int64(d/time.Second), int64(d%time.Second)
+	switch {
+	case ns == 0:
+		return fmt.Sprintf("%ds", sec)
+	case ns%1e6 == 0:
+		return fmt.Sprintf("%d.%03ds", sec, ns/1e6)
+	case ns%1e3 == 0:
+		return fmt.Sprintf("%d.%06ds", sec, ns/1e3)
+	default:
+		return fmt.Sprintf("%d.%09ds", sec, ns)
+	}
 }
 
 // newServerInfoJSON renders si as seen at now. fallbackHRV fills an empty
@@ -55,6 +140,7 @@ func newServerInfoJSON(si ServerInfo, now time.Time, fallbackHRV string) serverI
 	if cmd == nil {
 		cmd = []string{}
 	}
+	opts, node := newCommandLineOptionsJSON(si)
 	return serverInfoJSON{
 		PID:                    si.PID,
 		Version:                si.Version,
@@ -70,11 +156,9 @@ func newServerInfoJSON(si ServerInfo, now time.Time, fallbackHRV string) serverI
 		UptimeCurrentEpoch:     envoyDuration(cur),
 		UptimeAllEpochs:        envoyDuration(all),
 		HotRestartVersion:      hrv,
-		CommandLineOptions: commandLineOptionsJSON{
-			RestartEpoch: si.RestartEpoch,
-			BaseID:       strconv.Itoa(si.BaseID),
-		},
-		CommandLine: cmd,
+		CommandLineOptions:     opts,
+		CommandLine:            cmd,
+		Node:                   node,
 	}
 }
 

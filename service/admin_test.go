@@ -103,6 +103,46 @@ func TestServerInfo(t *testing.T) {
 	}
 }
 
+func TestServerInfoEnvoyOptions(t *testing.T) {
+	info := newFakeInfo()
+	info.si = ServerInfo{Generation: 1, StartTime: testNow, RestartEpoch: 1, Options: CommandLineOptions{
+		ServiceCluster: "web", ServiceNode: "web-7", ServiceZone: "eu-west-1a",
+		LogLevel: "debug", ComponentLogLevel: "upstream:trace", LogPath: "/var/log/m.log", LogFormat: "[%l] %v",
+		Concurrency: 2, Mode: "Serve", LocalAddressIPVersion: "v4", FileFlushInterval: 500 * time.Millisecond,
+		DrainTime: 600 * time.Second, ParentShutdownTime: 900 * time.Second, DrainStrategy: "Gradual",
+	}}
+	_, body := do(t, newTestAdmin(info, nil), "GET", "/server_info")
+	var got struct {
+		Options map[string]any `json:"command_line_options"`
+		Node    map[string]any `json:"node"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"restart_epoch": 1.0, "service_cluster": "web", "service_node": "web-7", "service_zone": "eu-west-1a",
+		"log_level": "debug", "component_log_level": "upstream:trace", "log_path": "/var/log/m.log",
+		"log_format": "[%l] %v", "concurrency": 2.0, "mode": "Serve", "local_address_ip_version": "v4",
+		"file_flush_interval": "0.500s", "drain_time": "600s", "parent_shutdown_time": "900s", "drain_strategy": "Gradual",
+	}
+	for k, v := range want {
+		if got.Options[k] != v {
+			t.Errorf("command_line_options.%s = %#v, want %#v", k, got.Options[k], v)
+		}
+	}
+	loc, _ := got.Node["locality"].(map[string]any)
+	if got.Node["id"] != "web-7" || got.Node["cluster"] != "web" || loc["zone"] != "eu-west-1a" {
+		t.Errorf("node = %#v", got.Node)
+	}
+
+	// A MOSN-style process shows no node and no Envoy options.
+	info.si = ServerInfo{Generation: 1, StartTime: testNow}
+	_, body = do(t, newTestAdmin(info, nil), "GET", "/server_info")
+	if strings.Contains(body, `"node"`) || strings.Contains(body, "drain_time") || strings.Contains(body, "service_cluster") {
+		t.Errorf("MOSN-style server_info shows Envoy options: %s", body)
+	}
+}
+
 func TestServerInfoFirstGeneration(t *testing.T) {
 	info := newFakeInfo()
 	info.si = ServerInfo{Generation: 1, StartTime: testNow.Add(-90 * time.Second), HotRestartVersion: "own"}

@@ -46,6 +46,25 @@ type ServerInfo struct {
 	BaseID            int
 	HotRestartVersion string
 	CommandLine       []string
+	// Options are the rest of Envoy's command line, as /server_info shows it.
+	Options CommandLineOptions
+}
+
+// CommandLineOptions are Envoy's command-line options beyond the restart
+// epoch and base id, for /server_info (command_line_options and node). The
+// zero value (a MOSN-style process) shows nothing.
+type CommandLineOptions struct {
+	ServiceCluster, ServiceNode, ServiceZone string // --service-cluster, --service-node, --service-zone
+	LogLevel, ComponentLogLevel              string // -l, --component-log-level
+	LogPath, LogFormat                       string // --log-path, --log-format
+	Concurrency                              int    // --concurrency (the GOMAXPROCS it set)
+	Mode                                     string // Envoy's enum name: Serve, Validate, InitOnly
+	LocalAddressIPVersion                    string // v4 or v6
+	FileFlushInterval                        time.Duration
+	ConfigPath, AdminAddressPath             string
+	DrainTime, ParentShutdownTime            time.Duration
+	DrainStrategy                            string // Envoy's enum name: Gradual, Immediate
+	DisableHotRestart, EnableCoreDump        bool
 }
 
 // ListenerInfo is one listener as /listeners shows it.

@@ -3,6 +3,7 @@ package service
 import (
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -11,36 +12,64 @@ import (
 	"github.com/mosnlite/mosnlite/service/stats"
 )
 
+// MetricsOptions shape the metrics service (MOSN's prometheus sink
+// settings). The zero value serves /metrics with every collector.
+type MetricsOptions struct {
+	// Path is where the exposition is served; empty means /metrics.
+	Path string
+	// NoGoCollector and NoProcessCollector leave out the Go runtime and the
+	// process metrics (MOSN's disable_collect_go and disable_collect_process).
+	NoGoCollector, NoProcessCollector bool
+}
+
 // NewMetricsHandler serves /metrics in the Prometheus exposition format from
 // a private Prometheus registry: Go runtime and process metrics plus every
 // series of reg. A collection error leaves out the failing metric and serves
 // the rest; nothing is logged. "/" answers with a pointer to /metrics.
 func NewMetricsHandler(reg *stats.Registry) (http.Handler, error) {
+	return NewMetricsHandlerWith(reg, MetricsOptions{})
+}
+
+// NewMetricsHandlerWith is NewMetricsHandler with options.
+func NewMetricsHandlerWith(reg *stats.Registry, o MetricsOptions) (http.Handler, error) {
 	if reg == nil {
 		return nil, fmt.Errorf("service: metrics: nil stats registry")
 	}
-	preg := prometheus.NewRegistry()
-	for _, c := range []struct {
+	path := o.Path
+	if path == "" {
+		path = "/metrics"
+	}
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("service: metrics: path %q does not start with /", path)
+	}
+	type collector struct {
 		name string
 		c    prometheus.Collector
-	}{
-		{"go", collectors.NewGoCollector()},
-		{"process", collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})},
-		{"mosnlite", reg.Collector()},
-	} {
+	}
+	cs := []collector{{"mosnlite", reg.Collector()}}
+	if !o.NoGoCollector {
+		cs = append(cs, collector{"go", collectors.NewGoCollector()})
+	}
+	if !o.NoProcessCollector {
+		cs = append(cs, collector{"process", collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})})
+	}
+	preg := prometheus.NewRegistry()
+	for _, c := range cs {
 		if err := preg.Register(c.c); err != nil {
 			return nil, fmt.Errorf("service: metrics: register %s collector: %w", c.name, err)
 		}
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(preg, promhttp.HandlerOpts{
+	mux.Handle("GET "+path, promhttp.HandlerFor(preg, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 		// Counts failed scrapes as promhttp_metric_handler_errors_total.
 		Registry: preg,
 	}))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("metrics are at /metrics\n"))
-	})
+	if path != "/" {
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte("metrics are at " + path + "\n"))
+		})
+	}
 	return mux, nil
 }

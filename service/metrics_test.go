@@ -80,3 +80,30 @@ func TestMetricsRouting(t *testing.T) {
 		t.Error("nil registry should be an error")
 	}
 }
+
+func TestMetricsOptions(t *testing.T) {
+	reg := stats.New()
+	reg.Counter("listener.downstream_cx_total", "Connections accepted.", "listener", "x").Add(3)
+	h, err := NewMetricsHandlerWith(reg, MetricsOptions{Path: "/stats/prometheus", NoGoCollector: true, NoProcessCollector: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := do(t, h, "GET", "/metrics"); res.StatusCode != 404 {
+		t.Errorf("/metrics answered %d with a custom path", res.StatusCode)
+	}
+	res, body := do(t, h, "GET", "/stats/prometheus")
+	if res.StatusCode != 200 || !strings.Contains(body, "mosnlite_listener_downstream_cx_total{listener=\"x\"} 3\n") {
+		t.Fatalf("custom path: %d\n%s", res.StatusCode, body)
+	}
+	for _, gone := range []string{"go_goroutines", "process_open_fds"} {
+		if strings.Contains(body, gone) {
+			t.Errorf("%s exported though its collector is off", gone)
+		}
+	}
+	if _, body := do(t, h, "GET", "/"); !strings.Contains(body, "/stats/prometheus") {
+		t.Errorf("/ does not point at the metrics path: %q", body)
+	}
+	if _, err := NewMetricsHandlerWith(reg, MetricsOptions{Path: "metrics"}); err == nil {
+		t.Error("a path without a leading / was accepted")
+	}
+}

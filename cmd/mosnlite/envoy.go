@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,34 +16,8 @@ import (
 	"github.com/mosnlite/mosnlite/reconfig/envoy"
 	"github.com/mosnlite/mosnlite/reconfig/envoy/hotrestarter"
 	"github.com/mosnlite/mosnlite/server"
+	"github.com/mosnlite/mosnlite/service"
 )
-
-// envoyFlags is Envoy's command line: -c, --mode and the hot-restart flags.
-type envoyFlags struct {
-	config string
-	mode   string
-	opts   envoy.Options
-}
-
-func parseEnvoyFlags(args []string, stderr io.Writer) (envoyFlags, error) {
-	f := envoyFlags{opts: envoy.DefaultOptions()}
-	fs := flag.NewFlagSet("mosnlite", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&f.config, "c", "", "config file")
-	fs.StringVar(&f.config, "config-path", "", "config file (same as -c)")
-	fs.StringVar(&f.mode, "mode", "serve", "serve or validate")
-	envoy.RegisterFlags(fs, &f.opts)
-	if err := fs.Parse(args); err != nil {
-		return f, err
-	}
-	if fs.NArg() > 0 {
-		return f, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if f.mode != "serve" && f.mode != "validate" {
-		return f, fmt.Errorf("--mode %q: want serve or validate", f.mode)
-	}
-	return f, nil
-}
 
 // isEnvoyServe reports whether args run a hot-restart-enabled Envoy-style
 // server: such a process dies with its launcher (the hot-restarter), as
@@ -74,22 +47,39 @@ func init() {
 }
 
 // cmdEnvoy runs mosnlite with Envoy's command line (hot restart by epochs).
+// Exit codes are Envoy's: 0, or 1 for any problem, a bad flag included.
 func cmdEnvoy(args []string, stdout, stderr io.Writer) int {
-	f, err := parseEnvoyFlags(args, stderr)
+	f, err := parseEnvoyFlags(args)
+	if errors.Is(err, errEnvoyHelp) {
+		envoyUsage(stdout)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
-		return 2
+		return 1
+	}
+	if f.version {
+		fmt.Fprintln(stdout, buildInfo().String())
+		return 0
 	}
 	if f.opts.HotRestartVersion {
 		fmt.Fprintln(stderr, envoy.Version(f.opts.DisableHotRestart))
 		return 0
 	}
 	if f.config == "" {
-		fmt.Fprintln(stderr, "mosnlite: -c FILE is required")
-		return 2
+		fmt.Fprintln(stderr, "mosnlite: -c/--config-path is required (MOSN's JSON; --config-yaml is not supported)")
+		return 1
 	}
-	if f.mode == "validate" {
-		return cmdValidate([]string{"-c", f.config}, stdout, stderr)
+	if f.mode == modeValidate {
+		// Envoy's validate: no hot restart, no sockets, "OK" on stdout.
+		cfg, _, err := loadConfig(f.config)
+		if err != nil {
+			fmt.Fprintf(stderr, "mosnlite: invalid config %s:\n%v\n", f.config, err)
+			return 1
+		}
+		printWarnings(stderr, cfg)
+		fmt.Fprintf(stdout, "configuration '%s' OK\n", f.config)
+		return 0
 	}
 	if err := f.opts.Validate(); err != nil {
 		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
@@ -101,21 +91,41 @@ func cmdEnvoy(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	pid := os.Getpid()
-	lg, err := newLogs(cfg, pid, stdout, stderr)
+	ov, err := f.logOverrides()
+	if err != nil {
+		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
+		return 1
+	}
+	lg, err := newLogs(cfg, pid, stdout, stderr, ov)
 	if err != nil {
 		fmt.Fprintf(stderr, "mosnlite: logging: %v\n", err)
 		return 1
 	}
 	defer lg.close()
+	lg.warn(cfg)
+	if f.enableCoreDump {
+		lg.process.Warn("--enable-core-dump: ignored by mosnlite; for a core dump on a crash run it with GOTRACEBACK=crash and ulimit -c unlimited")
+	}
+	procs := setProcs(cfg, f.concurrency)
 	bi := buildInfo()
 	srv, err := server.New(server.Options{
 		ConfigPath: path, Config: cfg, Build: bi.BuildInfo,
 		Log: lg.process, ServerLogs: lg.servers, CommandLine: os.Args, PID: pid,
-		Envoy: &server.EnvoyOptions{Options: f.opts},
+		Envoy:              &server.EnvoyOptions{Options: f.opts},
+		CommandLineOptions: f.commandLineOptions(path, procs),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
 		return 1
+	}
+	if f.mode == modeInitOnly {
+		if err := srv.Init(); err != nil {
+			lg.process.WithError(err).Error("init_only: initialization failed")
+			fmt.Fprintf(stderr, "mosnlite: %v\n", err)
+			return 1
+		}
+		lg.process.Info("init_only: initialized; exiting")
+		return 0
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
@@ -126,13 +136,60 @@ func cmdEnvoy(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
 		return 1
 	}
-	return serveLoop(srv, sigs, lg, loopHooks{
+	pf := pidFile{path: cfg.Pid}
+	pf.serving(lg.process, pid)
+	code, stoppedHere := serveLoop(srv, sigs, lg, loopHooks{
 		stop: srv.ShutdownEnvoy,
 		hup: func() {
 			// Envoy ignores SIGHUP: restarts come from the hot-restarter.
 			lg.process.Info("SIGHUP ignored: with the Envoy command line, restarts come from the hot-restarter")
 		},
 	})
+	if stoppedHere {
+		pf.stopped(lg.process, pid)
+	}
+	return code
+}
+
+// logOverrides turns Envoy's logging flags into overrides of the config.
+func (f envoyFlags) logOverrides() (logOverrides, error) {
+	ov := logOverrides{path: f.logPath, pattern: f.logFormat}
+	if f.logLevel != "" {
+		l, err := envoyLogLevel(f.logLevel)
+		if err != nil {
+			return ov, fmt.Errorf("--log-level: %w", err)
+		}
+		ov.level = &l
+	}
+	if f.componentLogLevel != "" {
+		c, err := parseComponentLogLevels(f.componentLogLevel)
+		if err != nil {
+			return ov, fmt.Errorf("--component-log-level: %w", err)
+		}
+		ov.components = c
+	}
+	return ov, nil
+}
+
+// commandLineOptions is what /server_info shows of the command line.
+func (f envoyFlags) commandLineOptions(configPath string, procs int) service.CommandLineOptions {
+	mode := map[string]string{modeServe: "Serve", modeValidate: "Validate", modeInitOnly: "InitOnly"}[f.mode]
+	strategy := "Gradual"
+	if f.opts.DrainStrategy == envoy.DrainImmediate {
+		strategy = "Immediate"
+	}
+	level := f.logLevel
+	if level == "" {
+		level = "info"
+	}
+	return service.CommandLineOptions{
+		ServiceCluster: f.serviceCluster, ServiceNode: f.serviceNode, ServiceZone: f.serviceZone,
+		LogLevel: level, ComponentLogLevel: f.componentLogLevel, LogPath: f.logPath, LogFormat: f.logFormat,
+		Concurrency: procs, Mode: mode, LocalAddressIPVersion: f.localAddressIPVer,
+		FileFlushInterval: f.fileFlushInterval, ConfigPath: configPath, AdminAddressPath: f.opts.AdminAddressPath,
+		DrainTime: f.opts.DrainTime, ParentShutdownTime: f.opts.ParentShutdownTime, DrainStrategy: strategy,
+		DisableHotRestart: f.opts.DisableHotRestart, EnableCoreDump: f.enableCoreDump,
+	}
 }
 
 // cmdHotRestarter is Envoy's hot-restarter.py: it runs START_SCRIPT with

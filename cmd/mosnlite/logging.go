@@ -67,46 +67,94 @@ type logs struct {
 	files   map[string]*reopenFile
 }
 
-// newLogs builds loggers from the config. stdout and stderr are where
-// "stdout"/"" and "stderr" go.
-func newLogs(cfg *config.Config, pid int, stdout, stderr io.Writer) (*logs, error) {
+// logOverrides are what Envoy's command line says about logging; they win
+// over the config. The zero value changes nothing.
+type logOverrides struct {
+	level      *logrus.Level   // -l/--log-level, for every server
+	path       string          // --log-path: every server logs there
+	pattern    string          // --log-format (spdlog syntax)
+	components componentLevels // --component-log-level
+}
+
+// newLogs builds loggers from the config: one per server, to its
+// default_log_path ("stdout", "stderr" — the default, as in MOSN — or a
+// file). stdout and stderr are where "stdout" and "stderr" go.
+func newLogs(cfg *config.Config, pid int, stdout, stderr io.Writer, ov logOverrides) (*logs, error) {
 	l := &logs{files: map[string]*reopenFile{}}
-	for i, sv := range cfg.Servers {
+	var spd *spdlogFormatter
+	if ov.pattern != "" {
+		var err error
+		if spd, err = newSpdlogFormatter(ov.pattern, pid); err != nil {
+			return nil, fmt.Errorf("--log-format: %w", err)
+		}
+	}
+	output := func(p, what string) (io.Writer, error) {
+		switch p {
+		case "stdout":
+			return stdout, nil
+		case "", "stderr":
+			return stderr, nil
+		}
+		f := l.files[p]
+		if f == nil {
+			var err error
+			if f, err = openReopenFile(p); err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+			l.files[p] = f
+		}
+		return f, nil
+	}
+	servers := cfg.Servers
+	if len(servers) == 0 {
+		servers = []config.Server{{}}
+	}
+	for i, sv := range servers {
 		lg := logrus.New()
 		lvl, err := logrus.ParseLevel(orDefault(sv.DefaultLogLevel, config.DefaultLogLevel))
 		if err != nil {
 			return nil, fmt.Errorf("servers[%d].default_log_level: %w", i, err)
 		}
+		if ov.level != nil {
+			lvl = *ov.level
+		}
+		var fm logrus.Formatter = &logrus.TextFormatter{FullTimestamp: true, DisableColors: true}
+		switch {
+		case spd != nil:
+			fm = spd
+		case strings.EqualFold(sv.LogFormat, "json"):
+			fm = &logrus.JSONFormatter{}
+		}
+		if len(ov.components) > 0 {
+			fm = &levelFilter{next: fm, base: lvl, levels: ov.components}
+			lvl = ov.components.maxLevel(lvl)
+		}
 		lg.SetLevel(lvl)
-		if strings.EqualFold(sv.LogFormat, "json") {
-			lg.SetFormatter(&logrus.JSONFormatter{})
-		} else {
-			lg.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
+		lg.SetFormatter(fm)
+		path, what := sv.DefaultLogPath, fmt.Sprintf("servers[%d].default_log_path", i)
+		if ov.path != "" {
+			path, what = ov.path, "--log-path"
 		}
-		switch p := sv.DefaultLogPath; p {
-		case "", "stdout":
-			lg.SetOutput(stdout)
-		case "stderr":
-			lg.SetOutput(stderr)
-		default:
-			f := l.files[p]
-			if f == nil {
-				if f, err = openReopenFile(p); err != nil {
-					return nil, fmt.Errorf("servers[%d].default_log_path: %w", i, err)
-				}
-				l.files[p] = f
-			}
-			lg.SetOutput(f)
+		out, err := output(path, what)
+		if err != nil {
+			return nil, err
 		}
-		l.servers = append(l.servers, logrus.NewEntry(lg).WithFields(logrus.Fields{"pid": pid, "server": orDefault(sv.Name, fmt.Sprint(i))}))
-	}
-	if len(l.servers) == 0 {
-		lg := logrus.New()
-		lg.SetOutput(stdout)
-		l.servers = append(l.servers, logrus.NewEntry(lg).WithField("pid", pid))
+		lg.SetOutput(out)
+		e := logrus.NewEntry(lg).WithField("pid", pid)
+		if len(cfg.Servers) > 0 {
+			e = e.WithField("server", orDefault(sv.Name, fmt.Sprint(i)))
+		}
+		l.servers = append(l.servers, e)
 	}
 	l.process = logrus.NewEntry(l.servers[0].Logger).WithField("pid", pid)
 	return l, nil
+}
+
+// warn logs the config's warnings, one line each.
+func (l *logs) warn(cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		l.process.Warn("config: " + w.String())
+	}
 }
 
 // reopen reopens every log file (SIGUSR1).

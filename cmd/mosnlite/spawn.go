@@ -60,6 +60,7 @@ func notifyReady(startErr error) {
 // spawnOptions say how to start a child mosnlite.
 type spawnOptions struct {
 	configPath     string
+	pidFile        string // --pid-file, passed on
 	stdout, stderr *os.File
 	detach         bool // new session, not reaped by us (--daemon)
 	timeout        time.Duration
@@ -76,6 +77,9 @@ func spawn(o spawnOptions) (int, error) {
 	args := []string{"start"}
 	if o.configPath != "" {
 		args = append(args, "-c", o.configPath)
+	}
+	if o.pidFile != "" {
+		args = append(args, "--pid-file", o.pidFile)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -125,7 +129,7 @@ func spawn(o spawnOptions) (int, error) {
 
 // spawnSuccessor is SIGHUP: the same binary path and config, output to ours.
 func spawnSuccessor(f startFlags) (int, error) {
-	return spawn(spawnOptions{configPath: f.config, stdout: os.Stdout, stderr: os.Stderr, timeout: 2 * time.Minute})
+	return spawn(spawnOptions{configPath: f.config, pidFile: f.pidFile, stdout: os.Stdout, stderr: os.Stderr, timeout: 2 * time.Minute})
 }
 
 // startDaemon is `start --daemon`: start in the background, wait for the verdict.
@@ -135,7 +139,7 @@ func startDaemon(f startFlags, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mosnlite: --wait-timeout %q: want a positive duration\n", f.wait)
 		return 2
 	}
-	o := spawnOptions{configPath: f.config, detach: true, timeout: wait}
+	o := spawnOptions{configPath: f.config, pidFile: f.pidFile, detach: true, timeout: wait}
 	switch f.logFile {
 	case "-":
 		// Ours, handed down: under systemd, the journal (ExecReload=).

@@ -9,7 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/config"
 	"github.com/mosnlite/mosnlite/server"
@@ -47,12 +50,37 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mosnlite validate: -c FILE is required")
 		return 2
 	}
-	if _, _, err := loadConfig(*path); err != nil {
+	cfg, _, err := loadConfig(*path)
+	if err != nil {
 		fmt.Fprintf(stderr, "mosnlite: invalid config %s:\n%v\n", *path, err)
 		return 1
 	}
+	printWarnings(stderr, cfg)
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return 0
+}
+
+// printWarnings writes the config's warnings, one line each.
+func printWarnings(w io.Writer, cfg *config.Config) {
+	for _, p := range cfg.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", p)
+	}
+}
+
+// setProcs sets GOMAXPROCS: to concurrency (Envoy's --concurrency) when it
+// is set, else to the first server's processor, as MOSN does: unless the
+// GOMAXPROCS environment variable is set; a count below 1 or "auto" leaves
+// Go's default (every CPU the process may use, CPU quota included). It
+// returns the GOMAXPROCS in effect.
+func setProcs(cfg *config.Config, concurrency int) int {
+	switch {
+	case concurrency > 0:
+		runtime.GOMAXPROCS(concurrency)
+	case os.Getenv("GOMAXPROCS") != "" || len(cfg.Servers) == 0:
+	case cfg.Servers[0].Processor != nil && !cfg.Servers[0].Processor.Auto && cfg.Servers[0].Processor.N > 0:
+		runtime.GOMAXPROCS(cfg.Servers[0].Processor.N)
+	}
+	return runtime.GOMAXPROCS(0)
 }
 
 type startFlags struct {
@@ -60,6 +88,7 @@ type startFlags struct {
 	daemon  bool
 	logFile string
 	wait    string
+	pidFile string
 }
 
 func parseStartFlags(args []string, stderr io.Writer) (startFlags, error) {
@@ -70,6 +99,7 @@ func parseStartFlags(args []string, stderr io.Writer) (startFlags, error) {
 	fs.BoolVar(&f.daemon, "daemon", false, "start in the background; return once the new process serves")
 	fs.StringVar(&f.logFile, "log-file", "", "with --daemon: where the process's stdout and stderr go (default /dev/null; - for ours, e.g. the journal)")
 	fs.StringVar(&f.wait, "wait-timeout", "60s", "with --daemon: how long to wait for the process to serve")
+	fs.StringVar(&f.pidFile, "pid-file", "", "pid file, written once this process serves (overrides the config's pid)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -94,13 +124,15 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	pid := os.Getpid()
-	lg, err := newLogs(cfg, pid, stdout, stderr)
+	lg, err := newLogs(cfg, pid, stdout, stderr, logOverrides{})
 	if err != nil {
 		fmt.Fprintf(stderr, "mosnlite: logging: %v\n", err)
 		notifyReady(err)
 		return 1
 	}
 	defer lg.close()
+	lg.warn(cfg)
+	setProcs(cfg, 0)
 	bi := buildInfo()
 	srv, err := server.New(server.Options{
 		ConfigPath:  path,
@@ -129,8 +161,10 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 		notifyReady(err)
 		return 1
 	}
+	pf := pidFile{path: orDefault(f.pidFile, cfg.Pid)}
+	pf.serving(lg.process, pid)
 	notifyReady(nil)
-	return serveLoop(srv, sigs, lg, loopHooks{
+	code, stoppedHere := serveLoop(srv, sigs, lg, loopHooks{
 		stop: srv.Shutdown,
 		hup: func() {
 			lg.process.Info("SIGHUP: starting a successor with the same binary and config")
@@ -144,6 +178,26 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 			}()
 		},
 	})
+	if stoppedHere {
+		pf.stopped(lg.process, pid)
+	}
+	return code
+}
+
+// serving writes the pid file once this process serves; a failure is
+// logged, not fatal (the process serves).
+func (p pidFile) serving(log *logrus.Entry, pid int) {
+	if err := p.write(pid); err != nil {
+		log.WithError(err).Error("write pid file")
+	}
+}
+
+// stopped removes the pid file after a stop of this process for good, if
+// it still names this process (a successor's file stays).
+func (p pidFile) stopped(log *logrus.Entry, pid int) {
+	if _, err := p.removeIfOwn(pid); err != nil {
+		log.WithError(err).Warn("remove pid file")
+	}
 }
 
 // loopHooks are what differs between the MOSN-style and the Envoy-style process.
@@ -153,8 +207,10 @@ type loopHooks struct {
 }
 
 // serveLoop handles signals until the process is done: taken over by a
-// successor and drained, terminated, or stopped.
-func serveLoop(srv *server.Server, sigs <-chan os.Signal, lg *logs, h loopHooks) int {
+// successor and drained, terminated, or stopped. It returns the exit code,
+// and whether this process was told to stop (by a signal or the admin API)
+// rather than handing over to a successor on its own.
+func serveLoop(srv *server.Server, sigs <-chan os.Signal, lg *logs, h loopHooks) (int, bool) {
 	log := lg.process
 	stopping := false
 	stop := func(why string) {
@@ -175,10 +231,10 @@ func serveLoop(srv *server.Server, sigs <-chan os.Signal, lg *logs, h loopHooks)
 		case <-srv.Done():
 			if err := srv.Err(); err != nil {
 				log.WithError(err).Error("stopped with error")
-				return 1
+				return 1, stopping
 			}
 			log.Info("exiting")
-			return 0
+			return 0, stopping
 		case <-quit:
 			quit = nil // closed for good: stop listening
 			stop("quit requested")

@@ -7,7 +7,8 @@
 //
 // # Flags
 //
-// RegisterFlags registers Envoy's names and defaults: --restart-epoch (0),
+// Options carries Envoy's flags (parsed by cmd/mosnlite, with Envoy's names
+// and defaults): --restart-epoch (0),
 // --base-id (0), --use-dynamic-base-id, --base-id-path, --hot-restart-version,
 // --disable-hot-restart, --drain-time-s (600), --parent-shutdown-time-s (900),
 // --drain-strategy (gradual|immediate), --socket-path

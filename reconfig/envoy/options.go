@@ -2,7 +2,6 @@ package envoy
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -27,7 +26,8 @@ const (
 	MaxBaseID = (math.MaxUint32 - 2) / 10
 )
 
-// Options are the hot-restart command line options, with Envoy's names and meaning.
+// Options are the hot-restart command line options, with Envoy's names and
+// meaning. cmd/mosnlite parses them from Envoy's flags.
 type Options struct {
 	RestartEpoch       int           // --restart-epoch
 	BaseID             int           // --base-id (unscaled: names use BaseID*10)
@@ -104,66 +104,6 @@ func ParseSocketMode(s string) (os.FileMode, error) {
 		return 0, fmt.Errorf("envoy: invalid socket-mode %q: want octal permission bits such as 600", s)
 	}
 	return os.FileMode(v), nil
-}
-
-// RegisterFlags registers the hot-restart flags on fs, writing into o. Go's flag
-// package takes both -name and --name. Registered: restart-epoch, base-id,
-// use-dynamic-base-id, base-id-path, hot-restart-version, disable-hot-restart,
-// drain-time-s, parent-shutdown-time-s, drain-strategy, socket-path,
-// socket-mode, admin-address-path. Not -c or --mode: those belong to cmd.
-// o's current values are the defaults shown; start from DefaultOptions.
-func RegisterFlags(fs *flag.FlagSet, o *Options) {
-	fs.IntVar(&o.RestartEpoch, "restart-epoch", o.RestartEpoch, "hot restart epoch #")
-	fs.IntVar(&o.BaseID, "base-id", o.BaseID, "base ID so that several instances can run on one host")
-	fs.BoolVar(&o.UseDynamicBaseID, "use-dynamic-base-id", o.UseDynamicBaseID,
-		"choose a free base ID dynamically; supersedes --base-id; not allowed with a restart epoch above 0")
-	fs.StringVar(&o.BaseIDPath, "base-id-path", o.BaseIDPath, "path to which the base ID is written")
-	fs.BoolVar(&o.HotRestartVersion, "hot-restart-version", o.HotRestartVersion, "print the hot restart compatibility version and exit")
-	fs.BoolVar(&o.DisableHotRestart, "disable-hot-restart", o.DisableHotRestart, "disable hot restart functionality")
-	fs.Var((*secondsValue)(&o.DrainTime), "drain-time-s", "hot restart drain time in seconds")
-	fs.Var((*secondsValue)(&o.ParentShutdownTime), "parent-shutdown-time-s", "hot restart parent shutdown time in seconds")
-	fs.StringVar(&o.DrainStrategy, "drain-strategy", o.DrainStrategy, "hot restart drain sequence behaviour, one of 'gradual' or 'immediate'")
-	fs.StringVar(&o.SocketPath, "socket-path", o.SocketPath, "path prefix of the hot restart sockets; a leading @ means the abstract namespace")
-	fs.Var((*modeValue)(&o.SocketMode), "socket-mode", "hot restart socket file permission (octal)")
-	fs.StringVar(&o.AdminAddressPath, "admin-address-path", o.AdminAddressPath, "path to which the admin address is written")
-}
-
-// secondsValue is a time.Duration written on the command line as whole seconds.
-type secondsValue time.Duration
-
-func (v *secondsValue) String() string {
-	if v == nil {
-		return "0"
-	}
-	return strconv.FormatInt(int64(time.Duration(*v)/time.Second), 10)
-}
-
-func (v *secondsValue) Set(s string) error {
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
-	if err != nil {
-		return fmt.Errorf("want a whole number of seconds, got %q", s)
-	}
-	*v = secondsValue(time.Duration(n) * time.Second)
-	return nil
-}
-
-// modeValue is an os.FileMode written in octal.
-type modeValue os.FileMode
-
-func (v *modeValue) String() string {
-	if v == nil {
-		return "600"
-	}
-	return strconv.FormatUint(uint64(*v), 8)
-}
-
-func (v *modeValue) Set(s string) error {
-	m, err := ParseSocketMode(s)
-	if err != nil {
-		return err
-	}
-	*v = modeValue(m)
-	return nil
 }
 
 // WriteAdminAddress writes the admin listener's address to --admin-address-path

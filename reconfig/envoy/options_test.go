@@ -1,8 +1,6 @@
 package envoy
 
 import (
-	"flag"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -82,51 +80,6 @@ func TestParseSocketMode(t *testing.T) {
 		got, err := ParseSocketMode(tc.in)
 		if tc.ok != (err == nil) || got != tc.want {
 			t.Errorf("ParseSocketMode(%q) = %o, %v; want %o, ok=%v", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestRegisterFlagsTakesEnvoyNames(t *testing.T) {
-	o := DefaultOptions()
-	fs := flag.NewFlagSet("mosnlite", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	RegisterFlags(fs, &o)
-	err := fs.Parse([]string{
-		"--restart-epoch", "2", "--base-id=7", "--base-id-path", "/tmp/id", "--disable-hot-restart",
-		"--hot-restart-version", "--drain-time-s", "3", "--parent-shutdown-time-s=4",
-		"--drain-strategy", "immediate", "--socket-path", "/run/hr", "--socket-mode", "644",
-		"--admin-address-path", "/tmp/admin",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Options{
-		RestartEpoch: 2, BaseID: 7, BaseIDPath: "/tmp/id", DisableHotRestart: true, HotRestartVersion: true,
-		DrainTime: 3 * time.Second, ParentShutdownTime: 4 * time.Second, DrainStrategy: DrainImmediate,
-		SocketPath: "/run/hr", SocketMode: 0o644, AdminAddressPath: "/tmp/admin",
-	}
-	if o != want {
-		t.Fatalf("parsed %+v\nwant   %+v", o, want)
-	}
-
-	o2 := DefaultOptions()
-	fs2 := flag.NewFlagSet("mosnlite", flag.ContinueOnError)
-	fs2.SetOutput(io.Discard)
-	RegisterFlags(fs2, &o2)
-	if err := fs2.Parse([]string{"--use-dynamic-base-id"}); err != nil || !o2.UseDynamicBaseID {
-		t.Fatalf("--use-dynamic-base-id: %v, %+v", err, o2)
-	}
-	if fs2.Lookup("drain-time-s").DefValue != "600" || fs2.Lookup("socket-mode").DefValue != "600" ||
-		fs2.Lookup("parent-shutdown-time-s").DefValue != "900" {
-		t.Fatal("flag defaults do not show Envoy's values")
-	}
-	for _, bad := range [][]string{{"--socket-mode", "9"}, {"--drain-time-s", "-1"}, {"--drain-time-s", "1.5"}} {
-		o3 := DefaultOptions()
-		fs3 := flag.NewFlagSet("x", flag.ContinueOnError)
-		fs3.SetOutput(io.Discard)
-		RegisterFlags(fs3, &o3)
-		if err := fs3.Parse(bad); err == nil {
-			t.Errorf("%v parsed without error", bad)
 		}
 	}
 }

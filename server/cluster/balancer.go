@@ -16,7 +16,7 @@ type balancer interface {
 
 func newBalancer(lbType string, nhosts int) (balancer, error) {
 	switch lbType {
-	case config.LBRoundRobin, "":
+	case config.LBRoundRobin, config.LBWeightedRoundRobin, "":
 		return &roundRobin{current: make([]int, nhosts)}, nil
 	case config.LBRandom:
 		return &random{intn: rand.IntN}, nil

@@ -27,11 +27,22 @@ func isEnvoyServe(args []string) bool {
 		return false
 	}
 	for i, a := range args {
+		mode := ""
+		if a == "--mode" || a == "-mode" {
+			if i+1 < len(args) {
+				mode = args[i+1]
+			}
+		} else if v, ok := strings.CutPrefix(strings.TrimPrefix(a, "-"), "-mode="); ok {
+			mode = v
+		} else if v, ok := strings.CutPrefix(a, "-mode="); ok {
+			mode = v
+		}
 		switch {
 		case a == "--disable-hot-restart" || a == "-disable-hot-restart",
 			a == "--hot-restart-version" || a == "-hot-restart-version",
-			a == "--mode=validate" || a == "-mode=validate",
-			(a == "--mode" || a == "-mode") && i+1 < len(args) && args[i+1] == "validate":
+			a == "--help" || a == "-help" || a == "-h" || a == "--version" || a == "-version",
+			mode == modeValidate || mode == modeInitOnly,
+			strings.HasPrefix(a, "-test."): // a go test binary
 			return false
 		}
 	}

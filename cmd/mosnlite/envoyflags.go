@@ -173,12 +173,15 @@ func envoyFlagError(err error) error {
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 		return fmt.Errorf("unknown flag --%s (see mosnlite --help)", name)
 	}
+	if rest, ok := strings.CutPrefix(msg, "invalid boolean flag "); ok {
+		return errors.New("--" + rest)
+	}
 	return errors.New(strings.Replace(msg, " for flag -", " for flag --", 1))
 }
 
 // envoyUsage is printed for --help in Envoy mode.
 func envoyUsage(w io.Writer) {
-	fmt.Fprint(w, `mosnlite with Envoy's command line (hot restart by epochs):
+	fmt.Fprint(w, `Envoy's command line (hot restart by epochs), exit 0 or 1 as Envoy:
 
   mosnlite -c FILE [--restart-epoch N] [--base-id N] [flags]
 

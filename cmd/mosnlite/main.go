@@ -25,8 +25,8 @@ Usage:
       Print version, commit and Go version.
   mosnlite hot-restarter START_SCRIPT
       Envoy's hot-restarter wrapper (see README).
-  mosnlite -c FILE [--restart-epoch N] [--base-id N] ... [--mode serve|validate]
-      Envoy-compatible command line (hot restart by epochs; see README).
+  mosnlite -c FILE [--restart-epoch N] [--base-id N] ... [--mode serve|validate|init_only]
+      Envoy-compatible command line (hot restart by epochs; flags below).
 
 Signals: SIGTERM/SIGINT stop gracefully; SIGHUP upgrades to the same binary
 path and config file; SIGUSR1 reopens log files.
@@ -52,7 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "hot-restarter":
 		return cmdHotRestarter(args[1:], stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+"\n")
+		envoyUsage(stdout)
 		return 0
 	default:
 		if strings.HasPrefix(args[0], "-") {

@@ -67,6 +67,10 @@ func (d *decoder) decode(n *node, v reflect.Value, path string) {
 		if !d.expect(n, kindArray, path) {
 			return
 		}
+		if len(n.items) == 0 { // [] and an absent list mean the same
+			v.SetZero()
+			return
+		}
 		s := reflect.MakeSlice(v.Type(), len(n.items), len(n.items))
 		for i, item := range n.items {
 			d.decode(item, s.Index(i), index(path, i))

@@ -285,7 +285,7 @@ type TracingConfig struct {
 	Config Raw    `json:"config,omitzero"`
 }
 
-func (t *TracingConfig) inertActive() bool { return t != nil && t.Enable }
+func (t *TracingConfig) active() bool { return t != nil && t.Enable }
 
 // PluginConfig is MOSN's plugin.
 type PluginConfig struct {
@@ -306,7 +306,7 @@ type Codec struct {
 	Config         Raw    `json:"config,omitzero"`
 }
 
-func (t *ThirdPartCodec) inertActive() bool {
+func (t *ThirdPartCodec) active() bool {
 	for _, c := range t.Codecs {
 		if c.Enable {
 			return true

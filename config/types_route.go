@@ -43,7 +43,7 @@ type Route struct {
 type RouteMatch struct {
 	Prefix         string          `json:"prefix,omitempty"`
 	Path           string          `json:"path,omitempty"`
-	Regex          string          `json:"regex,omitempty" refuse:"match.regex (MOSN's regular-expression path match)"`
+	Regex          string          `json:"regex,omitempty"` // refused by Validate unless prefix or path takes precedence
 	Headers        []HeaderMatcher `json:"headers,omitempty"`
 	Variables      Raw             `json:"variables,omitzero" refuse:"match.variables (MOSN's variable route match)"`
 	DslExpressions Raw             `json:"dsl_expressions,omitzero" refuse:"match.dsl_expressions (MOSN's DSL route match)"`

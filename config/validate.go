@@ -191,6 +191,9 @@ func (v *validator) route(r *Route, path string) {
 	if m.Path != "" && !strings.HasPrefix(m.Path, "/") {
 		v.ps.add(field(mp, "path"), "%q: must start with /", m.Path)
 	}
+	if m.Regex != "" {
+		v.ps.add(field(mp, "regex"), "match.regex (MOSN's regular-expression path match) is not supported by mosnlite")
+	}
 	for i, h := range m.Headers {
 		hp := index(field(mp, "headers"), i)
 		switch {

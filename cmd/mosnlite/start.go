@@ -187,16 +187,25 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 // serving writes the pid file once this process serves; a failure is
 // logged, not fatal (the process serves).
 func (p pidFile) serving(log *logrus.Entry, pid int) {
+	if p.path == "" {
+		return
+	}
 	if err := p.write(pid); err != nil {
 		log.WithError(err).Error("write pid file")
+		return
 	}
+	log.WithField("path", p.path).Info("pid file written")
 }
 
 // stopped removes the pid file after a stop of this process for good, if
 // it still names this process (a successor's file stays).
 func (p pidFile) stopped(log *logrus.Entry, pid int) {
-	if _, err := p.removeIfOwn(pid); err != nil {
+	removed, err := p.removeIfOwn(pid)
+	switch {
+	case err != nil:
 		log.WithError(err).Warn("remove pid file")
+	case removed:
+		log.WithField("path", p.path).Info("pid file removed")
 	}
 }
 

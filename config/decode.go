@@ -341,14 +341,19 @@ type filterJSON struct {
 	Config Raw    `json:"config"`
 }
 
+// typed decodes {"type": ..., "config": ...}; ok is false if n is no object.
+func (d *decoder) typed(n *node, path string) (fj filterJSON, ok bool) {
+	d.object(n, reflect.ValueOf(&fj).Elem(), path)
+	return fj, n.kind == kindObject
+}
+
 // decodeNode decodes {"type": ..., "config": {...}}, choosing the config's
 // shape by type. Types mosnlite does not serve are kept with no config, for
 // Validate to refuse by name.
 func (f *Filter) decodeNode(d *decoder, n *node, path string) {
 	*f = Filter{}
-	var fj filterJSON
-	d.object(n, reflect.ValueOf(&fj).Elem(), path)
-	if n.kind != kindObject {
+	fj, ok := d.typed(n, path)
+	if !ok {
 		return
 	}
 	f.Type = fj.Type
@@ -442,9 +447,8 @@ func (a *AdminAddress) decodeNode(d *decoder, n *node, path string) {
 // decodeNode decodes a metrics sink {"type": ..., "config": {...}}.
 func (s *MetricsSink) decodeNode(d *decoder, n *node, path string) {
 	*s = MetricsSink{}
-	var fj filterJSON
-	d.object(n, reflect.ValueOf(&fj).Elem(), path)
-	if n.kind != kindObject {
+	fj, ok := d.typed(n, path)
+	if !ok {
 		return
 	}
 	s.Type = fj.Type

@@ -296,8 +296,13 @@ func (r *resolver) cluster(c *Cluster, path string) {
 			r.ws.add(field(hp, "protocol"), "%q is not MOSN's %q: a TCP connect check runs, as in MOSN", hc.Protocol, ProtocolHTTP1)
 		}
 		for _, m := range hc.CheckConfig.members() {
-			if m.key != "http_check_config" && !isEmpty(m.val) {
-				r.ws.add(field(field(hp, "check_config"), m.key), "ignored by mosnlite (settings of MOSN's RPC health checks)")
+			mp := field(field(hp, "check_config"), m.key)
+			switch {
+			case m.key == "http_check_config":
+				hc.HTTPCheck = &HTTPCheckConfig{}
+				Raw{m.val}.decodeInto(&decoder{ps: r.ps, ws: r.ws}, hc.HTTPCheck, mp)
+			case !isEmpty(m.val):
+				r.ws.add(mp, "ignored by mosnlite (settings of MOSN's RPC health checks)")
 			}
 		}
 	}

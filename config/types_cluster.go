@@ -82,6 +82,9 @@ type HealthCheck struct {
 
 	// Path (mosnlite) makes it an HTTP check: GET Path, healthy on a 2xx.
 	Path string `json:"path,omitempty"`
+
+	// HTTPCheck is CheckConfig's http_check_config, decoded by Parse.
+	HTTPCheck *HTTPCheckConfig `json:"-"`
 }
 
 // HTTPCheckConfig is MOSN's check_config.http_check_config.

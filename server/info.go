@@ -1,9 +1,8 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
-
-	jsoniter "github.com/json-iterator/go"
 
 	"github.com/mosnlite/mosnlite/service"
 )
@@ -55,9 +54,10 @@ func (s *Server) Listeners() []service.ListenerInfo {
 	return out
 }
 
-// ConfigDump implements service.Info.
+// ConfigDump implements service.Info: the config in MOSN's shape, indented
+// (encoding/json indents what config.Config's MarshalJSON writes).
 func (s *Server) ConfigDump() ([]byte, error) {
-	b, err := jsoniter.ConfigCompatibleWithStandardLibrary.MarshalIndent(s.cfg, "", "  ")
+	b, err := json.MarshalIndent(s.cfg, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("server: config dump: %w", err)
 	}

@@ -75,6 +75,11 @@ func TestMOSNServicePortsAcrossUpgrade(t *testing.T) {
 		}
 	}
 	checkPorts(1, gen1.pid())
+	// The admin config dump is MOSN's shape, as written.
+	if code, body := get(t, adminURL+"/config_dump"); code != 200 || !strings.Contains(body, `"mosn_server_name": "edge"`) ||
+		!strings.Contains(body, `"socket_address"`) || !strings.Contains(body, `"endpoint": "/stats/prometheus"`) {
+		t.Errorf("config_dump: %d\n%s", code, body)
+	}
 	for i := 0; i < 3; i++ {
 		if code, _ := get(t, "http://"+addr(httpPort)+"/x"); code != 200 {
 			t.Fatalf("request %d: %d", i, code)

@@ -27,15 +27,9 @@ func isEnvoyServe(args []string) bool {
 		return false
 	}
 	for i, a := range args {
-		mode := ""
-		if a == "--mode" || a == "-mode" {
-			if i+1 < len(args) {
-				mode = args[i+1]
-			}
-		} else if v, ok := strings.CutPrefix(strings.TrimPrefix(a, "-"), "-mode="); ok {
-			mode = v
-		} else if v, ok := strings.CutPrefix(a, "-mode="); ok {
-			mode = v
+		mode, _ := strings.CutPrefix(strings.TrimLeft(a, "-"), "mode=")
+		if (a == "--mode" || a == "-mode") && i+1 < len(args) {
+			mode = args[i+1]
 		}
 		switch {
 		case a == "--disable-hot-restart" || a == "-disable-hot-restart",

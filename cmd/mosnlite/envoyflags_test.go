@@ -158,3 +158,26 @@ func TestCommandLineOptionsForServerInfo(t *testing.T) {
 		t.Errorf("options %+v", o)
 	}
 }
+
+func TestIsEnvoyServe(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"-c", "x.json", "--restart-epoch", "1"}, true},
+		{[]string{"-c", "x.json", "--mode", "serve"}, true},
+		{[]string{"-c", "x.json", "--mode", "validate"}, false},
+		{[]string{"-c", "x.json", "--mode=init_only"}, false},
+		{[]string{"-c", "x.json", "-mode=validate"}, false},
+		{[]string{"-c", "x.json", "--disable-hot-restart"}, false},
+		{[]string{"--hot-restart-version"}, false},
+		{[]string{"--help"}, false},
+		{[]string{"-test.v"}, false},
+		{[]string{"start", "-c", "x.json"}, false},
+		{nil, false},
+	} {
+		if got := isEnvoyServe(tc.args); got != tc.want {
+			t.Errorf("isEnvoyServe(%v) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}

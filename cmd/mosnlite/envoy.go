@@ -79,7 +79,7 @@ func cmdEnvoy(args []string, stdout, stderr io.Writer) int {
 		// Envoy's validate: no hot restart, no sockets, "OK" on stdout.
 		cfg, _, err := loadConfig(f.config)
 		if err != nil {
-			fmt.Fprintf(stderr, "mosnlite: invalid config %s:\n%v\n", f.config, err)
+			printConfigError(stderr, f.config, err)
 			return 1
 		}
 		printWarnings(stderr, cfg)

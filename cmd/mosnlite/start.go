@@ -52,12 +52,26 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, _, err := loadConfig(*path)
 	if err != nil {
-		fmt.Fprintf(stderr, "mosnlite: invalid config %s:\n%v\n", *path, err)
+		printConfigError(stderr, *path, err)
 		return 1
 	}
 	printWarnings(stderr, cfg)
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return 0
+}
+
+// printConfigError writes why a config was refused: every problem on its
+// own line under the file's name, or the error that kept it from being read.
+func printConfigError(w io.Writer, path string, err error) {
+	var ve *config.ValidationError
+	if !errors.As(err, &ve) {
+		fmt.Fprintf(w, "mosnlite: %v\n", err)
+		return
+	}
+	fmt.Fprintf(w, "mosnlite: invalid config %s:\n", path)
+	for _, p := range ve.Problems {
+		fmt.Fprintf(w, "%s\n", p)
+	}
 }
 
 // printWarnings writes the config's warnings, one line each.

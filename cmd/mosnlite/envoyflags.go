@@ -82,7 +82,7 @@ var errEnvoyHelp = errors.New("help requested")
 // parseEnvoyFlags parses Envoy's command line. Errors say which flag is
 // wrong and why; the caller exits 1, as Envoy does.
 func parseEnvoyFlags(args []string) (envoyFlags, error) {
-	f := envoyFlags{opts: envoy.DefaultOptions(), mode: modeServe, localAddressIPVer: "v4", fileFlushInterval: 10 * time.Second}
+	f := defaultEnvoyFlags()
 	fs := newEnvoyFlagSet(&f)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -121,6 +121,11 @@ func parseEnvoyFlags(args []string) (envoyFlags, error) {
 	return f, nil
 }
 
+// defaultEnvoyFlags are Envoy's defaults.
+func defaultEnvoyFlags() envoyFlags {
+	return envoyFlags{opts: envoy.DefaultOptions(), mode: modeServe, localAddressIPVer: "v4", fileFlushInterval: 10 * time.Second}
+}
+
 // newEnvoyFlagSet registers Envoy's flags on a new FlagSet writing into f.
 // Go's flag package takes -name and --name, "-name value" and "-name=value",
 // as Envoy's does.
@@ -141,7 +146,7 @@ func newEnvoyFlagSet(f *envoyFlags) *flag.FlagSet {
 	fs.StringVar(&f.serviceNode, "service-node", "", "local service node name, shown in /server_info")
 	fs.StringVar(&f.serviceZone, "service-zone", "", "local service zone, shown in /server_info")
 	fs.StringVar(&f.localAddressIPVer, "local-address-ip-version", f.localAddressIPVer, "v4 or v6")
-	fs.Var(millisValue{&f.fileFlushInterval}, "file-flush-interval-msec", "interval of access log flushes, in milliseconds")
+	fs.Var(millisValue(&f.fileFlushInterval), "file-flush-interval-msec", "interval of access log flushes, in milliseconds")
 	fs.BoolVar(&f.enableCoreDump, "enable-core-dump", false, "accepted and ignored (see README)")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 
@@ -153,8 +158,8 @@ func newEnvoyFlagSet(f *envoyFlags) *flag.FlagSet {
 	fs.StringVar(&o.BaseIDPath, "base-id-path", o.BaseIDPath, "path to which the base ID is written")
 	fs.BoolVar(&o.HotRestartVersion, "hot-restart-version", o.HotRestartVersion, "print the hot restart compatibility version and exit")
 	fs.BoolVar(&o.DisableHotRestart, "disable-hot-restart", o.DisableHotRestart, "disable hot restart functionality")
-	fs.Var(secondsValue{&o.DrainTime}, "drain-time-s", "hot restart drain time in seconds")
-	fs.Var(secondsValue{&o.ParentShutdownTime}, "parent-shutdown-time-s", "hot restart parent shutdown time in seconds")
+	fs.Var(secondsValue(&o.DrainTime), "drain-time-s", "hot restart drain time in seconds")
+	fs.Var(secondsValue(&o.ParentShutdownTime), "parent-shutdown-time-s", "hot restart parent shutdown time in seconds")
 	fs.StringVar(&o.DrainStrategy, "drain-strategy", o.DrainStrategy, "hot restart drain sequence behaviour, one of 'gradual' or 'immediate'")
 	fs.StringVar(&o.SocketPath, "socket-path", o.SocketPath, "path prefix of the hot restart sockets; a leading @ means the abstract namespace")
 	fs.Var(modeValue{&o.SocketMode}, "socket-mode", "hot restart socket file permission (octal)")
@@ -186,9 +191,7 @@ func envoyUsage(w io.Writer) {
   mosnlite -c FILE [--restart-epoch N] [--base-id N] [flags]
 
 `)
-	var f envoyFlags
-	f.opts = envoy.DefaultOptions()
-	f.mode, f.localAddressIPVer = modeServe, "v4"
+	f := defaultEnvoyFlags()
 	fs := newEnvoyFlagSet(&f)
 	fs.SetOutput(w)
 	fs.VisitAll(func(fl *flag.Flag) {
@@ -213,41 +216,31 @@ func (u unsupportedEnvoyFlag) Set(string) error {
 	return fmt.Errorf("not supported by mosnlite (in Envoy: %s)", u.what)
 }
 
-// secondsValue is a time.Duration written on the command line as whole seconds.
-type secondsValue struct{ d *time.Duration }
+// unitValue is a time.Duration written on the command line as a whole
+// number of units (Envoy's --drain-time-s in seconds, --file-flush-interval-msec
+// in milliseconds).
+type unitValue struct {
+	d    *time.Duration
+	unit time.Duration
+	name string // "seconds", "milliseconds"
+}
 
-func (v secondsValue) String() string {
+func secondsValue(d *time.Duration) unitValue { return unitValue{d, time.Second, "seconds"} }
+func millisValue(d *time.Duration) unitValue  { return unitValue{d, time.Millisecond, "milliseconds"} }
+
+func (v unitValue) String() string {
 	if v.d == nil {
 		return "0"
 	}
-	return strconv.FormatInt(int64(*v.d/time.Second), 10)
+	return strconv.FormatInt(int64(*v.d/v.unit), 10)
 }
 
-func (v secondsValue) Set(s string) error {
+func (v unitValue) Set(s string) error {
 	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
 	if err != nil {
-		return fmt.Errorf("want a whole number of seconds, got %q", s)
+		return fmt.Errorf("want a whole number of %s, got %q", v.name, s)
 	}
-	*v.d = time.Duration(n) * time.Second
-	return nil
-}
-
-// millisValue is a time.Duration written as whole milliseconds.
-type millisValue struct{ d *time.Duration }
-
-func (v millisValue) String() string {
-	if v.d == nil {
-		return "0"
-	}
-	return strconv.FormatInt(int64(*v.d/time.Millisecond), 10)
-}
-
-func (v millisValue) Set(s string) error {
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
-	if err != nil {
-		return fmt.Errorf("want a whole number of milliseconds, got %q", s)
-	}
-	*v.d = time.Duration(n) * time.Millisecond
+	*v.d = time.Duration(n) * v.unit
 	return nil
 }
 

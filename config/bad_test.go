@@ -193,6 +193,11 @@ func TestBadConfigs(t *testing.T) {
 		}, path: "servers[0].listeners[1].address", msg: "duplicate address"},
 		{name: "admin clashes with listener", mut: func(t *testing.T, d obj) { at(t, d, "admin")["address"] = "127.0.0.1:9090" }, path: "admin.address", msg: "duplicate address, already used by servers[0].listeners[1]"},
 		{name: "bad admin address", mut: func(t *testing.T, d obj) { at(t, d, "admin")["address"] = "127.0.0.1" }, path: "admin.address", msg: "not of the form ip:port"},
+		{name: "unknown metrics naming", mut: func(t *testing.T, d obj) { d["metrics"] = obj{"address": "127.0.0.1:34903", "naming": "statsd"} }, path: "metrics.naming", msg: `"statsd": want "mosnlite" or "envoy"`},
+		{name: "native histograms with envoy naming", mut: func(t *testing.T, d obj) {
+			d["metrics"] = obj{"address": "127.0.0.1:34903", "naming": "envoy", "native_histograms": true}
+		}, path: "metrics.native_histograms", msg: `not available with naming "envoy"`},
+		{name: "naming on admin", mut: func(t *testing.T, d obj) { at(t, d, "admin")["naming"] = "envoy" }, path: "admin.naming", msg: "unknown field"},
 		{name: "bad metrics network", mut: func(t *testing.T, d obj) { d["metrics"] = obj{"address": "127.0.0.1:1", "network": "udp"} }, path: "metrics.network", msg: `unknown network "udp"`},
 		{name: "two filter chains", mut: func(t *testing.T, d obj) {
 			l := listener(t, d, 0)

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -54,6 +55,9 @@ func TestFullExample(t *testing.T) {
 	}
 	if hc := c.Cluster("api").HealthCheck; hc == nil || hc.UnhealthyThreshold != 3 || hc.Path != "/healthz" {
 		t.Errorf("health check: %+v", hc)
+	}
+	if m := c.Metrics; m == nil || m.Naming != MetricsNamingMosnlite || !m.NativeHistograms {
+		t.Errorf("metrics: %+v", m)
 	}
 	if c.Cluster("nope") != nil || s.Router("nope") != nil {
 		t.Error("lookup of a missing name should give nil")
@@ -290,5 +294,36 @@ func TestFilterUnmarshalJSONChecks(t *testing.T) {
 	var ve *ValidationError
 	if !errors.As(err, &ve) || ve.Problems[0].Path != "config.router" {
 		t.Errorf("got %v", err)
+	}
+}
+
+// TestMetricsNamingWithEitherForm: metrics.naming and native_histograms go
+// with MOSN's prometheus sink as with mosnlite's address form, and say
+// nothing without a metrics port.
+func TestMetricsNamingWithEitherForm(t *testing.T) {
+	withMetrics := func(metrics string) string {
+		return strings.Replace(baseJSON, `"admin": {"address": "127.0.0.1:34901"}`,
+			`"admin": {"address": "127.0.0.1:34901"}, "metrics": `+metrics, 1)
+	}
+	c, err := Parse([]byte(withMetrics(`{"sinks": [{"type": "prometheus", "config": {"port": 34903}}], "naming": "envoy"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.Metrics; m == nil || m.Naming != MetricsNamingEnvoy || m.NativeHistograms || m.Address != "0.0.0.0:34903" {
+		t.Errorf("MOSN sink: %+v", m)
+	}
+	c, err = Parse([]byte(withMetrics(`{"address": "127.0.0.1:34903", "native_histograms": true}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.Metrics; m == nil || m.Naming != "" || !m.NativeHistograms {
+		t.Errorf("address form: %+v", m)
+	}
+	c, err = Parse([]byte(withMetrics(`{"sinks": [{"type": "console"}], "naming": "envoy"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Metrics != nil || !strings.Contains(fmt.Sprint(c.Warnings), "naming and native_histograms have no effect without a metrics port") {
+		t.Errorf("no metrics port: %+v, warnings %v", c.Metrics, c.Warnings)
 	}
 }

@@ -83,7 +83,30 @@ func (r *resolver) services(c *Config) {
 	}
 	if m := c.MetricsConfig; m != nil {
 		r.metrics(c, m)
+		r.metricsShape(c, m)
 	}
+}
+
+// metricsShape checks and applies mosnlite's metrics.naming and
+// metrics.native_histograms to the resolved metrics port.
+func (r *resolver) metricsShape(c *Config, m *MetricsConfig) {
+	switch m.Naming {
+	case "", MetricsNamingMosnlite, MetricsNamingEnvoy:
+	default:
+		r.ps.add("metrics.naming", "%q: want %q or %q", m.Naming, MetricsNamingMosnlite, MetricsNamingEnvoy)
+		return
+	}
+	if m.Naming == MetricsNamingEnvoy && m.NativeHistograms {
+		r.ps.add("metrics.native_histograms", "not available with naming %q: Envoy's histograms are in milliseconds, native buckets are powers of two", m.Naming)
+		return
+	}
+	if c.Metrics == nil {
+		if m.Naming != "" || m.NativeHistograms {
+			r.ws.add("metrics", "naming and native_histograms have no effect without a metrics port (address, or a prometheus sink)")
+		}
+		return
+	}
+	c.Metrics.Naming, c.Metrics.NativeHistograms = m.Naming, m.NativeHistograms
 }
 
 func (r *resolver) metrics(c *Config, m *MetricsConfig) {

@@ -275,7 +275,21 @@ type ServiceConfig struct {
 	// /metrics (MOSN's disable_collect_go / disable_collect_process).
 	DisableGoMetrics      bool
 	DisableProcessMetrics bool
+	// Naming and NativeHistograms shape the metrics service (mosnlite
+	// extensions of MOSN's metrics, metrics.naming and
+	// metrics.native_histograms): the names /metrics and admin
+	// /stats/prometheus use (MetricsNamingMosnlite, the default, or
+	// MetricsNamingEnvoy), and native histogram buckets beside the classic
+	// ones (not with Envoy's naming).
+	Naming           string
+	NativeHistograms bool
 }
+
+// Metric namings accepted in metrics.naming.
+const (
+	MetricsNamingMosnlite = "mosnlite"
+	MetricsNamingEnvoy    = "envoy"
+)
 
 // TracingConfig is MOSN's tracing.
 type TracingConfig struct {

@@ -46,6 +46,11 @@ type MetricsConfig struct {
 	EWMA         Raw           `json:"ewma,omitzero" inert:"MOSN's EWMA settings"`
 	Address      string        `json:"address,omitempty"` // mosnlite's form
 	Network      string        `json:"network,omitempty"` // mosnlite's form
+	// mosnlite extensions, with either form: the names of the exposition
+	// (MetricsNamingMosnlite or MetricsNamingEnvoy) and native histogram
+	// buckets beside the classic ones.
+	Naming           string `json:"naming,omitempty"`
+	NativeHistograms bool   `json:"native_histograms,omitempty"`
 }
 
 // MetricsSink is one of MOSN's metrics sinks: "prometheus" (served) or
@@ -64,5 +69,5 @@ type PrometheusSink struct {
 	Endpoint              string `json:"endpoint,omitempty"`
 	DisableCollectProcess bool   `json:"disable_collect_process,omitempty"`
 	DisableCollectGo      bool   `json:"disable_collect_go,omitempty"`
-	Percentiles           []int  `json:"percentiles,omitempty" inert:"mosnlite exports no histograms"`
+	Percentiles           []int  `json:"percentiles,omitempty" inert:"MOSN's precomputed percentiles; mosnlite exports histogram buckets, from which histogram_quantile() computes any percentile"`
 }

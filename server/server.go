@@ -130,6 +130,9 @@ func New(opts Options) (*Server, error) {
 	}
 	now := s.clock()
 	s.startTime, s.firstStart = now, now
+	if err := s.initObservability(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

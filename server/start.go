@@ -276,6 +276,7 @@ func (s *Server) followPredecessor(ctx context.Context, up *reconfig.Upgrade, fi
 	pid := s.drainingPID
 	s.drainingPID = 0
 	s.mu.Unlock()
+	s.recordUpgrade(adopt)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.WithError(err).WithField("old_pid", pid).Warn("predecessor connection ended without goodbye")
 		return

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/service/stats"
@@ -90,6 +89,9 @@ func noCache(h http.Handler) http.Handler {
 	})
 }
 
+// newStatsPrometheus serves the registry alone (no Go or process metrics),
+// named as the registry's Exposition says: with Envoy's naming, the shape
+// of Envoy's own /stats/prometheus.
 func newStatsPrometheus(reg *stats.Registry) http.Handler {
 	preg := prometheus.NewRegistry()
 	if err := preg.Register(reg.Collector()); err != nil {
@@ -98,7 +100,7 @@ func newStatsPrometheus(reg *stats.Registry) http.Handler {
 			http.Error(w, fmt.Sprintf("admin: register stats collector: %v", err), http.StatusInternalServerError)
 		})
 	}
-	return promhttp.HandlerFor(preg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	return exposition(preg, nil)
 }
 
 func (a *admin) serverInfo(w http.ResponseWriter, r *http.Request) {
@@ -158,19 +160,7 @@ func (a *admin) stats(w http.ResponseWriter, r *http.Request) {
 		}
 		a.writeText(w, http.StatusOK, filterStatLines(buf.String(), filter))
 	case "json":
-		type stat struct {
-			Name  string  `json:"name"`
-			Value float64 `json:"value"`
-		}
-		out := struct {
-			Stats []stat `json:"stats"`
-		}{Stats: []stat{}}
-		for _, s := range a.reg.Exposed() {
-			if filter == nil || filter.MatchString(s.Key()) {
-				out.Stats = append(out.Stats, stat{Name: s.Key(), Value: s.Value})
-			}
-		}
-		a.writeJSON(w, out)
+		a.writeJSON(w, newStatsJSON(a.reg, filter))
 	case "prometheus":
 		a.prom.ServeHTTP(w, r)
 	default:

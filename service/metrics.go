@@ -24,8 +24,12 @@ type MetricsOptions struct {
 
 // NewMetricsHandler serves /metrics in the Prometheus exposition format from
 // a private Prometheus registry: Go runtime and process metrics plus every
-// series of reg. A collection error leaves out the failing metric and serves
-// the rest; nothing is logged. "/" answers with a pointer to /metrics.
+// series of reg, named as reg's Exposition says. The format follows the
+// scraper's Accept header: the text format by default, OpenMetrics for
+// application/openmetrics-text, protobuf (the one that carries native
+// histograms) for application/vnd.google.protobuf. A collection error leaves
+// out the failing metric and serves the rest; nothing is logged. "/" answers
+// with a pointer to /metrics.
 func NewMetricsHandler(reg *stats.Registry) (http.Handler, error) {
 	return NewMetricsHandlerWith(reg, MetricsOptions{})
 }
@@ -60,11 +64,8 @@ func NewMetricsHandlerWith(reg *stats.Registry, o MetricsOptions) (http.Handler,
 		}
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET "+path, promhttp.HandlerFor(preg, promhttp.HandlerOpts{
-		ErrorHandling: promhttp.ContinueOnError,
-		// Counts failed scrapes as promhttp_metric_handler_errors_total.
-		Registry: preg,
-	}))
+	// promhttp_metric_handler_errors_total counts failed scrapes.
+	mux.Handle("GET "+path, exposition(preg, preg))
 	if path != "/" {
 		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -72,4 +73,15 @@ func NewMetricsHandlerWith(reg *stats.Registry, o MetricsOptions) (http.Handler,
 		})
 	}
 	return mux, nil
+}
+
+// exposition serves what g gathers in the format the scraper asks for:
+// OpenMetrics when its Accept header prefers it, else the Prometheus text
+// (or protobuf) format. Failed scrapes are counted in reg if not nil.
+func exposition(g prometheus.Gatherer, reg prometheus.Registerer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		ErrorHandling:     promhttp.ContinueOnError,
+		Registry:          reg,
+		EnableOpenMetrics: true,
+	})
 }

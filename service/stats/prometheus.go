@@ -6,6 +6,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
 )
 
 // promPrefix starts every Prometheus name that comes from a Registry.
@@ -59,20 +63,25 @@ func isAlnum(c rune) bool {
 }
 
 // Collector returns a prometheus.Collector that reads r at every scrape and
-// emits each series as a constant metric named by PrometheusName.
+// emits each series named as the registry's Exposition says (PrometheusName
+// by default, see EnvoyNames for Envoy's).
 //
 // Series are grouped into one family per Prometheus name. Within a family:
 //   - the label keys are the union of the keys of its series (sanitised by
 //     promLabelName, sorted); a series lacking a key gets "" for it, which
 //     Prometheus reads as the label being absent;
-//   - series whose sanitised labels coincide are summed into one;
-//   - the type is counter or gauge as registered, or gauge if the family mixes both;
+//   - series whose sanitised labels coincide are summed into one (histograms
+//     are merged);
+//   - the type is counter, gauge or histogram as registered; gauge if the
+//     family mixes counters and gauges; a histogram family leaves out
+//     counters and gauges of the same name;
 //   - HELP is the help registered for any of its dotted names, or a generic
 //     one naming the dotted name.
 //
-// Label values that are not valid UTF-8 have the bad bytes replaced.
-// The collector describes nothing up front (series appear at run time), so a
-// prometheus.Registry treats it as unchecked.
+// Histograms carry classic buckets, and native buckets too when the
+// Exposition asks for them. Label values that are not valid UTF-8 have the
+// bad bytes replaced. The collector describes nothing up front (series
+// appear at run time), so a prometheus.Registry treats it as unchecked.
 func (r *Registry) Collector() prometheus.Collector { return &collector{r: r} }
 
 type collector struct{ r *Registry }
@@ -82,20 +91,51 @@ func (c *collector) Describe(chan<- *prometheus.Desc) {}
 
 // Collect emits every series of the registry.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	for _, f := range c.r.promFamilies() {
+	e := c.r.Exposition()
+	for _, f := range groupFamilies(c.r.outSeries(e)) {
 		desc := prometheus.NewDesc(f.name, f.help, f.keys, nil)
-		vt := prometheus.CounterValue
-		if f.kind != KindCounter {
-			vt = prometheus.GaugeValue
-		}
 		for _, s := range f.series {
-			m, err := prometheus.NewConstMetric(desc, vt, s.value, s.values...)
-			if err != nil {
-				m = prometheus.NewInvalidMetric(desc, err)
-			}
-			ch <- m
+			ch <- f.metric(desc, s, e.NativeHistograms)
 		}
 	}
+}
+
+// kindHistogram is a family's kind when its series are histograms.
+const kindHistogram Kind = "histogram"
+
+// outSeries is one series named for Prometheus, before grouping.
+type outSeries struct {
+	name   string // the Prometheus name
+	dotted string // the registry's name, for a generic help
+	help   string
+	kind   Kind
+	labels []string // key, value pairs as registered
+	value  float64
+	hist   *histsample.Histogram // kind histogram
+}
+
+// outSeries names every exposed series as e says.
+func (r *Registry) outSeries(e Exposition) []outSeries {
+	samples, hists := r.Exposed(), r.Histograms()
+	if e.Naming == NamingEnvoy {
+		return newEnvoyNamer(r, e).name(samples, hists)
+	}
+	out := make([]outSeries, 0, len(samples)+len(hists))
+	for _, s := range samples {
+		out = append(out, r.mosnliteSeries(s))
+	}
+	for i := range hists {
+		out = append(out, r.mosnliteHistogram(&hists[i]))
+	}
+	return out
+}
+
+func (r *Registry) mosnliteSeries(s Sample) outSeries {
+	return outSeries{name: PrometheusName(s.Name), dotted: s.Name, help: r.Help(s.Name), kind: s.Kind, labels: s.Labels, value: s.Value}
+}
+
+func (r *Registry) mosnliteHistogram(h *histsample.Histogram) outSeries {
+	return outSeries{name: PrometheusName(h.Name), dotted: h.Name, help: r.Help(h.Name), kind: kindHistogram, labels: h.Labels, hist: h}
 }
 
 // promFamily is every series of one Prometheus name, ready to emit.
@@ -110,16 +150,31 @@ type promFamily struct {
 type promSeries struct {
 	values []string // in the order of promFamily.keys
 	value  float64
+	hist   *histsample.Histogram
 }
 
-// pending is a series on its way into a family: its labels as a map.
-type pending struct {
-	labels map[string]string
-	value  float64
+func (f *promFamily) metric(desc *prometheus.Desc, s *promSeries, native bool) prometheus.Metric {
+	if f.kind == kindHistogram {
+		return &histMetric{desc: desc, labels: prometheus.MakeLabelPairs(desc, s.values), h: s.hist, native: native}
+	}
+	vt := prometheus.CounterValue
+	if f.kind != KindCounter {
+		vt = prometheus.GaugeValue
+	}
+	m, err := prometheus.NewConstMetric(desc, vt, s.value, s.values...)
+	if err != nil {
+		return prometheus.NewInvalidMetric(desc, err)
+	}
+	return m
 }
 
-// promFamilies groups a snapshot of r into families, sorted by name.
-func (r *Registry) promFamilies() []*promFamily {
+// groupFamilies groups series into families, sorted by name.
+func groupFamilies(in []outSeries) []*promFamily {
+	type pending struct {
+		labels map[string]string
+		value  float64
+		hist   *histsample.Histogram
+	}
 	type building struct {
 		fam     *promFamily
 		dotted  string // the first dotted name seen, for a generic help
@@ -128,29 +183,34 @@ func (r *Registry) promFamilies() []*promFamily {
 	}
 	byName := map[string]*building{}
 	var names []string
-	for _, s := range r.Exposed() {
-		pname := PrometheusName(s.Name)
-		b := byName[pname]
-		if b == nil {
-			b = &building{fam: &promFamily{name: pname, kind: s.Kind}, dotted: s.Name, keys: map[string]bool{}}
-			byName[pname] = b
-			names = append(names, pname)
-		} else if b.fam.kind != s.Kind {
+	for _, s := range in {
+		b := byName[s.name]
+		switch {
+		case b == nil:
+			b = &building{fam: &promFamily{name: s.name, kind: s.kind}, dotted: s.dotted, keys: map[string]bool{}}
+			byName[s.name] = b
+			names = append(names, s.name)
+		case b.fam.kind == s.kind:
+		case s.kind == kindHistogram: // a histogram family leaves the scalars out
+			b.fam.kind, b.keys, b.pending = kindHistogram, map[string]bool{}, nil
+		case b.fam.kind == kindHistogram:
+			continue
+		default:
 			b.fam.kind = KindGauge
 		}
 		if b.fam.help == "" {
-			b.fam.help = r.Help(s.Name)
+			b.fam.help = s.help
 		}
-		labels := make(map[string]string, len(s.Labels)/2)
-		for i := 0; i+1 < len(s.Labels); i += 2 {
-			k := promLabelName(s.Labels[i])
+		labels := make(map[string]string, len(s.labels)/2)
+		for i := 0; i+1 < len(s.labels); i += 2 {
+			k := promLabelName(s.labels[i])
 			if _, dup := labels[k]; dup {
 				continue // the first of duplicate keys wins
 			}
-			labels[k] = strings.ToValidUTF8(s.Labels[i+1], string(utf8.RuneError))
+			labels[k] = strings.ToValidUTF8(s.labels[i+1], string(utf8.RuneError))
 			b.keys[k] = true
 		}
-		b.pending = append(b.pending, pending{labels: labels, value: s.Value})
+		b.pending = append(b.pending, pending{labels: labels, value: s.value, hist: s.hist})
 	}
 	sort.Strings(names)
 
@@ -173,14 +233,72 @@ func (r *Registry) promFamilies() []*promFamily {
 			}
 			id := strings.Join(vals, "\xff")
 			if s := seen[id]; s != nil {
-				s.value += p.value
+				if s.hist != nil && p.hist != nil {
+					sum := histsample.Add(*s.hist, *p.hist)
+					s.hist = &sum
+				} else {
+					s.value += p.value
+				}
 				continue
 			}
-			s := &promSeries{values: vals, value: p.value}
+			s := &promSeries{values: vals, value: p.value, hist: p.hist}
 			seen[id] = s
 			f.series = append(f.series, s)
 		}
 		out = append(out, f)
 	}
 	return out
+}
+
+// histMetric is one histogram series as the Prometheus client emits it.
+type histMetric struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	h      *histsample.Histogram
+	native bool
+}
+
+func (m *histMetric) Desc() *prometheus.Desc { return m.desc }
+
+// Write fills out with the classic buckets (cumulative, the +Inf bucket
+// implied by the count) and, if native, the native buckets as spans of
+// consecutive indexes with delta-encoded counts, Prometheus' wire form.
+func (m *histMetric) Write(out *dto.Metric) error {
+	h := m.h
+	d := &dto.Histogram{SampleCount: proto.Uint64(h.Count), SampleSum: proto.Float64(h.Sum)}
+	for i, c := range h.Cumulative() {
+		d.Bucket = append(d.Bucket, &dto.Bucket{UpperBound: proto.Float64(h.Bounds[i]), CumulativeCount: proto.Uint64(c)})
+	}
+	if m.native {
+		d.Schema = proto.Int32(h.Schema)
+		d.ZeroThreshold = proto.Float64(h.ZeroThreshold)
+		d.ZeroCount = proto.Uint64(h.ZeroCount)
+		d.PositiveSpan, d.PositiveDelta = nativeSpans(h.Native)
+		if len(d.PositiveSpan) == 0 && h.ZeroCount == 0 {
+			// An empty span marks a histogram without observations as native.
+			d.PositiveSpan = []*dto.BucketSpan{{Offset: proto.Int32(0), Length: proto.Uint32(0)}}
+		}
+	}
+	out.Label = m.labels
+	out.Histogram = d
+	return nil
+}
+
+// nativeSpans encodes sorted buckets as spans (an offset from the end of the
+// previous span, a length) and deltas (each count minus the previous one).
+func nativeSpans(bs []histsample.Bucket) ([]*dto.BucketSpan, []int64) {
+	var spans []*dto.BucketSpan
+	deltas := make([]int64, 0, len(bs))
+	var next int32 // the index right after the previous span
+	var prev int64
+	for i, b := range bs {
+		if i == 0 || b.Index != next {
+			spans = append(spans, &dto.BucketSpan{Offset: proto.Int32(b.Index - next), Length: proto.Uint32(0)})
+		}
+		*spans[len(spans)-1].Length++
+		deltas = append(deltas, int64(b.Count)-prev)
+		prev = int64(b.Count)
+		next = b.Index + 1
+	}
+	return spans, deltas
 }

@@ -1,6 +1,7 @@
-// Package stats is mosnlite's metric registry: counters and gauges that the
-// data plane updates, that /stats and /metrics expose, and that a handoff
-// carries to the next process so that counters never go backwards.
+// Package stats is mosnlite's metric registry: counters, gauges and
+// histograms that the data plane updates, that /stats and /metrics expose,
+// and that a handoff carries to the next process so that counters and
+// histograms never go backwards.
 package stats
 
 import (
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
 )
 
 // Kind tells a counter from a gauge.
@@ -49,16 +52,23 @@ func seriesKey(name string, labels []string) string {
 	return b.String()
 }
 
-// metric is one series. Its value is a float64 stored as bits.
+// metric is one series. Its value is a float64 stored as bits, or, for a
+// gauge func, read from fn.
 type metric struct {
 	name   string
 	help   string
 	kind   Kind
 	labels []string
 	bits   atomic.Uint64
+	fn     atomic.Pointer[func() float64] // a GaugeFunc's; nil otherwise
 }
 
-func (m *metric) load() float64 { return math.Float64frombits(m.bits.Load()) }
+func (m *metric) load() float64 {
+	if fn := m.fn.Load(); fn != nil {
+		return (*fn)()
+	}
+	return math.Float64frombits(m.bits.Load())
+}
 
 func (m *metric) add(d float64) {
 	for {
@@ -99,8 +109,12 @@ func (g *Gauge) Value() float64 { return g.m.load() }
 type Registry struct {
 	mu     sync.RWMutex
 	series map[string]*metric
+	hists  map[string]*histogram // by histsample.Histogram.ID
 	help   map[string]string
+	local  map[string]bool // names of process-local gauges (see GaugeFunc)
 	view   atomic.Pointer[View]
+	expo   atomic.Pointer[Exposition]
+	native histsample.Indexer // native buckets at NativeSchema
 }
 
 // View turns the registry's own samples into what /stats and /metrics show,
@@ -110,7 +124,17 @@ type View func(own []Sample) []Sample
 
 // New returns an empty registry.
 func New() *Registry {
-	return &Registry{series: map[string]*metric{}, help: map[string]string{}}
+	ix, err := histsample.NewIndexer(NativeSchema)
+	if err != nil {
+		panic(err) // NativeSchema is a constant in range
+	}
+	return &Registry{
+		series: map[string]*metric{},
+		hists:  map[string]*histogram{},
+		help:   map[string]string{},
+		local:  map[string]bool{},
+		native: ix,
+	}
 }
 
 // Counter returns the counter series name{labels}, creating it at zero.
@@ -148,14 +172,25 @@ func (r *Registry) get(name, help string, kind Kind, labels []string) *metric {
 	return m
 }
 
-// Snapshot returns every series, sorted by key.
-func (r *Registry) Snapshot() []Sample {
+// Snapshot returns every counter and gauge series, sorted by key.
+// (Histograms are in Histograms.)
+func (r *Registry) Snapshot() []Sample { return r.snapshot(func(*metric) bool { return true }) }
+
+// snapshot reads the series that want accepts. Values are read after the
+// registry lock is released: a gauge func may take its owner's locks.
+func (r *Registry) snapshot(want func(*metric) bool) []Sample {
 	r.mu.RLock()
-	out := make([]Sample, 0, len(r.series))
+	ms := make([]*metric, 0, len(r.series))
 	for _, m := range r.series {
-		out = append(out, Sample{Name: m.name, Labels: m.labels, Kind: m.kind, Value: m.load()})
+		if want(m) {
+			ms = append(ms, m)
+		}
 	}
 	r.mu.RUnlock()
+	out := make([]Sample, len(ms))
+	for i, m := range ms {
+		out[i] = Sample{Name: m.name, Labels: m.labels, Kind: m.kind, Value: m.load()}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out
 }
@@ -170,25 +205,37 @@ func (r *Registry) SetView(v View) {
 }
 
 // Exposed returns the samples as /stats and /metrics show them: Snapshot
-// passed through the view, if one is set.
+// passed through the view, if one is set. Process-local gauges (GaugeFunc,
+// SetInfo) bypass the view: they always read this process's own series.
 func (r *Registry) Exposed() []Sample {
 	own := r.Snapshot()
-	if v := r.view.Load(); v != nil {
-		return (*v)(own)
+	v := r.view.Load()
+	if v == nil {
+		return own
 	}
-	return own
+	var local, rest []Sample
+	for _, s := range own {
+		if r.isLocal(s.Name) {
+			local = append(local, s)
+		} else {
+			rest = append(rest, s)
+		}
+	}
+	viewed := (*v)(rest)
+	out := make([]Sample, 0, len(viewed)+len(local))
+	for _, s := range viewed {
+		if !r.isLocal(s.Name) {
+			out = append(out, s)
+		}
+	}
+	out = append(out, local...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
 }
 
 // Counters returns the counter series only, sorted by key: what a handoff carries.
 func (r *Registry) Counters() []Sample {
-	all := r.Snapshot()
-	out := all[:0]
-	for _, s := range all {
-		if s.Kind == KindCounter {
-			out = append(out, s)
-		}
-	}
-	return out
+	return r.snapshot(func(m *metric) bool { return m.kind == KindCounter })
 }
 
 // AddCounters adds each counter sample's value to the series of the same key,
@@ -232,10 +279,16 @@ func (r *Registry) Help(name string) string {
 }
 
 // WriteText writes every series as "name: value" lines, Envoy's /stats shape;
-// labelled series read "name{key="value"}: value".
+// labelled series read "name{key="value"}: value", and histograms (after the
+// counters and gauges) "name{…}: count=N sum=S p50=… p90=… p99=…".
 func (r *Registry) WriteText(w io.Writer) error {
 	for _, s := range r.Exposed() {
 		if _, err := fmt.Fprintf(w, "%s: %s\n", s.Key(), formatValue(s.Value)); err != nil {
+			return fmt.Errorf("stats: write: %w", err)
+		}
+	}
+	for _, h := range r.Histograms() {
+		if _, err := fmt.Fprintf(w, "%s: %s\n", seriesKey(h.Name, h.Labels), HistogramSummary(h)); err != nil {
 			return fmt.Errorf("stats: write: %w", err)
 		}
 	}

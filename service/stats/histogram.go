@@ -1,0 +1,239 @@
+package stats
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
+)
+
+// NativeSchema is the resolution of the native buckets every histogram keeps:
+// 2^3 buckets per power of two, a factor of 2^(1/8) ≈ 1.09 between bounds
+// (the Prometheus Go client's default factor, 1.1, picks the same schema).
+const NativeSchema int32 = 3
+
+// NativeZeroThreshold is the width of the native zero bucket (the Prometheus
+// Go client's default, 2^-128): only a duration of zero falls in it.
+const NativeZeroThreshold = 2.938735877055719e-39
+
+// ProxyBuckets are the classic bucket bounds, in seconds, of request-scale
+// durations: 0.5 ms to 30 s, dense where a proxy's latencies live (a
+// 1-2.5-5 progression per decade).
+func ProxyBuckets() []float64 {
+	return []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+}
+
+// SessionBuckets are the classic bucket bounds, in seconds, of connection
+// lifetimes: ProxyBuckets, then 1, 5, 15, 30 and 60 minutes.
+func SessionBuckets() []float64 {
+	return append(ProxyBuckets(), 60, 300, 900, 1800, 3600)
+}
+
+// Histogram counts observations of a duration in buckets. Safe for
+// concurrent use.
+type Histogram struct{ h *histogram }
+
+// Observe records one duration. A negative one counts as zero.
+func (h *Histogram) Observe(d time.Duration) { h.h.observe(d.Seconds()) }
+
+// ObserveSeconds records one duration in seconds; NaN and infinities are ignored.
+func (h *Histogram) ObserveSeconds(s float64) { h.h.observe(s) }
+
+// Snapshot returns the series' state.
+func (h *Histogram) Snapshot() histsample.Histogram { return h.h.snapshot() }
+
+// histogram is one histogram series. Both bucket layouts, the sum and the
+// count change together under mu, so a snapshot is always consistent
+// (Prometheus rejects a native histogram whose buckets do not add up).
+type histogram struct {
+	name   string
+	labels []string
+	bounds []float64 // classic upper bounds; immutable
+	ix     histsample.Indexer
+
+	mu        sync.Mutex
+	counts    []uint64 // len(bounds)+1, not cumulative
+	count     uint64
+	sum       float64
+	schema    int32 // ≤ ix.Schema(): lowered if a coarser state was merged in
+	zero      float64
+	zeroCount uint64
+	native    map[int32]uint64
+}
+
+func (h *histogram) observe(v float64) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
+	v = max(v, 0)
+	i := sort.SearchFloat64s(h.bounds, v) // the first bound ≥ v; len(bounds) is +Inf
+	var k int32
+	if v > NativeZeroThreshold {
+		k = h.ix.Index(v)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.counts[i]++
+	h.count++
+	h.sum += v
+	if v <= h.zero {
+		h.zeroCount++
+		return
+	}
+	if d := h.ix.Schema() - h.schema; d > 0 {
+		k = ((k - 1) >> d) + 1
+	}
+	h.native[k]++
+}
+
+func (h *histogram) snapshot() histsample.Histogram {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.snapshotLocked()
+}
+
+func (h *histogram) snapshotLocked() histsample.Histogram {
+	out := histsample.Histogram{
+		Name:          h.name,
+		Labels:        h.labels,
+		Bounds:        h.bounds,
+		Counts:        slices.Clone(h.counts),
+		Count:         h.count,
+		Sum:           h.sum,
+		Schema:        h.schema,
+		ZeroThreshold: h.zero,
+		ZeroCount:     h.zeroCount,
+		Native:        make([]histsample.Bucket, 0, len(h.native)),
+	}
+	for k, n := range h.native {
+		out.Native = append(out.Native, histsample.Bucket{Index: k, Count: n})
+	}
+	slices.SortFunc(out.Native, func(a, b histsample.Bucket) int { return int(a.Index) - int(b.Index) })
+	return out
+}
+
+// add merges s (validated) into the series.
+func (h *histogram) add(s histsample.Histogram) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := histsample.Add(h.snapshotLocked(), s)
+	copy(h.counts, m.Counts)
+	h.count, h.sum = m.Count, m.Sum
+	h.schema, h.zero, h.zeroCount = m.Schema, m.ZeroThreshold, m.ZeroCount
+	h.native = make(map[int32]uint64, len(m.Native))
+	for _, b := range m.Native {
+		h.native[b.Index] = b.Count
+	}
+}
+
+// Histogram returns the histogram series name{labels}, creating it empty
+// with the given classic bounds (nil means ProxyBuckets). A series that
+// exists keeps its bounds. Names are dotted and end in the unit
+// ("http.downstream_rq_duration_seconds").
+func (r *Registry) Histogram(name, help string, bounds []float64, labels ...string) *Histogram {
+	return &Histogram{r.histogram(name, help, bounds, labels)}
+}
+
+func (r *Registry) histogram(name, help string, bounds []float64, labels []string) *histogram {
+	if len(labels)%2 != 0 {
+		labels = append(labels, "")
+	}
+	id := histsample.Histogram{Name: name, Labels: labels}.ID()
+	r.mu.RLock()
+	h := r.hists[id]
+	r.mu.RUnlock()
+	if h != nil {
+		return h
+	}
+	if bounds == nil {
+		bounds = ProxyBuckets()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h = r.hists[id]; h != nil {
+		return h
+	}
+	if help != "" {
+		r.help[name] = help
+	}
+	h = &histogram{
+		name:   name,
+		labels: slices.Clone(labels),
+		bounds: slices.Clone(bounds),
+		ix:     r.native,
+		counts: make([]uint64, len(bounds)+1),
+		schema: r.native.Schema(),
+		zero:   NativeZeroThreshold,
+		native: map[int32]uint64{},
+	}
+	r.hists[id] = h
+	return h
+}
+
+// Histograms returns the state of every histogram series, sorted by name and
+// labels: what a handoff carries.
+func (r *Registry) Histograms() []histsample.Histogram {
+	r.mu.RLock()
+	hs := make([]*histogram, 0, len(r.hists))
+	for _, h := range r.hists {
+		hs = append(hs, h)
+	}
+	r.mu.RUnlock()
+	out := make([]histsample.Histogram, len(hs))
+	for i, h := range hs {
+		out[i] = h.snapshot()
+	}
+	slices.SortFunc(out, func(a, b histsample.Histogram) int {
+		if c := cmp.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return slices.Compare(a.Labels, b.Labels)
+	})
+	return out
+}
+
+// AddHistograms merges each histogram state into the series of the same name
+// and labels, creating it (with the state's bounds) if needed. A new process
+// calls it with its predecessor's histograms at handoff, and again with what
+// the predecessor observed while it drained, so that no bucket goes
+// backwards. A state that fails validation is skipped and named in the
+// returned error; the others are applied.
+func (r *Registry) AddHistograms(states []histsample.Histogram) error {
+	var errs []error
+	for _, s := range states {
+		if err := s.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if s.Count == 0 {
+			continue
+		}
+		r.histogram(s.Name, "", s.Bounds, s.Labels).add(s)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("stats: %d histogram states refused: %w", len(errs), errors.Join(errs...))
+	}
+	return nil
+}
+
+// HistogramSummary is a histogram in one line for people:
+// "count=N sum=S p50=… p90=… p99=…", the quantiles estimated from the
+// classic buckets (see histsample.Histogram.Quantile), "nan" when empty.
+func HistogramSummary(h histsample.Histogram) string {
+	q := func(p float64) string {
+		v := h.Quantile(p)
+		if math.IsNaN(v) {
+			return "nan"
+		}
+		return strconv.FormatFloat(v, 'g', 4, 64)
+	}
+	return fmt.Sprintf("count=%d sum=%s p50=%s p90=%s p99=%s",
+		h.Count, strconv.FormatFloat(h.Sum, 'g', 6, 64), q(0.5), q(0.9), q(0.99))
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/server/proxy"
 	"github.com/mosnlite/mosnlite/service/stats"
 )
 
@@ -38,7 +39,7 @@ func (s *Server) initObservability() error {
 }
 
 // registerDataPlaneSeries registers, at zero, the series of every listener
-// and cluster of cfg and the upgrade histograms.
+// and cluster of cfg, the migration counters and the upgrade histograms.
 //
 // TODO(issue 14, phase 2): the HTTP engine, the TCP proxy and the lifecycle
 // create these handles themselves and observe into them; this goes away.
@@ -56,11 +57,18 @@ func registerDataPlaneSeries(cfg *config.Config, reg *stats.Registry) {
 			if len(l.FilterChains) != 1 || len(l.FilterChains[0].Filters) != 1 {
 				continue
 			}
+			kind := proxy.KindTCP
 			switch f := l.FilterChains[0].Filters[0]; {
 			case f.HTTP != nil:
 				stats.NewHTTPListenerMetrics(reg, l.Name, routedClusters(srv.Router(f.HTTP.RouterConfigName)))
+				kind = proxy.KindHTTP
 			case f.TCP != nil:
 				stats.NewTCPListenerMetrics(reg, l.Name, f.TCP.Cluster)
+			default:
+				continue
+			}
+			if !l.DisableMigration {
+				stats.MigrationCounters(reg, l.Name, kind)
 			}
 		}
 	}

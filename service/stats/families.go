@@ -43,6 +43,8 @@ const (
 	UpgradeInfo         = "server.upgrade_info"
 	HandoffDuration     = "server.handoff_duration_seconds"
 	MigrationDuration   = "server.connection_migration_duration_seconds"
+	ConnectionsMoved    = "server.connections_migrated_total"
+	ConnectionsNotMoved = "server.connection_migrations_failed_total"
 )
 
 // NoCluster is the cluster label of a request that no cluster served (a
@@ -249,6 +251,20 @@ func (u *UpgradeMetrics) Handoff(d time.Duration) { u.handoff.Observe(d) }
 // Migration records one upgrade's connection migration that took d.
 func (u *UpgradeMetrics) Migration(d time.Duration) { u.migration.Observe(d) }
 
+// MigrationCounters are the counters of connections of listener's kind
+// ("tcp" or "http") that an upgrade moved to the successor, and of those
+// that failed to move and drained instead. The old process counts them; its
+// successor receives them with its other counters.
+func MigrationCounters(r *Registry, listener, kind string) (moved, failed *Counter) {
+	moved = r.Counter(ConnectionsMoved,
+		"Connections moved to the successor process during an upgrade (counted by the old process).",
+		"listener", listener, "kind", kind)
+	failed = r.Counter(ConnectionsNotMoved,
+		"Connections that failed to move to the successor and drained in the old process instead.",
+		"listener", listener, "kind", kind)
+	return moved, failed
+}
+
 // Build describes the binary for BuildInfo.
 type Build struct{ Version, Commit, GoVersion string }
 
@@ -290,7 +306,7 @@ func unixTime(t time.Time) float64 {
 	if t.IsZero() {
 		return 0
 	}
-	return float64(t.UnixNano()) / 1e9
+	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
 }
 
 func unixSeconds(s float64) time.Time {

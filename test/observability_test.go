@@ -247,11 +247,11 @@ func metricNames(expr string) []string {
 
 func TestMetricNamesOfPromQL(t *testing.T) {
 	for expr, want := range map[string]string{
-		`sum by (listener) (rate(a_total{x="y",job=~"$job"}[$__rate_interval])) / sum(rate(a_total[5m]))`:    "a_total a_total",
+		`sum by (listener) (rate(a_total{x="y",job=~"$job"}[$__rate_interval])) / sum(rate(a_total[5m]))`:  "a_total a_total",
 		`histogram_quantile(0.99, sum by (le, cluster) (rate(h_seconds_bucket{cluster=~"$cluster"}[1h])))`: "h_seconds_bucket",
 		`time() - min(start_seconds) * 1e-9 + -b > bool 0 or vector(1)`:                                    "start_seconds b",
-		`max by (instance, generation) (info{k="a b"}) * 1000`:                                              "info",
-		`x offset 5m unless on(instance) group_left(version) y`:                                             "x y",
+		`max by (instance, generation) (info{k="a b"}) * 1000`:                                             "info",
+		`x offset 5m unless on(instance) group_left(version) y`:                                            "x y",
 	} {
 		if got := strings.Join(metricNames(expr), " "); got != want {
 			t.Errorf("metricNames(%s) = %q, want %q", expr, got, want)

@@ -167,7 +167,8 @@ func NewClusterMetrics(r *Registry, cluster string, hosts []string) *ClusterMetr
 	for _, h := range hosts {
 		c.hosts[h] = c.newHost(h)
 	}
-	r.Gauge(ClusterHosts, "Hosts in the cluster.", "cluster", cluster).Set(float64(len(hosts)))
+	// The config's, not a sum with an Envoy-style parent's.
+	r.LocalGauge(ClusterHosts, "Hosts in the cluster.", "cluster", cluster).Set(float64(len(hosts)))
 	return c
 }
 

@@ -11,10 +11,17 @@ package stats
 // again replaces fn.
 func (r *Registry) GaugeFunc(name, help string, fn func() float64, labels ...string) {
 	m := r.get(name, help, KindGauge, labels)
-	r.mu.Lock()
-	r.local[name] = true
-	r.mu.Unlock()
+	r.markLocal(name)
 	m.fn.Store(&fn)
+}
+
+// LocalGauge returns the process-local gauge name{labels}: one whose value
+// describes this process alone (its config, say), so that a view never adds
+// another process's value to it.
+func (r *Registry) LocalGauge(name, help string, labels ...string) *Gauge {
+	g := &Gauge{r.get(name, help, KindGauge, labels)}
+	r.markLocal(name)
+	return g
 }
 
 // SetInfo makes name{labels} = value the only series of name, removing any
@@ -31,9 +38,14 @@ func (r *Registry) SetInfo(name, help string, value float64, labels ...string) {
 			delete(r.series, k)
 		}
 	}
+	r.mu.Unlock()
+	r.LocalGauge(name, help, labels...).Set(value)
+}
+
+func (r *Registry) markLocal(name string) {
+	r.mu.Lock()
 	r.local[name] = true
 	r.mu.Unlock()
-	(&Gauge{r.get(name, help, KindGauge, labels)}).Set(value)
 }
 
 func (r *Registry) isLocal(name string) bool {

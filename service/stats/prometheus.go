@@ -7,7 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/mosnlite/mosnlite/service/stats/histsample"
 )
@@ -265,18 +264,18 @@ func (m *histMetric) Desc() *prometheus.Desc { return m.desc }
 // consecutive indexes with delta-encoded counts, Prometheus' wire form.
 func (m *histMetric) Write(out *dto.Metric) error {
 	h := m.h
-	d := &dto.Histogram{SampleCount: proto.Uint64(h.Count), SampleSum: proto.Float64(h.Sum)}
+	d := &dto.Histogram{SampleCount: new(h.Count), SampleSum: new(h.Sum)}
 	for i, c := range h.Cumulative() {
-		d.Bucket = append(d.Bucket, &dto.Bucket{UpperBound: proto.Float64(h.Bounds[i]), CumulativeCount: proto.Uint64(c)})
+		d.Bucket = append(d.Bucket, &dto.Bucket{UpperBound: new(h.Bounds[i]), CumulativeCount: new(c)})
 	}
 	if m.native {
-		d.Schema = proto.Int32(h.Schema)
-		d.ZeroThreshold = proto.Float64(h.ZeroThreshold)
-		d.ZeroCount = proto.Uint64(h.ZeroCount)
+		d.Schema = new(h.Schema)
+		d.ZeroThreshold = new(h.ZeroThreshold)
+		d.ZeroCount = new(h.ZeroCount)
 		d.PositiveSpan, d.PositiveDelta = nativeSpans(h.Native)
 		if len(d.PositiveSpan) == 0 && h.ZeroCount == 0 {
 			// An empty span marks a histogram without observations as native.
-			d.PositiveSpan = []*dto.BucketSpan{{Offset: proto.Int32(0), Length: proto.Uint32(0)}}
+			d.PositiveSpan = []*dto.BucketSpan{{Offset: new(int32(0)), Length: new(uint32(0))}}
 		}
 	}
 	out.Label = m.labels
@@ -293,7 +292,7 @@ func nativeSpans(bs []histsample.Bucket) ([]*dto.BucketSpan, []int64) {
 	var prev int64
 	for i, b := range bs {
 		if i == 0 || b.Index != next {
-			spans = append(spans, &dto.BucketSpan{Offset: proto.Int32(b.Index - next), Length: proto.Uint32(0)})
+			spans = append(spans, &dto.BucketSpan{Offset: new(b.Index - next), Length: new(uint32(0))})
 		}
 		*spans[len(spans)-1].Length++
 		deltas = append(deltas, int64(b.Count)-prev)

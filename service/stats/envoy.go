@@ -79,7 +79,7 @@ func envoyTable() []EnvoyName {
 		{"envoy_cluster_membership_healthy", tagCluster, "gauge", ClusterHealthyHosts, "hosts passing health checks (all hosts without a health check)"},
 		{"envoy_cluster_membership_total", tagCluster, "gauge", ClusterHosts, "hosts in the cluster"},
 		{"envoy_server_live", "", "gauge", ServerLive, "1 while the process serves, 0 while it drains"},
-		{"envoy_server_hot_restart_epoch", "", "gauge", ServerGeneration, "restarts since the first process (generation − 1)"},
+		{"envoy_server_hot_restart_epoch", "", "gauge", ServerGeneration, "upgrades (hot restarts) since the service's first process: generation − 1"},
 		{"envoy_server_hot_restart_generation", "", "gauge", ServerGeneration, "generation: 1 for a fresh start, +1 per upgrade"},
 		{"envoy_server_uptime", "", "gauge", GenerationStartTime, "seconds since this process started"},
 		{"envoy_server_total_connections", "", "gauge", ListenerCxActive, "downstream connections open, this process's and a draining predecessor's (Envoy-style hot restart)"},

@@ -3,6 +3,8 @@ package stats
 import (
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -290,5 +292,35 @@ func TestSetExposition(t *testing.T) {
 	}
 	if err := reg.SetExposition(Exposition{}); err != nil || reg.Exposition().Naming != NamingMosnlite {
 		t.Errorf("zero exposition: %v %v", err, reg.Exposition())
+	}
+}
+
+// TestREADMEListsEveryEnvoyName: the user's manual has a row for each
+// Envoy statistic mosnlite fills, with its tags and type.
+func TestREADMEListsEveryEnvoyName(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "| `envoy_") {
+			name := strings.Trim(strings.Fields(line)[1], "`")
+			rows[name] = line
+		}
+	}
+	for _, n := range EnvoyNames() {
+		row, ok := rows[n.Name]
+		if !ok {
+			t.Errorf("README lacks a row for %s", n.Name)
+			continue
+		}
+		if !strings.Contains(row, "| "+n.Type+" |") || (n.Tags != "" && !strings.Contains(row, n.Tags)) {
+			t.Errorf("README row of %s does not say %s with tags %q: %s", n.Name, n.Type, n.Tags, row)
+		}
+		delete(rows, n.Name)
+	}
+	for name := range rows {
+		t.Errorf("README lists %s, which the Envoy naming does not produce", name)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 func testCtx(t *testing.T, d time.Duration) context.Context {
@@ -50,7 +50,7 @@ func startOld(t *testing.T, dir string, timeout time.Duration) *oldProc {
 				Generation: 3,
 				StartTime:  o.start,
 				Entries:    []FDEntry{{Name: "web", Kind: "server", Network: "tcp", Address: o.ln.Addr().String()}},
-				Counters:   []stats.Sample{{Name: "cx_total", Kind: stats.KindCounter, Value: 5}},
+				Counters:   []sample.Sample{{Name: "cx_total", Kind: sample.KindCounter, Value: 5}},
 			}, []*os.File{dupFile(t, o.ln)}, nil
 		},
 		OnAck:  func(pid int) { o.acked <- pid },
@@ -168,16 +168,16 @@ func TestFullHandoff(t *testing.T) {
 	}
 
 	var mu sync.Mutex
-	var got []stats.Sample
+	var got []sample.Sample
 	followed := make(chan error, 1)
 	go func() {
-		followed <- up.Follow(testCtx(t, testWait), func(s []stats.Sample) {
+		followed <- up.Follow(testCtx(t, testWait), func(s []sample.Sample) {
 			mu.Lock()
 			got = append(got, s...)
 			mu.Unlock()
 		})
 	}()
-	if err := old.srv.SendCounters([]stats.Sample{{Name: "cx_total", Kind: stats.KindCounter, Value: 2}}); err != nil {
+	if err := old.srv.SendCounters([]sample.Sample{{Name: "cx_total", Kind: sample.KindCounter, Value: 2}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := old.srv.Bye(); err != nil {

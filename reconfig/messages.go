@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // ProtocolVersion is the manifest version this build speaks. It changes only
@@ -35,7 +35,7 @@ type Manifest struct {
 	Generation uint64         `json:"generation"` // the old process's; the new one is Generation+1
 	StartTime  time.Time      `json:"start_time"` // first start of the lineage (uptime across generations)
 	Entries    []FDEntry      `json:"entries"`
-	Counters   []stats.Sample `json:"counters,omitempty"` // the old's counter values at export
+	Counters   []sample.Sample `json:"counters,omitempty"` // the old's counter values at export
 	// DrainTimeout is the longest the old process drains after the ack
 	// (its graceful_timeout); the new one bounds its wait for bye by it.
 	// Zero from an older peer: the new one uses its own.
@@ -56,7 +56,7 @@ type nackMsg struct {
 }
 
 type countersMsg struct {
-	Counters []stats.Sample `json:"counters"`
+	Counters []sample.Sample `json:"counters"`
 }
 
 type byeMsg struct {

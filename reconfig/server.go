@@ -15,7 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 const (
@@ -361,10 +361,10 @@ func rawFD(f *os.File) (int, error) {
 }
 
 // SendCounters sends counter increments to the acked successor, which adds
-// them to its own. Send what grew since the last call (stats.Delta against
+// them to its own. Send what grew since the last call (sample.Delta against
 // the previous snapshot; the first base is the manifest's Counters), not
 // running totals.
-func (s *Server) SendCounters(samples []stats.Sample) error {
+func (s *Server) SendCounters(samples []sample.Sample) error {
 	p, err := json.Marshal(countersMsg{Counters: samples})
 	if err != nil {
 		return fmt.Errorf("reconfig: encode counters: %w", err)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // DefaultHandoffTimeout bounds a handoff when no deadline is given.
@@ -293,7 +293,7 @@ func (u *Upgrade) StartTime() time.Time {
 }
 
 // Counters returns the old process's counter values at export.
-func (u *Upgrade) Counters() []stats.Sample { return u.manifest.Counters }
+func (u *Upgrade) Counters() []sample.Sample { return u.manifest.Counters }
 
 // Files returns the inherited sockets, one per manifest entry, in order.
 // The Upgrade owns them and closes every one in Ack or Fail, so take what
@@ -429,7 +429,7 @@ func (u *Upgrade) TakeOver(cfg ServerConfig) (*Server, error) {
 // (refused without one); Follow answers each batch on the same connection.
 // Held connections whose batch never commits are released when it returns.
 // Call it after Ack; the Server answers "busy" until it returns.
-func (u *Upgrade) Follow(ctx context.Context, onCounters func([]stats.Sample)) error {
+func (u *Upgrade) Follow(ctx context.Context, onCounters func([]sample.Sample)) error {
 	u.mu.Lock()
 	conn, acked, handler := u.conn, u.acked, u.handler
 	u.mu.Unlock()

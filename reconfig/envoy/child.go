@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // Child-side requests: this process (epoch N) asking its parent (epoch N-1).
@@ -80,7 +80,7 @@ func (h *HotRestart) passSockets(ctx context.Context, req passSocketsRequest) ([
 }
 
 // ParentStats asks the parent for its counters and gauges (see StatMerger).
-func (h *HotRestart) ParentStats(ctx context.Context) ([]stats.Sample, error) {
+func (h *HotRestart) ParentStats(ctx context.Context) ([]sample.Sample, error) {
 	f, err := h.roundTrip(ctx, msgStats, nil, msgStatsReply)
 	if err != nil || f == nil {
 		return nil, noParentOK(err)

@@ -98,7 +98,7 @@
 //	1 shutdown_admin       → 2 {original_start_unix_nano}
 //	3 pass_listen_sockets {network, address} (empty address: all)
 //	                       → 4 {sockets: [{name, kind, network, address}]} + fds in order
-//	5 stats                → 6 {samples: [stats.Sample]}
+//	5 stats                → 6 {samples: [sample.Sample]}
 //	7 drain_listeners      → 8 {}
 //	9 terminate            → 10 {} (then the parent closes its sockets and shuts down)
 //	any unknown request    → 15 {message}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // fakeProcess plays the server side of one epoch: a TCP listener and the hooks.
@@ -24,7 +25,7 @@ type fakeProcess struct {
 	ln    *net.TCPListener
 
 	mu    sync.Mutex
-	stats []stats.Sample
+	stats []sample.Sample
 
 	adminShut, drained, terminated chan struct{}
 	once                           [3]sync.Once
@@ -53,17 +54,17 @@ func (p *fakeProcess) hooks() ParentHooks {
 			}
 			return []ListenSocket{{Name: "proxy", Kind: "server", Network: "tcp", Address: p.ln.Addr().String(), File: f}}, nil
 		},
-		Stats: func() []stats.Sample {
+		Stats: func() []sample.Sample {
 			p.mu.Lock()
 			defer p.mu.Unlock()
-			return append([]stats.Sample(nil), p.stats...)
+			return append([]sample.Sample(nil), p.stats...)
 		},
 		Drain:     func() { p.once[1].Do(func() { close(p.drained) }); _ = p.ln.Close() },
 		Terminate: func() { p.once[2].Do(func() { close(p.terminated) }) },
 	}
 }
 
-func (p *fakeProcess) setStats(s ...stats.Sample) {
+func (p *fakeProcess) setStats(s ...sample.Sample) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stats = s
@@ -242,8 +243,8 @@ func testTakeover(t *testing.T, abstract bool) {
 	}
 
 	p0.setStats(
-		stats.Sample{Name: "listener.downstream_cx_total", Kind: stats.KindCounter, Value: 5},
-		stats.Sample{Name: "server.total_connections", Kind: stats.KindGauge, Value: 2},
+		sample.Sample{Name: "listener.downstream_cx_total", Kind: sample.KindCounter, Value: 5},
+		sample.Sample{Name: "server.total_connections", Kind: sample.KindGauge, Value: 2},
 	)
 	got, err := h1.ParentStats(ctx)
 	if err != nil || len(got) != 2 || got[0].Value != 5 || got[1].Value != 2 {
@@ -661,7 +662,7 @@ func TestStatsAcrossEpochs(t *testing.T) {
 	h0.AttachStats(m0, reg0)
 	p0 := newFakeProcess(t)
 	hooks0 := p0.hooks()
-	hooks0.Stats = func() []stats.Sample { return m0.Overlay(reg0.Snapshot()) }
+	hooks0.Stats = func() []sample.Sample { return m0.Overlay(reg0.Snapshot()) }
 	serve(t, h0, hooks0)
 	if err := h0.DrainParentListeners(ctx); err != nil {
 		t.Fatal(err)
@@ -715,7 +716,7 @@ func TestStatsAcrossEpochs(t *testing.T) {
 	// Epoch 2 sees generation 3.
 	p1 := newFakeProcess(t)
 	hooks1 := p1.hooks()
-	hooks1.Stats = func() []stats.Sample { return m1.Overlay(reg1.Snapshot()) }
+	hooks1.Stats = func() []sample.Sample { return m1.Overlay(reg1.Snapshot()) }
 	serve(t, h1, hooks1)
 	h2, err := fam.open(2)
 	if err != nil {
@@ -736,7 +737,7 @@ func TestStatsAcrossEpochs(t *testing.T) {
 func TestRunStatsSyncStopsWhenParentGoes(t *testing.T) {
 	fam := newFamily(t, true)
 	h0, p0 := fam.epoch0(t)
-	p0.setStats(stats.Sample{Name: "a_total", Kind: stats.KindCounter, Value: 1})
+	p0.setStats(sample.Sample{Name: "a_total", Kind: sample.KindCounter, Value: 1})
 	serve(t, h0, p0.hooks())
 	if err := h0.DrainParentListeners(ctx5(t)); err != nil {
 		t.Fatal(err)

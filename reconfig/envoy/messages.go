@@ -4,7 +4,7 @@ import (
 	"math"
 	"os"
 
-	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // ListenSocket is one listening socket handed from parent to child: its
@@ -42,7 +42,7 @@ type passSocketsReply struct {
 }
 
 type statsReply struct {
-	Samples []stats.Sample `json:"samples"`
+	Samples []sample.Sample `json:"samples"`
 }
 
 type errorReply struct {
@@ -50,8 +50,8 @@ type errorReply struct {
 }
 
 // finiteSamples drops values JSON cannot carry (NaN, ±Inf).
-func finiteSamples(in []stats.Sample) []stats.Sample {
-	out := make([]stats.Sample, 0, len(in))
+func finiteSamples(in []sample.Sample) []sample.Sample {
+	out := make([]sample.Sample, 0, len(in))
 	for _, s := range in {
 		if math.IsNaN(s.Value) || math.IsInf(s.Value, 0) {
 			continue

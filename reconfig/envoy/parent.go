@@ -11,7 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // ParentHooks is what a process does when its child (epoch+1) asks. Hooks run
@@ -30,7 +30,7 @@ type ParentHooks struct {
 	// Stats returns this process's counters and gauges as the child should see
 	// them: the registry snapshot with StatMerger.Overlay applied, so that the
 	// gauges of a grandparent that still lives are included.
-	Stats func() []stats.Sample
+	Stats func() []sample.Sample
 	// Drain stops accepting on every listener and starts the drain of existing
 	// connections over Options.DrainTime with Options.DrainStrategy (see
 	// DrainSchedule). It must return promptly.
@@ -164,7 +164,7 @@ func (h *HotRestart) handle(c *net.UnixConn, f frame, hooks ParentHooks, log *lo
 	case msgPassSockets:
 		return h.passSocketsToChild(c, f, hooks, log)
 	case msgStats:
-		var samples []stats.Sample
+		var samples []sample.Sample
 		if hooks.Stats != nil {
 			samples = finiteSamples(hooks.Stats())
 		}

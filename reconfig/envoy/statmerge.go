@@ -7,12 +7,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // CounterAdder receives the parent's counter growth; *stats.Registry is one.
 type CounterAdder interface {
-	AddCounters([]stats.Sample)
+	AddCounters([]sample.Sample)
 }
 
 // DefaultNoImportGauges are gauges that describe one process only, so a
@@ -41,9 +41,9 @@ type StatMerger struct {
 	retain   map[string]bool
 
 	mu       sync.Mutex
-	last     []stats.Sample          // parent's counters at the last merge
-	gauges   map[string]stats.Sample // parent's gauges at the last merge, by key
-	retained map[string]stats.Sample // retained gauges of parents gone
+	last     []sample.Sample          // parent's counters at the last merge
+	gauges   map[string]sample.Sample // parent's gauges at the last merge, by key
+	retained map[string]sample.Sample // retained gauges of parents gone
 	gone     bool
 }
 
@@ -58,8 +58,8 @@ func NewStatMerger(noImport, retain []string) *StatMerger {
 	m := &StatMerger{
 		noImport: map[string]bool{},
 		retain:   map[string]bool{},
-		gauges:   map[string]stats.Sample{},
-		retained: map[string]stats.Sample{},
+		gauges:   map[string]sample.Sample{},
+		retained: map[string]sample.Sample{},
 	}
 	for _, n := range noImport {
 		m.noImport[n] = true
@@ -73,25 +73,25 @@ func NewStatMerger(noImport, retain []string) *StatMerger {
 // Merge takes a parent snapshot and returns the counter growth since the
 // previous one (all of it the first time), to add to the child's registry.
 // After ParentGone it returns nothing.
-func (m *StatMerger) Merge(parent []stats.Sample) []stats.Sample {
+func (m *StatMerger) Merge(parent []sample.Sample) []sample.Sample {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.gone {
 		return nil
 	}
-	var counters []stats.Sample
-	gauges := map[string]stats.Sample{}
+	var counters []sample.Sample
+	gauges := map[string]sample.Sample{}
 	for _, s := range parent {
 		switch s.Kind {
-		case stats.KindCounter:
+		case sample.KindCounter:
 			counters = append(counters, s)
-		case stats.KindGauge:
+		case sample.KindGauge:
 			if !m.noImport[s.Name] {
 				gauges[s.Key()] = s
 			}
 		}
 	}
-	delta := stats.Delta(m.last, counters)
+	delta := sample.Delta(m.last, counters)
 	m.last, m.gauges = counters, gauges
 	return delta
 }
@@ -109,15 +109,15 @@ func (m *StatMerger) ParentGone() {
 			m.retained[k] = s
 		}
 	}
-	m.gauges, m.last = map[string]stats.Sample{}, nil
+	m.gauges, m.last = map[string]sample.Sample{}, nil
 }
 
 // Overlay returns own (a registry snapshot) with the parent's gauges added:
 // a gauge both have reads the sum; one only the parent has appears with the
 // parent's value. Counters pass unchanged. The result is sorted by key.
-func (m *StatMerger) Overlay(own []stats.Sample) []stats.Sample {
+func (m *StatMerger) Overlay(own []sample.Sample) []sample.Sample {
 	m.mu.Lock()
-	extra := make(map[string]stats.Sample, len(m.gauges)+len(m.retained))
+	extra := make(map[string]sample.Sample, len(m.gauges)+len(m.retained))
 	for k, s := range m.retained {
 		extra[k] = s
 	}
@@ -129,9 +129,9 @@ func (m *StatMerger) Overlay(own []stats.Sample) []stats.Sample {
 	}
 	m.mu.Unlock()
 
-	out := make([]stats.Sample, 0, len(own)+len(extra))
+	out := make([]sample.Sample, 0, len(own)+len(extra))
 	for _, s := range own {
-		if s.Kind == stats.KindGauge && !m.noImport[s.Name] {
+		if s.Kind == sample.KindGauge && !m.noImport[s.Name] {
 			if p, ok := extra[s.Key()]; ok {
 				s.Value += p.Value
 				delete(extra, s.Key())

@@ -4,17 +4,18 @@ import (
 	"testing"
 
 	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
-func counter(name string, v float64, labels ...string) stats.Sample {
-	return stats.Sample{Name: name, Labels: labels, Kind: stats.KindCounter, Value: v}
+func counter(name string, v float64, labels ...string) sample.Sample {
+	return sample.Sample{Name: name, Labels: labels, Kind: sample.KindCounter, Value: v}
 }
 
-func gauge(name string, v float64, labels ...string) stats.Sample {
-	return stats.Sample{Name: name, Labels: labels, Kind: stats.KindGauge, Value: v}
+func gauge(name string, v float64, labels ...string) sample.Sample {
+	return sample.Sample{Name: name, Labels: labels, Kind: sample.KindGauge, Value: v}
 }
 
-func byKey(ss []stats.Sample) map[string]float64 {
+func byKey(ss []sample.Sample) map[string]float64 {
 	out := map[string]float64{}
 	for _, s := range ss {
 		out[s.Key()] = s.Value
@@ -24,32 +25,32 @@ func byKey(ss []stats.Sample) map[string]float64 {
 
 func TestStatMergerCountersContinue(t *testing.T) {
 	m := NewStatMerger(nil, nil)
-	d := byKey(m.Merge([]stats.Sample{counter("a_total", 5), counter("b_total", 2, "listener", "l1"), gauge("g", 9)}))
+	d := byKey(m.Merge([]sample.Sample{counter("a_total", 5), counter("b_total", 2, "listener", "l1"), gauge("g", 9)}))
 	if len(d) != 2 || d["a_total"] != 5 || d[`b_total{listener="l1"}`] != 2 {
 		t.Fatalf("first merge deltas %v", d)
 	}
-	d = byKey(m.Merge([]stats.Sample{counter("a_total", 7), counter("b_total", 2, "listener", "l1"), counter("c_total", 1)}))
+	d = byKey(m.Merge([]sample.Sample{counter("a_total", 7), counter("b_total", 2, "listener", "l1"), counter("c_total", 1)}))
 	if len(d) != 2 || d["a_total"] != 2 || d["c_total"] != 1 {
 		t.Fatalf("second merge deltas %v (only growth)", d)
 	}
 	reg := stats.New()
-	reg.AddCounters(m.Merge([]stats.Sample{counter("a_total", 10)}))
+	reg.AddCounters(m.Merge([]sample.Sample{counter("a_total", 10)}))
 	if reg.Counter("a_total", "").Value() != 3 {
 		t.Fatal("deltas do not apply to a registry")
 	}
 	m.ParentGone()
-	if d := m.Merge([]stats.Sample{counter("a_total", 100)}); d != nil {
+	if d := m.Merge([]sample.Sample{counter("a_total", 100)}); d != nil {
 		t.Fatalf("merge after the parent is gone: %v", d)
 	}
 }
 
 func TestStatMergerOverlayGauges(t *testing.T) {
 	m := NewStatMerger(nil, nil)
-	m.Merge([]stats.Sample{
+	m.Merge([]sample.Sample{
 		gauge("server.total_connections", 3), gauge("server.live", 1), gauge("parent_only", 4),
 		gauge("server.hot_restart_generation", 1), counter("a_total", 5),
 	})
-	own := []stats.Sample{
+	own := []sample.Sample{
 		gauge("server.total_connections", 2), gauge("server.live", 1), gauge("server.hot_restart_generation", 1),
 		counter("a_total", 5),
 	}
@@ -67,11 +68,11 @@ func TestStatMergerOverlayGauges(t *testing.T) {
 		t.Errorf("view has %d series, want %d: %v", len(v), len(want), v)
 	}
 	// A later snapshot replaces the parent's gauge values (they are not summed up over time).
-	m.Merge([]stats.Sample{gauge("server.total_connections", 1)})
+	m.Merge([]sample.Sample{gauge("server.total_connections", 1)})
 	if v := byKey(m.Overlay(own)); v["server.total_connections"] != 3 || v["parent_only"] != 0 {
 		t.Fatalf("after a new snapshot %v", v)
 	}
-	m.Merge([]stats.Sample{gauge("server.total_connections", 1), gauge("server.hot_restart_generation", 1)})
+	m.Merge([]sample.Sample{gauge("server.total_connections", 1), gauge("server.hot_restart_generation", 1)})
 	m.ParentGone()
 	v = byKey(m.Overlay(own))
 	if v["server.total_connections"] != 2 || v["server.hot_restart_generation"] != 2 {
@@ -87,8 +88,8 @@ func TestStatMergerOverlayGauges(t *testing.T) {
 }
 
 func TestStatMergerGenerationAcrossEpochs(t *testing.T) {
-	own := func() []stats.Sample { return []stats.Sample{gauge("server.hot_restart_generation", 1)} }
-	gen := func(ss []stats.Sample) float64 { return byKey(ss)["server.hot_restart_generation"] }
+	own := func() []sample.Sample { return []sample.Sample{gauge("server.hot_restart_generation", 1)} }
+	gen := func(ss []sample.Sample) float64 { return byKey(ss)["server.hot_restart_generation"] }
 
 	m0 := NewStatMerger(nil, nil) // epoch 0: no parent
 	m0.ParentGone()
@@ -115,7 +116,7 @@ func TestStatMergerGenerationAcrossEpochs(t *testing.T) {
 
 func TestStatMergerCustomLists(t *testing.T) {
 	m := NewStatMerger([]string{"x"}, []string{})
-	m.Merge([]stats.Sample{gauge("x", 5), gauge("server.live", 1), gauge("server.hot_restart_generation", 1)})
+	m.Merge([]sample.Sample{gauge("x", 5), gauge("server.live", 1), gauge("server.hot_restart_generation", 1)})
 	v := byKey(m.Overlay(nil))
 	if v["x"] != 0 || v["server.live"] != 1 {
 		t.Fatalf("custom no-import list not used: %v", v)

@@ -9,48 +9,27 @@ import (
 	"io"
 	"math"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/mosnlite/mosnlite/service/stats/histsample"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
-// Kind tells a counter from a gauge.
-type Kind string
+// Kind tells a counter from a gauge (see package sample).
+type Kind = sample.Kind
 
 const (
-	KindCounter Kind = "counter"
-	KindGauge   Kind = "gauge"
+	KindCounter = sample.KindCounter
+	KindGauge   = sample.KindGauge
 )
 
 // Sample is one metric's value at a moment, as carried across a handoff.
-type Sample struct {
-	Name   string   `json:"name"`
-	Labels []string `json:"labels,omitempty"` // key, value, key, value …
-	Kind   Kind     `json:"kind"`
-	Value  float64  `json:"value"`
-}
+// The type lives in the leaf package sample so that the handoff packages do
+// not depend on the registry.
+type Sample = sample.Sample
 
-// Key identifies a sample's series: its name and labels.
-func (s Sample) Key() string { return seriesKey(s.Name, s.Labels) }
-
-func seriesKey(name string, labels []string) string {
-	if len(labels) == 0 {
-		return name
-	}
-	var b strings.Builder
-	b.WriteString(name)
-	b.WriteByte('{')
-	for i := 0; i+1 < len(labels); i += 2 {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, "%s=%q", labels[i], labels[i+1])
-	}
-	b.WriteByte('}')
-	return b.String()
-}
+func seriesKey(name string, labels []string) string { return sample.SeriesKey(name, labels) }
 
 // metric is one series. Its value is a float64 stored as bits, or, for a
 // gauge func, read from fn.
@@ -253,23 +232,7 @@ func (r *Registry) AddCounters(samples []Sample) {
 
 // Delta returns, for each counter in now, how much it grew since base (by key).
 // Series absent from base count from zero; shrunk ones are skipped.
-func Delta(base, now []Sample) []Sample {
-	prev := make(map[string]float64, len(base))
-	for _, s := range base {
-		prev[s.Key()] = s.Value
-	}
-	var out []Sample
-	for _, s := range now {
-		if s.Kind != KindCounter {
-			continue
-		}
-		if d := s.Value - prev[s.Key()]; d > 0 {
-			s.Value = d
-			out = append(out, s)
-		}
-	}
-	return out
-}
+func Delta(base, now []Sample) []Sample { return sample.Delta(base, now) }
 
 // Help returns the help text registered for a metric name.
 func (r *Registry) Help(name string) string {

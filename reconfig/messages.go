@@ -32,9 +32,9 @@ type Manifest struct {
 	PID         int       `json:"pid"`
 	AckDeadline time.Time `json:"ack_deadline"` // the old gives up waiting for the ack then
 
-	Generation uint64         `json:"generation"` // the old process's; the new one is Generation+1
-	StartTime  time.Time      `json:"start_time"` // first start of the lineage (uptime across generations)
-	Entries    []FDEntry      `json:"entries"`
+	Generation uint64          `json:"generation"` // the old process's; the new one is Generation+1
+	StartTime  time.Time       `json:"start_time"` // first start of the lineage (uptime across generations)
+	Entries    []FDEntry       `json:"entries"`
 	Counters   []sample.Sample `json:"counters,omitempty"` // the old's counter values at export
 	// DrainTimeout is the longest the old process drains after the ack
 	// (its graceful_timeout); the new one bounds its wait for bye by it.

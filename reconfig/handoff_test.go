@@ -2,7 +2,9 @@ package reconfig
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
@@ -34,6 +38,11 @@ type oldProc struct {
 
 func startOld(t *testing.T, dir string, timeout time.Duration) *oldProc {
 	t.Helper()
+	return startOldLog(t, dir, timeout, quietLog())
+}
+
+func startOldLog(t *testing.T, dir string, timeout time.Duration, log *logrus.Entry) *oldProc {
+	t.Helper()
 	u, err := Begin(testCtx(t, testWait), dir, quietLog())
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +52,7 @@ func startOld(t *testing.T, dir string, timeout time.Duration) *oldProc {
 	}
 	o := &oldProc{ln: tcpListener(t), acked: make(chan int, 1), fails: make(chan error, 4), start: u.StartTime()}
 	o.srv, err = u.TakeOver(ServerConfig{
-		Log:            quietLog(),
+		Log:            log,
 		HandoffTimeout: timeout,
 		Export: func() (Manifest, []*os.File, error) {
 			return Manifest{
@@ -639,4 +648,37 @@ func containsAny(s string, subs []string) bool {
 		}
 	}
 	return false
+}
+
+// A peer's nack reason is bounded before the old process logs or keeps it:
+// a nack of kilobytes is cut to maxNackReason, and a 15 MiB one is refused
+// from its header (the frame type's limit), never read whole.
+func TestNackReasonBounded(t *testing.T) {
+	for _, size := range []int{3 << 10, 15 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			dir := shortDir(t)
+			log, hook := testLog()
+			old := startOldLog(t, dir, testWait, log)
+			u, err := Begin(testCtx(t, testWait), dir, quietLog())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := json.Marshal(nackMsg{PID: 1, Reason: strings.Repeat("x", size)})
+			u.conn.SetWriteDeadline(time.Now().Add(testWait))
+			go u.conn.Write(rawFrame(frameMagic, typeNack, 0, uint32(len(p)), p)) // raw: past the sender-side limit
+			err = old.waitFail(t)
+			if len(err.Error()) > 2*maxNackReason {
+				t.Fatalf("the old process kept a %d byte error for a %d byte nack", len(err.Error()), size)
+			}
+			for _, e := range hook.AllEntries() {
+				if s, _ := e.String(); len(s) > 4*maxNackReason {
+					t.Fatalf("logged a %d byte line for a %d byte nack", len(s), size)
+				}
+			}
+			u.Fail(errors.New("done"))
+			if old.srv.HandedOff() {
+				t.Fatal("handed off on a nack")
+			}
+		})
+	}
 }

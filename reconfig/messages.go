@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -65,41 +66,41 @@ type byeMsg struct {
 
 // decodePayload unmarshals a frame's JSON; an empty payload reads as {}.
 func decodePayload(f frame, v any) error {
-	if len(f.payload) == 0 {
+	if len(f.Payload) == 0 {
 		return nil
 	}
-	if err := json.Unmarshal(f.payload, v); err != nil {
-		return badFrame("%s payload: %v", f.typ, err)
+	if err := json.Unmarshal(f.Payload, v); err != nil {
+		return badFrame("%s payload: %v", typeName(f.Type), err)
 	}
 	return nil
 }
 
 // readManifest reads the manifest frame and returns it with one file per
 // entry. On any error every received fd is closed.
-func readManifest(d *decoder) (Manifest, []*os.File, error) {
-	f, err := d.next()
+func readManifest(d *wire.Decoder) (Manifest, []*os.File, error) {
+	f, err := d.Next()
 	if err != nil {
 		return Manifest{}, nil, err
 	}
-	if f.typ != typeManifest {
-		f.closeFDs()
-		return Manifest{}, nil, badFrame("expected manifest, got %s", f.typ)
+	if f.Type != typeManifest {
+		f.CloseFDs()
+		return Manifest{}, nil, badFrame("expected manifest, got %s", typeName(f.Type))
 	}
 	var m Manifest
 	if err := decodePayload(f, &m); err != nil {
-		f.closeFDs()
+		f.CloseFDs()
 		return Manifest{}, nil, err
 	}
 	if m.Version != ProtocolVersion {
-		f.closeFDs()
+		f.CloseFDs()
 		return Manifest{}, nil, fmt.Errorf("manifest protocol version %d, this build speaks %d", m.Version, ProtocolVersion)
 	}
-	if n := len(f.fds); n != len(m.Entries) {
-		f.closeFDs()
+	if n := len(f.FDs); n != len(m.Entries) {
+		f.CloseFDs()
 		return Manifest{}, nil, badFrame("manifest lists %d listeners but %d fds arrived", len(m.Entries), n)
 	}
-	files := make([]*os.File, len(f.fds))
-	for i, fd := range f.fds {
+	files := make([]*os.File, len(f.FDs))
+	for i, fd := range f.FDs {
 		files[i] = os.NewFile(uintptr(fd), m.Entries[i].Name)
 	}
 	return m, files, nil

@@ -61,8 +61,8 @@ func newReceiver(h ConnHandler, log *logrus.Entry) *receiver {
 
 // offer takes one offer frame and its fds (closed here on every path).
 func (r *receiver) offer(f frame) {
-	defer f.closeFDs()
-	o, err := parseOffer(f.payload, len(f.fds))
+	defer f.CloseFDs()
+	o, err := parseOffer(f.Payload, len(f.FDs))
 	if err != nil {
 		r.log.WithError(err).Warn("migration: refused a connection offer")
 		if o.ID != 0 {
@@ -84,11 +84,11 @@ func (r *receiver) offer(f frame) {
 		r.refuse(o.ID, "offer arrived after its deadline")
 		return
 	}
-	o.Files = make([]*os.File, len(f.fds))
-	for i, fd := range f.fds {
+	o.Files = make([]*os.File, len(f.FDs))
+	for i, fd := range f.FDs {
 		o.Files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("%s-%d-%d", o.Kind, o.ID, i))
 	}
-	f.fds = nil // owned by the files now
+	f.FDs = nil // owned by the files now
 	defer func() {
 		for _, file := range o.Files {
 			file.Close()
@@ -116,7 +116,7 @@ func (r *receiver) refuse(id uint64, reason string) {
 // deadline has passed; everything else held is released. Accepted ones are
 // served only once the result is written.
 func (r *receiver) commit(f frame, conn *net.UnixConn) (accepted int, err error) {
-	c, err := parseCommit(f.payload)
+	c, err := parseCommit(f.Payload)
 	if err != nil {
 		return 0, err
 	}

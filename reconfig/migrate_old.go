@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"io"
 	"net"
 	"os"
@@ -73,7 +74,7 @@ func (s *Server) Migrate(offers []ConnOffer) (MigrationResult, error) {
 		}
 		payloads[i], ids[i] = p, o.ID
 		for _, f := range o.Files {
-			fd, err := rawFD(f)
+			fd, err := wire.RawFD(f)
 			if err != nil {
 				return MigrationResult{}, fmt.Errorf("reconfig: connection offer %d: %w", o.ID, err)
 			}
@@ -153,7 +154,7 @@ func (s *Server) readResult(peer *net.UnixConn, batch uint64, deadline time.Time
 	pid := s.peerPIDNow()
 	peer.SetReadDeadline(deadline)
 	for {
-		f, err := s.peerDec.next()
+		f, err := s.peerDec.Next()
 		if err != nil {
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
@@ -164,11 +165,11 @@ func (s *Server) readResult(peer *net.UnixConn, batch uint64, deadline time.Time
 			}
 			return resultMsg{}, fmt.Errorf("reconfig: migration result from new process (pid %d): %w", pid, err)
 		}
-		f.closeFDs()
-		if f.typ != typeConnResult {
-			return resultMsg{}, fmt.Errorf("reconfig: new process (pid %d): %w", pid, badFrame("expected migration result, got %s", f.typ))
+		f.CloseFDs()
+		if f.Type != typeConnResult {
+			return resultMsg{}, fmt.Errorf("reconfig: new process (pid %d): %w", pid, badFrame("expected migration result, got %s", typeName(f.Type)))
 		}
-		r, err := parseResult(f.payload)
+		r, err := parseResult(f.Payload)
 		if err != nil {
 			return resultMsg{}, fmt.Errorf("reconfig: new process (pid %d): %w", pid, err)
 		}

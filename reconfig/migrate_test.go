@@ -442,21 +442,21 @@ func FuzzMigrationDecoder(f *testing.F) {
 		_, _ = parseCommit(data)
 		_, _ = parseResult(data)
 		// And as frames off a stream.
-		d := &decoder{r: &bytesReader{b: bytes.Clone(data), step: int(step%16) + 1}, oob: make([]byte, 64)}
+		d := newDecoder(&bytesReader{b: bytes.Clone(data), step: int(step%16) + 1})
 		for i := 0; i < 16; i++ {
-			fr, err := d.next()
+			fr, err := d.Next()
 			if err != nil {
 				return
 			}
-			switch fr.typ {
+			switch fr.Type {
 			case typeConnOffer:
-				checkOffer(t, fr.payload, int(nfds%4))
+				checkOffer(t, fr.Payload, int(nfds%4))
 			case typeConnCommit:
-				if c, err := parseCommit(fr.payload); err == nil && (c.Batch == 0 || len(c.IDs) > maxBatchOffers || uniqueIDs(c.IDs, nil) != nil) {
+				if c, err := parseCommit(fr.Payload); err == nil && (c.Batch == 0 || len(c.IDs) > maxBatchOffers || uniqueIDs(c.IDs, nil) != nil) {
 					t.Fatalf("bad commit accepted: %+v", c)
 				}
 			case typeConnResult:
-				if r, err := parseResult(fr.payload); err == nil && r.Batch == 0 {
+				if r, err := parseResult(fr.Payload); err == nil && r.Batch == 0 {
 					t.Fatalf("bad result accepted: %+v", r)
 				}
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -78,7 +79,7 @@ type Server struct {
 	// Migration: one batch at a time, under migMu. Only Migrate reads the
 	// peer connection; a failed read leaves the stream unusable for reading.
 	migMu     sync.Mutex
-	peerDec   *decoder
+	peerDec   *wire.Decoder
 	batch     uint64
 	migBroken error
 }
@@ -132,7 +133,7 @@ func (s *Server) stopped() bool {
 }
 
 func (s *Server) handle(c *net.UnixConn) {
-	newPID, err := checkPeer(c, s.euid)
+	newPID, err := wire.CheckPeer(c, s.euid)
 	if err != nil {
 		s.log.WithError(err).WithField("old_pid", s.pid).Warn("refused a connection on reconfig.sock")
 		c.Close()
@@ -260,7 +261,7 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 	if !s.track(hc) {
 		return nil, nil, errors.New("reconfig: server closed during the handoff")
 	}
-	peerPID, err := checkPeer(hc, s.euid)
+	peerPID, err := wire.CheckPeer(hc, s.euid)
 	if err == nil && peerPID != newPID {
 		err = fmt.Errorf("peer pid %d is not the upgrading process (pid %d)", peerPID, newPID)
 	}
@@ -279,13 +280,13 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 	// ack after AckDeadline, so an ack sent in time is never missed.
 	hc.SetDeadline(deadline.Add(ackGrace))
 	dec := newDecoder(hc)
-	f, err := dec.next()
+	f, err := dec.Next()
 	if err != nil {
 		return nil, nil, step("ack", err)
 	}
-	f.closeFDs()
+	f.CloseFDs()
 	var targets []MigrationTarget
-	switch f.typ {
+	switch f.Type {
 	case typeAck:
 		var a ackMsg
 		if err := decodePayload(f, &a); err != nil {
@@ -298,9 +299,9 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 		if err := decodePayload(f, &m); err != nil {
 			return nil, nil, fmt.Errorf("reconfig: new process (pid %d) gave up: %w", newPID, err)
 		}
-		return nil, nil, fmt.Errorf("reconfig: new process (pid %d) gave up: %s", newPID, m.Reason)
+		return nil, nil, fmt.Errorf("reconfig: new process (pid %d) gave up: %s", newPID, wire.Bound(m.Reason, maxNackReason))
 	default:
-		return nil, nil, fmt.Errorf("reconfig: new process (pid %d): %w", newPID, badFrame("expected ack, got %s", f.typ))
+		return nil, nil, fmt.Errorf("reconfig: new process (pid %d): %w", newPID, badFrame("expected ack, got %s", typeName(f.Type)))
 	}
 	hc.SetDeadline(time.Time{})
 	ok = true
@@ -329,7 +330,7 @@ func (s *Server) sendManifest(hc *net.UnixConn, deadline time.Time) (int, error)
 	for i, f := range files {
 		// The fd is read under Control, not Fd(), which could flip the
 		// shared socket to blocking mode.
-		if fds[i], err = rawFD(f); err != nil {
+		if fds[i], err = wire.RawFD(f); err != nil {
 			return 0, fmt.Errorf("reconfig: export listeners: %s: %w", m.Entries[i].Name, err)
 		}
 	}
@@ -344,20 +345,6 @@ func (s *Server) sendManifest(hc *net.UnixConn, deadline time.Time) (int, error)
 	}
 	runtime.KeepAlive(files)
 	return len(fds), nil
-}
-
-// rawFD returns f's descriptor without changing its blocking mode. It stays
-// valid while f is open.
-func rawFD(f *os.File) (int, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
 }
 
 // SendCounters sends counter increments to the acked successor, which adds
@@ -391,7 +378,7 @@ func (s *Server) sendPeer(typ msgType, p []byte, last bool) error {
 		s.peer = nil
 	}
 	if err != nil {
-		return fmt.Errorf("reconfig: send %s to new process (pid %d): %w", typ, s.peerPID, err)
+		return fmt.Errorf("reconfig: send %s to new process (pid %d): %w", typeName(typ), s.peerPID, err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -132,7 +133,7 @@ func (u *Upgrade) handshake(ctx context.Context, c *net.UnixConn) error {
 	defer c.Close()
 	deadline, _ := ctx.Deadline()
 	timeout := time.Until(deadline).Round(time.Millisecond)
-	oldPID, err := checkPeer(c, u.euid)
+	oldPID, err := wire.CheckPeer(c, u.euid)
 	if err != nil {
 		return fmt.Errorf("reconfig: process on reconfig.sock: %w", err)
 	}
@@ -176,7 +177,7 @@ func (u *Upgrade) handshake(ctx context.Context, c *net.UnixConn) error {
 	ln.Close()
 	os.Remove(lnPath)
 
-	peerPID, err := checkPeer(hc, u.euid)
+	peerPID, err := wire.CheckPeer(hc, u.euid)
 	if err == nil && peerPID != oldPID {
 		err = fmt.Errorf("peer pid %d is not the old process (pid %d)", peerPID, oldPID)
 	}
@@ -258,7 +259,7 @@ func (u *Upgrade) stepError(what string, timeout time.Duration, err error) error
 func sendNack(c *net.UnixConn, pid int, reason error) {
 	msg := "unknown"
 	if reason != nil {
-		msg = reason.Error()
+		msg = wire.Bound(reason.Error(), maxNackReason)
 	}
 	p, _ := json.Marshal(nackMsg{PID: pid, Reason: msg})
 	c.SetWriteDeadline(time.Now().Add(nackWriteTimeout))
@@ -447,7 +448,7 @@ func (u *Upgrade) Follow(ctx context.Context, onCounters func([]sample.Sample)) 
 	defer stop()
 	d := newDecoder(conn)
 	for {
-		f, err := d.next()
+		f, err := d.Next()
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, ctx.Err())
@@ -457,12 +458,12 @@ func (u *Upgrade) Follow(ctx context.Context, onCounters func([]sample.Sample)) 
 			}
 			return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, err)
 		}
-		if f.typ == typeConnOffer {
+		if f.Type == typeConnOffer {
 			rx.offer(f) // takes the frame's fds
 			continue
 		}
-		f.closeFDs() // no other frame carries fds after the manifest
-		switch f.typ {
+		f.CloseFDs() // no other frame carries fds after the manifest
+		switch f.Type {
 		case typeCounters:
 			var m countersMsg
 			if err := decodePayload(f, &m); err != nil {
@@ -483,7 +484,7 @@ func (u *Upgrade) Follow(ctx context.Context, onCounters func([]sample.Sample)) 
 			log.Info("old process said bye")
 			return nil
 		default:
-			return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, badFrame("unexpected %s frame", f.typ))
+			return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, badFrame("unexpected %s frame", typeName(f.Type)))
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -200,17 +201,17 @@ func (h *HotRestart) roundTrip(ctx context.Context, req msgType, body any, want 
 	deadline, _ := ctx.Deadline()
 	c := h.conn
 	if err := c.SetDeadline(deadline); err != nil {
-		return nil, h.lose(fmt.Errorf("envoy: %v: %w", req, err))
+		return nil, h.lose(fmt.Errorf("envoy: %v: %w", typeName(req), err))
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) }) // wake on cancel
 	defer stop()
 
 	if err := writeFrame(c, req, body, nil); err != nil {
-		return nil, h.lose(fmt.Errorf("envoy: request %v: %w", req, withCtxErr(ctx, err)))
+		return nil, h.lose(fmt.Errorf("envoy: request %v: %w", typeName(req), withCtxErr(ctx, err)))
 	}
 	f, err := readFrame(c)
 	if err != nil {
-		return nil, h.lose(fmt.Errorf("envoy: reply to %v: %w", req, withCtxErr(ctx, err)))
+		return nil, h.lose(fmt.Errorf("envoy: reply to %v: %w", typeName(req), withCtxErr(ctx, err)))
 	}
 	_ = c.SetDeadline(time.Time{})
 	switch f.typ {
@@ -220,10 +221,10 @@ func (h *HotRestart) roundTrip(ctx context.Context, req msgType, body any, want 
 		f.closeFiles()
 		var e errorReply
 		_ = f.decode(&e)
-		return nil, fmt.Errorf("envoy: parent refused %v: %s", req, e.Message)
+		return nil, fmt.Errorf("envoy: parent refused %v: %s", typeName(req), wire.Bound(e.Message, maxErrorMessage))
 	default:
 		f.closeFiles()
-		return nil, h.lose(fmt.Errorf("envoy: reply to %v was %v: %w", req, f.typ, ErrGarbled))
+		return nil, h.lose(fmt.Errorf("envoy: reply to %v was %v: %w", typeName(req), typeName(f.typ), ErrGarbled))
 	}
 }
 

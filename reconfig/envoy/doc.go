@@ -16,7 +16,7 @@
 // --admin-address-path. Options.Validate refuses a dynamic base id with an
 // epoch above 0 ("cannot use --restart-epoch=1 with --use-dynamic-base-id").
 // --hot-restart-version prints Version (protocol version and region size,
-// "1.48"), or "disabled" with --disable-hot-restart; admin
+// "2.48"), or "disabled" with --disable-hot-restart; admin
 // /hot_restart_version returns the same string.
 //
 // # Base id and sockets
@@ -85,23 +85,32 @@
 //
 // # Wire format
 //
-// Each message is a frame on the stream socket:
-//
-//	"MLHR" | version u8 | type u8 | fd count u16 | length u32 | JSON payload
-//
-// big-endian, payload at most 64 MiB. Descriptors ride as one SCM_RIGHTS
-// control message on the same sendmsg as the frame's first bytes (at most
-// 250). The receiver checks magic, version, MSG_CTRUNC and that the count of
-// descriptors matches the header, and closes every received descriptor on
-// any error. Requests and replies alternate on one connection:
+// Each message is one frame of the codec shared with the MOSN-style handoff
+// (package wire): "MLH2" (the magic carries ProtocolVersion) | type u8 |
+// flags u8 | length u32 | JSON payload, big-endian. Descriptors ride on the
+// frame's first bytes, 253 per sendmsg, so any number of listening sockets
+// passes. Each type has its own payload limit, checked from the header
+// before anything is allocated: 4 KiB for requests, empty replies and error
+// replies (whose message is bounded to 1 KiB, sent or logged), 64 KiB for a
+// drain request, 16 MiB for the socket list and the stats. A peer with
+// another "MLH" magic is ErrIncompatible; any other malformed frame is
+// ErrGarbled, and every received descriptor is closed on every error path.
+// Requests and replies alternate on one connection:
 //
 //	1 shutdown_admin       → 2 {original_start_unix_nano}
 //	3 pass_listen_sockets {network, address} (empty address: all)
 //	                       → 4 {sockets: [{name, kind, network, address}]} + fds in order
 //	5 stats                → 6 {samples: [sample.Sample]}
-//	7 drain_listeners      → 8 {}
+//	7 drain_listeners {migration: [{listener, kind}]} + 1 fd
+//	                       → 8 {}
 //	9 terminate            → 10 {} (then the parent closes its sockets and shuts down)
 //	any unknown request    → 15 {message}
+//
+// The descriptor of drain_listeners is the child's end of a socket pair: the
+// drain stream. On it the parent moves its connections to the child exactly
+// as the MOSN-style handoff does after its ack (connection offers, commits,
+// results and a final bye, see package reconfig), for the listeners the
+// request names; the drain strategy then governs only what could not move.
 //
 // # Parent death
 //

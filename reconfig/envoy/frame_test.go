@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mosnlite/mosnlite/reconfig/wire"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // connPair is a connected pair of unix stream sockets; raw is a's descriptor
@@ -58,12 +61,11 @@ func assertAllWriteEndsClosed(t *testing.T, r *os.File) {
 	}
 }
 
-func rawHeader(magic string, version byte, typ msgType, nfds uint16, size uint32) []byte {
-	h := make([]byte, headerLen)
+func rawHeader(magic string, typ msgType, size uint32) []byte {
+	h := make([]byte, wire.HeaderLen)
 	copy(h, magic)
-	h[4], h[5] = version, byte(typ)
-	binary.BigEndian.PutUint16(h[6:], nfds)
-	binary.BigEndian.PutUint32(h[8:], size)
+	h[4] = byte(typ)
+	binary.BigEndian.PutUint32(h[6:], size)
 	return h
 }
 
@@ -73,11 +75,10 @@ func sendRaw(t *testing.T, c *net.UnixConn, data []byte, files ...*os.File) {
 	if len(files) > 0 {
 		var fds []int
 		for _, f := range files {
-			fd, err := dupFile(f)
+			fd, err := wire.RawFD(f)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer unix.Close(fd)
 			fds = append(fds, fd)
 		}
 		oob = unix.UnixRights(fds...)
@@ -122,9 +123,12 @@ func TestFrameRoundTripWithDescriptors(t *testing.T) {
 
 func TestFrameLargePayload(t *testing.T) {
 	a, b := connPair(t)
-	big := errorReply{Message: strings.Repeat("a", 1<<20)}
+	big := statsReply{Samples: make([]sample.Sample, 20000)}
+	for i := range big.Samples {
+		big.Samples[i] = sample.Sample{Name: strings.Repeat("a", 50), Kind: sample.KindCounter, Value: float64(i)}
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- writeFrame(a, msgError, big, nil) }()
+	go func() { errc <- writeFrame(a, msgStatsReply, big, nil) }()
 	f, err := readFrame(b)
 	if err != nil {
 		t.Fatal(err)
@@ -132,9 +136,9 @@ func TestFrameLargePayload(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	var got errorReply
-	if err := f.decode(&got); err != nil || len(got.Message) != len(big.Message) {
-		t.Fatalf("large payload: %v, %d bytes", err, len(got.Message))
+	var got statsReply
+	if err := f.decode(&got); err != nil || len(got.Samples) != len(big.Samples) {
+		t.Fatalf("large payload: %v, %d samples", err, len(got.Samples))
 	}
 }
 
@@ -145,12 +149,13 @@ func TestGarbledFramesCloseDescriptors(t *testing.T) {
 		closeA  bool // close the sender after writing (truncated frame)
 		wantErr error
 	}{
-		{"bad magic", append(rawHeader("XXXX", ProtocolVersion, msgStatsReply, 1, 2), "{}"...), false, ErrGarbled},
-		{"fd count mismatch", append(rawHeader(frameMagic, ProtocolVersion, msgStatsReply, 0, 2), "{}"...), false, ErrGarbled},
-		{"other version", append(rawHeader(frameMagic, ProtocolVersion+1, msgStatsReply, 1, 2), "{}"...), false, ErrIncompatible},
-		{"oversized", rawHeader(frameMagic, ProtocolVersion, msgStatsReply, 1, maxPayload+1), false, ErrGarbled},
-		{"truncated payload", append(rawHeader(frameMagic, ProtocolVersion, msgStatsReply, 1, 100), "{}"...), true, io.ErrUnexpectedEOF},
-		{"truncated header", rawHeader(frameMagic, ProtocolVersion, msgStatsReply, 1, 0)[:6], true, io.ErrUnexpectedEOF},
+		{"bad magic", append(rawHeader("XXXX", msgStatsReply, 2), "{}"...), false, ErrGarbled},
+		{"descriptors on a type without", append(rawHeader(frameMagic, msgStatsReply, 2), "{}"...), false, ErrGarbled},
+		{"other version", append(rawHeader("MLH1", msgStatsReply, 2), "{}"...), false, ErrIncompatible},
+		{"oversized", rawHeader(frameMagic, msgStatsReply, maxStatsPayload+1), false, ErrGarbled},
+		{"oversized error reply", rawHeader(frameMagic, msgError, maxSmallPayload+1), false, ErrGarbled},
+		{"truncated payload", append(rawHeader(frameMagic, msgStatsReply, 100), "{}"...), true, io.ErrUnexpectedEOF},
+		{"truncated header", rawHeader(frameMagic, msgStatsReply, 0)[:6], true, io.ErrUnexpectedEOF},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,7 +181,7 @@ func TestGarbledFramesCloseDescriptors(t *testing.T) {
 
 func TestGarbledPayloadIsAClearError(t *testing.T) {
 	a, b := connPair(t)
-	sendRaw(t, a, append(rawHeader(frameMagic, ProtocolVersion, msgStatsReply, 0, 5), "{nope"...))
+	sendRaw(t, a, append(rawHeader(frameMagic, msgStatsReply, 5), "{nope"...))
 	f, err := readFrame(b)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 )
 
 // dynamicBaseIDAttempts bounds the search for a free base id.
@@ -36,7 +38,7 @@ type Config struct {
 
 	ShmDir string             // DefaultShmDir when empty
 	Pid    int                // os.Getpid() when 0: the INITIALIZING owner in shared memory
-	Alive  func(pid int) bool // ProcessAlive when nil
+	Alive  func(pid int) bool // wire.ProcessAlive when nil
 	Rand   func() uint32      // candidate dynamic base ids; math/rand/v2 when nil
 	Now    func() time.Time   // time.Now when nil
 	// After is the clock for TerminateParentAfter and RunStatsSync; time.After when nil.
@@ -59,7 +61,7 @@ func (c *Config) defaults() {
 		c.Pid = os.Getpid()
 	}
 	if c.Alive == nil {
-		c.Alive = ProcessAlive
+		c.Alive = wire.ProcessAlive
 	}
 	if c.Rand == nil {
 		c.Rand = rand.Uint32
@@ -217,12 +219,12 @@ func (h *HotRestart) connectParent(ctx context.Context) error {
 		return err
 	}
 	h.childFD = -1 // now owned by conn
-	cred, err := checkPeer(conn, h.uid)
+	pid, err := checkPeer(conn, h.uid)
 	if err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("envoy: parent %s: %w", parent, err)
 	}
-	h.conn, h.parentPID = conn, int(cred.Pid)
+	h.conn, h.parentPID = conn, pid
 	h.log.WithFields(logrus.Fields{"parent": parent, "parent_pid": h.parentPID}).Info("connected to hot restart parent")
 	return nil
 }

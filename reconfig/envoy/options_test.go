@@ -88,8 +88,8 @@ func TestVersion(t *testing.T) {
 	if got := Version(true); got != "disabled" {
 		t.Fatalf("Version(true) = %q", got)
 	}
-	if got := Version(false); got != "1.48" {
-		t.Fatalf("Version(false) = %q, want protocol.size 1.48", got)
+	if got := Version(false); got != "2.48" {
+		t.Fatalf("Version(false) = %q, want protocol.size 2.48", got)
 	}
 }
 

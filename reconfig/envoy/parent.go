@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -136,7 +137,7 @@ func (h *HotRestart) serveChild(c *net.UnixConn, hooks ParentHooks) {
 func (h *HotRestart) handle(c *net.UnixConn, f frame, hooks ParentHooks, log *logrus.Entry) error {
 	_ = c.SetWriteDeadline(time.Now().Add(h.cfg.RequestTimeout))
 	defer func() { _ = c.SetWriteDeadline(time.Time{}) }()
-	log = log.WithField("request", f.typ.String())
+	log = log.WithField("request", typeName(f.typ))
 	switch f.typ {
 	case msgShutdownAdmin:
 		var start time.Time
@@ -190,14 +191,14 @@ func (h *HotRestart) handle(c *net.UnixConn, f frame, hooks ParentHooks, log *lo
 		return nil
 	default:
 		log.Warn("unrecognised hot restart request")
-		return writeFrame(c, msgError, errorReply{Message: "unrecognised request " + f.typ.String()}, nil)
+		return writeFrame(c, msgError, errorReply{Message: "unrecognised request " + typeName(f.typ)}, nil)
 	}
 }
 
 func (h *HotRestart) passSocketsToChild(c *net.UnixConn, f frame, hooks ParentHooks, log *logrus.Entry) error {
 	var req passSocketsRequest
 	if err := f.decode(&req); err != nil {
-		return writeFrame(c, msgError, errorReply{Message: err.Error()}, nil)
+		return writeFrame(c, msgError, errorReply{Message: wire.Bound(err.Error(), maxErrorMessage)}, nil)
 	}
 	var all []ListenSocket
 	if hooks.ExportListeners != nil {
@@ -206,7 +207,7 @@ func (h *HotRestart) passSocketsToChild(c *net.UnixConn, f frame, hooks ParentHo
 			for _, s := range all {
 				closeQuietly(s)
 			}
-			return writeFrame(c, msgError, errorReply{Message: "export listeners: " + err.Error()}, nil)
+			return writeFrame(c, msgError, errorReply{Message: wire.Bound("export listeners: "+err.Error(), maxErrorMessage)}, nil)
 		}
 	}
 	defer func() {

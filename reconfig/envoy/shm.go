@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 )
 
 // DefaultShmDir is where Linux keeps POSIX shared memory (shm_open's namespace).
@@ -53,7 +55,7 @@ type ShmConfig struct {
 	BaseID int
 	Epoch  int
 	Pid    int              // os.Getpid() when 0; recorded as the INITIALIZING owner
-	Alive  func(int) bool   // whether a pid lives; ProcessAlive when nil
+	Alive  func(int) bool   // whether a pid lives; wire.ProcessAlive when nil
 	Now    func() time.Time // time.Now when nil
 }
 
@@ -80,7 +82,7 @@ func OpenSharedMemory(cfg ShmConfig) (*SharedMemory, error) {
 		cfg.Pid = os.Getpid()
 	}
 	if cfg.Alive == nil {
-		cfg.Alive = ProcessAlive
+		cfg.Alive = wire.ProcessAlive
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -265,13 +267,4 @@ func RemoveSharedMemory(dir string, baseID int) error {
 // every word is 8-byte aligned and safe for atomic access across processes.
 func (s *SharedMemory) word(off int) *uint64 {
 	return (*uint64)(unsafe.Pointer(&s.mem[off]))
-}
-
-// ProcessAlive reports whether a process with this pid exists (ours or not).
-func ProcessAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
 }

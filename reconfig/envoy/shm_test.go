@@ -229,12 +229,3 @@ func TestShmInDevShm(t *testing.T) {
 		t.Fatalf("region still there: %v", err)
 	}
 }
-
-func TestProcessAlive(t *testing.T) {
-	if !ProcessAlive(os.Getpid()) {
-		t.Fatal("we are alive")
-	}
-	if ProcessAlive(0) || ProcessAlive(-1) {
-		t.Fatal("non-positive pids are never alive")
-	}
-}

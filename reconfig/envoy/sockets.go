@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 )
 
 // Role names one of the two sockets each process binds.
@@ -157,39 +159,11 @@ func connectChildSocket(ctx context.Context, fd int, parent string, retry time.D
 	return uc, nil
 }
 
-// PeerAllowed is the SO_PEERCRED decision: a peer may talk to us if it runs
-// as our user or as root.
-func PeerAllowed(peerUID, selfUID uint32) bool {
-	return peerUID == selfUID || peerUID == 0
-}
-
-// peerCred reads the credentials of the process at the other end of c.
-func peerCred(c syscall.Conn) (*unix.Ucred, error) {
-	rc, err := c.SyscallConn()
+// checkPeer refuses a peer of another user (root aside) and returns its pid.
+func checkPeer(c syscall.Conn, selfUID uint32) (int, error) {
+	pid, err := wire.CheckPeer(c, selfUID)
 	if err != nil {
-		return nil, fmt.Errorf("envoy: peer credentials: %w", err)
+		return pid, fmt.Errorf("envoy: %w", err)
 	}
-	var cred *unix.Ucred
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		cred, gerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return nil, fmt.Errorf("envoy: peer credentials: %w", err)
-	}
-	if gerr != nil {
-		return nil, fmt.Errorf("envoy: peer credentials: %w", gerr)
-	}
-	return cred, nil
-}
-
-// checkPeer refuses a peer of another user (root aside).
-func checkPeer(c syscall.Conn, selfUID uint32) (*unix.Ucred, error) {
-	cred, err := peerCred(c)
-	if err != nil {
-		return nil, err
-	}
-	if !PeerAllowed(cred.Uid, selfUID) {
-		return cred, fmt.Errorf("envoy: peer pid %d runs as uid %d, we run as uid %d: refused", cred.Pid, cred.Uid, selfUID)
-	}
-	return cred, nil
+	return pid, nil
 }

@@ -52,20 +52,6 @@ func TestSocketName(t *testing.T) {
 	}
 }
 
-func TestPeerAllowed(t *testing.T) {
-	cases := []struct {
-		peer, self uint32
-		want       bool
-	}{
-		{1000, 1000, true}, {0, 1000, true}, {0, 0, true}, {1001, 1000, false}, {1000, 0, false},
-	}
-	for _, tc := range cases {
-		if got := PeerAllowed(tc.peer, tc.self); got != tc.want {
-			t.Errorf("PeerAllowed(%d, %d) = %v", tc.peer, tc.self, got)
-		}
-	}
-}
-
 func TestAbstractSocketHasNoFileAndDetectsUse(t *testing.T) {
 	path := abstractPath()
 	name, cname := SocketName(path, RoleParent, 1, 0), SocketName(path, RoleChild, 1, 0)

@@ -5,7 +5,7 @@ import "strconv"
 // ProtocolVersion numbers both the wire format of the epoch sockets and the
 // layout of the shared memory region. Bump it on any incompatible change to
 // either: processes of different versions refuse to hot restart into each other.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // Version is the hot-restart compatibility string, "<protocol>.<region size>",
 // that --hot-restart-version prints and admin /hot_restart_version returns;

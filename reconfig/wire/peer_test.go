@@ -1,4 +1,4 @@
-package reconfig
+package wire
 
 import (
 	"os"
@@ -18,20 +18,20 @@ func TestAllowPeer(t *testing.T) {
 		{0, 0, true},
 	}
 	for _, tt := range tests {
-		if got := allowPeer(tt.our, tt.peer); got != tt.want {
-			t.Errorf("allowPeer(%d, %d) = %v, want %v", tt.our, tt.peer, got, tt.want)
+		if got := AllowPeer(tt.our, tt.peer); got != tt.want {
+			t.Errorf("AllowPeer(%d, %d) = %v, want %v", tt.our, tt.peer, got, tt.want)
 		}
 	}
 }
 
 func TestPeerCredIsOurs(t *testing.T) {
 	a, _ := unixPair(t)
-	pid, uid, err := peerCred(a)
+	pid, uid, err := PeerCred(a)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if pid != os.Getpid() || uid != uint32(os.Geteuid()) {
-		t.Fatalf("peerCred = %d/%d, want %d/%d", pid, uid, os.Getpid(), os.Geteuid())
+		t.Fatalf("PeerCred = %d/%d, want %d/%d", pid, uid, os.Getpid(), os.Geteuid())
 	}
 }
 

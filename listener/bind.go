@@ -18,7 +18,7 @@ const staleProbeTimeout = time.Second
 // bind opens a fresh listening socket for a normalised spec and returns it
 // with the spec's Address set to what was bound (the real port for port 0).
 func bind(spec Spec) (net.Listener, Spec, error) {
-	switch canonNetwork(spec.Network) {
+	switch spec.Network {
 	case "unix":
 		if err := clearStaleUnix(spec.Address); err != nil {
 			return nil, spec, err
@@ -31,11 +31,11 @@ func bind(spec Spec) (net.Listener, Spec, error) {
 		return ln, spec, nil
 	default:
 		var lc net.ListenConfig
-		ln, err := lc.Listen(context.Background(), canonNetwork(spec.Network), spec.Address)
+		ln, err := lc.Listen(context.Background(), spec.Network, spec.Address)
 		if err != nil {
 			return nil, spec, fmt.Errorf("bind: %w", err)
 		}
-		if AnyPort(spec.Network, spec.Address) {
+		if spec.AnyPort() {
 			// Keep the configured host (Go reports 0.0.0.0 as [::]) with the real port.
 			ap, perr := netip.ParseAddrPort(spec.Address)
 			ta, ok := ln.Addr().(*net.TCPAddr)

@@ -2,19 +2,11 @@ package listener
 
 import "net/netip"
 
-// canonNetwork reads an empty network as tcp.
-func canonNetwork(network string) string {
-	if network == "" {
-		return "tcp"
-	}
-	return network
-}
-
 // sameSocket reports whether two normalised specs name one socket: same
 // network and same address. For network "tcp" the IPv4 and IPv6 wildcards
 // are one socket, because Go binds either as a dual-stack [::] socket.
 func sameSocket(a, b Spec) bool {
-	na, nb := canonNetwork(a.Network), canonNetwork(b.Network)
+	na, nb := a.Network, b.Network
 	if na != nb {
 		return false
 	}
@@ -36,7 +28,7 @@ func sameSocket(a, b Spec) bool {
 // port-0 spec: same kind, name and network, and the same host.
 func sameAnyPortSlot(configured, inherited Spec) bool {
 	if configured.Kind != inherited.Kind || configured.Name != inherited.Name ||
-		canonNetwork(configured.Network) != canonNetwork(inherited.Network) {
+		configured.Network != inherited.Network {
 		return false
 	}
 	pc, errC := netip.ParseAddrPort(configured.Address)

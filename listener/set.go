@@ -12,12 +12,6 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Inherited is a listening socket received from the previous process.
-type Inherited struct {
-	Spec Spec
-	File *os.File
-}
-
 // slot is an inherited socket and whether a configured listener took it.
 type slot struct {
 	Inherited
@@ -49,31 +43,22 @@ func NewSet(inherited []Inherited, log *logrus.Entry) *Set {
 	}
 	s := &Set{log: log}
 	for _, in := range inherited {
-		in.Spec.Network = canonNetwork(in.Spec.Network)
-		if addr, err := Normalize(in.Spec.Network, in.Spec.Address); err == nil {
-			in.Spec.Address = addr
-		}
 		s.inherited = append(s.inherited, &slot{Inherited: in})
 	}
 	return s
 }
 
-// Open returns a listener for spec: the inherited socket with the same
-// network and normalised address if there is one (for a port-0 spec: the
-// inherited socket with the same kind, name, network and host), else a
-// freshly bound one. An inherited socket whose name matches but whose address
-// differs is not taken; CloseUnclaimed closes it.
+// Open returns a listener for spec (built by ident.New, so normalised): the
+// inherited socket with the same network and address if there is one (for a
+// port-0 spec: the inherited socket with the same kind, name, network and
+// host), else a freshly bound one. An inherited socket is taken only if the
+// address it is really bound to (getsockname) is the one its entry and spec
+// name. An inherited socket whose name matches but whose address differs is
+// not taken; CloseUnclaimed closes it.
 func (s *Set) Open(spec Spec) (*Listener, error) {
-	spec.Network = canonNetwork(spec.Network)
-	addr, err := Normalize(spec.Network, spec.Address)
-	if err != nil {
-		return nil, fmt.Errorf("listener: open %s: %w", spec.Name, err)
-	}
-	spec.Address = addr
-
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !AnyPort(spec.Network, spec.Address) {
+	if !spec.AnyPort() {
 		for _, l := range s.open {
 			if !l.Closed() && sameSocket(l.Spec, spec) {
 				return nil, fmt.Errorf("listener: open %s: address already open as %s", spec, l.Spec)
@@ -83,11 +68,11 @@ func (s *Set) Open(spec Spec) (*Listener, error) {
 
 	if sl := s.match(spec); sl != nil {
 		sl.claimed = true
-		ln, err := adopt(sl.File, sl.Spec)
+		ln, err := adopt(sl.File, sl.Spec, spec)
 		if err != nil {
 			return nil, fmt.Errorf("listener: adopt inherited %s for %s: %w", sl.Spec, spec, err)
 		}
-		if AnyPort(spec.Network, spec.Address) {
+		if spec.AnyPort() {
 			spec.Address = sl.Spec.Address
 		}
 		l := &Listener{Spec: spec, Listener: ln, Inherited: true}
@@ -110,7 +95,7 @@ func (s *Set) Open(spec Spec) (*Listener, error) {
 
 // match finds the unclaimed inherited socket for a normalised spec.
 func (s *Set) match(spec Spec) *slot {
-	anyPort := AnyPort(spec.Network, spec.Address)
+	anyPort := spec.AnyPort()
 	for _, sl := range s.inherited {
 		if sl.claimed {
 			continue
@@ -150,12 +135,6 @@ func statPath(p string) (pathID, bool) {
 	return pathID{dev: uint64(st.Dev), ino: st.Ino, ctimeNanos: st.Ctim.Nano()}, true
 }
 
-// Listeners returns every listener opened so far, in opening order.
-func (s *Set) Listeners() []*Listener {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]*Listener(nil), s.open...)
-}
 
 // CloseUnclaimed closes every inherited socket that no Open took and returns
 // their specs. Their paths (for unix sockets) are left alone: until the

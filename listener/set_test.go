@@ -6,18 +6,48 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mosnlite/mosnlite/listener/ident"
 )
 
 const testWait = 5 * time.Second
 
 func tcpSpec(name, addr string) Spec {
-	return Spec{Name: name, Kind: KindServer, Network: "tcp", Address: addr}
+	sp, err := ident.New(name, KindServer, "tcp", addr)
+	if err != nil {
+		panic(err)
+	}
+	return sp
+}
+
+// exportFiles exports s's listeners as owned duplicates, the way a receiving
+// process ends up with them.
+func exportFiles(t *testing.T, s *Set) ([]Spec, []*os.File) {
+	t.Helper()
+	var specs []Spec
+	var files []*os.File
+	err := s.Export(func(sp []Spec, fds []int) error {
+		for i, fd := range fds {
+			nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			specs = append(specs, sp[i])
+			files = append(files, os.NewFile(uintptr(nfd), sp[i].Name))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return specs, files
 }
 
 func shortDir(t *testing.T) string {
@@ -33,10 +63,7 @@ func shortDir(t *testing.T) string {
 // handOver exports old's listeners and returns a set inheriting them.
 func handOver(t *testing.T, old *Set) *Set {
 	t.Helper()
-	specs, files, err := old.Export()
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs, files := exportFiles(t, old)
 	inh := make([]Inherited, len(specs))
 	for i := range specs {
 		inh[i] = Inherited{Spec: specs[i], File: files[i]}
@@ -67,7 +94,7 @@ func TestOpenBindsFresh(t *testing.T) {
 	if l.Inherited {
 		t.Fatal("fresh listener marked inherited")
 	}
-	if AnyPort("tcp", l.Spec.Address) || !strings.HasPrefix(l.Spec.Address, "127.0.0.1:") {
+	if l.Spec.AnyPort() || !strings.HasPrefix(l.Spec.Address, "127.0.0.1:") {
 		t.Fatalf("Spec.Address = %q, want the bound port", l.Spec.Address)
 	}
 	c, err := net.Dial("tcp", l.Spec.Address)
@@ -331,10 +358,7 @@ func TestExportSkipsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Close()
-	specs, files, err := s.Export()
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs, files := exportFiles(t, s)
 	for _, f := range files {
 		f.Close()
 	}
@@ -351,10 +375,7 @@ func TestCloseWakesAcceptAfterExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, files, err := s.Export()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, files := exportFiles(t, s)
 	defer files[0].Close()
 	fd := files[0].Fd()
 	fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
@@ -418,5 +439,84 @@ func assertSocket(t *testing.T, p string) {
 	}
 	if fi.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("%s is not a socket", p)
+	}
+}
+
+// An inherited socket is taken only if its real address (getsockname) is the
+// one its entry and the config name: a manifest whose fd listens on
+// 127.0.0.2 while its entry says 127.0.0.1 is refused, naming both.
+func TestInheritedAddressChecked(t *testing.T) {
+	other, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("no 127.0.0.2 here: %v", err)
+	}
+	defer other.Close()
+	port := other.Addr().(*net.TCPAddr).Port
+	claimed := tcpSpec("web", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	f, err := other.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSet([]Inherited{{Spec: claimed, File: f}}, nil)
+	defer s.CloseAll()
+	_, err = s.Open(claimed)
+	if err == nil || !strings.Contains(err.Error(), "bound to 127.0.0.2:") || !strings.Contains(err.Error(), "says 127.0.0.1:") {
+		t.Fatalf("Open = %v, want a refusal naming both addresses", err)
+	}
+	// The family too: a tcp6 entry for an IPv4 socket.
+	v4, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v4.Close()
+	f4, _ := v4.(*net.TCPListener).File()
+	lie, _ := ident.New("v6", KindServer, "tcp6", v4.Addr().String())
+	s2 := NewSet([]Inherited{{Spec: lie, File: f4}}, nil)
+	defer s2.CloseAll()
+	if _, err := s2.Open(lie); err == nil || !strings.Contains(err.Error(), "tcp4 socket") {
+		t.Fatalf("Open = %v, want a refusal naming the family", err)
+	}
+}
+
+// A paused listener accepts nothing (Accept returns net.ErrClosed) but keeps
+// its socket: a connection made meanwhile waits in the accept queue and is
+// accepted after Resume.
+func TestPauseResume(t *testing.T) {
+	s := NewSet(nil, nil)
+	defer s.CloseAll()
+	l, err := s.Open(tcpSpec("web", "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := l.Accept()
+		errc <- err
+	}()
+	if err := l.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Pause = %v, want net.ErrClosed", err)
+	}
+	c, err := net.Dial("tcp", l.Spec.Address)
+	if err != nil {
+		t.Fatalf("dial a paused listener: %v", err)
+	}
+	defer c.Close()
+	c.Write([]byte("q"))
+	if _, files := exportFiles(t, s); len(files) != 1 {
+		t.Fatalf("a paused listener is not exported: %d files", len(files))
+	} else {
+		files[0].Close()
+	}
+	if err := l.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	sc := acceptWithin(t, l)
+	defer sc.Close()
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(sc, b); err != nil || b[0] != 'q' {
+		t.Fatalf("read %q %v", b, err)
 	}
 }

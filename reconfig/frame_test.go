@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
 )
 
@@ -27,7 +28,7 @@ func manifestJSON(t *testing.T, entries int) []byte {
 	t.Helper()
 	m := Manifest{Version: ProtocolVersion, PID: 1}
 	for i := 0; i < entries; i++ {
-		m.Entries = append(m.Entries, FDEntry{Name: "l", Kind: "server", Network: "tcp", Address: "127.0.0.1:1"})
+		m.Entries = append(m.Entries, ident.Spec{Name: "l", Kind: ident.KindServer, Network: "tcp", Address: "127.0.0.1:1"})
 	}
 	p, err := json.Marshal(m)
 	if err != nil {

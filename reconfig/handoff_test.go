@@ -16,6 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -31,6 +32,7 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 type oldProc struct {
 	ln    *net.TCPListener
 	srv   *Server
+	succ  *Successor // set before acked receives
 	acked chan int
 	fails chan error
 	start time.Time
@@ -54,15 +56,21 @@ func startOldLog(t *testing.T, dir string, timeout time.Duration, log *logrus.En
 	o.srv, err = u.TakeOver(ServerConfig{
 		Log:            log,
 		HandoffTimeout: timeout,
-		Export: func() (Manifest, []*os.File, error) {
-			return Manifest{
+		Export: func(send func(Manifest, []int) error) error {
+			f := dupFile(t, o.ln)
+			defer f.Close()
+			return send(Manifest{
 				Generation: 3,
 				StartTime:  o.start,
-				Entries:    []FDEntry{{Name: "web", Kind: "server", Network: "tcp", Address: o.ln.Addr().String()}},
+				Entries:    []ident.Spec{{Name: "web", Kind: ident.KindServer, Network: "tcp", Address: o.ln.Addr().String()}},
 				Counters:   []sample.Sample{{Name: "cx_total", Kind: sample.KindCounter, Value: 5}},
-			}, []*os.File{dupFile(t, o.ln)}, nil
+			}, []int{int(f.Fd())})
 		},
-		OnAck:  func(pid int) { o.acked <- pid },
+		OnAck: func(s *Successor) {
+			o.succ = s
+			t.Cleanup(func() { s.Close() })
+			o.acked <- s.PID()
+		},
 		OnFail: func(_ int, err error) { o.fails <- err },
 	})
 	if err != nil {
@@ -129,8 +137,8 @@ func TestFullHandoff(t *testing.T) {
 	if c := up.Counters(); len(c) != 1 || c[0].Name != "cx_total" || c[0].Value != 5 {
 		t.Fatalf("counters = %v", c)
 	}
-	files := up.Files()
-	if len(files) != 1 || files[0].Entry.Address != addr || files[0].Entry.Kind != "server" {
+	files := up.Sockets()
+	if len(files) != 1 || files[0].Spec.Address != addr || files[0].Spec.Kind != "server" {
 		t.Fatalf("files = %+v", files)
 	}
 	nl, err := net.FileListener(files[0].File)
@@ -161,8 +169,8 @@ func TestFullHandoff(t *testing.T) {
 		t.Fatalf("new listener read %q", got)
 	}
 
-	newSrv, err := up.TakeOver(ServerConfig{Log: quietLog(), HandoffTimeout: testWait, Export: func() (Manifest, []*os.File, error) {
-		return Manifest{Generation: up.Generation()}, nil, nil
+	newSrv, err := up.TakeOver(ServerConfig{Log: quietLog(), HandoffTimeout: testWait, Export: func(send func(Manifest, []int) error) error {
+		return send(Manifest{Generation: up.Generation()}, nil)
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -186,10 +194,10 @@ func TestFullHandoff(t *testing.T) {
 			mu.Unlock()
 		})
 	}()
-	if err := old.srv.SendCounters([]sample.Sample{{Name: "cx_total", Kind: sample.KindCounter, Value: 2}}); err != nil {
+	if err := old.succ.SendCounters([]sample.Sample{{Name: "cx_total", Kind: sample.KindCounter, Value: 2}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := old.srv.Bye(); err != nil {
+	if err := old.succ.Bye(); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-followed; err != nil {
@@ -200,8 +208,22 @@ func TestFullHandoff(t *testing.T) {
 		t.Fatalf("followed counters = %v", got)
 	}
 	mu.Unlock()
-	if err := old.srv.SendCounters(nil); !errors.Is(err, ErrNotHandedOff) {
-		t.Fatalf("SendCounters after Bye: %v", err)
+	// The bye was confirmed (Bye waited for it), and the stream stays open
+	// for the watch: the old process learns of our death or our release.
+	select {
+	case <-old.succ.Done():
+	default:
+		t.Fatal("Bye returned before the successor confirmed it")
+	}
+	select {
+	case <-old.succ.Gone():
+		t.Fatalf("stream closed after bye: %v", old.succ.Err())
+	case <-old.succ.Released():
+		t.Fatal("released without being asked")
+	default:
+	}
+	if !old.succ.Watchable() {
+		t.Fatal("this build's successor does not announce the watch")
 	}
 
 	// The successor now accepts the next upgrade.
@@ -357,7 +379,7 @@ func TestNackThenRetry(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second upgrade: %v", err)
 	}
-	for _, f := range u2.Files() {
+	for _, f := range u2.Sockets() {
 		if _, err := net.FileListener(f.File); err != nil {
 			t.Fatal(err)
 		}
@@ -610,6 +632,7 @@ func TestFollowWithoutBye(t *testing.T) {
 	}
 	defer srv.Close()
 	old.srv.Close() // the old process dies without a bye
+	old.succ.Close()
 	err = u.Follow(testCtx(t, testWait), nil)
 	if err == nil || !strings.Contains(err.Error(), "without bye") {
 		t.Fatalf("Follow = %v", err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
@@ -14,15 +15,6 @@ import (
 // for an incompatible change; compatible additions are new JSON fields
 // (ignored by older readers) or new frame types flagged optional.
 const ProtocolVersion = 1
-
-// FDEntry identifies one listening socket in a manifest. The lead converts
-// it to and from listener.Spec; reconfig does not import listener.
-type FDEntry struct {
-	Name    string `json:"name"`
-	Kind    string `json:"kind"`    // "server" or "service"
-	Network string `json:"network"` // "tcp" or "unix"
-	Address string `json:"address"` // normalised, with the bound port
-}
 
 // Manifest is what the old process hands to the new one with its fds.
 // Entries are in fd order: Entries[i] describes the i-th fd.
@@ -35,7 +27,7 @@ type Manifest struct {
 
 	Generation uint64          `json:"generation"` // the old process's; the new one is Generation+1
 	StartTime  time.Time       `json:"start_time"` // first start of the lineage (uptime across generations)
-	Entries    []FDEntry       `json:"entries"`
+	Entries    []ident.Spec    `json:"entries"`
 	Counters   []sample.Sample `json:"counters,omitempty"` // the old's counter values at export
 	// DrainTimeout is the longest the old process drains after the ack
 	// (its graceful_timeout); the new one bounds its wait for bye by it.
@@ -45,6 +37,10 @@ type Manifest struct {
 
 type ackMsg struct {
 	PID int `json:"pid"`
+	// Watch: this new process keeps the handoff connection open after the
+	// bye until it sends release, so that the old one can watch it for
+	// upgrade_watch_period. Absent from an older new process: no watch.
+	Watch bool `json:"watch,omitempty"`
 	// Migration lists the listeners the new process takes connections for.
 	// Absent (an older new process, or migration off) means none: the old
 	// process drains everything.
@@ -99,9 +95,12 @@ func readManifest(d *wire.Decoder) (Manifest, []*os.File, error) {
 		f.CloseFDs()
 		return Manifest{}, nil, badFrame("manifest lists %d listeners but %d fds arrived", len(m.Entries), n)
 	}
-	files := make([]*os.File, len(f.FDs))
-	for i, fd := range f.FDs {
-		files[i] = os.NewFile(uintptr(fd), m.Entries[i].Name)
+	for i, e := range m.Entries {
+		if err := e.Valid(); err != nil {
+			f.CloseFDs()
+			return Manifest{}, nil, badFrame("manifest entry %d: %v", i, err)
+		}
 	}
+	files := f.Files(func(i int) string { return m.Entries[i].Name })
 	return m, files, nil
 }

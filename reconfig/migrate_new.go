@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
@@ -115,7 +114,7 @@ func (r *receiver) refuse(id uint64, reason string) {
 // commit answers a batch: the held offers it names are accepted, unless the
 // deadline has passed; everything else held is released. Accepted ones are
 // served only once the result is written.
-func (r *receiver) commit(f frame, conn *net.UnixConn) (accepted int, err error) {
+func (r *receiver) commit(f frame, w *Follower) (accepted int, err error) {
 	c, err := parseCommit(f.Payload)
 	if err != nil {
 		return 0, err
@@ -148,10 +147,7 @@ func (r *receiver) commit(f frame, conn *net.UnixConn) (accepted int, err error)
 	if late {
 		wd = time.Now().Add(nackWriteTimeout) // nothing accepted: harmless whenever it arrives
 	}
-	conn.SetWriteDeadline(wd)
-	err = writeFrame(conn, typeConnResult, flagOptional, p, nil)
-	conn.SetWriteDeadline(time.Time{})
-	if err != nil {
+	if err = w.writeBy(typeConnResult, flagOptional, p, wd); err != nil {
 		if len(res.Accepted) > 0 {
 			r.h.Release(res.Accepted)
 		}

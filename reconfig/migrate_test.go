@@ -182,7 +182,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 	h.refuse[3] = "no room"
 	targets := append(testTargets, MigrationTarget{Listener: "", Kind: "tcp"}, MigrationTarget{Listener: "x", Kind: "udp"})
 	e := newMigEnv(t, testWait, h, targets)
-	if got := e.old.srv.MigrationTargets(); len(got) != 2 || got[0] != testTargets[0] || got[1] != testTargets[1] {
+	if got := e.old.succ.MigrationTargets(); len(got) != 2 || got[0] != testTargets[0] || got[1] != testTargets[1] {
 		t.Fatalf("old side's targets = %v, want the 2 valid ones of %v", got, targets)
 	}
 	c1, s1 := tcpPair(t)
@@ -202,7 +202,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 		{ID: 2, Listener: "tcp", Kind: ConnKindTCP, StartedAt: started, ToUpstream: []byte("up"), ToDownstream: []byte("down"), Files: files[1:3]},
 		{ID: 3, Listener: "web", Kind: ConnKindHTTP, StartedAt: started, Files: files[3:]},
 	}
-	res, err := e.old.srv.Migrate(offers)
+	res, err := e.old.succ.Migrate(offers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 		{ID: 0, Listener: "web", Kind: ConnKindHTTP, StartedAt: started, Files: []*os.File{dupFile(t, s3)}},
 		{ID: 10, Listener: "tcp", Kind: ConnKindTCP, StartedAt: started, Files: []*os.File{dupFile(t, s3)}},
 	} {
-		if _, err := e.old.srv.Migrate([]ConnOffer{bad}); err == nil {
+		if _, err := e.old.succ.Migrate([]ConnOffer{bad}); err == nil {
 			t.Errorf("Migrate(%+v) succeeded", bad)
 		}
 		bad.Files[0].Close()
@@ -269,7 +269,7 @@ func TestMigrateTimeoutResumes(t *testing.T) {
 	f := dupFile(t, s)
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.old.srv.Migrate([]ConnOffer{{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{f}}})
+		_, err := e.old.succ.Migrate([]ConnOffer{{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{f}}})
 		done <- err
 	}()
 	<-entered
@@ -286,11 +286,11 @@ func TestMigrateTimeoutResumes(t *testing.T) {
 	}
 	waitFDs(t, base)
 	// The stream is not trusted for reading any more: later batches fail at once.
-	if _, err := e.old.srv.Migrate([]ConnOffer{{ID: 2, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{dupFile(t, s)}}}); err == nil || !strings.Contains(err.Error(), "failed earlier") {
+	if _, err := e.old.succ.Migrate([]ConnOffer{{ID: 2, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{dupFile(t, s)}}}); err == nil || !strings.Contains(err.Error(), "failed earlier") {
 		t.Fatalf("Migrate after a failed batch = %v", err)
 	}
 	// Counters and bye still go through.
-	if err := e.old.srv.Bye(); err != nil {
+	if err := e.old.succ.Bye(); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-e.followed; err != nil {
@@ -312,10 +312,10 @@ func TestMigrateNewDiesBeforeResult(t *testing.T) {
 	base := fdCount(t)
 	files := []*os.File{dupFile(t, s), dupFile(t, u)}
 	start := time.Now()
-	_, err := e.old.srv.Migrate([]ConnOffer{{ID: 5, Listener: "tcp", Kind: ConnKindTCP, StartedAt: time.Now(), Files: files}})
+	_, err := e.old.succ.Migrate([]ConnOffer{{ID: 5, Listener: "tcp", Kind: ConnKindTCP, StartedAt: time.Now(), Files: files}})
 	// Depending on timing the old side learns it writing the commit (EPIPE,
 	// ECONNRESET) or reading the result (EOF); either way, at once.
-	if err == nil || !(strings.Contains(err.Error(), "closed the connection before answering") ||
+	if err == nil || !(strings.Contains(err.Error(), "went away before answering") ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
 		t.Fatalf("Migrate = %v, want the peer's end noticed before the result", err)
 	}
@@ -355,8 +355,8 @@ func TestMigrateGarbledOffers(t *testing.T) {
 		{offer(ConnOffer{ID: 4, Listener: "web", Kind: ConnKindHTTP}), 1},                  // no age
 		{offer(ConnOffer{ID: 5, Listener: "nope", Kind: ConnKindHTTP, StartedAt: now}), 1}, // no such listener (the handler says)
 	}
-	e.old.srv.mu.Lock()
-	peer := e.old.srv.peer
+	e.old.succ.wmu.Lock()
+	peer := e.old.succ.conn
 	for _, f := range frames {
 		fds := devNullFDs(t, f.fds)
 		if err := writeFrame(peer, typeConnOffer, flagOptional, f.payload, fds); err != nil {
@@ -368,8 +368,8 @@ func TestMigrateGarbledOffers(t *testing.T) {
 	if err := writeFrame(peer, typeConnCommit, flagOptional, commit, nil); err != nil {
 		t.Fatal(err)
 	}
-	e.old.srv.mu.Unlock()
-	r, err := e.old.srv.readResult(peer, 99, deadline)
+	e.old.succ.wmu.Unlock()
+	r, err := e.old.succ.awaitResult(99, deadline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,13 +393,13 @@ func TestMigrateGarbledOffers(t *testing.T) {
 // listener with migration off) sends no list: the old one offers nothing.
 func TestMigrateToProcessThatTakesNone(t *testing.T) {
 	e := newMigEnv(t, testWait, nil, nil)
-	if ts := e.old.srv.MigrationTargets(); ts != nil {
+	if ts := e.old.succ.MigrationTargets(); ts != nil {
 		t.Fatalf("targets = %v", ts)
 	}
 	_, s := tcpPair(t)
 	f := dupFile(t, s)
 	defer f.Close()
-	if _, err := e.old.srv.Migrate([]ConnOffer{{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{f}}}); err == nil || !strings.Contains(err.Error(), "takes no connections") {
+	if _, err := e.old.succ.Migrate([]ConnOffer{{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{f}}}); err == nil || !strings.Contains(err.Error(), "takes no connections") {
 		t.Fatalf("Migrate = %v", err)
 	}
 }

@@ -9,14 +9,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/reconfig/wire"
-	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 const (
@@ -25,8 +24,10 @@ const (
 	ackGrace = time.Second
 	// busyWriteTimeout bounds writing the 'B' answer.
 	busyWriteTimeout = time.Second
-	// acceptRetry is the pause after an unexpected accept error (EMFILE…).
+	// acceptRetry is the pause after an unexpected accept error.
 	acceptRetry = 100 * time.Millisecond
+	// acceptWarnEvery rate-limits the warning about failing accepts.
+	acceptWarnEvery = 10 * time.Second
 )
 
 // ServerConfig is what the running process's Server needs from the lead.
@@ -35,15 +36,17 @@ type ServerConfig struct {
 	// HandoffTimeout bounds one handoff from the request to the ack
 	// (DefaultHandoffTimeout when zero).
 	HandoffTimeout time.Duration
-	// Export returns the manifest and one file per entry, in entry order.
-	// Generation, StartTime, Entries and Counters are the caller's; the
-	// Server fills in Version, PID and AckDeadline. The Server closes the
-	// files after sending them, on every path.
-	Export func() (Manifest, []*os.File, error)
-	// OnAck is called once the new process acked: stop accepting and drain.
-	// The Server has already stopped accepting on reconfig.sock. It runs on
-	// the handoff goroutine and must not call Close.
-	OnAck func(newPID int)
+	// Export calls send with the manifest and one descriptor per entry, in
+	// entry order, while the descriptors are open (listener.Set.Export does
+	// so without duplicating them). Generation, StartTime, Entries and
+	// Counters are the caller's; the Server fills in Version, PID and
+	// AckDeadline.
+	Export func(send func(m Manifest, fds []int) error) error
+	// OnAck is called once the new process acked, with the drain stream to
+	// it: stop accepting and drain. The Server has already stopped accepting
+	// on reconfig.sock. It runs on the handoff goroutine and must not call
+	// Close.
+	OnAck func(s *Successor)
 	// OnFail, if set, is called after a handoff failed before the ack
 	// (already logged); nothing was stopped. It must not call Close.
 	OnFail func(newPID int, err error)
@@ -52,8 +55,8 @@ type ServerConfig struct {
 }
 
 // Server is the running process's side: it accepts upgrade requests on
-// reconfig.sock, one handoff at a time, and after an acked handoff carries
-// the drain's counter increments to the successor.
+// reconfig.sock, one handoff at a time, and hands the acked successor's
+// drain stream to OnAck.
 type Server struct {
 	cfg  ServerConfig
 	log  *logrus.Entry
@@ -62,7 +65,11 @@ type Server struct {
 	id   pathID // reconfig.sock as we bound it
 	pid  int
 	euid uint32
-	pred <-chan struct{} // closed once our own predecessor is done; nil if none
+	pred *Upgrade // our own predecessor, while it drains into us; nil if none
+	// spare descriptors, released when the process is out of them so that
+	// an upgrade (the usual cure for a misconfigured limit) always goes
+	// through: one for the accepted request, one for the dial to listen.sock.
+	spare *fdReserve
 
 	busy chan struct{} // one token: held for the length of a handoff
 	quit chan struct{}
@@ -72,19 +79,9 @@ type Server struct {
 	closed    bool
 	handedOff bool
 	active    map[*net.UnixConn]struct{} // connections of a handoff in progress
-	peer      *net.UnixConn              // the acked successor's connection
-	peerPID   int
-	targets   []MigrationTarget // listeners the successor takes connections for
-
-	// Migration: one batch at a time, under migMu. Only Migrate reads the
-	// peer connection; a failed read leaves the stream unusable for reading.
-	migMu     sync.Mutex
-	peerDec   *wire.Decoder
-	batch     uint64
-	migBroken error
 }
 
-func newServer(ln *net.UnixListener, dir string, pid int, euid uint32, pred <-chan struct{}, cfg ServerConfig) *Server {
+func newServer(ln *net.UnixListener, dir string, pid int, euid uint32, pred *Upgrade, cfg ServerConfig) *Server {
 	if cfg.HandoffTimeout <= 0 {
 		cfg.HandoffTimeout = DefaultHandoffTimeout
 	}
@@ -93,7 +90,8 @@ func newServer(ln *net.UnixListener, dir string, pid int, euid uint32, pred <-ch
 	}
 	s := &Server{
 		cfg: cfg, log: orDiscard(cfg.Log), ln: ln, dir: dir, pid: pid, euid: euid, pred: pred,
-		busy: make(chan struct{}, 1), quit: make(chan struct{}),
+		spare: newFDReserve(2),
+		busy:  make(chan struct{}, 1), quit: make(chan struct{}),
 		active: map[*net.UnixConn]struct{}{},
 	}
 	s.id, _ = statPath(filepath.Join(dir, ReconfigSock))
@@ -101,16 +99,68 @@ func newServer(ln *net.UnixListener, dir string, pid int, euid uint32, pred <-ch
 	return s
 }
 
-// serve accepts on reconfig.sock until Close or an acked handoff.
+// Reclaim makes this process the one upgrades reach again, after the
+// successor it had handed over to died: under the upgrade lock (waited for
+// until ctx ends, while a starter holds it) it binds reconfig.sock anew,
+// replacing the dead successor's, and serves on it.
+func Reclaim(ctx context.Context, dir string, cfg ServerConfig) (*Server, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reconfig: uds_dir: %w", err)
+	}
+	euid := uint32(os.Geteuid())
+	if err := ensureDir(abs, euid); err != nil {
+		return nil, err
+	}
+	var lock *os.File
+	for {
+		if lock, err = lockDir(abs); err == nil {
+			break
+		}
+		if !errors.Is(err, ErrUpgradeInProgress) {
+			return nil, err
+		}
+		t := time.NewTimer(acceptRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("reconfig: reclaim reconfig.sock: the upgrade lock stayed taken: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	defer lock.Close()
+	ln, err := bindSocket(abs, ReconfigSock)
+	if err != nil {
+		return nil, err
+	}
+	srv := newServer(ln, abs, os.Getpid(), euid, nil, cfg)
+	go srv.serve()
+	return srv, nil
+}
+
+// serve accepts on reconfig.sock until Close or an acked handoff. Out of
+// descriptors, it releases a spare one for the request; the warning about
+// failing accepts is logged at most every acceptWarnEvery.
 func (s *Server) serve() {
 	defer s.wg.Done()
+	defer s.spare.close()
+	var lastWarn time.Time
+	suppressed := 0
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
 			if s.stopped() {
 				return
 			}
-			s.log.WithError(err).Warn("accept on reconfig.sock")
+			if outOfFDs(err) && s.spare.release() {
+				continue // at once: the spare is ours for this accept
+			}
+			if time.Since(lastWarn) >= acceptWarnEvery {
+				s.log.WithError(err).WithField("suppressed", suppressed).Warn("accept on reconfig.sock")
+				lastWarn, suppressed = time.Now(), 0
+			} else {
+				suppressed++
+			}
 			select {
 			case <-s.quit:
 				return
@@ -126,6 +176,10 @@ func (s *Server) serve() {
 	}
 }
 
+func outOfFDs(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
 func (s *Server) stopped() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -137,6 +191,7 @@ func (s *Server) handle(c *net.UnixConn) {
 	if err != nil {
 		s.log.WithError(err).WithField("old_pid", s.pid).Warn("refused a connection on reconfig.sock")
 		c.Close()
+		s.spare.refill()
 		return
 	}
 	log := s.log.WithFields(logrus.Fields{"old_pid": s.pid, "new_pid": newPID})
@@ -145,6 +200,7 @@ func (s *Server) handle(c *net.UnixConn) {
 		c.SetWriteDeadline(time.Now().Add(busyWriteTimeout))
 		c.Write([]byte{'B'})
 		c.Close()
+		s.spare.refill()
 		return
 	}
 	if !s.track(c) {
@@ -153,9 +209,10 @@ func (s *Server) handle(c *net.UnixConn) {
 		return
 	}
 	log.Info("upgrade requested")
-	hc, targets, err := s.handoff(c, newPID, log)
+	hc, ack, err := s.handoff(c, newPID, log)
 	s.untrackClose(c)
 	if err != nil {
+		s.spare.refill()
 		<-s.busy // ready for the next upgrade before anyone hears of this one
 		log.WithError(err).Warn("upgrade failed; still serving")
 		if s.cfg.OnFail != nil {
@@ -164,31 +221,31 @@ func (s *Server) handle(c *net.UnixConn) {
 		return
 	}
 	// The token stays taken: nothing more is accepted.
+	targets := validTargets(ack.Migration)
 	s.mu.Lock()
 	s.handedOff = true
-	s.peer, s.peerPID = hc, newPID
-	s.targets = targets
 	delete(s.active, hc)
 	s.ln.Close() // stop accepting; the path is the successor's now
 	s.mu.Unlock()
-	s.migMu.Lock()
-	s.peerDec = newDecoder(hc)
-	s.migMu.Unlock()
-	log.WithField("migration_targets", len(targets)).Info("upgrade acked: stopped accepting on reconfig.sock")
+	succ := NewSuccessor(hc, newPID, targets, ack.Watch, StreamConfig{
+		Log: s.log, WriteTimeout: s.cfg.HandoffTimeout, MigrateTimeout: s.cfg.MigrateTimeout,
+	})
+	log.WithFields(logrus.Fields{"migration_targets": len(targets), "watch": ack.Watch}).Info("upgrade acked: stopped accepting on reconfig.sock")
 	if s.cfg.OnAck != nil {
-		s.cfg.OnAck(newPID)
+		s.cfg.OnAck(succ)
 	}
 }
 
 // acquire takes the one-handoff token, refusing while our own predecessor
-// still drains into us. It returns why it refused, or "".
+// still drains into us. A predecessor that has drained but still watches us
+// is released first: from now on our successor, not it, takes over if we
+// die. It returns why it refused, or "".
 func (s *Server) acquire() string {
 	if s.pred != nil {
-		select {
-		case <-s.pred:
-		default:
+		if !s.pred.followed() {
 			return "the previous process is still draining into this one"
 		}
+		s.pred.Release()
 	}
 	select {
 	case s.busy <- struct{}{}:
@@ -217,9 +274,8 @@ func (s *Server) untrackClose(c *net.UnixConn) {
 }
 
 // handoff runs the old side from 'U' to the ack and returns the handoff
-// connection, still open, and the listeners the new process takes
-// connections for, on success.
-func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.UnixConn, []MigrationTarget, error) {
+// connection, still open, and the ack, on success.
+func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.UnixConn, ackMsg, error) {
 	timeout := s.cfg.HandoffTimeout
 	deadline := time.Now().Add(timeout)
 	step := func(what string, err error) error {
@@ -234,22 +290,25 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 
 	c.SetDeadline(deadline)
 	if _, err := c.Write([]byte{'U'}); err != nil {
-		return nil, nil, step("read our upgrade signal", err)
+		return nil, ackMsg{}, step("read our upgrade signal", err)
 	}
 	var b [1]byte
 	if _, err := io.ReadFull(c, b[:]); err != nil {
-		return nil, nil, step("listen on listen.sock", err)
+		return nil, ackMsg{}, step("listen on listen.sock", err)
 	}
 	if b[0] != 'L' {
-		return nil, nil, fmt.Errorf("reconfig: new process (pid %d) answered %q, want 'L'", newPID, b[0])
+		return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %d) answered %q, want 'L'", newPID, b[0])
 	}
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "unix", filepath.Join(s.dir, ListenSock))
+	if err != nil && outOfFDs(err) && s.spare.release() {
+		raw, err = d.DialContext(ctx, "unix", filepath.Join(s.dir, ListenSock))
+	}
 	if err != nil {
-		return nil, nil, step("accept on listen.sock", err)
+		return nil, ackMsg{}, step("accept on listen.sock", err)
 	}
 	hc := raw.(*net.UnixConn)
 	ok := false
@@ -259,128 +318,85 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 		}
 	}()
 	if !s.track(hc) {
-		return nil, nil, errors.New("reconfig: server closed during the handoff")
+		return nil, ackMsg{}, errors.New("reconfig: server closed during the handoff")
 	}
 	peerPID, err := wire.CheckPeer(hc, s.euid)
 	if err == nil && peerPID != newPID {
 		err = fmt.Errorf("peer pid %d is not the upgrading process (pid %d)", peerPID, newPID)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("reconfig: process on listen.sock: %w", err)
+		return nil, ackMsg{}, fmt.Errorf("reconfig: process on listen.sock: %w", err)
 	}
 	log.Info("connected to the new process's listen.sock")
 
 	n, err := s.sendManifest(hc, deadline)
 	if err != nil {
-		return nil, nil, err
+		return nil, ackMsg{}, err
 	}
 	log.WithField("listeners", n).Info("manifest sent, waiting for ack")
 
 	// Read until the ack deadline plus a grace: the new process refuses to
 	// ack after AckDeadline, so an ack sent in time is never missed.
 	hc.SetDeadline(deadline.Add(ackGrace))
-	dec := newDecoder(hc)
-	f, err := dec.Next()
+	f, err := newDecoder(hc).Next()
 	if err != nil {
-		return nil, nil, step("ack", err)
+		return nil, ackMsg{}, step("ack", err)
 	}
 	f.CloseFDs()
-	var targets []MigrationTarget
+	var a ackMsg
 	switch f.Type {
 	case typeAck:
-		var a ackMsg
 		if err := decodePayload(f, &a); err != nil {
-			// Acked all the same; only migration is off.
+			// Acked all the same; only migration and the watch are off.
 			log.WithError(err).Warn("ack payload unreadable: no connection migration")
+			a = ackMsg{}
 		}
-		targets = validTargets(a.Migration)
 	case typeNack:
 		var m nackMsg
 		if err := decodePayload(f, &m); err != nil {
-			return nil, nil, fmt.Errorf("reconfig: new process (pid %d) gave up: %w", newPID, err)
+			return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %d) gave up: %w", newPID, err)
 		}
-		return nil, nil, fmt.Errorf("reconfig: new process (pid %d) gave up: %s", newPID, wire.Bound(m.Reason, maxNackReason))
+		return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %d) gave up: %s", newPID, wire.Bound(m.Reason, maxNackReason))
 	default:
-		return nil, nil, fmt.Errorf("reconfig: new process (pid %d): %w", newPID, badFrame("expected ack, got %s", typeName(f.Type)))
+		return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %d): %w", newPID, badFrame("expected ack, got %s", typeName(f.Type)))
 	}
 	hc.SetDeadline(time.Time{})
 	ok = true
-	return hc, targets, nil
+	return hc, a, nil
 }
 
-// sendManifest exports and sends the manifest with its fds, closing the
-// exported files whatever happens. It returns the number of fds sent.
+// sendManifest exports and sends the manifest with its descriptors. It
+// returns the number of descriptors sent.
 func (s *Server) sendManifest(hc *net.UnixConn, deadline time.Time) (int, error) {
 	if s.cfg.Export == nil {
 		return 0, errors.New("reconfig: no Export callback")
 	}
-	m, files, err := s.cfg.Export()
-	defer func() {
-		for _, f := range files {
-			f.Close()
+	n := 0
+	sent := false
+	err := s.cfg.Export(func(m Manifest, fds []int) error {
+		if len(fds) != len(m.Entries) {
+			return fmt.Errorf("%d entries but %d descriptors", len(m.Entries), len(fds))
 		}
-	}()
+		m.Version, m.PID, m.AckDeadline = ProtocolVersion, s.pid, deadline
+		p, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode manifest: %w", err)
+		}
+		hc.SetDeadline(deadline)
+		sent = true
+		if err := writeFrame(hc, typeManifest, 0, p, fds); err != nil {
+			return fmt.Errorf("send manifest: %w", err)
+		}
+		n = len(fds)
+		return nil
+	})
 	if err != nil {
+		if sent {
+			return 0, fmt.Errorf("reconfig: %w", err)
+		}
 		return 0, fmt.Errorf("reconfig: export listeners: %w", err)
 	}
-	if len(files) != len(m.Entries) {
-		return 0, fmt.Errorf("reconfig: export listeners: %d entries but %d files", len(m.Entries), len(files))
-	}
-	fds := make([]int, len(files))
-	for i, f := range files {
-		// The fd is read under Control, not Fd(), which could flip the
-		// shared socket to blocking mode.
-		if fds[i], err = wire.RawFD(f); err != nil {
-			return 0, fmt.Errorf("reconfig: export listeners: %s: %w", m.Entries[i].Name, err)
-		}
-	}
-	m.Version, m.PID, m.AckDeadline = ProtocolVersion, s.pid, deadline
-	p, err := json.Marshal(m)
-	if err != nil {
-		return 0, fmt.Errorf("reconfig: encode manifest: %w", err)
-	}
-	hc.SetDeadline(deadline)
-	if err := writeFrame(hc, typeManifest, 0, p, fds); err != nil {
-		return 0, fmt.Errorf("reconfig: send manifest: %w", err)
-	}
-	runtime.KeepAlive(files)
-	return len(fds), nil
-}
-
-// SendCounters sends counter increments to the acked successor, which adds
-// them to its own. Send what grew since the last call (sample.Delta against
-// the previous snapshot; the first base is the manifest's Counters), not
-// running totals.
-func (s *Server) SendCounters(samples []sample.Sample) error {
-	p, err := json.Marshal(countersMsg{Counters: samples})
-	if err != nil {
-		return fmt.Errorf("reconfig: encode counters: %w", err)
-	}
-	return s.sendPeer(typeCounters, p, false)
-}
-
-// Bye tells the successor that nothing more follows and closes the connection.
-func (s *Server) Bye() error {
-	p, _ := json.Marshal(byeMsg{PID: s.pid})
-	return s.sendPeer(typeBye, p, true)
-}
-
-func (s *Server) sendPeer(typ msgType, p []byte, last bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.peer == nil {
-		return ErrNotHandedOff
-	}
-	s.peer.SetWriteDeadline(time.Now().Add(s.cfg.HandoffTimeout))
-	err := writeFrame(s.peer, typ, 0, p, nil)
-	if last || err != nil {
-		s.peer.Close()
-		s.peer = nil
-	}
-	if err != nil {
-		return fmt.Errorf("reconfig: send %s to new process (pid %d): %w", typeName(typ), s.peerPID, err)
-	}
-	return nil
+	return n, nil
 }
 
 // HandedOff reports whether a successor acked.
@@ -390,12 +406,12 @@ func (s *Server) HandedOff() bool {
 	return s.handedOff
 }
 
-// Close stops accepting, aborts a handoff in progress (the old process keeps
-// serving; the new one fails) and closes the successor's connection without
-// a bye (call Bye first). It waits for the Server's goroutines, so it must
-// not be called from OnAck or OnFail. If no handoff was acked and
+// Close stops accepting and aborts a handoff in progress (the old process
+// keeps serving; the new one fails). It waits for the Server's goroutines,
+// so it must not be called from OnAck or OnFail. If no handoff was acked and
 // reconfig.sock is still the socket this Server bound, the path is removed:
-// the proxy is stopping for good.
+// the proxy is stopping for good. An acked successor's drain stream is the
+// OnAck callee's to close.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -407,10 +423,6 @@ func (s *Server) Close() error {
 	s.ln.Close()
 	for c := range s.active {
 		c.Close()
-	}
-	if s.peer != nil {
-		s.peer.Close()
-		s.peer = nil
 	}
 	handedOff := s.handedOff
 	s.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
@@ -24,12 +25,6 @@ const DefaultHandoffTimeout = 10 * time.Second
 
 // nackWriteTimeout bounds the best-effort nack a failing new process sends.
 const nackWriteTimeout = 2 * time.Second
-
-// InheritedFile is one listening socket received in a manifest.
-type InheritedFile struct {
-	Entry FDEntry
-	File  *os.File
-}
 
 // Upgrade is the starting process's side of a handoff, from Begin to
 // TakeOver. It holds the upgrade lock until TakeOver or Fail.
@@ -45,13 +40,15 @@ type Upgrade struct {
 	fresh    bool
 	oldPID   int
 	manifest Manifest
-	files    []InheritedFile
+	sockets  []ident.Socket
 	conn     *net.UnixConn // the handoff connection (accepted on listen.sock)
 	acked    bool
 	failed   bool
+	orphaned bool // the old process went away before our ack
 	tookOver bool
 	targets  []MigrationTarget // sent with the ack (AcceptConnections)
 	handler  ConnHandler       // gets the connections the old process moves
+	follower *Follower         // the drain stream, after the ack
 
 	followOnce sync.Once
 	followDone chan struct{} // closed when the predecessor is finished with us
@@ -200,7 +197,7 @@ func (u *Upgrade) handshake(ctx context.Context, c *net.UnixConn) error {
 	u.conn = hc
 	u.manifest = m
 	for i := range files {
-		u.files = append(u.files, InheritedFile{Entry: m.Entries[i], File: files[i]})
+		u.sockets = append(u.sockets, ident.Socket{Spec: m.Entries[i], File: files[i]})
 	}
 	log.WithFields(logrus.Fields{"listeners": len(files), "generation": m.Generation}).Info("received manifest")
 	return nil
@@ -296,13 +293,13 @@ func (u *Upgrade) StartTime() time.Time {
 // Counters returns the old process's counter values at export.
 func (u *Upgrade) Counters() []sample.Sample { return u.manifest.Counters }
 
-// Files returns the inherited sockets, one per manifest entry, in order.
+// Sockets returns the inherited sockets, one per manifest entry, in order.
 // The Upgrade owns them and closes every one in Ack or Fail, so take what
 // you need (net.FileListener makes its own copy) before acking.
-func (u *Upgrade) Files() []InheritedFile {
+func (u *Upgrade) Sockets() []ident.Socket {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return append([]InheritedFile(nil), u.files...)
+	return append([]ident.Socket(nil), u.sockets...)
 }
 
 // Ack tells the old process we are serving: it stops accepting and drains.
@@ -331,12 +328,13 @@ func (u *Upgrade) Ack(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { u.conn.SetWriteDeadline(time.Now()) })
 	defer stop()
 	u.conn.SetWriteDeadline(deadline)
-	p, _ := json.Marshal(ackMsg{PID: u.pid, Migration: u.targets})
+	p, _ := json.Marshal(ackMsg{PID: u.pid, Migration: u.targets, Watch: true})
 	if err := writeFrame(u.conn, typeAck, 0, p, nil); err != nil {
 		return fmt.Errorf("reconfig: send ack to old process (pid %d): %w", u.oldPID, err)
 	}
 	u.conn.SetWriteDeadline(time.Time{})
 	u.acked = true
+	u.follower = NewFollower(u.conn, u.oldPID, u.handler, u.log.WithField("new_pid", u.pid))
 	u.log.WithFields(logrus.Fields{"old_pid": u.oldPID, "new_pid": u.pid}).Info("acked: old process stops accepting")
 	return nil
 }
@@ -379,8 +377,50 @@ func (u *Upgrade) releaseLocked() {
 }
 
 func (u *Upgrade) closeFiles() {
-	for _, f := range u.files {
+	for _, f := range u.sockets {
 		f.File.Close()
+	}
+}
+
+// Orphan records that the old process went away before it read our ack
+// (check with a liveness test after a failed Ack): this process, already
+// serving every proxy socket, is now the only one. TakeOver then proceeds
+// as after an ack, so that the survivor owns reconfig.sock and the lock is
+// freed: it can be upgraded at once. There is nothing to follow.
+func (u *Upgrade) Orphan() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.fresh || u.acked || u.failed || u.orphaned {
+		return
+	}
+	u.orphaned = true
+	u.closeFiles()
+	if u.conn != nil {
+		u.conn.Close()
+	}
+	u.followOnce.Do(func() { close(u.followDone) })
+	u.log.WithFields(logrus.Fields{"old_pid": u.oldPID, "new_pid": u.pid}).Warn("old process went away before our ack: carrying on alone")
+}
+
+// followed reports whether the predecessor is done with us (its bye, the end
+// of Follow, or no predecessor at all).
+func (u *Upgrade) followed() bool {
+	select {
+	case <-u.followDone:
+		return true
+	default:
+		return false
+	}
+}
+
+// Release tells a watching predecessor that we stop or hand over on purpose:
+// it must not take over again when we go. Idempotent; nothing before the ack.
+func (u *Upgrade) Release() {
+	u.mu.Lock()
+	f := u.follower
+	u.mu.Unlock()
+	if f != nil {
+		f.Release()
 	}
 }
 
@@ -397,7 +437,7 @@ func (u *Upgrade) TakeOver(cfg ServerConfig) (*Server, error) {
 		return nil, errors.New("reconfig: take over: upgrade failed")
 	case u.tookOver:
 		return nil, errors.New("reconfig: take over: already done")
-	case !u.fresh && !u.acked:
+	case !u.fresh && !u.acked && !u.orphaned:
 		return nil, errors.New("reconfig: take over: not acked")
 	}
 	ln, err := bindSocket(u.dir, ReconfigSock)
@@ -410,9 +450,9 @@ func (u *Upgrade) TakeOver(cfg ServerConfig) (*Server, error) {
 		}
 		return nil, err
 	}
-	var pred <-chan struct{}
+	var pred *Upgrade
 	if !u.fresh {
-		pred = u.followDone
+		pred = u
 	}
 	srv := newServer(ln, u.dir, u.pid, u.euid, pred, cfg)
 	u.tookOver = true
@@ -423,70 +463,20 @@ func (u *Upgrade) TakeOver(cfg ServerConfig) (*Server, error) {
 	return srv, nil
 }
 
-// Follow reads what the old process sends while it drains, passing each
-// batch of counter increments to onCounters, until the old process says
-// bye (nil), the connection closes without a bye (an error), or ctx ends.
-// Connections the old process moves go to the AcceptConnections handler
-// (refused without one); Follow answers each batch on the same connection.
-// Held connections whose batch never commits are released when it returns.
-// Call it after Ack; the Server answers "busy" until it returns.
+// Follow reads what the old process sends while it drains (see Follower),
+// until its bye (nil), the connection closes without a bye (an error), or
+// ctx ends. Connections the old process moves go to the AcceptConnections
+// handler (refused without one). Call it after Ack; the Server answers
+// "busy" until it returns.
 func (u *Upgrade) Follow(ctx context.Context, onCounters func([]sample.Sample)) error {
 	u.mu.Lock()
-	conn, acked, handler := u.conn, u.acked, u.handler
+	f := u.follower
 	u.mu.Unlock()
-	if !acked {
+	if f == nil {
 		return errors.New("reconfig: follow: not acked")
 	}
-	log := u.log.WithFields(logrus.Fields{"old_pid": u.oldPID, "new_pid": u.pid})
-	rx := newReceiver(handler, log)
-	defer func() {
-		rx.releaseAll()
-		conn.Close()
-		u.followOnce.Do(func() { close(u.followDone) })
-	}()
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
-	defer stop()
-	d := newDecoder(conn)
-	for {
-		f, err := d.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, ctx.Err())
-			}
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("reconfig: old process (pid %d) closed the handoff connection without bye", u.oldPID)
-			}
-			return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, err)
-		}
-		if f.Type == typeConnOffer {
-			rx.offer(f) // takes the frame's fds
-			continue
-		}
-		f.CloseFDs() // no other frame carries fds after the manifest
-		switch f.Type {
-		case typeCounters:
-			var m countersMsg
-			if err := decodePayload(f, &m); err != nil {
-				return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, err)
-			}
-			// Called even for an empty batch: the first batch after the ack
-			// tells the caller the old process has stopped accepting.
-			if onCounters != nil {
-				onCounters(m.Counters)
-			}
-		case typeConnCommit:
-			n, err := rx.commit(f, conn)
-			if err != nil {
-				return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, err)
-			}
-			log.WithField("connections", n).Debug("migration batch answered")
-		case typeBye:
-			log.Info("old process said bye")
-			return nil
-		default:
-			return fmt.Errorf("reconfig: follow old process (pid %d): %w", u.oldPID, badFrame("unexpected %s frame", typeName(f.Type)))
-		}
-	}
+	defer u.followOnce.Do(func() { close(u.followDone) })
+	return f.Follow(ctx, onCounters)
 }
 
 func orDiscard(log *logrus.Entry) *logrus.Entry {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/config"
 	"github.com/mosnlite/mosnlite/listener"
+	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/server/proxy"
 	"github.com/mosnlite/mosnlite/service"
@@ -20,9 +21,17 @@ const (
 	ServiceMetrics = "metrics"
 )
 
-// build creates the cluster manager and one part per configured listener,
-// services first. Nothing is bound yet.
-func (s *Server) build() (*cluster.Manager, []*part, error) {
+// build creates a plane: the cluster manager and one part per configured
+// listener, services first. Nothing is bound yet.
+func (s *Server) build() (*plane, error) {
+	clusters, parts, err := s.buildParts()
+	if err != nil {
+		return nil, err
+	}
+	return &plane{clusters: clusters, parts: parts}, nil
+}
+
+func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 	clusters, err := cluster.NewManager(s.cfg.ClusterManager.Clusters, s.reg, s.opts.Log.WithField("component", "cluster"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: clusters: %w", err)
@@ -34,7 +43,7 @@ func (s *Server) build() (*cluster.Manager, []*part, error) {
 		h    func() (http.Handler, error)
 	}{
 		{ServiceAdmin, s.cfg.Admin, func() (http.Handler, error) {
-			return service.NewAdminHandler(s, s.reg, s.clock, s.opts.Log.WithField("component", "admin")), nil
+			return service.NewAdminHandler(s, s.reg, s.fx.now, s.opts.Log.WithField("component", "admin")), nil
 		}},
 		{ServicePprof, s.cfg.Pprof, func() (http.Handler, error) { return service.NewPprofHandler(), nil }},
 		{ServiceMetrics, s.cfg.Metrics, func() (http.Handler, error) {
@@ -47,7 +56,7 @@ func (s *Server) build() (*cluster.Manager, []*part, error) {
 		if sv.cfg == nil || sv.cfg.Address == "" {
 			continue
 		}
-		spec, err := specFor(sv.name, listener.KindService, sv.cfg.Network, sv.cfg.Address)
+		spec, err := ident.New(sv.name, listener.KindService, sv.cfg.Network, sv.cfg.Address)
 		if err != nil {
 			return nil, nil, fmt.Errorf("server: %s: %w", sv.name, err)
 		}
@@ -61,7 +70,7 @@ func (s *Server) build() (*cluster.Manager, []*part, error) {
 		srv := &s.cfg.Servers[i]
 		log := s.serverLog(i)
 		for _, l := range srv.Listeners {
-			spec, err := specFor(l.Name, listener.KindServer, l.Network, l.Address)
+			spec, err := ident.New(l.Name, listener.KindServer, l.Network, l.Address)
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
 			}
@@ -93,15 +102,4 @@ func newProxy(l config.Listener, srv *config.Server, clusters *cluster.Manager, 
 	default:
 		return nil, fmt.Errorf("filter type %q has no config", f.Type)
 	}
-}
-
-func specFor(name string, kind listener.Kind, network, address string) (listener.Spec, error) {
-	if network == "" {
-		network = config.NetworkTCP
-	}
-	addr, err := listener.Normalize(network, address)
-	if err != nil {
-		return listener.Spec{}, err
-	}
-	return listener.Spec{Name: name, Kind: kind, Network: network, Address: addr}, nil
 }

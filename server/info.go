@@ -27,8 +27,8 @@ func (s *Server) ServerInfo() service.ServerInfo {
 	if e := s.opts.Envoy; e != nil {
 		info.RestartEpoch = e.RestartEpoch
 		info.BaseID = e.BaseID
-		if s.envoy != nil && s.envoy.hr != nil {
-			info.BaseID = s.envoy.hr.BaseID() // the one chosen with --use-dynamic-base-id
+		if es, ok := s.style.(*envoyStyle); ok && es.hr != nil {
+			info.BaseID = es.hr.BaseID() // the one chosen with --use-dynamic-base-id
 		}
 	}
 	if s.opts.Envoy != nil {
@@ -43,8 +43,12 @@ func (s *Server) ServerInfo() service.ServerInfo {
 func (s *Server) Listeners() []service.ListenerInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]service.ListenerInfo, 0, len(s.parts))
-	for _, p := range s.parts {
+	var parts []*part
+	if s.plane != nil {
+		parts = s.plane.parts
+	}
+	out := make([]service.ListenerInfo, 0, len(parts))
+	for _, p := range parts {
 		addr := p.spec.Address
 		if p.ln != nil {
 			addr = p.ln.Spec.Address
@@ -75,10 +79,7 @@ func (s *Server) Ready() bool {
 // accepting on the proxy listeners and drain their connections; the
 // service ports stay up.
 func (s *Server) DrainListeners() {
-	s.mu.Lock()
-	parts := append([]*part(nil), s.parts...)
-	s.mu.Unlock()
-	for _, p := range parts {
+	for _, p := range s.parts() {
 		if p.proxy == nil {
 			continue
 		}

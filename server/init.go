@@ -5,10 +5,10 @@ package server
 // touching a running process, and reports what fails. It is Envoy's
 // --mode init_only; the server is not started.
 func (s *Server) Init() error {
-	clusters, _, err := s.build()
+	pl, err := s.build()
 	if err != nil {
 		return err
 	}
-	clusters.Close()
+	pl.clusters.Close()
 	return nil
 }

@@ -10,6 +10,7 @@ type processMetrics struct {
 	upgradesFailed     *stats.Counter
 	lastHandoffSeconds *stats.Gauge
 	listenersInherited *stats.Gauge
+	upgradesReverted   *stats.Counter
 }
 
 func newProcessMetrics(reg *stats.Registry) *processMetrics {
@@ -20,5 +21,6 @@ func newProcessMetrics(reg *stats.Registry) *processMetrics {
 		upgradesFailed:     reg.Counter("server.upgrades_failed_total", "Upgrades that failed before the successor acked"),
 		lastHandoffSeconds: reg.Gauge("server.last_handoff_duration_seconds", "Duration of the last handoff, from the successor's start to its ack"),
 		listenersInherited: reg.Gauge("server.listeners_inherited", "Listening sockets this process inherited from its predecessor"),
+		upgradesReverted:   reg.Counter("server.upgrades_reverted_total", "Upgrades undone: the successor died within upgrade_watch_period after its ack, and this process served again"),
 	}
 }

@@ -26,9 +26,7 @@ type adopter struct {
 // migrationTargets lists the listeners this process takes connections for:
 // every proxy listener without disable_migration.
 func (s *Server) migrationTargets() ([]reconfig.MigrationTarget, *adopter) {
-	s.mu.Lock()
-	parts := append([]*part(nil), s.parts...)
-	s.mu.Unlock()
+	parts := s.parts()
 	a := &adopter{
 		log:    s.log.WithField("new_pid", s.opts.PID),
 		byName: map[string]proxy.Migrator{},

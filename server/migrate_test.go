@@ -195,11 +195,11 @@ func TestNoTargetsNoMigration(t *testing.T) {
 
 func TestAdopterRoutesByListenerAndKind(t *testing.T) {
 	s, _ := testServer(t)
-	s.parts = []*part{
+	s.plane = &plane{parts: []*part{
 		part1("web", &fakeMigrator{kind: proxy.KindHTTP}, false),
 		part1("tcp", &fakeMigrator{kind: proxy.KindTCP}, false),
 		part1("pinned", &fakeMigrator{kind: proxy.KindTCP}, true),
-	}
+	}}
 	targets, a := s.migrationTargets()
 	if len(targets) != 2 || targets[0] != (reconfig.MigrationTarget{Listener: "web", Kind: "http"}) || targets[1] != (reconfig.MigrationTarget{Listener: "tcp", Kind: "tcp"}) {
 		t.Fatalf("targets = %v", targets)

@@ -15,7 +15,7 @@ import (
 // config, so that every series a dashboard reads exists from the first
 // scrape.
 func (s *Server) initObservability() error {
-	e := stats.Exposition{Now: s.clock, ListenerAddress: s.listenerAddress}
+	e := stats.Exposition{Now: s.fx.now, ListenerAddress: s.listenerAddress}
 	if m := s.cfg.Metrics; m != nil {
 		e.Naming, e.NativeHistograms = stats.Naming(m.Naming), m.NativeHistograms
 	}
@@ -98,7 +98,10 @@ func routedClusters(r *config.Router) []string {
 func (s *Server) listenerAddress(name string) (network, address string, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, p := range s.parts {
+	if s.plane == nil {
+		return "", "", false
+	}
+	for _, p := range s.plane.parts {
 		if p.proxy != nil && p.spec.Name == name && p.ln != nil {
 			return p.ln.Spec.Network, p.ln.Spec.Address, true
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -22,6 +24,7 @@ type part struct {
 	svc   *service.Server
 
 	ln      *listener.Listener
+	view    *acceptView // what the accept loop accepts on
 	serving bool
 	stopped chan struct{} // closed when the accept loop has returned
 	// noMigration: the listener's connections drain on upgrade instead of
@@ -32,15 +35,38 @@ type part struct {
 func (p *part) String() string { return p.spec.String() }
 
 // acceptLoopStopTimeout bounds the wait for an accept loop to return after
-// its listener closed; it returns at once in practice.
+// its listener paused; it returns at once in practice.
 const acceptLoopStopTimeout = 5 * time.Second
+
+// acceptView is a part's view of its listener. Closing it — as the proxy or
+// service server does when it stops — pauses the socket instead of closing
+// it: the socket outlives the part (the successor accepts on it too, and
+// after a revert a new plane serves it again). Once another part took the
+// listener over, the view is detached and closing it does nothing.
+type acceptView struct {
+	*listener.Listener
+	once     sync.Once
+	detached atomic.Bool
+}
+
+func (v *acceptView) Close() error {
+	var err error
+	v.once.Do(func() {
+		if !v.detached.Load() {
+			err = v.Listener.Pause()
+		}
+	})
+	return err
+}
 
 // serve starts accepting on the part's listener in a goroutine. An accept
 // loop that ends for any other reason than stopAccepting is logged.
 func (p *part) serve(log *logrus.Entry) {
 	p.stopped = make(chan struct{})
 	p.serving = true
-	ln := net.Listener(p.ln)
+	p.view = &acceptView{Listener: p.ln}
+	ln := net.Listener(p.view)
+	stopped := p.stopped
 	go func() {
 		var err error
 		if p.proxy != nil {
@@ -54,23 +80,20 @@ func (p *part) serve(log *logrus.Entry) {
 		if err != nil {
 			log.WithError(err).WithField("listener", p.spec.String()).Error("accept loop ended: this listener no longer accepts")
 		}
-		close(p.stopped)
+		close(stopped)
 	}()
 }
 
-// stopAccepting closes this process's copy of the listening socket (the
-// socket itself lives on where a successor holds it) and waits for the
-// accept loop to return, so that every connection it accepted is tracked
-// before anyone waits for the part's connections to end.
+// stopAccepting stops this part's accept loop — the socket stays open,
+// paused, until the lifecycle closes it — and waits for the loop to return,
+// so that every connection it accepted is tracked before anyone waits for
+// the part's connections to end.
 func (p *part) stopAccepting() error {
-	if p.ln == nil {
+	if p.ln == nil || !p.serving {
 		return nil
 	}
-	if err := p.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := p.view.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("server: stop accepting on %s: %w", p.spec, err)
-	}
-	if !p.serving {
-		return nil
 	}
 	t := time.NewTimer(acceptLoopStopTimeout)
 	defer t.Stop()
@@ -80,6 +103,16 @@ func (p *part) stopAccepting() error {
 	case <-t.C:
 		return fmt.Errorf("server: stop accepting on %s: accept loop still running after %s", p.spec, acceptLoopStopTimeout)
 	}
+}
+
+// takeOver makes p serve old's listener: old's view is detached, so that
+// old, stopping later, leaves the socket alone.
+func (p *part) takeOver(old *part) error {
+	p.ln = old.ln
+	if old.view != nil {
+		old.view.detached.Store(true)
+	}
+	return p.ln.Resume()
 }
 
 // drain asks the part's connections to finish.

@@ -1,11 +1,15 @@
 // Package server wires one mosnlite process: it builds the data plane and the
 // service ports from a config, takes the listening sockets over from a running
 // predecessor (or binds them fresh), serves, and hands everything to a
-// successor when one starts.
+// successor when one starts. The lifecycle is one (lifecycle.go, handover.go);
+// the two handoff styles, MOSN's reconfig.sock and Envoy's restart epochs,
+// differ only behind a small seam (seam.go) with one adapter each.
 package server
 
 import (
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -13,7 +17,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/config"
 	"github.com/mosnlite/mosnlite/listener"
-	"github.com/mosnlite/mosnlite/reconfig"
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/service"
 	"github.com/mosnlite/mosnlite/service/stats"
@@ -61,32 +65,56 @@ type Options struct {
 	ReadyBy time.Time
 }
 
+// effects are the side effects the lifecycle decides on, injected so that
+// its state machine runs on fakes in tests.
+type effects struct {
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
+	alive func(pid int) bool // process liveness
+	rand  func() uint64
+	// style opens the handoff style (the predecessor and the endpoint).
+	style func(s *Server) handoffStyle
+}
+
+func defaultEffects(opts Options) effects {
+	fx := effects{now: opts.Clock, after: time.After, alive: wire.ProcessAlive, rand: rand.Uint64}
+	if fx.now == nil {
+		fx.now = time.Now
+	}
+	if opts.Envoy != nil {
+		fx.style = newEnvoyStyle
+	} else {
+		fx.style = newMOSNStyle
+	}
+	return fx
+}
+
 // Server is one running mosnlite process.
 type Server struct {
 	opts  Options
+	fx    effects
+	style handoffStyle
 	cfg   *config.Config
 	log   *logrus.Entry
-	clock func() time.Time
 	reg   *stats.Registry
 	m     *processMetrics
 
 	udsDir string
 
-	mu             sync.Mutex
-	state          State
-	generation     int
-	firstStart     time.Time
-	startTime      time.Time
-	drainingPID    int
-	listeners      *listener.Set
-	clusters       *cluster.Manager
-	parts          []*part
-	reconfigServer *reconfig.Server
-	// exportedCounters are the counters sent in the last manifest: what a
+	mu          sync.Mutex
+	state       State
+	generation  int
+	firstStart  time.Time
+	startTime   time.Time
+	drainingPID int
+	listeners   *listener.Set
+	plane       *plane // what serves now
+	endpoint    endpoint
+	pred        predecessor // while it drains into us, or watches us
+	// exported are the counters sent in the last manifest: what a
 	// successor already has.
-	exportedCounters []stats.Sample
-	// envoy is the hot-restart state when the process runs the Envoy way.
-	envoy *envoyState
+	exported []stats.Sample
+	handover *handover // the handover to a successor in progress
 
 	quit     chan struct{} // closed to ask the process to stop gracefully
 	quitOnce sync.Once
@@ -95,17 +123,26 @@ type Server struct {
 	exitErr  error
 }
 
+// plane is one generation of the data plane inside the process: the
+// clusters and one part per listener. A revert (the successor died after
+// the ack) builds a new plane on the same sockets while the old one drains.
+type plane struct {
+	clusters *cluster.Manager
+	parts    []*part
+}
+
 // New checks the options and prepares a server; nothing is bound yet.
 func New(opts Options) (*Server, error) {
+	return newServer(opts, defaultEffects(opts))
+}
+
+func newServer(opts Options, fx effects) (*Server, error) {
 	if opts.Config == nil {
-		return nil, fmt.Errorf("server: no config")
+		return nil, errors.New("server: no config")
 	}
 	if opts.Log == nil {
 		l := logrus.New()
 		opts.Log = logrus.NewEntry(l)
-	}
-	if opts.Clock == nil {
-		opts.Clock = time.Now
 	}
 	udsDir := opts.Config.UDSDir
 	if udsDir == "" && opts.Envoy == nil {
@@ -117,9 +154,9 @@ func New(opts Options) (*Server, error) {
 	reg := stats.New()
 	s := &Server{
 		opts:       opts,
+		fx:         fx,
 		cfg:        opts.Config,
 		log:        opts.Log.WithField("component", "server"),
-		clock:      opts.Clock,
 		reg:        reg,
 		m:          newProcessMetrics(reg),
 		udsDir:     udsDir,
@@ -128,11 +165,12 @@ func New(opts Options) (*Server, error) {
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
-	now := s.clock()
+	now := s.fx.now()
 	s.startTime, s.firstStart = now, now
 	if err := s.initObservability(); err != nil {
 		return nil, err
 	}
+	s.style = fx.style(s)
 	return s, nil
 }
 
@@ -177,6 +215,7 @@ func (s *Server) finish(err error) {
 		s.exitErr = err
 		s.state = StateStopped
 		s.mu.Unlock()
+		s.m.live.Set(0)
 		close(s.done)
 	})
 }
@@ -201,9 +240,27 @@ func (s *Server) handoffTimeout() time.Duration {
 	return config.DefaultHandoffTimeout
 }
 
+// watchPeriod is upgrade_watch_period (default 5s; 0 turns the watch off).
+func (s *Server) watchPeriod() time.Duration {
+	if w := s.cfg.UpgradeWatchPeriod; w != nil {
+		return w.Duration
+	}
+	return config.DefaultUpgradeWatchPeriod
+}
+
 func (s *Server) serverLog(i int) *logrus.Entry {
 	if i < len(s.opts.ServerLogs) && s.opts.ServerLogs[i] != nil {
 		return s.opts.ServerLogs[i]
 	}
 	return s.opts.Log
+}
+
+// parts returns what serves now.
+func (s *Server) parts() []*part {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.plane == nil {
+		return nil
+	}
+	return append([]*part(nil), s.plane.parts...)
 }

@@ -40,6 +40,10 @@ func mosnConfig(udsDir string, p ports, graceful string, listeners, routers, clu
 	}
 	return obj{
 		"uds_dir": udsDir,
+		// These tests time the drain (an old process exits as soon as nothing
+		// remains); the watch period, which keeps it for 5s by default, is
+		// tested on its own (watch_test.go).
+		"upgrade_watch_period": "0s",
 		"servers": []obj{{
 			"server_name":       "main",
 			"default_log_level": "info",

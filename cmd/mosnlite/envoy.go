@@ -136,15 +136,14 @@ func cmdEnvoy(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
 	lg.process.WithFields(logrus.Fields{"version": bi.String(), "config": path, "restart_epoch": f.opts.RestartEpoch}).Info("starting (Envoy-compatible command line)")
-	if err := srv.StartEnvoy(context.Background()); err != nil {
-		lg.process.WithError(err).Error("start failed")
-		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
+	if err := srv.Start(context.Background()); err != nil {
+		lg.startFailed(err, stderr)
 		return 1
 	}
 	pf := pidFile{path: cfg.Pid}
 	pf.serving(lg.process, pid)
 	code, stoppedHere := serveLoop(srv, sigs, lg, loopHooks{
-		stop: srv.ShutdownEnvoy,
+		stop: srv.Shutdown,
 		hup: func() {
 			// Envoy ignores SIGHUP: restarts come from the hot-restarter.
 			lg.process.Info("SIGHUP ignored: with the Envoy command line, restarts come from the hot-restarter")

@@ -157,6 +157,16 @@ func (l *logs) warn(cfg *config.Config) {
 	}
 }
 
+// startFailed reports a failed start once: in the process log, and on
+// stderr too only if that log goes to a file (where whoever ran the command
+// would not see it).
+func (l *logs) startFailed(err error, stderr io.Writer) {
+	l.process.WithError(err).Error("start failed")
+	if _, toFile := l.process.Logger.Out.(*reopenFile); toFile {
+		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
+	}
+}
+
 // reopen reopens every log file (SIGUSR1).
 func (l *logs) reopen() error {
 	for _, f := range l.files {

@@ -170,8 +170,7 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 
 	lg.process.WithFields(map[string]interface{}{"version": bi.String(), "config": orDefault(path, "(embedded default)"), "uds_dir": srv.UDSDir()}).Info("starting")
 	if err := srv.Start(context.Background()); err != nil {
-		lg.process.WithError(err).Error("start failed")
-		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
+		lg.startFailed(err, stderr)
 		notifyReady(err)
 		return 1
 	}

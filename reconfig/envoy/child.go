@@ -4,8 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mosnlite/mosnlite/listener/ident"
+	"github.com/mosnlite/mosnlite/reconfig"
 
 	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
@@ -38,28 +44,9 @@ func (h *HotRestart) ShutdownParentAdmin(ctx context.Context) (time.Time, error)
 
 // PassListenSockets asks the parent for all its listening sockets. The caller
 // owns the returned files (adopt them with net.FileListener, then close them).
-func (h *HotRestart) PassListenSockets(ctx context.Context) ([]ListenSocket, error) {
-	return h.passSockets(ctx, passSocketsRequest{})
-}
-
-// PassListenSocket asks the parent for its one listening socket at network and
-// (normalised) address; ok is false if the parent has none there.
-func (h *HotRestart) PassListenSocket(ctx context.Context, network, address string) (ls ListenSocket, ok bool, err error) {
-	if address == "" {
-		return ListenSocket{}, false, errors.New("envoy: pass listen socket: empty address")
-	}
-	got, err := h.passSockets(ctx, passSocketsRequest{Network: network, Address: address})
-	if err != nil || len(got) == 0 {
-		return ListenSocket{}, false, err
-	}
-	for _, extra := range got[1:] {
-		_ = extra.File.Close()
-	}
-	return got[0], true, nil
-}
-
-func (h *HotRestart) passSockets(ctx context.Context, req passSocketsRequest) ([]ListenSocket, error) {
-	f, err := h.roundTrip(ctx, msgPassSockets, req, msgPassSocketsReply)
+// Every entry is checked (ident.Spec.Valid).
+func (h *HotRestart) PassListenSockets(ctx context.Context) ([]ident.Socket, error) {
+	f, err := h.roundTrip(ctx, msgPassSockets, nil, msgPassSocketsReply)
 	if err != nil || f == nil {
 		return nil, noParentOK(err)
 	}
@@ -73,9 +60,13 @@ func (h *HotRestart) passSockets(ctx context.Context, req passSocketsRequest) ([
 		f.closeFiles()
 		return nil, fmt.Errorf("envoy: pass listen sockets: %d entries for %d descriptors: %w", len(reply.Sockets), n, ErrGarbled)
 	}
-	out := make([]ListenSocket, len(reply.Sockets))
+	out := make([]ident.Socket, len(reply.Sockets))
 	for i, e := range reply.Sockets {
-		out[i] = ListenSocket{Name: e.Name, Kind: e.Kind, Network: e.Network, Address: e.Address, File: f.files[i]}
+		if err := e.Valid(); err != nil {
+			f.closeFiles()
+			return nil, fmt.Errorf("envoy: pass listen sockets: entry %d: %v: %w", i, err, ErrGarbled)
+		}
+		out[i] = ident.Socket{Spec: e, File: f.files[i]}
 	}
 	return out, nil
 }
@@ -95,16 +86,50 @@ func (h *HotRestart) ParentStats(ctx context.Context) ([]sample.Sample, error) {
 }
 
 // DrainParentListeners tells the parent to stop accepting and drain; call it
-// once this process serves on every listener. It then clears INITIALIZING in
-// shared memory (also at epoch 0, which has no parent): from now on the next
-// epoch may start. The flag is cleared even if the parent could not be told.
-func (h *HotRestart) DrainParentListeners(ctx context.Context) error {
+// once this process serves on every listener. With the request goes one end
+// of a new socket pair, the drain stream: on it the parent moves the
+// connections of the listeners named in targets to this process, exactly as
+// the MOSN-style handoff does after its ack; the returned Follower (nil
+// without a parent) reads them and hands them to handler. It then clears
+// INITIALIZING in shared memory (also at epoch 0, which has no parent): from
+// now on the next epoch may start. The flag is cleared even if the parent
+// could not be told.
+func (h *HotRestart) DrainParentListeners(ctx context.Context, targets []reconfig.MigrationTarget, handler reconfig.ConnHandler) (*reconfig.Follower, error) {
 	defer h.shm.MarkInitialized()
-	f, err := h.roundTrip(ctx, msgDrain, nil, msgDrainReply)
+	if !h.HasParent() {
+		return nil, nil
+	}
+	ours, theirs, err := socketPair()
+	if err != nil {
+		return nil, fmt.Errorf("envoy: drain stream: %w", err)
+	}
+	defer theirs.Close()
+	f, err := h.roundTripFiles(ctx, msgDrain, drainRequest{Migration: targets}, []*os.File{theirs}, msgDrainReply)
 	if f != nil {
 		f.closeFiles()
 	}
-	return noParentOK(err)
+	if err != nil || f == nil {
+		ours.Close()
+		return nil, noParentOK(err)
+	}
+	return reconfig.NewFollower(ours, h.ParentPID(), handler, h.log), nil
+}
+
+// socketPair makes a connected pair of unix stream sockets: ours as a
+// connection, theirs as a file to send.
+func socketPair() (*net.UnixConn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	f := os.NewFile(uintptr(fds[0]), "drain-stream")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "drain-stream-peer"), nil
 }
 
 // TerminateParent tells the parent to shut down, and forgets it: later
@@ -191,6 +216,11 @@ func noParentOK(err error) error {
 // timeout). It returns (nil, ErrNoParent) when there is no parent. Any
 // transport error breaks the connection for good: the parent counts as gone.
 func (h *HotRestart) roundTrip(ctx context.Context, req msgType, body any, want msgType) (*frame, error) {
+	return h.roundTripFiles(ctx, req, body, nil, want)
+}
+
+// roundTripFiles is roundTrip with descriptors sent along with the request.
+func (h *HotRestart) roundTripFiles(ctx context.Context, req msgType, body any, files []*os.File, want msgType) (*frame, error) {
 	h.cmu.Lock()
 	defer h.cmu.Unlock()
 	if h.conn == nil || h.parentTerminated {
@@ -206,7 +236,7 @@ func (h *HotRestart) roundTrip(ctx context.Context, req msgType, body any, want 
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) }) // wake on cancel
 	defer stop()
 
-	if err := writeFrame(c, req, body, nil); err != nil {
+	if err := writeFrame(c, req, body, files); err != nil {
 		return nil, h.lose(fmt.Errorf("envoy: request %v: %w", typeName(req), withCtxErr(ctx, err)))
 	}
 	f, err := readFrame(c)

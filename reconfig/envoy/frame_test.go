@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
@@ -91,7 +92,7 @@ func sendRaw(t *testing.T, c *net.UnixConn, data []byte, files ...*os.File) {
 func TestFrameRoundTripWithDescriptors(t *testing.T) {
 	a, b := connPair(t)
 	r, w := pipeProbe(t)
-	body := passSocketsReply{Sockets: []socketEntry{{Name: "l1", Kind: "server", Network: "tcp", Address: "127.0.0.1:1"}}}
+	body := passSocketsReply{Sockets: []ident.Spec{{Name: "l1", Kind: "server", Network: "tcp", Address: "127.0.0.1:1"}}}
 	if err := writeFrame(a, msgPassSocketsReply, body, []*os.File{w}); err != nil {
 		t.Fatal(err)
 	}

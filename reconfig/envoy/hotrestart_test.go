@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mosnlite/mosnlite/listener/ident"
+	"github.com/mosnlite/mosnlite/reconfig"
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
@@ -28,6 +31,7 @@ type fakeProcess struct {
 	stats []sample.Sample
 
 	adminShut, drained, terminated chan struct{}
+	succ                           *reconfig.Successor // the drain stream, under mu
 	once                           [3]sync.Once
 }
 
@@ -47,19 +51,25 @@ func newFakeProcess(t *testing.T) *fakeProcess {
 func (p *fakeProcess) hooks() ParentHooks {
 	return ParentHooks{
 		ShutdownAdmin: func() time.Time { p.once[0].Do(func() { close(p.adminShut) }); return p.start },
-		ExportListeners: func() ([]ListenSocket, error) {
-			f, err := p.ln.File()
+		ExportListeners: func(send func([]ident.Spec, []int) error) error {
+			fd, err := wire.RawFD(p.ln)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			return []ListenSocket{{Name: "proxy", Kind: "server", Network: "tcp", Address: p.ln.Addr().String(), File: f}}, nil
+			return send([]ident.Spec{{Name: "proxy", Kind: ident.KindServer, Network: "tcp", Address: p.ln.Addr().String()}}, []int{fd})
 		},
 		Stats: func() []sample.Sample {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			return append([]sample.Sample(nil), p.stats...)
 		},
-		Drain:     func() { p.once[1].Do(func() { close(p.drained) }); _ = p.ln.Close() },
+		Drain: func(succ *reconfig.Successor) {
+			p.mu.Lock()
+			p.succ = succ
+			p.mu.Unlock()
+			p.once[1].Do(func() { close(p.drained) })
+			_ = p.ln.Close()
+		},
 		Terminate: func() { p.once[2].Do(func() { close(p.terminated) }) },
 	}
 }
@@ -178,7 +188,7 @@ func testTakeover(t *testing.T, abstract bool) {
 	if socks, err := h0.PassListenSockets(ctx); err != nil || socks != nil {
 		t.Fatalf("epoch 0 PassListenSockets: %v %v", socks, err)
 	}
-	if err := h0.DrainParentListeners(ctx); err != nil {
+	if _, err := h0.DrainParentListeners(ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if h0.SharedMemory().Initializing() {
@@ -222,8 +232,8 @@ func testTakeover(t *testing.T, abstract bool) {
 		t.Fatalf("got %d sockets", len(socks))
 	}
 	s := socks[0]
-	if s.Name != "proxy" || s.Kind != "server" || s.Network != "tcp" || s.Address != p0.ln.Addr().String() {
-		t.Fatalf("socket identity %+v", s)
+	if s.Spec.Name != "proxy" || s.Spec.Kind != "server" || s.Spec.Network != "tcp" || s.Spec.Address != p0.ln.Addr().String() {
+		t.Fatalf("socket identity %+v", s.Spec)
 	}
 	ln, err := net.FileListener(s.File)
 	_ = s.File.Close()
@@ -231,16 +241,6 @@ func testTakeover(t *testing.T, abstract bool) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-
-	// One by address, and a miss.
-	one, ok, err := h1.PassListenSocket(ctx, "tcp", p0.ln.Addr().String())
-	if err != nil || !ok || one.Name != "proxy" {
-		t.Fatalf("PassListenSocket: %+v %v %v", one, ok, err)
-	}
-	_ = one.File.Close()
-	if _, ok, err := h1.PassListenSocket(ctx, "tcp", "127.0.0.1:1"); err != nil || ok {
-		t.Fatalf("PassListenSocket for an unknown address: ok=%v err=%v", ok, err)
-	}
 
 	p0.setStats(
 		sample.Sample{Name: "listener.downstream_cx_total", Kind: sample.KindCounter, Value: 5},
@@ -251,11 +251,28 @@ func testTakeover(t *testing.T, abstract bool) {
 		t.Fatalf("ParentStats: %+v %v", got, err)
 	}
 
-	// The child serves; the parent is told to drain (its listener closes).
-	if err := h1.DrainParentListeners(ctx); err != nil {
-		t.Fatal(err)
+	// The child serves; the parent is told to drain (its listener closes),
+	// and gets the drain stream, on which it moves connections to the child.
+	fl, err := h1.DrainParentListeners(ctx, []reconfig.MigrationTarget{{Listener: "proxy", Kind: reconfig.ConnKindTCP}}, nil)
+	if err != nil || fl == nil {
+		t.Fatalf("DrainParentListeners: %v %v", fl, err)
 	}
 	waitClosed(t, p0.drained, "parent drain")
+	p0.mu.Lock()
+	succ := p0.succ
+	p0.mu.Unlock()
+	if succ == nil || succ.PID() != os.Getpid() || len(succ.MigrationTargets()) != 1 {
+		t.Fatalf("drain stream %+v", succ)
+	}
+	followed := make(chan error, 1)
+	go func() { followed <- fl.Follow(ctx, nil) }()
+	if err := succ.Bye(); err != nil {
+		t.Fatalf("bye on the drain stream: %v", err)
+	}
+	if err := <-followed; err != nil {
+		t.Fatalf("follow the drain stream: %v", err)
+	}
+	succ.Close()
 	if h1.SharedMemory().Initializing() {
 		t.Fatal("INITIALIZING still set after the takeover")
 	}
@@ -269,7 +286,7 @@ func testTakeover(t *testing.T, abstract bool) {
 		}
 		accepted <- err
 	}()
-	c, err := net.DialTimeout("tcp", s.Address, 2*time.Second)
+	c, err := net.DialTimeout("tcp", s.Spec.Address, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +330,7 @@ func TestThirdEpochTerminatesGrandparent(t *testing.T) {
 	fam := newFamily(t, true)
 	h0, p0 := fam.epoch0(t)
 	serve(t, h0, p0.hooks())
-	if err := h0.DrainParentListeners(ctx); err != nil {
+	if _, err := h0.DrainParentListeners(ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	h1, err := fam.open(1)
@@ -325,7 +342,7 @@ func TestThirdEpochTerminatesGrandparent(t *testing.T) {
 	if _, err := h1.ShutdownParentAdmin(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := h1.DrainParentListeners(ctx); err != nil {
+	if _, err := h1.DrainParentListeners(ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -353,7 +370,7 @@ func TestThirdEpochTerminatesGrandparent(t *testing.T) {
 	default:
 	}
 	// Epoch 3 reuses epoch 0's socket ids: free now.
-	if err := h2.DrainParentListeners(ctx); err != nil {
+	if _, err := h2.DrainParentListeners(ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	h3, err := fam.open(3)
@@ -373,7 +390,7 @@ func TestChildRefusedWhileParentInitializes(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	// Nothing disturbed: the parent still serves, and once it is up the same epoch starts.
-	if err := h0.DrainParentListeners(ctx); err != nil {
+	if _, err := h0.DrainParentListeners(ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	h1, err := fam.open(1)
@@ -475,7 +492,7 @@ func TestChildWithoutParentGivesUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h0.DrainParentListeners(ctx5(t)); err != nil {
+	if _, err := h0.DrainParentListeners(ctx5(t), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The region exists but nobody serves the parent socket.
@@ -564,7 +581,7 @@ func TestChildClosesDescriptorsOfAGarbledReply(t *testing.T) {
 	r, w := pipeProbe(t)
 	fakeParentSocket(t, fam, func(c *net.UnixConn) {
 		// Two entries announced, one descriptor sent.
-		_ = writeFrame(c, msgPassSocketsReply, passSocketsReply{Sockets: []socketEntry{{Name: "a"}, {Name: "b"}}}, []*os.File{w})
+		_ = writeFrame(c, msgPassSocketsReply, passSocketsReply{Sockets: []ident.Spec{{Name: "a"}, {Name: "b"}}}, []*os.File{w})
 		_ = w.Close()
 	})
 	h1, err := fam.open(1)
@@ -583,7 +600,7 @@ func TestChildTreatsAWrongReplyAsALostParent(t *testing.T) {
 	parentRegion(t, fam)
 	r, w := pipeProbe(t)
 	fakeParentSocket(t, fam, func(c *net.UnixConn) {
-		_ = writeFrame(c, msgPassSocketsReply, passSocketsReply{Sockets: []socketEntry{{Name: "a"}}}, []*os.File{w})
+		_ = writeFrame(c, msgPassSocketsReply, passSocketsReply{Sockets: []ident.Spec{{Name: "a"}}}, []*os.File{w})
 		_ = w.Close()
 	})
 	h1, err := fam.open(1)
@@ -664,7 +681,7 @@ func TestStatsAcrossEpochs(t *testing.T) {
 	hooks0 := p0.hooks()
 	hooks0.Stats = func() []sample.Sample { return m0.Overlay(reg0.Snapshot()) }
 	serve(t, h0, hooks0)
-	if err := h0.DrainParentListeners(ctx); err != nil {
+	if _, err := h0.DrainParentListeners(ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -700,7 +717,7 @@ func TestStatsAcrossEpochs(t *testing.T) {
 	if got := reg1.Counter("requests_total", "").Value(); got != 15 {
 		t.Fatalf("requests_total %v, want 15", got)
 	}
-	if err := h1.DrainParentListeners(ctx); err != nil {
+	if _, err := h1.DrainParentListeners(ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Counts made just before termination are kept by the final sync.
@@ -739,7 +756,7 @@ func TestRunStatsSyncStopsWhenParentGoes(t *testing.T) {
 	h0, p0 := fam.epoch0(t)
 	p0.setStats(sample.Sample{Name: "a_total", Kind: sample.KindCounter, Value: 1})
 	serve(t, h0, p0.hooks())
-	if err := h0.DrainParentListeners(ctx5(t)); err != nil {
+	if _, err := h0.DrainParentListeners(ctx5(t), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	cfg := fam.config(1)
@@ -773,7 +790,7 @@ func TestTerminateParentAfter(t *testing.T) {
 	fam := newFamily(t, true)
 	h0, p0 := fam.epoch0(t)
 	serve(t, h0, p0.hooks())
-	if err := h0.DrainParentListeners(ctx5(t)); err != nil {
+	if _, err := h0.DrainParentListeners(ctx5(t), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	cfg := fam.config(1)

@@ -2,43 +2,28 @@ package envoy
 
 import (
 	"math"
-	"os"
+
+	"github.com/mosnlite/mosnlite/listener/ident"
+	"github.com/mosnlite/mosnlite/reconfig"
 
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
-
-// ListenSocket is one listening socket handed from parent to child: its
-// identity (the fields of listener.Spec) and its descriptor.
-type ListenSocket struct {
-	Name    string
-	Kind    string // "server" or "service"
-	Network string // "tcp" or "unix"
-	Address string // normalised
-	File    *os.File
-}
-
-// socketEntry is a ListenSocket on the wire; the descriptor travels beside it,
-// in the same order.
-type socketEntry struct {
-	Name    string `json:"name"`
-	Kind    string `json:"kind"`
-	Network string `json:"network"`
-	Address string `json:"address"`
-}
 
 type shutdownAdminReply struct {
 	// OriginalStartUnixNano is when the first epoch started (for uptime across epochs).
 	OriginalStartUnixNano int64 `json:"original_start_unix_nano"`
 }
 
-type passSocketsRequest struct {
-	// Network and Address select one socket; an empty Address asks for all.
-	Network string `json:"network,omitempty"`
-	Address string `json:"address,omitempty"`
+type passSocketsReply struct {
+	// Sockets are in descriptor order.
+	Sockets []ident.Spec `json:"sockets"`
 }
 
-type passSocketsReply struct {
-	Sockets []socketEntry `json:"sockets"`
+// drainRequest comes with one descriptor: the child's end of the drain
+// stream (see package reconfig's Successor), on which the parent moves the
+// connections of the listeners named here.
+type drainRequest struct {
+	Migration []reconfig.MigrationTarget `json:"migration,omitempty"`
 }
 
 type statsReply struct {

@@ -2,15 +2,17 @@ package envoy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mosnlite/mosnlite/listener/ident"
+	"github.com/mosnlite/mosnlite/reconfig"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
@@ -23,19 +25,20 @@ type ParentHooks struct {
 	// over) and returns the start time of the first epoch. It may keep the admin
 	// socket open for ExportListeners, so that no connection is refused between.
 	ShutdownAdmin func() time.Time
-	// ExportListeners returns every listening socket this process serves, each
-	// with a descriptor that the Parent closes after sending, such as
-	// (*net.TCPListener).File() returns. It must not stop the listeners: the
-	// parent keeps accepting until Drain.
-	ExportListeners func() ([]ListenSocket, error)
+	// ExportListeners calls send with the identity and the descriptor of
+	// every listening socket this process serves, open while send runs
+	// (listener.Set.Export). It must not stop the listeners: the parent keeps
+	// accepting until Drain.
+	ExportListeners func(send func(specs []ident.Spec, fds []int) error) error
 	// Stats returns this process's counters and gauges as the child should see
 	// them: the registry snapshot with StatMerger.Overlay applied, so that the
 	// gauges of a grandparent that still lives are included.
 	Stats func() []sample.Sample
-	// Drain stops accepting on every listener and starts the drain of existing
-	// connections over Options.DrainTime with Options.DrainStrategy (see
-	// DrainSchedule). It must return promptly.
-	Drain func()
+	// Drain stops accepting on every listener, moves the connections it can
+	// to the child over succ (the drain stream; nil if the child sent none)
+	// and drains the rest over Options.DrainTime with Options.DrainStrategy
+	// (see DrainSchedule). It owns succ and must return promptly.
+	Drain func(succ *reconfig.Successor)
 	// Terminate shuts this process down promptly (Envoy: as on SIGTERM). It runs
 	// on its own goroutine after the reply is sent and after this process's
 	// epoch sockets are closed.
@@ -122,7 +125,6 @@ func (h *HotRestart) serveChild(c *net.UnixConn, hooks ParentHooks) {
 			}
 			return
 		}
-		f.closeFiles() // requests carry no descriptors
 		h.pmu.Lock()
 		err = h.handle(c, f, hooks, log)
 		h.pmu.Unlock()
@@ -135,6 +137,9 @@ func (h *HotRestart) serveChild(c *net.UnixConn, hooks ParentHooks) {
 
 // handle answers one request.
 func (h *HotRestart) handle(c *net.UnixConn, f frame, hooks ParentHooks, log *logrus.Entry) error {
+	if f.typ != msgDrain {
+		f.closeFiles() // only a drain request carries a descriptor
+	}
 	_ = c.SetWriteDeadline(time.Now().Add(h.cfg.RequestTimeout))
 	defer func() { _ = c.SetWriteDeadline(time.Time{}) }()
 	log = log.WithField("request", typeName(f.typ))
@@ -163,7 +168,7 @@ func (h *HotRestart) handle(c *net.UnixConn, f frame, hooks ParentHooks, log *lo
 		}
 		return nil
 	case msgPassSockets:
-		return h.passSocketsToChild(c, f, hooks, log)
+		return h.passSocketsToChild(c, hooks, log)
 	case msgStats:
 		var samples []sample.Sample
 		if hooks.Stats != nil {
@@ -172,8 +177,11 @@ func (h *HotRestart) handle(c *net.UnixConn, f frame, hooks ParentHooks, log *lo
 		return writeFrame(c, msgStatsReply, statsReply{Samples: samples}, nil)
 	case msgDrain:
 		log.Info("draining listeners for the child")
+		succ := h.drainStream(c, f, log)
 		if hooks.Drain != nil {
-			hooks.Drain()
+			hooks.Drain(succ)
+		} else if succ != nil {
+			succ.Close()
 		}
 		return writeFrame(c, msgDrainReply, nil, nil)
 	case msgTerminate:
@@ -195,44 +203,58 @@ func (h *HotRestart) handle(c *net.UnixConn, f frame, hooks ParentHooks, log *lo
 	}
 }
 
-func (h *HotRestart) passSocketsToChild(c *net.UnixConn, f frame, hooks ParentHooks, log *logrus.Entry) error {
-	var req passSocketsRequest
-	if err := f.decode(&req); err != nil {
-		return writeFrame(c, msgError, errorReply{Message: wire.Bound(err.Error(), maxErrorMessage)}, nil)
+func (h *HotRestart) passSocketsToChild(c *net.UnixConn, hooks ParentHooks, log *logrus.Entry) error {
+	reply := passSocketsReply{Sockets: []ident.Spec{}}
+	if hooks.ExportListeners == nil {
+		return writeFrame(c, msgPassSocketsReply, reply, nil)
 	}
-	var all []ListenSocket
-	if hooks.ExportListeners != nil {
-		var err error
-		if all, err = hooks.ExportListeners(); err != nil {
-			for _, s := range all {
-				closeQuietly(s)
-			}
-			return writeFrame(c, msgError, errorReply{Message: wire.Bound("export listeners: "+err.Error(), maxErrorMessage)}, nil)
+	sent := false
+	err := hooks.ExportListeners(func(specs []ident.Spec, fds []int) error {
+		if len(specs) != len(fds) {
+			return fmt.Errorf("%d entries for %d descriptors", len(specs), len(fds))
 		}
+		reply.Sockets = append(reply.Sockets, specs...)
+		p, err := json.Marshal(reply)
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
+		log.WithField("sockets", len(fds)).Info("passing listen sockets to the child")
+		sent = true
+		return protocol().WriteFrame(c, msgPassSocketsReply, 0, p, fds)
+	})
+	if err != nil && !sent {
+		return writeFrame(c, msgError, errorReply{Message: wire.Bound("export listeners: "+err.Error(), maxErrorMessage)}, nil)
 	}
-	defer func() {
-		for _, s := range all {
-			closeQuietly(s)
-		}
-	}()
-	reply := passSocketsReply{Sockets: []socketEntry{}}
-	var files []*os.File
-	for _, s := range all {
-		if req.Address != "" && (s.Address != req.Address || (req.Network != "" && s.Network != req.Network)) {
-			continue
-		}
-		if s.File == nil {
-			continue
-		}
-		reply.Sockets = append(reply.Sockets, socketEntry{Name: s.Name, Kind: s.Kind, Network: s.Network, Address: s.Address})
-		files = append(files, s.File)
+	if err != nil {
+		return fmt.Errorf("envoy: send %v: %w", typeName(msgPassSocketsReply), err)
 	}
-	log.WithField("sockets", len(files)).Info("passing listen sockets to the child")
-	return writeFrame(c, msgPassSocketsReply, reply, files)
+	return nil
 }
 
-func closeQuietly(s ListenSocket) {
-	if s.File != nil {
-		_ = s.File.Close()
+// drainStream makes the parent's end of the drain stream from the
+// descriptor a drain request came with (nil without one, or if it is not a
+// unix stream socket).
+func (h *HotRestart) drainStream(c *net.UnixConn, f frame, log *logrus.Entry) *reconfig.Successor {
+	defer f.closeFiles()
+	if len(f.files) != 1 {
+		return nil
 	}
+	var req drainRequest
+	if err := f.decode(&req); err != nil {
+		log.WithError(err).Warn("drain request unreadable: no connection migration")
+		return nil
+	}
+	nc, err := net.FileConn(f.files[0])
+	if err != nil {
+		log.WithError(err).Warn("drain stream unusable: no connection migration")
+		return nil
+	}
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		nc.Close()
+		log.Warn("drain stream is not a unix socket: no connection migration")
+		return nil
+	}
+	pid, _, _ := wire.PeerCred(c)
+	return reconfig.NewSuccessor(uc, pid, req.Migration, false, reconfig.StreamConfig{Log: log, WriteTimeout: h.cfg.RequestTimeout})
 }

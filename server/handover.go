@@ -1,0 +1,344 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mosnlite/mosnlite/listener/ident"
+	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
+)
+
+// counterPushInterval is how often a draining process sends its successor
+// what it counted since the last push.
+const counterPushInterval = 250 * time.Millisecond
+
+// serviceStopTimeout bounds how long, after the ack, a draining process waits
+// for requests in flight on its service ports before it hands its counters
+// over. A longer one (a CPU profile) goes on during the drain.
+const serviceStopTimeout = time.Second
+
+// successorHooks are what the style calls when a successor arrives.
+func (s *Server) successorHooks() successorHooks {
+	return successorHooks{
+		export: func(send func([]ident.Spec, []int) error) error {
+			s.mu.Lock()
+			set := s.listeners
+			s.mu.Unlock()
+			return set.Export(send)
+		},
+		manifest: s.manifest,
+		onAck:    s.onAck,
+		onFail: func(int, error) {
+			s.m.upgradesFailed.Inc()
+		},
+		pauseAdmin: s.pauseAdmin,
+		stats:      s.reg.Exposed,
+		terminate:  s.terminate,
+	}
+}
+
+// manifest is what a successor inherits besides the sockets; the counters
+// sent are remembered as what the successor already has.
+func (s *Server) manifest() lineage {
+	c := s.reg.Counters()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.exported = c
+	return lineage{
+		generation: s.generation, firstStart: s.firstStart, counters: c,
+		// The drain after the ack lasts at most graceful_timeout.
+		drainBound: s.gracefulTimeout(),
+	}
+}
+
+// handover is the old side of one handover to a successor, from its ack to
+// this process's exit (or, if the successor died within the watch period,
+// to this process serving again).
+type handover struct {
+	s    *Server
+	succ successor
+	pol  handoverPolicy
+	pl   *plane // the plane handed over
+	log  *logrus.Entry
+
+	stopOnce sync.Once
+	stopped  chan struct{} // Shutdown or terminate: finish, no watch
+	watched  chan struct{} // the watch is over
+	mu       sync.Mutex
+	reverted bool
+}
+
+// onAck runs when a successor serves: stop accepting everywhere (the sockets
+// stay open, paused, for the watch), let the service ports finish what they
+// answer, send the successor what was counted since the manifest (it waits
+// for that before it serves its own service ports), then, in the
+// background, move the connections the successor takes, drain the rest,
+// watch the successor, and exit.
+func (s *Server) onAck(succ successor) {
+	log := s.log.WithFields(map[string]interface{}{"old_pid": s.opts.PID, "new_pid": succ.PID()})
+	log.Info("handoff: successor acked; stopping accepting and draining")
+	s.setState(StateDraining)
+	s.mu.Lock()
+	pl, base, pred := s.plane, s.exported, s.pred
+	h := &handover{s: s, succ: succ, pol: s.style.policy(), pl: pl, log: log,
+		stopped: make(chan struct{}), watched: make(chan struct{})}
+	s.handover = h
+	s.mu.Unlock()
+	if pred != nil {
+		// From now on our successor, not our predecessor, takes over if we die.
+		pred.stop(context.Background())
+	}
+	s.m.live.Set(0)
+	for _, p := range pl.parts {
+		if err := p.stopAccepting(); err != nil {
+			log.WithError(err).Warn("stop accepting")
+		}
+	}
+	// The service ports finish what they are answering now (bounded), so that
+	// nothing this process says about its counters comes after the delta
+	// below: the successor serves /metrics only once it has that delta.
+	sctx, scancel := context.WithTimeout(context.Background(), serviceStopTimeout)
+	for _, p := range pl.parts {
+		if p.svc != nil {
+			_ = p.wait(sctx)
+		}
+	}
+	scancel()
+	push := func() {}
+	if h.pol.pushCounters {
+		pusher := &counterPusher{reg: s.reg, succ: succ, base: base, log: log}
+		pusher.push(true)
+		push = func() { pusher.push(false) }
+	}
+	go h.run(push)
+}
+
+// run moves and drains the handed-over plane, watches the successor, and
+// ends the process (or, after a revert, only the old plane).
+func (h *handover) run(push func()) {
+	s, log := h.s, h.log
+	if h.pol.watch > 0 && h.succ.Watchable() {
+		go h.watch()
+	} else {
+		close(h.watched)
+	}
+	// Counters pushed after each batch include the migration counters and
+	// everything the moved connections counted here.
+	out := s.startMigration(h.succ, h.succ.MigrationTargets(), h.pl.parts, log, push)
+	// What does not move is asked to finish: at once, or gradually.
+	var rest []*part
+	for _, p := range h.pl.parts {
+		if !out.migrating(p) {
+			rest = append(rest, p)
+		}
+	}
+	ask, cut, cancel := h.contexts()
+	defer cancel()
+	if h.pol.gradual {
+		go s.drainGradually(ask, rest, h.pol.drainTime)
+	} else {
+		for _, p := range rest {
+			p.drain()
+		}
+	}
+	if h.pol.exitWhenDrained {
+		ask = nil // what does not move was asked above; at the bound it is cut
+	}
+	s.drainPlane(cut, h.pl, push, out.migrating, ask)
+	out.finish(log)
+	push()
+	if err := h.succ.Bye(); err != nil {
+		log.WithError(err).Debug("goodbye to successor")
+	}
+	if !h.pol.exitWhenDrained {
+		<-h.stopped // an Envoy parent lives until its child terminates it
+	}
+	<-h.watched
+	h.mu.Lock()
+	reverted := h.reverted
+	h.mu.Unlock()
+	_ = h.succ.Close()
+	if reverted {
+		log.Info("handoff: the old plane has drained")
+		return
+	}
+	s.mu.Lock()
+	set := s.listeners
+	s.mu.Unlock()
+	_ = set.CloseAll() // our copies; the successor holds its own
+	log.Info("handoff: drained; exiting")
+	s.finish(nil)
+}
+
+// contexts are the drain's two bounds. MOSN: what does not move finishes
+// within graceful_timeout, then is cut. Envoy: the parent drains until it is
+// terminated (ask ends), then what is left closes at request boundaries
+// within graceful_timeout (cut ends). A Shutdown ends ask at once.
+func (h *handover) contexts() (ask, cut context.Context, cancel func()) {
+	g := h.s.gracefulTimeout()
+	if h.pol.exitWhenDrained {
+		c, cancel := context.WithTimeout(context.Background(), g)
+		return c, c, cancel
+	}
+	askCtx, askCancel := context.WithCancel(context.Background())
+	cutCtx, cutCancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-h.stopped:
+		case <-cutCtx.Done():
+			return
+		}
+		askCancel()
+		select {
+		case <-h.s.fx.after(g):
+		case <-cutCtx.Done():
+		}
+		cutCancel()
+	}()
+	return askCtx, cutCtx, func() { askCancel(); cutCancel() }
+}
+
+// stop ends the handover early (Shutdown, or an Envoy parent terminated):
+// no more watch, and an Envoy parent closes what is left.
+func (h *handover) stop(context.Context) {
+	h.stopOnce.Do(func() { close(h.stopped) })
+}
+
+// watch keeps the sockets for the watch period: if the successor dies in it
+// without having released us, this process serves again.
+func (h *handover) watch() {
+	defer close(h.watched)
+	timer := h.s.fx.after(h.pol.watch)
+	select {
+	case <-h.succ.Gone():
+		select {
+		case <-h.succ.Released():
+			return // it released us, then closed: an exit on purpose
+		case <-h.stopped:
+			return
+		default:
+		}
+		h.revert()
+	case <-h.succ.Released():
+	case <-timer:
+	case <-h.stopped:
+	}
+}
+
+// revert serves again after the successor died: a new plane on the very
+// sockets (paused since the ack), the service ports too, and reconfig.sock
+// taken back. Connections that had moved died with the successor; the old
+// plane's go on draining.
+func (h *handover) revert() {
+	s := h.s
+	h.log.Warn("successor died after the ack; serving again")
+	s.m.upgradesReverted.Inc()
+	npl, err := s.build()
+	if err != nil {
+		h.log.WithError(err).Error("cannot serve again; exiting after the drain")
+		return
+	}
+	old := map[ident.Spec]*part{}
+	for _, p := range h.pl.parts {
+		old[ident.Spec{Name: p.spec.Name, Kind: p.spec.Kind}] = p
+	}
+	for _, p := range npl.parts {
+		op := old[ident.Spec{Name: p.spec.Name, Kind: p.spec.Kind}]
+		if op == nil || op.ln == nil {
+			h.log.WithField("listener", p.spec.String()).Error("no socket to serve again")
+			continue
+		}
+		if err := p.takeOver(op); err != nil {
+			h.log.WithError(err).WithField("listener", p.spec.String()).Error("cannot serve again")
+			p.ln = nil
+		}
+	}
+	npl.clusters.Start(context.Background())
+	h.mu.Lock()
+	h.reverted = true
+	h.mu.Unlock()
+	s.mu.Lock()
+	s.plane = npl
+	s.handover = nil
+	s.mu.Unlock()
+	s.serveParts(func(p *part) bool { return p.ln != nil })
+	s.m.live.Set(1)
+	s.setState(StateRunning)
+	if h.pol.reclaim != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.handoffTimeout())
+		ep, err := h.pol.reclaim(ctx, s.successorHooks())
+		cancel()
+		if err != nil {
+			h.log.WithError(err).Error("cannot take reconfig.sock back: this process cannot be upgraded")
+		}
+		s.mu.Lock()
+		s.endpoint = ep
+		s.mu.Unlock()
+	}
+}
+
+// pauseAdmin is an Envoy child's first request: stop serving admin (the
+// socket stays open, paused, and goes to the child with the others), let
+// what it answers finish, and return the first start of the lineage.
+func (s *Server) pauseAdmin() time.Time {
+	for _, p := range s.parts() {
+		if p.svc != nil && p.spec.Name == ServiceAdmin {
+			_ = p.stopAccepting()
+			ctx, cancel := context.WithTimeout(context.Background(), serviceStopTimeout)
+			_ = p.wait(ctx)
+			cancel()
+		}
+	}
+	s.log.Info("hot restart: admin handed to the child")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.firstStart
+}
+
+// terminate is an Envoy child's order to go: what is left closes at request
+// boundaries (bounded by graceful_timeout), then the process exits.
+func (s *Server) terminate() {
+	s.log.Info("hot restart: terminated by the child")
+	s.mu.Lock()
+	h := s.handover
+	s.mu.Unlock()
+	if h != nil {
+		h.stop(context.Background())
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.gracefulTimeout())
+	defer cancel()
+	s.setState(StateDraining)
+	s.stopFor(ctx)
+	s.finish(nil)
+}
+
+// counterPusher sends the successor what this process counted since the
+// last push. Safe for concurrent use.
+type counterPusher struct {
+	mu   sync.Mutex
+	reg  *stats.Registry
+	succ successor
+	base []sample.Sample // what the successor has already
+	log  *logrus.Entry
+}
+
+// push sends the increments; with always, even when there are none.
+func (c *counterPusher) push(always bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.reg.Counters()
+	d := sample.Delta(c.base, now)
+	if len(d) == 0 && !always {
+		return
+	}
+	if err := c.succ.SendCounters(d); err != nil {
+		c.log.WithError(err).Debug("push counters to successor")
+		return
+	}
+	c.base = now
+}

@@ -1,0 +1,365 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mosnlite/mosnlite/listener"
+	"github.com/mosnlite/mosnlite/listener/ident"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
+)
+
+// followSlack is added to the predecessor's drain bound before this process
+// stops waiting for its goodbye.
+const followSlack = 5 * time.Second
+
+// ackMargin is how much before the predecessor's ack deadline the start must
+// be done, leaving time for the ack itself to travel.
+const ackMargin = 250 * time.Millisecond
+
+// errNoStream: the successor sent no drain stream, so nothing can move.
+var errNoStream = errors.New("server: the successor has no drain stream")
+
+// Start brings the process up, in either handoff style: it finds out
+// whether a predecessor runs and takes its sockets over, or binds fresh; it
+// serves on every listener; then it acks the predecessor and becomes the one
+// a successor will reach. On any error before the ack everything started is
+// rolled back and the predecessor is told why; it carries on untouched. The
+// error is returned, not logged: the caller reports it.
+func (s *Server) Start(ctx context.Context) error {
+	began := s.fx.now()
+	hctx, cancel := context.WithTimeout(ctx, s.handoffTimeout())
+	defer cancel()
+	if !s.opts.ReadyBy.IsZero() {
+		// Whoever started us stops waiting then: better to fail than to take
+		// over after it has reported failure.
+		var c2 context.CancelFunc
+		hctx, c2 = context.WithDeadline(hctx, s.opts.ReadyBy)
+		defer c2()
+	}
+
+	lin, pred, err := s.style.begin(hctx)
+	if err != nil {
+		return fmt.Errorf("server: start: %w", err)
+	}
+	s.inherit(lin)
+	if pred != nil && !lin.ackBy.IsZero() {
+		// The predecessor stops waiting for our ack at its deadline; every
+		// step before the ack must end before it.
+		var c3 context.CancelFunc
+		hctx, c3 = context.WithDeadlineCause(hctx, lin.ackBy.Add(-ackMargin),
+			fmt.Errorf("the predecessor (pid %d) stops waiting for our ack at %s", pred.pid(), lin.ackBy.Format(time.RFC3339Nano)))
+		defer c3()
+	}
+	var inherited []ident.Socket
+	if pred != nil {
+		inherited = pred.sockets()
+		s.log.WithFields(map[string]interface{}{
+			"old_pid": pred.pid(), "new_pid": s.opts.PID, "generation": lin.generation, "fds": len(inherited),
+		}).Info("handoff: received listeners from predecessor")
+	}
+	if err := s.open(hctx, inherited, pred == nil); err != nil {
+		if pred != nil {
+			pred.fail(err)
+		}
+		return err
+	}
+
+	alone := pred == nil
+	var adopt *adopter
+	if pred != nil {
+		// Connections the predecessor moves go to the listener of the same
+		// name and kind; it learns which with the ack.
+		targets, a := s.migrationTargets()
+		if err := pred.ack(hctx, targets, a); err != nil {
+			if s.fx.alive(pred.pid()) {
+				// The predecessor gave up on us and serves on: undo.
+				err = fmt.Errorf("server: handoff: ack to predecessor (pid %d): %w", pred.pid(), err)
+				s.abandon()
+				pred.fail(err)
+				return err
+			}
+			// The predecessor is gone: this process already serves every
+			// proxy socket, so it carries on, as an ordinary process.
+			s.log.WithError(err).WithField("old_pid", pred.pid()).Warn("handoff: predecessor exited before our ack; serving")
+			pred.orphan()
+			alone = true
+			s.mu.Lock()
+			s.drainingPID = 0
+			s.mu.Unlock()
+		} else {
+			adopt = a
+			s.mu.Lock()
+			s.pred = pred
+			s.mu.Unlock()
+		}
+		s.m.upgrades.Inc()
+		s.m.lastHandoffSeconds.Set(s.fx.now().Sub(began).Seconds())
+	}
+	ep, err := s.style.listen(s.successorHooks())
+	if err != nil {
+		if pred == nil {
+			// Nothing is lost by failing a fresh start, and a process that
+			// can never be upgraded is not what was asked for.
+			s.abandon()
+			return fmt.Errorf("server: start: %w", err)
+		}
+		// After the ack the predecessor no longer accepts: stopping now would
+		// be an outage. Serve, and say loudly that no upgrade is possible.
+		s.log.WithError(err).Error("cannot take over reconfig.sock: this process cannot be upgraded")
+	}
+	s.mu.Lock()
+	s.endpoint = ep
+	s.mu.Unlock()
+	if pred != nil {
+		if !alone {
+			// The service ports (metrics above all) start serving here only
+			// once the predecessor has stopped serving its own and sent what
+			// it counted since the manifest: no scrape sees a counter go back.
+			first := make(chan struct{})
+			go s.follow(ctx, pred, lin.drainBound, first, adopt)
+			select {
+			case <-first:
+			case <-s.fx.after(s.handoffTimeout()):
+				s.log.Warn("handoff: predecessor sent no counters after the ack; serving the service ports anyway")
+			}
+		}
+		s.serveParts(func(p *part) bool { return p.svc != nil })
+	}
+	s.mu.Lock()
+	gen := s.generation
+	s.mu.Unlock()
+	s.setState(StateRunning)
+	s.log.WithFields(map[string]interface{}{"generation": gen, "handoff_seconds": s.fx.now().Sub(began).Seconds()}).Info("ready")
+	return nil
+}
+
+// inherit takes what the lineage carries.
+func (s *Server) inherit(lin lineage) {
+	s.reg.AddCounters(lin.counters)
+	s.mu.Lock()
+	s.generation = max(lin.generation, 1)
+	if !lin.firstStart.IsZero() {
+		s.firstStart = lin.firstStart
+	}
+	s.drainingPID = lin.drainingPID
+	s.mu.Unlock()
+	s.m.generation.Set(float64(s.generation))
+}
+
+// open opens every listener (inherited or fresh) and serves on it: every
+// one on a fresh start, the proxies only for a successor (its service ports
+// wait for the predecessor's last counters, see Start).
+func (s *Server) open(ctx context.Context, inherited []ident.Socket, fresh bool) (err error) {
+	set := listener.NewSet(inherited, s.opts.Log.WithField("component", "listener"))
+	pl, err := s.build()
+	if err != nil {
+		set.CloseAll()
+		return err
+	}
+	s.mu.Lock()
+	s.plane, s.listeners = pl, set
+	s.mu.Unlock()
+	defer func() {
+		if err != nil {
+			s.rollback()
+		}
+	}()
+	pl.clusters.Start(context.WithoutCancel(ctx))
+
+	nInherited := 0
+	var specs []ident.Spec
+	for _, p := range pl.parts {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("server: start: handoff deadline: %w", context.Cause(ctx))
+		}
+		ln, err := set.Open(p.spec)
+		if err != nil {
+			return fmt.Errorf("server: open %s: %w", p.spec, err)
+		}
+		p.ln = ln
+		specs = append(specs, ln.Spec)
+		if ln.Inherited {
+			nInherited++
+		}
+	}
+	for _, spec := range set.CloseUnclaimed() {
+		s.log.WithField("listener", spec.String()).Info("inherited listener not in config: closed here, stops with the predecessor")
+	}
+	if err := s.style.opened(specs); err != nil {
+		return fmt.Errorf("server: start: %w", err)
+	}
+	s.m.listenersInherited.Set(float64(nInherited))
+	s.serveParts(func(p *part) bool { return fresh || p.proxy != nil })
+	s.m.live.Set(1)
+	return nil
+}
+
+// serveParts starts serving the parts that want says, in config order.
+func (s *Server) serveParts(want func(*part) bool) {
+	for _, p := range s.parts() {
+		if p.serving || !want(p) {
+			continue
+		}
+		p.serve(s.log)
+		s.log.WithFields(map[string]interface{}{"listener": p.spec.Name, "kind": p.spec.Kind, "address": p.ln.Spec.Address, "inherited": p.ln.Inherited}).Info("serving")
+	}
+}
+
+// rollback undoes a partial start: stop every part that started, close every
+// socket this process opened. Inherited sockets are only this process's
+// copies; the predecessor's stay open.
+func (s *Server) rollback() {
+	s.mu.Lock()
+	pl, set := s.plane, s.listeners
+	s.plane = nil
+	s.mu.Unlock()
+	if pl != nil {
+		for _, p := range pl.parts {
+			_ = p.stopAccepting()
+			p.closeAll()
+		}
+		pl.clusters.Close()
+	}
+	if set != nil {
+		set.CloseAll()
+	}
+	s.m.live.Set(0)
+}
+
+// abandon undoes a start that served but will not go on: stop accepting,
+// let what was accepted finish briefly, close everything. The caller
+// reports why.
+func (s *Server) abandon() {
+	s.log.Warn("start abandoned: closing what this process opened")
+	ctx, cancel := context.WithTimeout(context.Background(), min(s.gracefulTimeout(), s.handoffTimeout()))
+	defer cancel()
+	s.stopFor(ctx)
+}
+
+// follow adds in what the draining predecessor still counts and clears the
+// draining pid once it is gone.
+func (s *Server) follow(ctx context.Context, pred predecessor, bound time.Duration, first chan<- struct{}, adopt *adopter) {
+	signaled := false
+	signal := func() {
+		if !signaled {
+			signaled = true
+			close(first)
+		}
+	}
+	defer signal()
+	// The predecessor drains for at most its graceful_timeout; a predecessor
+	// that hangs must not keep this process from being upgraded forever.
+	if bound <= 0 {
+		bound = s.gracefulTimeout()
+	}
+	ctx, cancel := context.WithTimeout(ctx, bound+s.handoffTimeout()+followSlack)
+	defer cancel()
+	err := pred.follow(ctx, func(c []sample.Sample) {
+		s.reg.AddCounters(c)
+		signal()
+	})
+	s.mu.Lock()
+	pid := s.drainingPID
+	s.drainingPID = 0
+	s.mu.Unlock()
+	s.recordUpgrade(adopt)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		s.log.WithError(err).WithField("old_pid", pid).Warn("predecessor connection ended without goodbye")
+		return
+	}
+	log := s.log.WithField("old_pid", pid)
+	if adopt != nil {
+		n := adopt.total()
+		log = log.WithFields(map[string]interface{}{"adopted_tcp": n["tcp"], "adopted_http": n["http"]})
+	}
+	log.Info("predecessor finished draining")
+}
+
+// Shutdown stops the process for good, with no successor: stop accepting,
+// let connections finish within ctx (graceful_timeout when ctx has no
+// deadline), then cut the rest. A predecessor still watching us is told we
+// stop on purpose (it must not serve again); an Envoy parent still draining
+// is terminated. During a handover, the handover ends within ctx: no watch,
+// an Envoy parent drains what is left and exits.
+func (s *Server) Shutdown(ctx context.Context) error {
+	ctx, cancel := s.gracefulContext(ctx)
+	defer cancel()
+	s.mu.Lock()
+	st, h, ep, pred := s.state, s.handover, s.endpoint, s.pred
+	s.mu.Unlock()
+	switch {
+	case st == StateStopped:
+		return s.Err()
+	case h != nil:
+		h.stop(ctx)
+		<-s.done
+		return s.Err()
+	case st == StateDraining:
+		<-s.done
+		return s.Err()
+	}
+	if pred != nil {
+		pred.stop(ctx)
+	}
+	if ep != nil {
+		_ = ep.close()
+		s.mu.Lock()
+		h = s.handover
+		s.mu.Unlock()
+		if ep.handedOff() || h != nil {
+			// A successor acked just before the close: the handover is under
+			// way, and the unix paths are the successor's now.
+			if h != nil {
+				h.stop(ctx)
+			}
+			<-s.done
+			return s.Err()
+		}
+	}
+	s.setState(StateDraining)
+	s.stopFor(ctx)
+	s.mu.Lock()
+	set := s.listeners
+	s.mu.Unlock()
+	if set != nil {
+		_ = set.RemoveUnixPaths()
+	}
+	s.finish(nil)
+	return nil
+}
+
+// stopFor stops accepting and closes every socket (nobody takes over: a new
+// client is refused rather than queued), asks connections to finish, waits
+// for them until ctx ends, then cuts what remains.
+func (s *Server) stopFor(ctx context.Context) {
+	s.mu.Lock()
+	pl, set := s.plane, s.listeners
+	s.mu.Unlock()
+	if pl == nil {
+		return
+	}
+	s.m.live.Set(0)
+	for _, p := range pl.parts {
+		if err := p.stopAccepting(); err != nil {
+			s.log.WithError(err).Warn("stop")
+		}
+	}
+	if set != nil {
+		_ = set.CloseAll()
+	}
+	for _, p := range pl.parts {
+		p.drain()
+	}
+	s.drainPlane(ctx, pl, nil, nil, nil)
+}
+
+// gracefulContext bounds ctx by graceful_timeout unless it has a deadline.
+func (s *Server) gracefulContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.gracefulTimeout())
+}

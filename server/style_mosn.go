@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mosnlite/mosnlite/listener/ident"
+	"github.com/mosnlite/mosnlite/reconfig"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
+)
+
+// mosnStyle is the MOSN-style handoff: reconfig.sock and listen.sock in
+// uds_dir (package reconfig).
+type mosnStyle struct {
+	s  *Server
+	up *reconfig.Upgrade // from begin: the start, fresh or not
+}
+
+func newMOSNStyle(s *Server) handoffStyle { return &mosnStyle{s: s} }
+
+func (m *mosnStyle) begin(ctx context.Context) (lineage, predecessor, error) {
+	up, err := reconfig.Begin(ctx, m.s.udsDir, m.s.opts.Log.WithField("component", "reconfig"))
+	if err != nil {
+		return lineage{}, nil, err
+	}
+	m.up = up
+	if up.Fresh() {
+		return lineage{generation: 1}, nil, nil
+	}
+	mf := up.Manifest()
+	lin := lineage{
+		generation: int(mf.Generation) + 1, firstStart: mf.StartTime, counters: mf.Counters,
+		drainBound: mf.DrainTimeout, ackBy: mf.AckDeadline, drainingPID: mf.PID,
+	}
+	return lin, &mosnPredecessor{up: up, log: m.s.log}, nil
+}
+
+func (m *mosnStyle) opened([]ident.Spec) error { return nil }
+
+func (m *mosnStyle) listen(h successorHooks) (endpoint, error) {
+	rs, err := m.up.TakeOver(m.serverConfig(h))
+	if err != nil {
+		return nil, err
+	}
+	return mosnEndpoint{rs}, nil
+}
+
+func (m *mosnStyle) serverConfig(h successorHooks) reconfig.ServerConfig {
+	return reconfig.ServerConfig{
+		HandoffTimeout: m.s.handoffTimeout(),
+		Log:            m.s.opts.Log.WithField("component", "reconfig"),
+		Export: func(send func(reconfig.Manifest, []int) error) error {
+			lin := h.manifest()
+			return h.export(func(specs []ident.Spec, fds []int) error {
+				return send(reconfig.Manifest{
+					Generation: uint64(lin.generation), StartTime: lin.firstStart,
+					Counters: lin.counters, DrainTimeout: lin.drainBound, Entries: specs,
+				}, fds)
+			})
+		},
+		OnAck:  func(s *reconfig.Successor) { h.onAck(s) },
+		OnFail: h.onFail,
+	}
+}
+
+func (m *mosnStyle) policy() handoverPolicy {
+	return handoverPolicy{
+		pushCounters: true, exitWhenDrained: true, watch: m.s.watchPeriod(),
+		reclaim: func(ctx context.Context, h successorHooks) (endpoint, error) {
+			rs, err := reconfig.Reclaim(ctx, m.s.udsDir, m.serverConfig(h))
+			if err != nil {
+				return nil, err
+			}
+			return mosnEndpoint{rs}, nil
+		},
+	}
+}
+
+// mosnPredecessor is the predecessor of a MOSN-style upgrade.
+type mosnPredecessor struct {
+	up  *reconfig.Upgrade
+	log *logrus.Entry
+}
+
+func (p *mosnPredecessor) pid() int                { return p.up.OldPID() }
+func (p *mosnPredecessor) sockets() []ident.Socket { return p.up.Sockets() }
+func (p *mosnPredecessor) fail(err error)          { p.up.Fail(err) }
+func (p *mosnPredecessor) stop(context.Context)    { p.up.Release() }
+
+func (p *mosnPredecessor) orphan() { p.up.Orphan() }
+
+func (p *mosnPredecessor) ack(ctx context.Context, targets []reconfig.MigrationTarget, h reconfig.ConnHandler) error {
+	if len(targets) > 0 {
+		if err := p.up.AcceptConnections(targets, h); err != nil {
+			p.log.WithError(err).Warn("handoff: connection migration off")
+		}
+	}
+	return p.up.Ack(ctx)
+}
+
+func (p *mosnPredecessor) follow(ctx context.Context, onCounters func([]sample.Sample)) error {
+	return p.up.Follow(ctx, onCounters)
+}
+
+// mosnEndpoint is this process's reconfig.sock.
+type mosnEndpoint struct{ rs *reconfig.Server }
+
+func (e mosnEndpoint) close() error    { return e.rs.Close() }
+func (e mosnEndpoint) handedOff() bool { return e.rs.HandedOff() }

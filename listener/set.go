@@ -135,7 +135,6 @@ func statPath(p string) (pathID, bool) {
 	return pathID{dev: uint64(st.Dev), ino: st.Ino, ctimeNanos: st.Ctim.Nano()}, true
 }
 
-
 // CloseUnclaimed closes every inherited socket that no Open took and returns
 // their specs. Their paths (for unix sockets) are left alone: until the
 // handoff is acked the previous process still serves on them.

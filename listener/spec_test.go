@@ -10,7 +10,7 @@ func TestSameSocket(t *testing.T) {
 		want bool
 	}{
 		{Spec{Network: "tcp", Address: "127.0.0.1:80"}, Spec{Network: "tcp", Address: "127.0.0.1:80"}, true},
-				{Spec{Network: "tcp", Address: "127.0.0.1:80"}, Spec{Network: "tcp", Address: "127.0.0.1:81"}, false},
+		{Spec{Network: "tcp", Address: "127.0.0.1:80"}, Spec{Network: "tcp", Address: "127.0.0.1:81"}, false},
 		{Spec{Network: "tcp", Address: "0.0.0.0:80"}, Spec{Network: "tcp", Address: "[::]:80"}, true},
 		{Spec{Network: "tcp", Address: "0.0.0.0:80"}, Spec{Network: "tcp", Address: "[::]:81"}, false},
 		{Spec{Network: "tcp4", Address: "0.0.0.0:80"}, Spec{Network: "tcp4", Address: "[::]:80"}, false},

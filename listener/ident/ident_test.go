@@ -49,7 +49,6 @@ func TestAnyPort(t *testing.T) {
 	}
 }
 
-
 func TestNewAndValid(t *testing.T) {
 	s, err := New("web", KindServer, "", "[::ffff:127.0.0.1]:80")
 	if err != nil || s.Network != "tcp" || s.Address != "127.0.0.1:80" {

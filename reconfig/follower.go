@@ -38,12 +38,14 @@ func NewFollower(conn *net.UnixConn, oldPID int, h ConnHandler, log *logrus.Entr
 }
 
 // Follow reads what the predecessor sends while it drains, passing each
-// batch of counter increments to onCounters, until it says bye (nil; the
-// bye is answered), the stream breaks without a bye (an error) or ctx ends
-// (an error). Held connections whose batch never commits are released when
+// batch of counter increments to onCounters, until it says bye (nil), the
+// stream breaks without a bye (an error) or ctx ends (an error). On the bye,
+// onBye (if set) runs before the bye is answered: the predecessor exits
+// only after that, so whatever onBye records (it is gone) is true before
+// anyone can see it go. Held connections whose batch never commits are released when
 // it returns. After an error the stream is released and closed; after a bye
 // it stays open until Release or until the predecessor closes it.
-func (f *Follower) Follow(ctx context.Context, onCounters func([]sample.Sample)) (err error) {
+func (f *Follower) Follow(ctx context.Context, onCounters func([]sample.Sample), onBye func()) (err error) {
 	rx := newReceiver(f.handler, f.log)
 	defer func() {
 		rx.releaseAll()
@@ -91,6 +93,9 @@ func (f *Follower) Follow(ctx context.Context, onCounters func([]sample.Sample))
 			stop()
 			f.conn.SetReadDeadline(time.Time{})
 			f.log.Info("old process said bye")
+			if onBye != nil {
+				onBye()
+			}
 			p, _ := json.Marshal(byeMsg{PID: os.Getpid()})
 			if err := f.writeBy(typeDone, 0, p, time.Now().Add(nackWriteTimeout)); err != nil {
 				f.log.WithError(err).Debug("confirm the bye")

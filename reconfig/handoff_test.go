@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,18 +188,24 @@ func TestFullHandoff(t *testing.T) {
 	var mu sync.Mutex
 	var got []sample.Sample
 	followed := make(chan error, 1)
+	var byeHandled atomic.Bool
 	go func() {
 		followed <- up.Follow(testCtx(t, testWait), func(s []sample.Sample) {
 			mu.Lock()
 			got = append(got, s...)
 			mu.Unlock()
-		})
+		}, func() { byeHandled.Store(true) })
 	}()
 	if err := old.succ.SendCounters([]sample.Sample{{Name: "cx_total", Kind: sample.KindCounter, Value: 2}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := old.succ.Bye(); err != nil {
 		t.Fatal(err)
+	}
+	// The old process exits after Bye: by then the successor has handled it
+	// (it no longer shows the old one as draining).
+	if !byeHandled.Load() {
+		t.Fatal("Bye returned before the successor handled it")
 	}
 	if err := <-followed; err != nil {
 		t.Fatalf("Follow: %v", err)
@@ -633,7 +640,7 @@ func TestFollowWithoutBye(t *testing.T) {
 	defer srv.Close()
 	old.srv.Close() // the old process dies without a bye
 	old.succ.Close()
-	err = u.Follow(testCtx(t, testWait), nil)
+	err = u.Follow(testCtx(t, testWait), nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "without bye") {
 		t.Fatalf("Follow = %v", err)
 	}
@@ -703,5 +710,55 @@ func TestNackReasonBounded(t *testing.T) {
 				t.Fatal("handed off on a nack")
 			}
 		})
+	}
+}
+
+// The old process dies after sending its manifest and before reading the
+// ack: the survivor, already serving, must end up an ordinary running
+// process — owning reconfig.sock, the upgrade lock free — upgradable at once.
+func TestSurvivorOfADeadPredecessorCanBeUpgraded(t *testing.T) {
+	dir := shortDir(t)
+	ln := tcpListener(t)
+	died := make(chan struct{})
+	fakeOld(t, dir, func(c *net.UnixConn) {
+		defer close(died)
+		c.Write([]byte{'U'})
+		var b [1]byte
+		io.ReadFull(c, b[:])
+		hc, err := net.Dial("unix", filepath.Join(dir, ListenSock))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		f := dupFile(t, ln)
+		defer f.Close()
+		m := Manifest{Version: ProtocolVersion, PID: 1, Generation: 1,
+			Entries: []ident.Spec{{Name: "web", Kind: ident.KindServer, Network: "tcp", Address: ln.Addr().String()}}}
+		p, _ := json.Marshal(m)
+		writeFrame(hc.(*net.UnixConn), typeManifest, 0, p, []int{int(f.Fd())})
+		hc.Close() // and dies: nobody reads the ack
+	})
+	u, err := Begin(testCtx(t, testWait), dir, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-died
+	if err := u.Ack(testCtx(t, testWait)); err == nil {
+		t.Fatal("ack to a dead process succeeded")
+	}
+	u.Orphan()
+	srv, err := u.TakeOver(ServerConfig{Log: quietLog(), HandoffTimeout: testWait,
+		Export: func(send func(Manifest, []int) error) error { return send(Manifest{Generation: 2}, nil) }})
+	if err != nil {
+		t.Fatalf("the survivor cannot take over reconfig.sock: %v", err)
+	}
+	defer srv.Close()
+	u2, err := Begin(testCtx(t, testWait), dir, quietLog())
+	if err != nil {
+		t.Fatalf("upgrading the survivor: %v", err)
+	}
+	defer u2.Fail(errors.New("test over"))
+	if u2.Fresh() || u2.OldPID() != os.Getpid() || u2.Manifest().Generation != 2 {
+		t.Fatalf("second upgrade: fresh=%v old pid %d generation %d", u2.Fresh(), u2.OldPID(), u2.Manifest().Generation)
 	}
 }

@@ -465,10 +465,11 @@ func (u *Upgrade) TakeOver(cfg ServerConfig) (*Server, error) {
 
 // Follow reads what the old process sends while it drains (see Follower),
 // until its bye (nil), the connection closes without a bye (an error), or
-// ctx ends. Connections the old process moves go to the AcceptConnections
+// ctx ends; onBye runs before the bye is answered (see Follower.Follow).
+// Connections the old process moves go to the AcceptConnections
 // handler (refused without one). Call it after Ack; the Server answers
 // "busy" until it returns.
-func (u *Upgrade) Follow(ctx context.Context, onCounters func([]sample.Sample)) error {
+func (u *Upgrade) Follow(ctx context.Context, onCounters func([]sample.Sample), onBye func()) error {
 	u.mu.Lock()
 	f := u.follower
 	u.mu.Unlock()
@@ -476,7 +477,7 @@ func (u *Upgrade) Follow(ctx context.Context, onCounters func([]sample.Sample)) 
 		return errors.New("reconfig: follow: not acked")
 	}
 	defer u.followOnce.Do(func() { close(u.followDone) })
-	return f.Follow(ctx, onCounters)
+	return f.Follow(ctx, onCounters, onBye)
 }
 
 func orDiscard(log *logrus.Entry) *logrus.Entry {

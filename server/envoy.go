@@ -182,7 +182,7 @@ func (p *envoyPredecessor) orphan() { p.closeSockets() }
 // says its service ports have stopped), moves in what the parent hands over
 // on the drain stream, and terminates the parent after
 // --parent-shutdown-time-s, as Envoy does.
-func (p *envoyPredecessor) follow(ctx context.Context, onCounters func([]sample.Sample)) error {
+func (p *envoyPredecessor) follow(ctx context.Context, onCounters func([]sample.Sample), onGone func()) error {
 	if err := p.hr.SyncParentStats(ctx); err != nil {
 		p.log.WithError(err).Warn("hot restart: parent stats after drain")
 	}
@@ -194,7 +194,7 @@ func (p *envoyPredecessor) follow(ctx context.Context, onCounters func([]sample.
 	if p.follower != nil {
 		go func() {
 			defer close(streamDone)
-			if err := p.follower.Follow(runCtx, nil); err != nil && !errors.Is(err, context.Canceled) {
+			if err := p.follower.Follow(runCtx, nil, nil); err != nil && !errors.Is(err, context.Canceled) {
 				p.log.WithError(err).Warn("hot restart: drain stream")
 			}
 		}()
@@ -202,6 +202,7 @@ func (p *envoyPredecessor) follow(ctx context.Context, onCounters func([]sample.
 		close(streamDone)
 	}
 	err := p.hr.TerminateParentAfter(runCtx, p.o.ParentShutdownTime)
+	onGone()
 	cancel()
 	<-streamDone
 	if errors.Is(err, context.Canceled) {

@@ -257,14 +257,17 @@ func (s *Server) follow(ctx context.Context, pred predecessor, bound time.Durati
 	}
 	ctx, cancel := context.WithTimeout(ctx, bound+s.handoffTimeout()+followSlack)
 	defer cancel()
+	pid := pred.pid()
+	gone := func() {
+		s.mu.Lock()
+		s.drainingPID = 0
+		s.mu.Unlock()
+	}
 	err := pred.follow(ctx, func(c []sample.Sample) {
 		s.reg.AddCounters(c)
 		signal()
-	})
-	s.mu.Lock()
-	pid := s.drainingPID
-	s.drainingPID = 0
-	s.mu.Unlock()
+	}, gone)
+	gone()
 	s.recordUpgrade(adopt)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.WithError(err).WithField("old_pid", pid).Warn("predecessor connection ended without goodbye")

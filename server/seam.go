@@ -56,8 +56,9 @@ type predecessor interface {
 	orphan()
 	// follow adds in what it counts while it drains, until it is gone; the
 	// first onCounters call (possibly empty) says it has stopped serving its
-	// service ports.
-	follow(ctx context.Context, onCounters func([]sample.Sample)) error
+	// service ports; onGone runs as soon as it is gone for good (before it
+	// can exit, where the style allows).
+	follow(ctx context.Context, onCounters func([]sample.Sample), onGone func()) error
 	// stop is this process stopping for good: a predecessor watching us
 	// must not serve again (MOSN), one still draining is terminated (Envoy).
 	stop(ctx context.Context)

@@ -99,8 +99,8 @@ func (p *mosnPredecessor) ack(ctx context.Context, targets []reconfig.MigrationT
 	return p.up.Ack(ctx)
 }
 
-func (p *mosnPredecessor) follow(ctx context.Context, onCounters func([]sample.Sample)) error {
-	return p.up.Follow(ctx, onCounters)
+func (p *mosnPredecessor) follow(ctx context.Context, onCounters func([]sample.Sample), onGone func()) error {
+	return p.up.Follow(ctx, onCounters, onGone)
 }
 
 // mosnEndpoint is this process's reconfig.sock.

@@ -265,7 +265,7 @@ func testTakeover(t *testing.T, abstract bool) {
 		t.Fatalf("drain stream %+v", succ)
 	}
 	followed := make(chan error, 1)
-	go func() { followed <- fl.Follow(ctx, nil) }()
+	go func() { followed <- fl.Follow(ctx, nil, nil) }()
 	if err := succ.Bye(); err != nil {
 		t.Fatalf("bye on the drain stream: %v", err)
 	}

@@ -274,6 +274,8 @@ func (h *handover) revert() {
 		cancel()
 		if err != nil {
 			h.log.WithError(err).Error("cannot take reconfig.sock back: this process cannot be upgraded")
+		} else {
+			h.log.Info("took reconfig.sock back: upgradable again")
 		}
 		s.mu.Lock()
 		s.endpoint = ep

@@ -1,0 +1,750 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/listener"
+	"github.com/mosnlite/mosnlite/listener/ident"
+	"github.com/mosnlite/mosnlite/reconfig"
+	"github.com/mosnlite/mosnlite/service/stats/sample"
+)
+
+const wait = 5 * time.Second
+
+// --- fakes ---------------------------------------------------------------
+
+// fakeTimers is an injected clock for timers: after(d) returns a channel
+// that fires only when the test says so (fire(d)).
+type fakeTimers struct {
+	mu  sync.Mutex
+	chs map[time.Duration][]chan time.Time
+}
+
+func newFakeTimers() *fakeTimers { return &fakeTimers{chs: map[time.Duration][]chan time.Time{}} }
+
+func (f *fakeTimers) after(d time.Duration) <-chan time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := make(chan time.Time, 1)
+	f.chs[d] = append(f.chs[d], c)
+	return c
+}
+
+// fire fires every timer of duration d set so far, waiting for one to exist.
+func (f *fakeTimers) fire(t *testing.T, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		f.mu.Lock()
+		cs := f.chs[d]
+		f.chs[d] = nil
+		f.mu.Unlock()
+		if len(cs) > 0 {
+			for _, c := range cs {
+				c <- time.Now()
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no timer of %s was set", d)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+type fakeEndpoint struct {
+	mu     sync.Mutex
+	closed bool
+	acked  bool
+}
+
+func (e *fakeEndpoint) close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	return nil
+}
+
+func (e *fakeEndpoint) handedOff() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.acked
+}
+
+// fakeStyle is a handoff style whose predecessor and endpoint the test holds.
+type fakeStyle struct {
+	lin         lineage
+	pred        *fakePred
+	beginErr    error
+	listenErr   error
+	pol         handoverPolicy
+	openedSpecs []ident.Spec
+
+	mu       sync.Mutex
+	hooks    successorHooks
+	ep       *fakeEndpoint
+	listened chan struct{}
+	reclaims int
+}
+
+func newFakeStyle() *fakeStyle {
+	return &fakeStyle{lin: lineage{generation: 1}, pol: handoverPolicy{pushCounters: true, exitWhenDrained: true}, listened: make(chan struct{}, 4)}
+}
+
+func (f *fakeStyle) begin(context.Context) (lineage, predecessor, error) {
+	if f.beginErr != nil {
+		return lineage{}, nil, f.beginErr
+	}
+	if f.pred == nil {
+		return f.lin, nil, nil
+	}
+	return f.lin, f.pred, nil
+}
+
+func (f *fakeStyle) opened(specs []ident.Spec) error { f.openedSpecs = specs; return nil }
+
+func (f *fakeStyle) listen(h successorHooks) (endpoint, error) {
+	if f.listenErr != nil {
+		return nil, f.listenErr
+	}
+	f.mu.Lock()
+	f.hooks, f.ep = h, &fakeEndpoint{}
+	ep := f.ep
+	f.mu.Unlock()
+	f.listened <- struct{}{}
+	return ep, nil
+}
+
+func (f *fakeStyle) policy() handoverPolicy {
+	p := f.pol
+	if p.watch > 0 {
+		p.reclaim = func(_ context.Context, h successorHooks) (endpoint, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.reclaims++
+			f.hooks = h
+			return &fakeEndpoint{}, nil
+		}
+	}
+	return p
+}
+
+func (f *fakeStyle) successorHooks() successorHooks {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hooks
+}
+
+// fakePred is a predecessor handing over real listening sockets.
+type fakePred struct {
+	p       int
+	socks   []ident.Socket
+	ackErr  error
+	bye     chan struct{} // follow returns once closed
+	mu      sync.Mutex
+	acked   []reconfig.MigrationTarget
+	failed  error
+	orphans int
+	stops   int
+}
+
+func (f *fakePred) pid() int                { return f.p }
+func (f *fakePred) sockets() []ident.Socket { return f.socks }
+func (f *fakePred) ack(_ context.Context, targets []reconfig.MigrationTarget, _ reconfig.ConnHandler) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acked = targets
+	f.close()
+	return f.ackErr
+}
+func (f *fakePred) close() {
+	for _, s := range f.socks {
+		s.File.Close()
+	}
+}
+func (f *fakePred) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failed = err
+	f.close()
+}
+func (f *fakePred) orphan() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.orphans++
+}
+func (f *fakePred) follow(ctx context.Context, onCounters func([]sample.Sample), onGone func()) error {
+	onCounters([]sample.Sample{{Name: "listener.downstream_cx_total", Labels: []string{"listener", "web"}, Kind: sample.KindCounter, Value: 3}})
+	select {
+	case <-f.bye:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	onGone()
+	return nil
+}
+func (f *fakePred) stop(context.Context) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stops++
+}
+
+// fakeSucc is a successor's drain stream.
+type fakeSucc struct {
+	watch    bool
+	released chan struct{}
+	gone     chan struct{}
+	mu       sync.Mutex
+	counters [][]sample.Sample
+	byes     int
+	closed   bool
+}
+
+func newFakeSucc(watch bool) *fakeSucc {
+	return &fakeSucc{watch: watch, released: make(chan struct{}), gone: make(chan struct{})}
+}
+
+func (f *fakeSucc) PID() int                                     { return 4242 }
+func (f *fakeSucc) MigrationTargets() []reconfig.MigrationTarget { return nil }
+func (f *fakeSucc) Migrate([]reconfig.ConnOffer) (reconfig.MigrationResult, error) {
+	return reconfig.MigrationResult{}, errors.New("no")
+}
+func (f *fakeSucc) SendCounters(s []sample.Sample) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.counters = append(f.counters, s)
+	return nil
+}
+func (f *fakeSucc) Bye() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.byes++
+	return nil
+}
+func (f *fakeSucc) Watchable() bool           { return f.watch }
+func (f *fakeSucc) Released() <-chan struct{} { return f.released }
+func (f *fakeSucc) Gone() <-chan struct{}     { return f.gone }
+func (f *fakeSucc) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	return nil
+}
+
+// --- helpers -------------------------------------------------------------
+
+type env struct {
+	t      *testing.T
+	dir    string
+	web    string // the proxy listener's address
+	admin  string
+	cfg    *config.Config
+	hook   *test.Hook
+	timers *fakeTimers
+	style  *fakeStyle
+	alive  bool
+}
+
+// newEnv writes a config: admin and one HTTP listener answering "v1" on /.
+func newEnv(t *testing.T, web, admin string) *env {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if web == "" {
+		web = freeAddr(t)
+	}
+	if admin == "" {
+		admin = freeAddr(t)
+	}
+	js := fmt.Sprintf(`{"uds_dir": %q, "servers": [{"server_name": "main", "graceful_timeout": "2s",
+	  "listeners": [{"name": "web", "address": %q, "filter_chains": [{"filters": [{"type": "proxy", "config": {"router_config_name": "r"}}]}]}],
+	  "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "all", "domains": ["*"], "routers": [
+	    {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": "v1"}}]}]}]}],
+	  "admin": {"address": %q}}`, dir+"/uds", web, admin)
+	cfg, err := config.Parse([]byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, dir: dir, web: web, admin: admin, cfg: cfg, timers: newFakeTimers(), style: newFakeStyle(), alive: true}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (e *env) server(opts ...func(*Options)) *Server {
+	e.t.Helper()
+	l, hook := test.NewNullLogger()
+	l.SetOutput(io.Discard)
+	l.SetLevel(logrus.DebugLevel)
+	e.hook = hook
+	o := Options{Config: e.cfg, Log: logrus.NewEntry(l), PID: os.Getpid()}
+	for _, f := range opts {
+		f(&o)
+	}
+	fx := effects{now: time.Now, after: e.timers.after, alive: func(int) bool { return e.alive }, rand: func() uint64 { return 0 },
+		style: func(*Server) handoffStyle { return e.style }}
+	s, err := newServer(o, fx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		select {
+		case <-s.Done():
+		default:
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			s.Shutdown(ctx)
+		}
+	})
+	return s
+}
+
+func (e *env) logged(msg string) bool {
+	for _, en := range e.hook.AllEntries() {
+		if strings.Contains(en.Message, msg) {
+			return true
+		}
+	}
+	return false
+}
+
+// get answers a request to addr, or an error.
+func get(addr, path string) (string, error) {
+	c := &http.Client{Timeout: wait, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func mustGet(t *testing.T, addr, path, want string) {
+	t.Helper()
+	got, err := get(addr, path)
+	if err != nil || !strings.Contains(got, want) {
+		t.Fatalf("GET %s%s = %q, %v; want %q", addr, path, got, err, want)
+	}
+}
+
+func refused(t *testing.T, addr string) {
+	t.Helper()
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s still accepts", addr)
+	}
+}
+
+func waitDone(t *testing.T, s *Server) {
+	t.Helper()
+	select {
+	case <-s.Done():
+	case <-time.After(wait):
+		t.Fatal("the process did not stop")
+	}
+}
+
+func notDone(t *testing.T, s *Server) {
+	t.Helper()
+	select {
+	case <-s.Done():
+		t.Fatal("the process stopped")
+	default:
+	}
+}
+
+// inherited returns a listening socket on addr as a predecessor hands it over.
+func inherited(t *testing.T, name string, kind ident.Kind, addr string) (ident.Socket, net.Listener) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	f, err := listener.Dup(l.(*net.TCPListener), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := ident.New(name, kind, "tcp", l.Addr().String())
+	return ident.Socket{Spec: spec, File: f}, l
+}
+
+// --- tests ----------------------------------------------------------------
+
+func TestFreshStartServesAndShutsDown(t *testing.T) {
+	e := newEnv(t, "", "")
+	s := e.server()
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-e.style.listened
+	mustGet(t, e.web, "/", "v1")
+	mustGet(t, e.admin, "/server_info", `"state": "running"`)
+	if !s.Ready() || s.ServerInfo().Generation != 1 || len(s.Listeners()) != 2 || len(e.style.openedSpecs) != 2 {
+		t.Fatalf("ready %v info %+v listeners %v opened %v", s.Ready(), s.ServerInfo(), s.Listeners(), e.style.openedSpecs)
+	}
+	if b, err := s.ConfigDump(); err != nil || !strings.Contains(string(b), `"web"`) {
+		t.Fatalf("config dump %s %v", b, err)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, s)
+	refused(t, e.web)
+	refused(t, e.admin)
+	if !e.style.ep.closed || s.getState() != StateStopped || s.Err() != nil {
+		t.Fatalf("endpoint closed %v state %s err %v", e.style.ep.closed, s.getState(), s.Err())
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal("a second Shutdown:", err)
+	}
+}
+
+func TestStartTakesOverFromPredecessor(t *testing.T) {
+	sock, _ := inherited(t, "web", ident.KindServer, "127.0.0.1:0")
+	e := newEnv(t, sock.Spec.Address, "")
+	e.style.pred = &fakePred{p: 77, socks: []ident.Socket{sock}, bye: make(chan struct{})}
+	e.style.lin = lineage{generation: 4, firstStart: time.Unix(1000, 0), drainingPID: 77,
+		counters: []sample.Sample{{Name: "server.upgrades_total", Kind: sample.KindCounter, Value: 2}}}
+	s := e.server()
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, e.web, "/", "v1")
+	mustGet(t, e.admin, "/server_info", `"generation": 4`)
+	info := s.ServerInfo()
+	if info.DrainingPID != 77 || !info.FirstStartTime.Equal(time.Unix(1000, 0)) || s.m.upgrades.Value() != 3 || s.m.listenersInherited.Value() != 1 {
+		t.Fatalf("info %+v upgrades %v inherited %v", info, s.m.upgrades.Value(), s.m.listenersInherited.Value())
+	}
+	if len(e.style.pred.acked) != 1 || e.style.pred.acked[0] != (reconfig.MigrationTarget{Listener: "web", Kind: "http"}) {
+		t.Fatalf("acked with targets %v", e.style.pred.acked)
+	}
+	close(e.style.pred.bye)
+	deadline := time.Now().Add(wait)
+	for s.ServerInfo().DrainingPID != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("draining pid not cleared after the predecessor's bye")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Shutting down tells the predecessor (it must not serve again).
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.style.pred.stops != 1 {
+		t.Fatalf("predecessor told %d times", e.style.pred.stops)
+	}
+}
+
+// A listener that cannot be opened rolls everything back; the predecessor is
+// told why and carries on.
+func TestStartRollsBack(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	e := newEnv(t, busy.Addr().String(), "")
+	e.style.pred = &fakePred{p: 77, bye: make(chan struct{})}
+	s := e.server()
+	err = s.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "open") {
+		t.Fatalf("Start = %v", err)
+	}
+	if e.style.pred.failed == nil || e.style.pred.failed.Error() != err.Error() {
+		t.Fatalf("predecessor told %v", e.style.pred.failed)
+	}
+	refused(t, e.admin)
+	if e.logged(err.Error()) {
+		t.Fatal("the error was logged as well as returned")
+	}
+}
+
+// The ack fails and the predecessor lives: it gave up on us; undo.
+func TestAckRaceAbandons(t *testing.T) {
+	sock, _ := inherited(t, "web", ident.KindServer, "127.0.0.1:0")
+	e := newEnv(t, sock.Spec.Address, "")
+	e.style.pred = &fakePred{p: 77, socks: []ident.Socket{sock}, ackErr: errors.New("stopped waiting"), bye: make(chan struct{})}
+	s := e.server()
+	err := s.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "stopped waiting") {
+		t.Fatalf("Start = %v", err)
+	}
+	if e.style.pred.failed == nil {
+		t.Fatal("predecessor not told")
+	}
+	refused(t, e.admin)
+	if len(e.style.listened) != 0 {
+		t.Fatal("an abandoned start became reachable for successors")
+	}
+	if e.logged("stopped waiting") {
+		t.Fatal("the error was logged as well as returned")
+	}
+}
+
+// The ack fails because the predecessor died: carry on as an ordinary
+// process, reachable for the next upgrade at once.
+func TestAckRaceOrphaned(t *testing.T) {
+	sock, _ := inherited(t, "web", ident.KindServer, "127.0.0.1:0")
+	e := newEnv(t, sock.Spec.Address, "")
+	e.alive = false
+	e.style.pred = &fakePred{p: 77, socks: []ident.Socket{sock}, ackErr: errors.New("broken pipe"), bye: make(chan struct{})}
+	e.style.lin = lineage{generation: 2, drainingPID: 77}
+	s := e.server()
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-e.style.listened
+	if e.style.pred.orphans != 1 || s.ServerInfo().DrainingPID != 0 || s.getState() != StateRunning {
+		t.Fatalf("orphaned %d draining %d state %s", e.style.pred.orphans, s.ServerInfo().DrainingPID, s.getState())
+	}
+	mustGet(t, e.admin, "/server_info", `"draining_pid": 0`)
+}
+
+func TestFreshStartNotReachableIsAbandoned(t *testing.T) {
+	e := newEnv(t, "", "")
+	e.style.listenErr = errors.New("bind reconfig.sock: no room")
+	s := e.server()
+	if err := s.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "no room") {
+		t.Fatalf("Start = %v", err)
+	}
+	refused(t, e.web)
+}
+
+func TestBeginFails(t *testing.T) {
+	e := newEnv(t, "", "")
+	e.style.beginErr = reconfig.ErrUpgradeInProgress
+	s := e.server()
+	if err := s.Start(context.Background()); !errors.Is(err, reconfig.ErrUpgradeInProgress) {
+		t.Fatalf("Start = %v", err)
+	}
+}
+
+func startFresh(t *testing.T, e *env) *Server {
+	t.Helper()
+	s := e.server()
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-e.style.listened
+	return s
+}
+
+// keepAlive opens a keep-alive connection and sends one request on it.
+func keepAlive(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	br := bufio.NewReader(c)
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return c, br
+}
+
+// A handover with no watch: stop accepting, counters to the successor, drain,
+// bye, exit; the sockets are the successor's.
+func TestHandoverDrainsAndExits(t *testing.T) {
+	e := newEnv(t, "", "")
+	s := startFresh(t, e)
+	c, br := keepAlive(t, e.web)
+	h := e.style.successorHooks()
+	lin := h.manifest()
+	if lin.generation != 1 || lin.drainBound != 2*time.Second {
+		t.Fatalf("manifest %+v", lin)
+	}
+	var n int
+	if err := h.export(func(specs []ident.Spec, fds []int) error { n = len(fds); return nil }); err != nil || n != 2 {
+		t.Fatalf("export %d %v", n, err)
+	}
+	succ := newFakeSucc(false)
+	h.onAck(succ)
+	if s.getState() != StateDraining || s.Ready() {
+		t.Fatalf("state %s after the ack", s.getState())
+	}
+	// The idle keep-alive connection is closed at its request boundary.
+	c.SetReadDeadline(time.Now().Add(wait))
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("idle connection not closed by the drain")
+	}
+	waitDone(t, s)
+	if succ.byes != 1 || len(succ.counters) == 0 || !succ.closed {
+		t.Fatalf("byes %d counters %v closed %v", succ.byes, succ.counters, succ.closed)
+	}
+	h.onFail(1, errors.New("x"))
+	if s.m.upgradesFailed.Value() != 1 {
+		t.Fatal("failed upgrade not counted")
+	}
+}
+
+// The successor dies within the watch period without having released us:
+// serve again on the same sockets, take the endpoint back, count it.
+func TestWatchRevertsWhenTheSuccessorDies(t *testing.T) {
+	e := newEnv(t, "", "")
+	e.style.pol.watch = 5 * time.Second
+	s := startFresh(t, e)
+	succ := newFakeSucc(true)
+	e.style.successorHooks().onAck(succ)
+	close(succ.gone)
+	deadline := time.Now().Add(wait)
+	for s.getState() != StateRunning {
+		if time.Now().After(deadline) {
+			t.Fatal("not serving again")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mustGet(t, e.web, "/", "v1")
+	mustGet(t, e.admin, "/server_info", `"state": "running"`)
+	if s.m.upgradesReverted.Value() != 1 || e.style.reclaims != 1 || !e.logged("successor died after the ack; serving again") {
+		t.Fatalf("reverted %v reclaims %d", s.m.upgradesReverted.Value(), e.style.reclaims)
+	}
+	notDone(t, s)
+	// Upgradable again: a second handover, released this time, ends the process.
+	succ2 := newFakeSucc(true)
+	e.style.successorHooks().onAck(succ2)
+	close(succ2.released)
+	waitDone(t, s)
+	if s.m.upgradesReverted.Value() != 1 {
+		t.Fatal("reverted twice")
+	}
+}
+
+// Released, or the watch period over: exit after the drain.
+func TestWatchEnds(t *testing.T) {
+	for _, how := range []string{"released", "timer", "released then gone", "shutdown"} {
+		t.Run(how, func(t *testing.T) {
+			e := newEnv(t, "", "")
+			e.style.pol.watch = 7 * time.Second
+			s := startFresh(t, e)
+			succ := newFakeSucc(true)
+			e.style.successorHooks().onAck(succ)
+			switch how {
+			case "released":
+				close(succ.released)
+			case "timer":
+				e.timers.fire(t, 7*time.Second)
+			case "released then gone":
+				close(succ.released)
+				close(succ.gone)
+			case "shutdown":
+				if err := s.Shutdown(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				close(succ.gone)
+			}
+			waitDone(t, s)
+			if s.m.upgradesReverted.Value() != 0 {
+				t.Fatal("reverted")
+			}
+		})
+	}
+}
+
+// An Envoy parent drains gradually what does not move and lives until its
+// child terminates it; then what is left closes at request boundaries.
+func TestEnvoyParentDrainsUntilTerminated(t *testing.T) {
+	e := newEnv(t, "", "")
+	e.style.pol = handoverPolicy{drainTime: time.Minute, gradual: true}
+	s := startFresh(t, e)
+	c, br := keepAlive(t, e.web)
+	h := e.style.successorHooks()
+	if first := h.pauseAdmin(); !first.Equal(s.firstStart) {
+		t.Fatalf("pauseAdmin = %v", first)
+	}
+	if len(h.stats()) == 0 {
+		t.Fatal("no stats for the child")
+	}
+	h.onAck(noSuccessor{pid: 9})
+	// rand 0: the gradual drain asks the idle connection to close at once.
+	c.SetReadDeadline(time.Now().Add(wait))
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("idle connection not drained")
+	}
+	notDone(t, s)
+	h.terminate()
+	waitDone(t, s)
+}
+
+func TestTerminateWithoutHandover(t *testing.T) {
+	e := newEnv(t, "", "")
+	s := startFresh(t, e)
+	e.style.successorHooks().terminate()
+	waitDone(t, s)
+	refused(t, e.web)
+}
+
+// SIGTERM while a successor's handoff completes: the handover finishes.
+func TestShutdownAfterAck(t *testing.T) {
+	e := newEnv(t, "", "")
+	s := startFresh(t, e)
+	e.style.ep.acked = true
+	e.style.successorHooks().onAck(newFakeSucc(false))
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, s)
+}
+
+func TestDrainListenersKeepsServices(t *testing.T) {
+	e := newEnv(t, "", "")
+	s := startFresh(t, e)
+	s.DrainListeners()
+	refusedOrQueued := func() bool {
+		c, err := net.DialTimeout("tcp", e.web, time.Second)
+		if err != nil {
+			return true
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		_, err = c.Read(make([]byte, 1))
+		return err != nil
+	}
+	if !refusedOrQueued() {
+		t.Fatal("the proxy listener still serves after /drain_listeners")
+	}
+	mustGet(t, e.admin, "/server_info", "running")
+}
+
+func TestEnvoyStateNames(t *testing.T) {
+	for st, want := range map[State]string{StateStarting: "INITIALIZING", StateRunning: "LIVE", StateDraining: "DRAINING", StateStopped: "DRAINING"} {
+		if got := envoyStateName(st); got != want {
+			t.Errorf("%s: %s", st, got)
+		}
+	}
+}
+
+func netListen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }

@@ -98,23 +98,36 @@ func (s *Server) onAck(succ successor) {
 			log.WithError(err).Warn("stop accepting")
 		}
 	}
-	// The service ports finish what they are answering now (bounded), so that
-	// nothing this process says about its counters comes after the delta
-	// below: the successor serves /metrics only once it has that delta.
-	sctx, scancel := context.WithTimeout(context.Background(), serviceStopTimeout)
-	for _, p := range pl.parts {
-		if p.svc != nil {
-			_ = p.wait(sctx)
-		}
-	}
-	scancel()
 	push := func() {}
 	if h.pol.pushCounters {
+		// The successor serves its service ports once it has what we counted
+		// since the manifest. We send it now, and from now on our own service
+		// ports, finishing what they answer, show our counters frozen at what
+		// we sent: no scrape sees a counter go backwards, and the successor's
+		// admin, pprof and metrics do not wait for our in-flight requests.
+		snap := s.reg.Counters()
+		s.reg.SetView(stats.FrozenCounters(snap))
 		pusher := &counterPusher{reg: s.reg, succ: succ, base: base, log: log}
-		pusher.push(true)
+		pusher.pushAt(snap, true)
 		push = func() { pusher.push(false) }
+	} else {
+		// An Envoy child pulls our stats after the drain request: our service
+		// ports finish what they answer first (bounded).
+		h.stopServices()
 	}
 	go h.run(push)
+}
+
+// stopServices lets the service ports finish what they answer (bounded by
+// serviceStopTimeout); a longer request (a CPU profile) goes on in the drain.
+func (h *handover) stopServices() {
+	ctx, cancel := context.WithTimeout(context.Background(), serviceStopTimeout)
+	defer cancel()
+	for _, p := range h.pl.parts {
+		if p.svc != nil {
+			_ = p.wait(ctx)
+		}
+	}
 }
 
 // run moves and drains the handed-over plane, watches the successor, and
@@ -265,6 +278,9 @@ func (h *handover) revert() {
 	s.plane = npl
 	s.handover = nil
 	s.mu.Unlock()
+	if h.pol.pushCounters {
+		s.reg.SetView(nil) // ours to show again
+	}
 	s.serveParts(func(p *part) bool { return p.ln != nil })
 	s.m.live.Set(1)
 	s.setState(StateRunning)
@@ -330,10 +346,12 @@ type counterPusher struct {
 }
 
 // push sends the increments; with always, even when there are none.
-func (c *counterPusher) push(always bool) {
+func (c *counterPusher) push(always bool) { c.pushAt(c.reg.Counters(), always) }
+
+// pushAt sends the increments up to the counters now.
+func (c *counterPusher) pushAt(now []sample.Sample, always bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.reg.Counters()
 	d := sample.Delta(c.base, now)
 	if len(d) == 0 && !always {
 		return

@@ -748,3 +748,40 @@ func TestEnvoyStateNames(t *testing.T) {
 }
 
 func netListen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+
+// The successor gets our counters at once after the ack, without waiting for
+// the requests our service ports are still answering; those show the
+// counters frozen at what was sent, so no scrape sees one go backwards.
+func TestCountersPushedWithoutWaitingForServiceRequests(t *testing.T) {
+	e := newEnv(t, "", "")
+	s := startFresh(t, e)
+	mustGet(t, e.admin, "/stats", "server.live")
+	// A request half sent: the admin port holds it open.
+	c, err := net.Dial("tcp", e.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET /stats HTTP/1.1\r\nHost: x\r\n"))
+	succ := newFakeSucc(false)
+	e.style.successorHooks().onAck(succ)
+	succ.mu.Lock()
+	pushed := len(succ.counters)
+	succ.mu.Unlock()
+	if pushed != 1 {
+		t.Fatalf("%d counter pushes when the ack was handled, want 1 at once", pushed)
+	}
+	s.m.upgrades.Inc() // counted after the push
+	c.Write([]byte("\r\n"))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "server.upgrades_total: 0") {
+		t.Fatalf("the old process's admin shows counters past what it sent:\n%s", body)
+	}
+	waitDone(t, s)
+}

@@ -3,6 +3,7 @@ package test
 import (
 	"encoding/json"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -135,3 +136,5 @@ func TestWatchReleasedByTheNextUpgradeAndByStop(t *testing.T) {
 		t.Fatal("something still serves after the last process stopped")
 	}
 }
+
+func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }

@@ -212,6 +212,31 @@ func (r *Registry) Exposed() []Sample {
 	return out
 }
 
+// FrozenCounters returns a view that shows every counter at its value in
+// snap (counters absent from snap are left out) and gauges as they are. A
+// process that has handed its counters to a successor exposes them so: a
+// scrape it still answers never shows more than the successor has.
+func FrozenCounters(snap []Sample) View {
+	at := make(map[string]float64, len(snap))
+	for _, s := range snap {
+		at[s.Key()] = s.Value
+	}
+	return func(own []Sample) []Sample {
+		out := own[:0:0]
+		for _, s := range own {
+			if s.Kind == KindCounter {
+				v, ok := at[s.Key()]
+				if !ok {
+					continue
+				}
+				s.Value = v
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+}
+
 // Counters returns the counter series only, sorted by key: what a handoff carries.
 func (r *Registry) Counters() []Sample {
 	return r.snapshot(func(m *metric) bool { return m.kind == KindCounter })

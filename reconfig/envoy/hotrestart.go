@@ -235,12 +235,6 @@ func (h *HotRestart) BaseID() int { return h.baseID }
 // Epoch is this process's restart epoch.
 func (h *HotRestart) Epoch() int { return h.opts.RestartEpoch }
 
-// Options are the options Open was given.
-func (h *HotRestart) Options() Options { return h.opts }
-
-// Version is the hot restart compatibility string (see Version).
-func (h *HotRestart) Version() string { return Version(false) }
-
 // SharedMemory is this process's mapping of the region.
 func (h *HotRestart) SharedMemory() *SharedMemory { return h.shm }
 

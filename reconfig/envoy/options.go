@@ -54,9 +54,6 @@ func DefaultOptions() Options {
 	}
 }
 
-// Abstract reports whether the epoch sockets live in the abstract namespace.
-func (o Options) Abstract() bool { return strings.HasPrefix(o.SocketPath, "@") }
-
 // Validate checks the options on their own and against each other.
 func (o Options) Validate() error {
 	var errs []error

@@ -32,12 +32,6 @@ func newHost(index int, network, address string, weight int) *Host {
 // Address returns the host's address ("ip:port" or a unix socket path).
 func (h *Host) Address() string { return h.address }
 
-// Network returns "tcp" or "unix".
-func (h *Host) Network() string { return h.network }
-
-// Weight returns the host's load-balancing weight (at least 1).
-func (h *Host) Weight() int { return h.weight }
-
 // Healthy reports whether the host may be picked.
 func (h *Host) Healthy() bool { return h.healthy.Load() }
 
@@ -61,13 +55,4 @@ func (h *Host) PoolKey() string { return "h" + strconv.Itoa(h.index) }
 type hostConn struct {
 	net.Conn
 	host *Host
-}
-
-// HostOf returns the host an upstream connection made by a cluster's
-// Transport goes to, or nil if conn did not come from one.
-func HostOf(conn net.Conn) *Host {
-	if hc, ok := conn.(*hostConn); ok {
-		return hc.host
-	}
-	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -53,16 +52,6 @@ func NewManager(cfgs []config.Cluster, reg *stats.Registry, log *logrus.Entry) (
 
 // Get returns the named cluster, or nil.
 func (m *Manager) Get(name string) *Cluster { return m.clusters[name] }
-
-// Names returns the cluster names, sorted.
-func (m *Manager) Names() []string {
-	out := make([]string, 0, len(m.clusters))
-	for n := range m.clusters {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // Start runs the active health checks until ctx ends or Close is called.
 // Calling it again, or after Close, does nothing.

@@ -78,9 +78,6 @@ func New(listener string, gauge *stats.Gauge) *Tracker {
 	return &Tracker{listener: listener, gauge: gauge, now: time.Now, conns: map[Conn]entry{}, empty: empty}
 }
 
-// Listener returns the listener name the tracker was made for.
-func (t *Tracker) Listener() string { return t.listener }
-
 // Add tracks c in state Active, started now, and returns a function that
 // stops tracking it (safe to call more than once). If the tracker is
 // draining, c is drained at once; if it is migrating, c is asked to migrate

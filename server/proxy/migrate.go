@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/mosnlite/mosnlite/listener"
 )
 
 // Kinds of connections that can move to a successor process.
@@ -120,28 +120,18 @@ func (b *base) parkFunc() func(*Parked) {
 	return nil
 }
 
-// dupConn returns a close-on-exec duplicate of nc's descriptor. It works
-// under SyscallConn().Control, never File(), so the shared socket stays in
-// non-blocking mode.
+// dupConn returns a close-on-exec duplicate of nc's descriptor (listener.Dup:
+// never File(), so the shared socket stays in non-blocking mode).
 func dupConn(nc net.Conn, name string) (*os.File, error) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("proxy: %T has no file descriptor", nc)
 	}
-	rc, err := sc.SyscallConn()
+	f, err := listener.Dup(sc, name)
 	if err != nil {
-		return nil, fmt.Errorf("proxy: dup %s: %w", name, err)
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	nfd, derr := -1, error(nil)
-	if err := rc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, fmt.Errorf("proxy: dup %s: %w", name, err)
-	}
-	if derr != nil {
-		return nil, fmt.Errorf("proxy: dup %s: %w", name, derr)
-	}
-	return os.NewFile(uintptr(nfd), name), nil
+	return f, nil
 }
 
 // fileConn makes a net.Conn of its own from a received socket; f stays the caller's.

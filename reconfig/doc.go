@@ -1,6 +1,9 @@
 // Package reconfig hands a running mosnlite's listening sockets to a
 // starting one over unix stream sockets. It knows nothing of HTTP or
-// proxying: listeners are named fds (FDEntry), counters are stats.Sample.
+// proxying: listeners are named fds (ident.Spec), counters are
+// sample.Sample. The frame codec, the peer check and the liveness check are
+// package wire's, shared with the Envoy-style layer (reconfig/envoy), which
+// also uses this package's drain stream (Successor, Follower).
 //
 // # Files in uds_dir
 //
@@ -35,11 +38,20 @@
 //	TakeOver: rename reconfig.sock,      (or nack/EOF/timeout: log, OnFail, keep serving)
 //	release lock
 //	Follow              ◀─── counters ── increments while draining (repeated)
-//	                    ◀─── bye ─────── exiting
+//	                    ◀─── bye ─────── drained
+//	                    ──── done ─────▶ (the new one no longer shows the old as draining)
+//	                    ──── release ──▶ only when the new one stops or is upgraded itself
+//	                    (EOF either way when the old one exits after its watch)
 //
 // No dial means a fresh start: no file (ENOENT) or a stale file nobody
 // accepts on (ECONNREFUSED; the file is removed, which is safe under the
 // lock). Any other dial error is an error, never a fresh start.
+//
+// An old process that has run out of descriptors still takes the request:
+// it keeps two spare descriptors, released for the accept on reconfig.sock
+// and the dial to listen.sock, and refilled after the handoff; the manifest
+// carries the listeners' own descriptors (no duplicates). A failing accept
+// is logged at most every 10 s, with the number of failures left unlogged.
 //
 // Every step has a deadline: the new side takes it from Begin's context,
 // the old side from ServerConfig.HandoffTimeout, counted from the request.
@@ -53,9 +65,28 @@
 // Until the ack the old process has stopped nothing: any failure (nack,
 // EOF, timeout, a garbled frame) is logged with both pids and it carries on,
 // ready for the next upgrade. A failing new process never touches
-// reconfig.sock. After TakeOver the new Server answers 'B' until Follow has
-// returned: a further upgrade waits for the previous process to be gone, so
+// reconfig.sock. After TakeOver the new Server answers 'B' until the old
+// process's bye: a further upgrade waits for the previous drain to end, so
 // that no drain's counters are lost.
+//
+// If the old process dies after sending its manifest and before reading the
+// ack (Ack fails and the old pid is gone), Orphan makes the new process an
+// ordinary running one: TakeOver binds reconfig.sock and frees the lock, so
+// it can be upgraded at once.
+//
+// # The watch
+//
+// A new process says in its ack ("watch": true) that it keeps the handoff
+// connection open after the bye until it sends release. The old process may
+// then watch it after the ack (upgrade_watch_period): the connection
+// breaking without a release means the new process died, and the old one,
+// which kept its listening sockets, serves again and takes reconfig.sock
+// back (Reclaim, under the upgrade lock). The new process sends release
+// before it hands over to a successor of its own (when that successor's
+// request arrives) and when it stops for good, so that no earlier
+// generation ever comes back. An old process talking to a new one without
+// "watch" does not watch; one without done support is waited for at most
+// 2 s after the bye.
 //
 // # Frames
 //
@@ -63,13 +94,30 @@
 //
 //	magic "MLR1" (4) | type (1) | flags (1) | payload length, big-endian (4) | JSON payload
 //
-// Payloads above 16 MiB are refused. Flag bit 0 ("optional") lets a reader
-// skip a type it does not know (closing any fds that came with it); an
-// unknown type without it is an error. Types: 1 manifest, 2 ack, 3 nack,
-// 4 counters, 5 bye; 16 connection offer, 17 migration commit, 18
-// migration result (see below; all three flagged optional). New fields in
-// an existing payload are ignored by older readers. ProtocolVersion in the
-// manifest changes only for an incompatible change and must match exactly.
+// Each type has its own limits, checked from the header before anything is
+// read or allocated; a frame over them is an error naming the type and both
+// sizes, and a peer's string is never logged whole:
+//
+//	type                   payload   fds
+//	1 manifest             16 MiB    one per entry (at most 65536)
+//	2 ack                   1 MiB    0
+//	3 nack                  4 KiB    0   (reason cut to 1 KiB when sent, and when logged)
+//	4 counters             16 MiB    0
+//	5 bye                   1 KiB    0
+//	6 done                  1 KiB    0   new → old: bye handled
+//	7 release               1 KiB    0   new → old: stop watching me
+//	16 connection offer    12 MiB    1 (http) or 2 (tcp)
+//	17 migration commit     2 MiB    0
+//	18 migration result    16 MiB    0
+//
+// Flag bit 0 ("optional") lets a reader skip a type it does not know: its
+// payload is read and discarded in 32 KiB chunks, never held whole, its fds
+// closed; an unknown type without it is an error, and no frame may exceed
+// 16 MiB. Types 16-18 are flagged optional. New fields in an existing
+// payload are ignored by older readers. ProtocolVersion in the manifest
+// changes only for an incompatible change and must match exactly. Every
+// manifest entry is checked (ident.Spec.Valid: bounded name and address, a
+// known kind and network, an address in normal form).
 //
 // A frame's fds ride on its first bytes, at most 253 (SCM_MAX_FD) per
 // sendmsg, one byte per batch. The reader reads exactly one frame's bytes,
@@ -83,7 +131,7 @@
 //
 // The manifest carries the old process's counter values at export (the new
 // one adds them to its registry). After the ack the old one sends, with
-// SendCounters, what grew since its last send, and Bye at exit; Follow
+// Successor.SendCounters, what grew since its last send, and Bye when drained; Follow
 // hands each batch to the caller.
 //
 // # Live connection migration
@@ -91,7 +139,7 @@
 // After the ack the old process may move established connections to the
 // new one on the same connection, in batches, two-phase:
 //
-//	new (Follow, ConnHandler)            old (Server.Migrate)
+//	new (Follow, ConnHandler)            old (Successor.Migrate)
 //	ack {"pid", "migration": [{"listener","kind"}…]}
 //	                    ◀─── counters ── (first, as always)
 //	Hold: adopt, do not serve  ◀── offer ── one per connection, its sockets as SCM_RIGHTS

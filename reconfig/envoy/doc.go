@@ -61,14 +61,18 @@
 //  2. ShutdownParentAdmin: N-1 stops serving admin (ParentHooks.ShutdownAdmin)
 //     and returns the first epoch's start time; N-1 then terminates its own
 //     parent N-2 if it still lives, so at most three processes run.
-//  3. PassListenSockets (or PassListenSocket by address): N-1 sends dup'd
-//     descriptors of its listening sockets with their name, kind, network and
-//     address; N-1 keeps accepting meanwhile.
+//  3. PassListenSockets: N-1 sends the descriptors of its listening sockets
+//     (its own, read while open: no duplicates) with their identity
+//     (ident.Spec, checked on receipt); N-1 keeps accepting meanwhile.
 //  4. AttachStats / SyncParentStats: counters continue (the parent's growth is
 //     added), gauges include the parent's while it lives (StatMerger.Overlay).
-//  5. Once N serves on every listener: DrainParentListeners. N-1 stops
-//     accepting and drains over --drain-time-s with --drain-strategy
-//     (DrainSchedule); INITIALIZING is cleared.
+//  5. Once N serves on every listener: DrainParentListeners, with one end of
+//     a new socket pair, the drain stream, and the listeners N takes
+//     connections for. N-1 stops accepting, moves those connections to N on
+//     the stream (ParentHooks.Drain gets its reconfig.Successor; N reads it
+//     with the returned reconfig.Follower) and drains the rest over
+//     --drain-time-s with --drain-strategy (DrainSchedule); INITIALIZING is
+//     cleared.
 //  6. TerminateParentAfter(--parent-shutdown-time-s): a last stats sync, then
 //     N-1 closes its epoch sockets and shuts down (ParentHooks.Terminate).
 //
@@ -98,8 +102,7 @@
 // Requests and replies alternate on one connection:
 //
 //	1 shutdown_admin       → 2 {original_start_unix_nano}
-//	3 pass_listen_sockets {network, address} (empty address: all)
-//	                       → 4 {sockets: [{name, kind, network, address}]} + fds in order
+//	3 pass_listen_sockets  → 4 {sockets: [{name, kind, network, address}]} + fds in order
 //	5 stats                → 6 {samples: [sample.Sample]}
 //	7 drain_listeners {migration: [{listener, kind}]} + 1 fd
 //	                       → 8 {}

@@ -86,6 +86,9 @@ func (s *Server) DrainListeners() {
 		if err := p.stopAccepting(); err != nil {
 			s.log.WithError(err).Warn("drain listeners")
 		}
+		if p.ln != nil {
+			_ = p.ln.Close() // nobody takes over: refuse new clients
+		}
 		p.drain()
 	}
 }

@@ -722,20 +722,7 @@ func TestDrainListenersKeepsServices(t *testing.T) {
 	e := newEnv(t, "", "")
 	s := startFresh(t, e)
 	s.DrainListeners()
-	refusedOrQueued := func() bool {
-		c, err := net.DialTimeout("tcp", e.web, time.Second)
-		if err != nil {
-			return true
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		_, err = c.Read(make([]byte, 1))
-		return err != nil
-	}
-	if !refusedOrQueued() {
-		t.Fatal("the proxy listener still serves after /drain_listeners")
-	}
+	refused(t, e.web)
 	mustGet(t, e.admin, "/server_info", "running")
 }
 

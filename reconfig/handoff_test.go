@@ -50,10 +50,10 @@ func startOldLog(t *testing.T, dir string, timeout time.Duration, log *logrus.En
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !u.Fresh() || u.Generation() != 0 {
-		t.Fatalf("Begin in an empty dir: fresh=%v generation=%d", u.Fresh(), u.Generation())
+	if !u.Fresh() || u.Manifest().Generation != 0 {
+		t.Fatalf("Begin in an empty dir: fresh=%v generation=%d", u.Fresh(), u.Manifest().Generation)
 	}
-	o := &oldProc{ln: tcpListener(t), acked: make(chan int, 1), fails: make(chan error, 4), start: u.StartTime()}
+	o := &oldProc{ln: tcpListener(t), acked: make(chan int, 1), fails: make(chan error, 4), start: time.Unix(1700000000, 0)}
 	o.srv, err = u.TakeOver(ServerConfig{
 		Log:            log,
 		HandoffTimeout: timeout,
@@ -132,10 +132,10 @@ func TestFullHandoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if up.Fresh() || up.OldPID() != os.Getpid() || up.Generation() != 4 || !up.StartTime().Equal(old.start) {
-		t.Fatalf("fresh=%v oldpid=%d generation=%d start=%v", up.Fresh(), up.OldPID(), up.Generation(), up.StartTime())
+	if m := up.Manifest(); up.Fresh() || up.OldPID() != os.Getpid() || m.Generation != 3 || !m.StartTime.Equal(old.start) {
+		t.Fatalf("fresh=%v oldpid=%d generation=%d start=%v", up.Fresh(), up.OldPID(), m.Generation, m.StartTime)
 	}
-	if c := up.Counters(); len(c) != 1 || c[0].Name != "cx_total" || c[0].Value != 5 {
+	if c := up.Manifest().Counters; len(c) != 1 || c[0].Name != "cx_total" || c[0].Value != 5 {
 		t.Fatalf("counters = %v", c)
 	}
 	files := up.Sockets()
@@ -171,7 +171,7 @@ func TestFullHandoff(t *testing.T) {
 	}
 
 	newSrv, err := up.TakeOver(ServerConfig{Log: quietLog(), HandoffTimeout: testWait, Export: func(send func(Manifest, []int) error) error {
-		return send(Manifest{Generation: up.Generation()}, nil)
+		return send(Manifest{Generation: up.Manifest().Generation + 1}, nil)
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -238,8 +238,8 @@ func TestFullHandoff(t *testing.T) {
 	if err != nil {
 		t.Fatalf("upgrade of the successor: %v", err)
 	}
-	if next.Generation() != up.Generation()+1 {
-		t.Fatalf("generation = %d", next.Generation())
+	if next.Manifest().Generation != up.Manifest().Generation+1 {
+		t.Fatalf("generation = %d", next.Manifest().Generation)
 	}
 	next.Fail(errors.New("test done"))
 }

@@ -29,11 +29,10 @@ const nackWriteTimeout = 2 * time.Second
 // Upgrade is the starting process's side of a handoff, from Begin to
 // TakeOver. It holds the upgrade lock until TakeOver or Fail.
 type Upgrade struct {
-	log   *logrus.Entry
-	dir   string
-	pid   int
-	euid  uint32
-	begun time.Time
+	log  *logrus.Entry
+	dir  string
+	pid  int
+	euid uint32
 
 	mu       sync.Mutex
 	lock     *os.File // upgrade.lock, held while non-nil
@@ -86,7 +85,7 @@ func begin(ctx context.Context, dir string, log *logrus.Entry, pid int, euid uin
 		return nil, err
 	}
 	u := &Upgrade{
-		log: orDiscard(log), dir: abs, pid: pid, euid: euid, begun: time.Now(),
+		log: orDiscard(log), dir: abs, pid: pid, euid: euid,
 		lock: lock, followDone: make(chan struct{}),
 	}
 	ok := false
@@ -271,27 +270,6 @@ func (u *Upgrade) OldPID() int { return u.oldPID }
 
 // Manifest returns the received manifest (zero on a fresh start).
 func (u *Upgrade) Manifest() Manifest { return u.manifest }
-
-// Generation is this process's generation: the old one's plus one, or 0 on
-// a fresh start.
-func (u *Upgrade) Generation() uint64 {
-	if u.fresh {
-		return 0
-	}
-	return u.manifest.Generation + 1
-}
-
-// StartTime is the first start of this process's lineage: the old one's, or
-// the time Begin ran on a fresh start.
-func (u *Upgrade) StartTime() time.Time {
-	if u.fresh || u.manifest.StartTime.IsZero() {
-		return u.begun
-	}
-	return u.manifest.StartTime
-}
-
-// Counters returns the old process's counter values at export.
-func (u *Upgrade) Counters() []sample.Sample { return u.manifest.Counters }
 
 // Sockets returns the inherited sockets, one per manifest entry, in order.
 // The Upgrade owns them and closes every one in Ack or Fail, so take what

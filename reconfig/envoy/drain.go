@@ -35,14 +35,3 @@ func (d DrainSchedule) ShouldClose(now time.Time, r uint64) bool {
 	}
 	return uint64(elapsed) > r%uint64(d.Duration)
 }
-
-// Delay is how long from now to wait before closing a connection that can
-// only be closed, not asked (a TCP session), given a random r: zero for
-// immediate or past the deadline, otherwise a random point in what remains.
-func (d DrainSchedule) Delay(now time.Time, r uint64) time.Duration {
-	remaining := d.Deadline().Sub(now)
-	if d.Strategy == DrainImmediate || remaining <= 0 {
-		return 0
-	}
-	return time.Duration(r % uint64(remaining))
-}

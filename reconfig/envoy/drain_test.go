@@ -13,7 +13,7 @@ func TestDrainScheduleImmediate(t *testing.T) {
 	if d.Deadline() != start.Add(600*time.Second) {
 		t.Fatalf("deadline %v", d.Deadline())
 	}
-	if !d.ShouldClose(start, 12345) || d.Delay(start, 12345) != 0 {
+	if !d.ShouldClose(start, 12345) {
 		t.Fatal("immediate drain must close everything at once")
 	}
 }
@@ -41,15 +41,6 @@ func TestDrainScheduleGradual(t *testing.T) {
 	}
 	if !d.ShouldClose(start.Add(100*time.Second), ^uint64(0)) || !d.ShouldClose(start.Add(time.Hour), ^uint64(0)) {
 		t.Fatal("everything closes at and after the deadline")
-	}
-	if got := d.Delay(at, uint64(10*time.Second)); got != 10*time.Second {
-		t.Fatalf("delay %v", got)
-	}
-	if got := d.Delay(at, ^uint64(0)); got >= 70*time.Second {
-		t.Fatalf("delay %v beyond the deadline", got)
-	}
-	if d.Delay(start.Add(time.Hour), 5) != 0 {
-		t.Fatal("delay after the deadline must be zero")
 	}
 	zero := DrainSchedule{Start: start, Strategy: DrainGradual}
 	if !zero.ShouldClose(start, 7) {

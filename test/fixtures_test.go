@@ -25,7 +25,8 @@ type obj = map[string]interface{}
 type ports struct{ admin, pprof, metrics int }
 
 func newPorts(t testing.TB) ports {
-	return ports{admin: freePort(t), pprof: freePort(t), metrics: freePort(t)}
+	p := freePorts(t, 3)
+	return ports{admin: p[0], pprof: p[1], metrics: p[2]}
 }
 
 func (p ports) adminURL(path string) string { return "http://" + addr(p.admin) + path }

@@ -224,6 +224,23 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// freePorts returns n distinct 127.0.0.1 ports that were free a moment ago:
+// all are bound at once, so none is handed out twice (as n freePort calls
+// in a row may be).
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	out := make([]int, n)
+	for i := range out {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return out
+}
+
 func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 
 // writeJSON writes v as JSON into dir/name and returns the path.

@@ -24,10 +24,11 @@ type upgradeEnv struct {
 
 func newUpgradeEnv(t *testing.T) *upgradeEnv {
 	dir := t.TempDir()
+	ps := freePorts(t, 6) // distinct: service ports and listeners
 	return &upgradeEnv{
-		t: t, dir: dir, uds: filepath.Join(dir, "uds"), p: newPorts(t),
+		t: t, dir: dir, uds: filepath.Join(dir, "uds"), p: ports{admin: ps[0], pprof: ps[1], metrics: ps[2]},
 		web: newHTTPBackend(t, "web"), echo: newEchoBackend(t),
-		httpPort: freePort(t), tcpPort: freePort(t), extra: freePort(t),
+		httpPort: ps[3], tcpPort: ps[4], extra: ps[5],
 	}
 }
 

@@ -113,7 +113,7 @@
 // Flag bit 0 ("optional") lets a reader skip a type it does not know: its
 // payload is read and discarded in 32 KiB chunks, never held whole, its fds
 // closed; an unknown type without it is an error, and no frame may exceed
-// 16 MiB. Types 16-18 are flagged optional. New fields in an existing
+// 16 MiB. Types 6, 7 and 16-18 are flagged optional: an older peer skips them. New fields in an existing
 // payload are ignored by older readers. ProtocolVersion in the manifest
 // changes only for an incompatible change and must match exactly. Every
 // manifest entry is checked (ident.Spec.Valid: bounded name and address, a

@@ -97,7 +97,8 @@ func (f *Follower) Follow(ctx context.Context, onCounters func([]sample.Sample),
 				onBye()
 			}
 			p, _ := json.Marshal(byeMsg{PID: os.Getpid()})
-			if err := f.writeBy(typeDone, 0, p, time.Now().Add(nackWriteTimeout)); err != nil {
+			// Optional: an older old process, which does not know it, skips it.
+			if err := f.writeBy(typeDone, flagOptional, p, time.Now().Add(nackWriteTimeout)); err != nil {
 				f.log.WithError(err).Debug("confirm the bye")
 			}
 			go f.holdUntilClosed(d)
@@ -131,7 +132,7 @@ func (f *Follower) holdUntilClosed(d interface{ Next() (frame, error) }) {
 // idempotent and safe at any time.
 func (f *Follower) Release() {
 	p, _ := json.Marshal(byeMsg{PID: os.Getpid()})
-	_ = f.writeBy(typeRelease, 0, p, time.Now().Add(nackWriteTimeout))
+	_ = f.writeBy(typeRelease, flagOptional, p, time.Now().Add(nackWriteTimeout))
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
 	if !f.closed {

@@ -23,6 +23,11 @@ import (
 // DefaultHandoffTimeout bounds a handoff when no deadline is given.
 const DefaultHandoffTimeout = 10 * time.Second
 
+// goneAcceptGrace is how long, once the old process has closed its reconfig
+// connection, the new one still takes a connection it made to listen.sock
+// before it went.
+const goneAcceptGrace = 100 * time.Millisecond
+
 // nackWriteTimeout bounds the best-effort nack a failing new process sends.
 const nackWriteTimeout = 2 * time.Second
 
@@ -229,8 +234,10 @@ func acceptOrGone(ctx context.Context, ln *net.UnixListener, c *net.UnixConn, de
 	case r = <-res:
 	case <-gone:
 		// If it connected just before leaving, keep the connection: the
-		// manifest read will tell. At the deadline, the accept's error says so.
-		ln.SetDeadline(time.Now())
+		// manifest read will tell. A connection already queued is taken
+		// within goneAcceptGrace (a deadline of now would fail the pending
+		// accept before it looked); at the deadline, the accept's error says so.
+		ln.SetDeadline(time.Now().Add(goneAcceptGrace))
 		if r = <-res; r.err != nil && !errors.Is(watchErr, os.ErrDeadlineExceeded) {
 			r.err = errors.New("the old process closed the reconfig connection")
 		}

@@ -213,30 +213,36 @@ func (p *proc) running() bool {
 	}
 }
 
-// freePort returns a 127.0.0.1 port that was free a moment ago.
+// freePort returns a 127.0.0.1 port that was free a moment ago, and never
+// one it returned before in this test binary: bound and closed one after the
+// other, port 0 may be given out twice, and two listeners of one config
+// would then clash.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// freePorts returns n distinct 127.0.0.1 ports that were free a moment ago:
-// all are bound at once, so none is handed out twice (as n freePort calls
-// in a row may be).
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	out := make([]int, n)
-	for i := range out {
+	for i := 0; i < 100; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
-		out[i] = l.Addr().(*net.TCPAddr).Port
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if _, dup := handedOut.LoadOrStore(p, true); !dup {
+			return p
+		}
+	}
+	t.Fatal("no fresh free port in 100 tries")
+	return 0
+}
+
+// handedOut holds every port freePort returned (written only by freePort).
+var handedOut sync.Map
+
+// freePorts returns n distinct free ports (see freePort).
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	out := make([]int, n)
+	for i := range out {
+		out[i] = freePort(t)
 	}
 	return out
 }

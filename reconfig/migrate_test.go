@@ -325,6 +325,9 @@ func TestMigrateNewDiesBeforeResult(t *testing.T) {
 	for _, f := range files {
 		f.Close()
 	}
+	// The new side lets go of what it held once its Follow sees the end,
+	// which may come after the old side noticed.
+	waitFor(t, "the held connection to be released", func() bool { _, rel := h.record(); return len(rel) > 0 })
 	if st, rel := h.record(); len(st) != 0 || len(rel) != 1 || rel[0] != 5 {
 		t.Fatalf("started %v, released %v; want none, [5]", st, rel)
 	}

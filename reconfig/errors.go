@@ -10,3 +10,9 @@ var ErrUpgradeInProgress = errors.New("upgrade already in progress")
 // ErrNotHandedOff is returned by Server.SendCounters and Server.Bye before a
 // handoff was acked or after Bye.
 var ErrNotHandedOff = errors.New("reconfig: no acked handoff connection")
+
+// ErrManifestTooLarge is returned by the send function of
+// ServerConfig.Export, before anything is sent, when the encoded manifest
+// exceeds its frame limit. The callback may send again with less in it
+// (Manifest.Histograms can follow in the first counters push instead).
+var ErrManifestTooLarge = errors.New("reconfig: manifest too large")

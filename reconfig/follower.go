@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-
-	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // Follower is the new process's end of the drain stream (see Successor):
@@ -37,15 +35,28 @@ func NewFollower(conn *net.UnixConn, oldPID int, h ConnHandler, log *logrus.Entr
 	return &Follower{conn: conn, oldPID: oldPID, handler: h, log: orDiscard(log).WithField("old_pid", oldPID)}
 }
 
-// Follow reads what the predecessor sends while it drains, passing each
-// batch of counter increments to onCounters, until it says bye (nil), the
-// stream breaks without a bye (an error) or ctx ends (an error). On the bye,
-// onBye (if set) runs before the bye is answered: the predecessor exits
-// only after that, so whatever onBye records (it is gone) is true before
-// anyone can see it go. Held connections whose batch never commits are released when
-// it returns. After an error the stream is released and closed; after a bye
-// it stays open until Release or until the predecessor closes it.
-func (f *Follower) Follow(ctx context.Context, onCounters func([]sample.Sample), onBye func()) (err error) {
+// FollowHooks are what Follow calls, from its own goroutine; each may be nil.
+type FollowHooks struct {
+	// Counts gets each push of counter and histogram increments, as it
+	// comes. It is called even for an empty push: the first complete one
+	// (More false) after the ack tells the caller that the old process has
+	// stopped serving and sent everything it counted until then.
+	Counts func(Counts)
+	// Migrated runs when the old process says its connection migration is
+	// over (an older one never does).
+	Migrated func(MigrationDone)
+	// Bye runs on the bye, before it is answered: the predecessor exits only
+	// after that, so whatever Bye records (it is gone) is true before anyone
+	// can see it go.
+	Bye func()
+}
+
+// Follow reads what the predecessor sends while it drains, passing it to h,
+// until it says bye (nil), the stream breaks without a bye (an error) or ctx
+// ends (an error). Held connections whose batch never commits are released
+// when it returns. After an error the stream is released and closed; after
+// a bye it stays open until Release or until the predecessor closes it.
+func (f *Follower) Follow(ctx context.Context, h FollowHooks) (err error) {
 	rx := newReceiver(f.handler, f.log)
 	defer func() {
 		rx.releaseAll()
@@ -74,14 +85,20 @@ func (f *Follower) Follow(ctx context.Context, onCounters func([]sample.Sample),
 		fr.CloseFDs() // no other frame carries fds after the manifest
 		switch fr.Type {
 		case typeCounters:
-			var m countersMsg
+			var m Counts
 			if err := decodePayload(fr, &m); err != nil {
 				return fmt.Errorf("reconfig: follow old process (pid %d): %w", f.oldPID, err)
 			}
-			// Called even for an empty batch: the first batch after the ack
-			// tells the caller the old process has stopped accepting.
-			if onCounters != nil {
-				onCounters(m.Counters)
+			if h.Counts != nil {
+				h.Counts(m)
+			}
+		case typeMigrated:
+			var m MigrationDone
+			if err := decodePayload(fr, &m); err != nil {
+				return fmt.Errorf("reconfig: follow old process (pid %d): %w", f.oldPID, err)
+			}
+			if h.Migrated != nil {
+				h.Migrated(m)
 			}
 		case typeConnCommit:
 			n, err := rx.commit(fr, f)
@@ -93,8 +110,8 @@ func (f *Follower) Follow(ctx context.Context, onCounters func([]sample.Sample),
 			stop()
 			f.conn.SetReadDeadline(time.Time{})
 			f.log.Info("old process said bye")
-			if onBye != nil {
-				onBye()
+			if h.Bye != nil {
+				h.Bye()
 			}
 			p, _ := json.Marshal(byeMsg{PID: os.Getpid()})
 			// Optional: an older old process, which does not know it, skips it.

@@ -16,8 +16,8 @@ const (
 // Per-type payload limits (see doc.go). A frame over its type's limit is
 // refused from its header, before anything is allocated.
 const (
-	maxManifestSize = wire.MaxPayload // entries and every counter series
-	maxCountersSize = wire.MaxPayload // every counter series
+	maxManifestSize = wire.MaxPayload // entries, every counter series and every histogram that fits
+	maxCountersSize = wire.MaxPayload // one part of a push: larger pushes are split (Counts.More)
 	maxAckSize      = 1 << 20         // the migration list: one entry per listener
 	maxNackSize     = 4 << 10         // a reason, bounded by maxNackReason
 	maxSmallSize    = 1 << 10         // bye, done, release: a pid
@@ -47,6 +47,7 @@ const (
 	typeConnOffer  msgType = 16 // old → new: one connection, its sockets as SCM_RIGHTS
 	typeConnCommit msgType = 17 // old → new: a batch of offers is complete; answer now
 	typeConnResult msgType = 18 // new → old: which offers of the batch it serves
+	typeMigrated   msgType = 19 // old → new: the migration is over (MigrationDone)
 )
 
 // frameSpec is the protocol's table of frame types.
@@ -72,6 +73,8 @@ func frameSpec(t wire.Type) (wire.TypeSpec, bool) {
 		return wire.TypeSpec{Name: "migration commit", MaxPayload: maxCommitSize}, true
 	case typeConnResult:
 		return wire.TypeSpec{Name: "migration result", MaxPayload: maxResultSize}, true
+	case typeMigrated:
+		return wire.TypeSpec{Name: "migration done", MaxPayload: maxSmallSize}, true
 	}
 	return wire.TypeSpec{}, false
 }

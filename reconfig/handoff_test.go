@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/listener/ident"
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -65,6 +67,7 @@ func startOldLog(t *testing.T, dir string, timeout time.Duration, log *logrus.En
 				StartTime:  o.start,
 				Entries:    []ident.Spec{{Name: "web", Kind: ident.KindServer, Network: "tcp", Address: o.ln.Addr().String()}},
 				Counters:   []sample.Sample{{Name: "cx_total", Kind: sample.KindCounter, Value: 5}},
+				Histograms: []histsample.Histogram{testHistogram("rq_seconds", 3)},
 			}, []int{int(f.Fd())})
 		},
 		OnAck: func(s *Successor) {
@@ -138,6 +141,9 @@ func TestFullHandoff(t *testing.T) {
 	if c := up.Manifest().Counters; len(c) != 1 || c[0].Name != "cx_total" || c[0].Value != 5 {
 		t.Fatalf("counters = %v", c)
 	}
+	if h := up.Manifest().Histograms; len(h) != 1 || !reflect.DeepEqual(h[0], testHistogram("rq_seconds", 3)) {
+		t.Fatalf("histograms = %+v", h)
+	}
 	files := up.Sockets()
 	if len(files) != 1 || files[0].Spec.Address != addr || files[0].Spec.Kind != "server" {
 		t.Fatalf("files = %+v", files)
@@ -186,17 +192,30 @@ func TestFullHandoff(t *testing.T) {
 	}
 
 	var mu sync.Mutex
-	var got []sample.Sample
+	var got []Counts
+	var done []MigrationDone
 	followed := make(chan error, 1)
 	var byeHandled atomic.Bool
 	go func() {
-		followed <- up.Follow(testCtx(t, testWait), func(s []sample.Sample) {
-			mu.Lock()
-			got = append(got, s...)
-			mu.Unlock()
-		}, func() { byeHandled.Store(true) })
+		followed <- up.Follow(testCtx(t, testWait), FollowHooks{
+			Counts: func(c Counts) {
+				mu.Lock()
+				got = append(got, c)
+				mu.Unlock()
+			},
+			Migrated: func(m MigrationDone) {
+				mu.Lock()
+				done = append(done, m)
+				mu.Unlock()
+			},
+			Bye: func() { byeHandled.Store(true) },
+		})
 	}()
-	if err := old.succ.SendCounters([]sample.Sample{{Name: "cx_total", Kind: sample.KindCounter, Value: 2}}); err != nil {
+	push := Counts{Counters: []sample.Sample{{Name: "cx_total", Kind: sample.KindCounter, Value: 2}}, Histograms: []histsample.Histogram{testHistogram("rq_seconds", 1)}}
+	if err := old.succ.SendCounters(push); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.succ.MigrationDone(MigrationDone{Moved: 4, Failed: 1, Duration: 3 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	if err := old.succ.Bye(); err != nil {
@@ -211,8 +230,11 @@ func TestFullHandoff(t *testing.T) {
 		t.Fatalf("Follow: %v", err)
 	}
 	mu.Lock()
-	if len(got) != 1 || got[0].Value != 2 {
-		t.Fatalf("followed counters = %v", got)
+	if len(got) != 1 || !reflect.DeepEqual(got[0], push) {
+		t.Fatalf("followed counts = %+v, want %+v", got, push)
+	}
+	if len(done) != 1 || done[0] != (MigrationDone{Moved: 4, Failed: 1, Duration: 3 * time.Millisecond}) {
+		t.Fatalf("migration done = %+v", done)
 	}
 	mu.Unlock()
 	// The bye was confirmed (Bye waited for it), and the stream stays open
@@ -640,7 +662,7 @@ func TestFollowWithoutBye(t *testing.T) {
 	defer srv.Close()
 	old.srv.Close() // the old process dies without a bye
 	old.succ.Close()
-	err = u.Follow(testCtx(t, testWait), nil, nil)
+	err = u.Follow(testCtx(t, testWait), FollowHooks{})
 	if err == nil || !strings.Contains(err.Error(), "without bye") {
 		t.Fatalf("Follow = %v", err)
 	}

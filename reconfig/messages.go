@@ -8,6 +8,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -29,6 +30,11 @@ type Manifest struct {
 	StartTime  time.Time       `json:"start_time"` // first start of the lineage (uptime across generations)
 	Entries    []ident.Spec    `json:"entries"`
 	Counters   []sample.Sample `json:"counters,omitempty"` // the old's counter values at export
+	// Histograms are the old's histogram states at export (those with
+	// observations). Absent from an older peer, and left out when the
+	// manifest would be too large with them (see ErrManifestTooLarge):
+	// then the first counters push after the ack carries them whole.
+	Histograms []histsample.Histogram `json:"histograms,omitempty"`
 	// DrainTimeout is the longest the old process drains after the ack
 	// (its graceful_timeout); the new one bounds its wait for bye by it.
 	// Zero from an older peer: the new one uses its own.
@@ -52,8 +58,28 @@ type nackMsg struct {
 	Reason string `json:"reason"`
 }
 
-type countersMsg struct {
+// Counts is one push of what a draining old process counted: how much each
+// counter and histogram grew since the previous push (since the manifest,
+// for the first). The new process adds them to its own.
+type Counts struct {
 	Counters []sample.Sample `json:"counters"`
+	// Histograms are deltas (histsample.Delta); an older peer sends none.
+	Histograms []histsample.Histogram `json:"histograms,omitempty"`
+	// More says that this push was split to fit the frame limit and that
+	// another part follows at once: only the last part completes the push.
+	// Each part is applied as it comes (an older new process, which does
+	// not know the field, does the same).
+	More bool `json:"more,omitempty"`
+}
+
+// MigrationDone is what the old process says once its connection migration
+// is over: every connection of the listeners that move has moved or stays
+// with it. The new process then knows how many it took over.
+type MigrationDone struct {
+	Moved  int `json:"moved"`
+	Failed int `json:"failed"`
+	// Duration is the migration's, from the ack to the last batch answered.
+	Duration time.Duration `json:"duration"`
 }
 
 type byeMsg struct {

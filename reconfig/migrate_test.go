@@ -134,7 +134,7 @@ func newMigEnv(t *testing.T, timeout time.Duration, h *fakeHandler, targets []Mi
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &migEnv{old: old, up: up, h: h, cancel: cancel, followed: make(chan error, 1)}
-	go func() { e.followed <- up.Follow(ctx, nil, nil) }()
+	go func() { e.followed <- up.Follow(ctx, FollowHooks{}) }()
 	t.Cleanup(func() {
 		cancel()
 		<-e.followed

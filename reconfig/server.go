@@ -38,9 +38,10 @@ type ServerConfig struct {
 	HandoffTimeout time.Duration
 	// Export calls send with the manifest and one descriptor per entry, in
 	// entry order, while the descriptors are open (listener.Set.Export does
-	// so without duplicating them). Generation, StartTime, Entries and
-	// Counters are the caller's; the Server fills in Version, PID and
-	// AckDeadline.
+	// so without duplicating them). Generation, StartTime, Entries,
+	// Counters and Histograms are the caller's; the Server fills in Version,
+	// PID and AckDeadline. A manifest over its frame limit is refused with
+	// ErrManifestTooLarge before anything is sent: send may be called again.
 	Export func(send func(m Manifest, fds []int) error) error
 	// OnAck is called once the new process acked, with the drain stream to
 	// it: stop accepting and drain. The Server has already stopped accepting
@@ -381,6 +382,9 @@ func (s *Server) sendManifest(hc *net.UnixConn, deadline time.Time) (int, error)
 		p, err := json.Marshal(m)
 		if err != nil {
 			return fmt.Errorf("encode manifest: %w", err)
+		}
+		if len(p) > maxManifestSize {
+			return fmt.Errorf("%w: %d bytes (%d counters, %d histograms), over the %d byte limit", ErrManifestTooLarge, len(p), len(m.Counters), len(m.Histograms), maxManifestSize)
 		}
 		hc.SetDeadline(deadline)
 		sent = true

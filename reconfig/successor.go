@@ -15,7 +15,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/reconfig/wire"
-	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // byeTimeout bounds the wait, after bye, for the successor to say it has
@@ -30,6 +29,16 @@ type StreamConfig struct {
 	WriteTimeout time.Duration
 	// MigrateTimeout bounds one Migrate batch (DefaultMigrateTimeout when zero).
 	MigrateTimeout time.Duration
+	// MaxCountsFrame is the largest counters frame SendCounters writes
+	// (the frame type's limit when zero or above it; tests set less).
+	MaxCountsFrame int
+}
+
+func (c StreamConfig) maxCountsFrame() int {
+	if c.MaxCountsFrame <= 0 || c.MaxCountsFrame > maxCountersSize {
+		return maxCountersSize
+	}
+	return c.MaxCountsFrame
 }
 
 // Successor is the old process's end of the drain stream: the connection to
@@ -157,15 +166,57 @@ func (s *Successor) setGone(err error) {
 	})
 }
 
-// SendCounters sends counter increments to the successor, which adds them
-// to its own. Send what grew since the last call (sample.Delta against the
-// previous snapshot; the first base is the manifest's Counters), not totals.
-func (s *Successor) SendCounters(samples []sample.Sample) error {
-	p, err := json.Marshal(countersMsg{Counters: samples})
-	if err != nil {
-		return fmt.Errorf("reconfig: encode counters: %w", err)
+// SendCounters sends one push of counter and histogram increments to the
+// successor, which adds them to its own. Send what grew since the last call
+// (sample.Delta and histsample.Delta against the previous snapshot; the first
+// base is the manifest's), not totals. A push too large for one frame goes
+// as several parts (Counts.More), written back to back; a single series too
+// large for a frame on its own is left out, with a warning. On error nothing
+// more can be sent on the stream.
+func (s *Successor) SendCounters(c Counts) error {
+	parts, dropped := splitCounts(c, s.cfg.maxCountsFrame())
+	for _, d := range dropped {
+		s.log.WithField("series", wire.Bound(d, 200)).Warn("a series too large for a counters frame is not carried to the new process")
 	}
-	return s.write(typeCounters, 0, p, nil)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for _, p := range parts {
+		if err := s.writeLocked(typeCounters, 0, p, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MigrationDone tells the successor that the connection migration is over
+// (optional: an older successor skips it).
+func (s *Successor) MigrationDone(m MigrationDone) error {
+	p, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("reconfig: encode migration done: %w", err)
+	}
+	return s.write(typeMigrated, flagOptional, p, nil)
+}
+
+// splitCounts encodes c as frames of at most limit bytes (see wire.Split:
+// its series in consecutive runs, every part but the last marked More), and
+// names the series too large for a frame on their own, which are left out.
+func splitCounts(c Counts, limit int) (parts [][]byte, dropped []string) {
+	nc := len(c.Counters)
+	parts, idx := wire.Split(nc+len(c.Histograms), limit, c.More, func(lo, hi int, more bool) ([]byte, error) {
+		part := Counts{More: more}
+		part.Counters = c.Counters[min(lo, nc):min(hi, nc)]
+		part.Histograms = c.Histograms[max(lo, nc)-nc : max(hi, nc)-nc]
+		return json.Marshal(part)
+	})
+	for _, i := range idx {
+		if i < nc {
+			dropped = append(dropped, c.Counters[i].Key())
+		} else {
+			dropped = append(dropped, c.Histograms[i-nc].Describe())
+		}
+	}
+	return parts, dropped
 }
 
 // Bye tells the successor that nothing more follows and waits (bounded) for
@@ -200,6 +251,10 @@ func (s *Successor) Close() error {
 func (s *Successor) write(typ msgType, flags uint8, p []byte, fds []int) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.writeLocked(typ, flags, p, fds)
+}
+
+func (s *Successor) writeLocked(typ msgType, flags uint8, p []byte, fds []int) error {
 	if s.closed {
 		return ErrNotHandedOff
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
-	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // DefaultHandoffTimeout bounds a handoff when no deadline is given.
@@ -450,11 +449,11 @@ func (u *Upgrade) TakeOver(cfg ServerConfig) (*Server, error) {
 
 // Follow reads what the old process sends while it drains (see Follower),
 // until its bye (nil), the connection closes without a bye (an error), or
-// ctx ends; onBye runs before the bye is answered (see Follower.Follow).
+// ctx ends; h.Bye runs before the bye is answered (see Follower.Follow).
 // Connections the old process moves go to the AcceptConnections
 // handler (refused without one). Call it after Ack; the Server answers
 // "busy" until it returns.
-func (u *Upgrade) Follow(ctx context.Context, onCounters func([]sample.Sample), onBye func()) error {
+func (u *Upgrade) Follow(ctx context.Context, h FollowHooks) error {
 	u.mu.Lock()
 	f := u.follower
 	u.mu.Unlock()
@@ -462,7 +461,7 @@ func (u *Upgrade) Follow(ctx context.Context, onCounters func([]sample.Sample), 
 		return errors.New("reconfig: follow: not acked")
 	}
 	defer u.followOnce.Do(func() { close(u.followDone) })
-	return f.Follow(ctx, onCounters, onBye)
+	return f.Follow(ctx, h)
 }
 
 func orDiscard(log *logrus.Entry) *logrus.Entry {

@@ -11,7 +11,6 @@ import (
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig"
 	"github.com/mosnlite/mosnlite/reconfig/envoy"
-	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // EnvoyOptions are the Envoy hot-restart settings a process runs with.
@@ -116,7 +115,11 @@ func (e *envoyStyle) listen(h successorHooks) (endpoint, error) {
 			ShutdownAdmin:   h.pauseAdmin,
 			ExportListeners: h.export,
 			Stats:           h.stats,
+			Histograms:      h.histograms,
 			Drain: func(succ *reconfig.Successor) {
+				// Before the reply: the child's next stats pull shows at
+				// least what our service ports show from now on.
+				h.freeze()
 				if succ == nil {
 					go h.onAck(noSuccessor{})
 					return
@@ -182,11 +185,11 @@ func (p *envoyPredecessor) orphan() { p.closeSockets() }
 // says its service ports have stopped), moves in what the parent hands over
 // on the drain stream, and terminates the parent after
 // --parent-shutdown-time-s, as Envoy does.
-func (p *envoyPredecessor) follow(ctx context.Context, onCounters func([]sample.Sample), onGone func()) error {
+func (p *envoyPredecessor) follow(ctx context.Context, h followHooks) error {
 	if err := p.hr.SyncParentStats(ctx); err != nil {
 		p.log.WithError(err).Warn("hot restart: parent stats after drain")
 	}
-	onCounters(nil) // the stats merger added them to the registry itself
+	h.counts(reconfig.Counts{}) // the stats merger added them to the registry itself
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	go p.hr.RunStatsSync(runCtx, envoyStatsInterval)
@@ -194,7 +197,7 @@ func (p *envoyPredecessor) follow(ctx context.Context, onCounters func([]sample.
 	if p.follower != nil {
 		go func() {
 			defer close(streamDone)
-			if err := p.follower.Follow(runCtx, nil, nil); err != nil && !errors.Is(err, context.Canceled) {
+			if err := p.follower.Follow(runCtx, reconfig.FollowHooks{Migrated: h.migrated}); err != nil && !errors.Is(err, context.Canceled) {
 				p.log.WithError(err).Warn("hot restart: drain stream")
 			}
 		}()
@@ -202,7 +205,7 @@ func (p *envoyPredecessor) follow(ctx context.Context, onCounters func([]sample.
 		close(streamDone)
 	}
 	err := p.hr.TerminateParentAfter(runCtx, p.o.ParentShutdownTime)
-	onGone()
+	h.gone()
 	cancel()
 	<-streamDone
 	if errors.Is(err, context.Canceled) {

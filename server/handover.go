@@ -8,7 +8,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/listener/ident"
+	"github.com/mosnlite/mosnlite/reconfig"
 	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -31,28 +33,44 @@ func (s *Server) successorHooks() successorHooks {
 			return set.Export(send)
 		},
 		manifest: s.manifest,
+		sent:     s.manifestSent,
+		freeze:   func() { s.reg.Freeze() },
 		onAck:    s.onAck,
 		onFail: func(int, error) {
 			s.m.upgradesFailed.Inc()
 		},
 		pauseAdmin: s.pauseAdmin,
-		stats:      s.reg.Exposed,
+		stats:      s.reg.Unfrozen,
+		histograms: s.reg.Histograms,
 		terminate:  s.terminate,
 	}
 }
 
-// manifest is what a successor inherits besides the sockets; the counters
-// sent are remembered as what the successor already has.
+// manifest is what a successor inherits besides the sockets: the counters,
+// and the histograms that have observations.
 func (s *Server) manifest() lineage {
 	c := s.reg.Counters()
+	var hs []histsample.Histogram
+	for _, h := range s.reg.Histograms() {
+		if h.Count > 0 {
+			hs = append(hs, h)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.exported = c
 	return lineage{
-		generation: s.generation, firstStart: s.firstStart, counters: c,
+		generation: s.generation, firstStart: s.firstStart, counters: c, histograms: hs,
 		// The drain after the ack lasts at most graceful_timeout.
 		drainBound: s.gracefulTimeout(),
 	}
+}
+
+// manifestSent remembers what a successor was sent in its manifest: the
+// base of what we push it after its ack.
+func (s *Server) manifestSent(lin lineage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.exported, s.exportedHists = lin.counters, lin.histograms
 }
 
 // handover is the old side of one handover to a successor, from its ack to
@@ -64,6 +82,8 @@ type handover struct {
 	pol  handoverPolicy
 	pl   *plane // the plane handed over
 	log  *logrus.Entry
+	// acked is when the successor acked (the start of the migration).
+	acked time.Time
 
 	stopOnce sync.Once
 	stopped  chan struct{} // Shutdown or terminate: finish, no watch
@@ -83,8 +103,8 @@ func (s *Server) onAck(succ successor) {
 	log.Info("handoff: successor acked; stopping accepting and draining")
 	s.setState(StateDraining)
 	s.mu.Lock()
-	pl, base, pred := s.plane, s.exported, s.pred
-	h := &handover{s: s, succ: succ, pol: s.style.policy(), pl: pl, log: log,
+	pl, base, baseHists, pred := s.plane, s.exported, s.exportedHists, s.pred
+	h := &handover{s: s, succ: succ, pol: s.style.policy(), pl: pl, log: log, acked: s.fx.now(),
 		stopped: make(chan struct{}), watched: make(chan struct{})}
 	s.handover = h
 	s.mu.Unlock()
@@ -98,17 +118,18 @@ func (s *Server) onAck(succ successor) {
 			log.WithError(err).Warn("stop accepting")
 		}
 	}
+	// From now on our own service ports, finishing what they answer, show
+	// our counters and histograms frozen at what the successor gets (pushed
+	// now, or pulled by an Envoy child, whose drain request froze them
+	// already): no scrape sees one go backwards.
+	snap, snapHists := s.reg.Freeze()
 	push := func() {}
 	if h.pol.pushCounters {
 		// The successor serves its service ports once it has what we counted
-		// since the manifest. We send it now, and from now on our own service
-		// ports, finishing what they answer, show our counters frozen at what
-		// we sent: no scrape sees a counter go backwards, and the successor's
-		// admin, pprof and metrics do not wait for our in-flight requests.
-		snap := s.reg.Counters()
-		s.reg.SetView(stats.FrozenCounters(snap))
-		pusher := &counterPusher{reg: s.reg, succ: succ, base: base, log: log}
-		pusher.pushAt(snap, true)
+		// since the manifest: its admin, pprof and metrics do not wait for
+		// our in-flight requests.
+		pusher := &counterPusher{reg: s.reg, succ: succ, base: base, baseHists: baseHists, log: log}
+		pusher.pushAt(snap, snapHists, true)
 		push = func() { pusher.push(false) }
 	} else {
 		// An Envoy child pulls our stats after the drain request: our service
@@ -139,9 +160,13 @@ func (h *handover) run(push func()) {
 	} else {
 		close(h.watched)
 	}
+	ask, cut, cancel := h.contexts()
+	defer cancel()
 	// Counters pushed after each batch include the migration counters and
 	// everything the moved connections counted here.
 	out := s.startMigration(h.succ, h.succ.MigrationTargets(), h.pl.parts, log, push)
+	migrated := make(chan struct{})
+	go h.migrationOver(out, cut, push, migrated)
 	// What does not move is asked to finish: at once, or gradually.
 	var rest []*part
 	for _, p := range h.pl.parts {
@@ -149,8 +174,6 @@ func (h *handover) run(push func()) {
 			rest = append(rest, p)
 		}
 	}
-	ask, cut, cancel := h.contexts()
-	defer cancel()
 	if h.pol.gradual {
 		go s.drainGradually(ask, rest, h.pol.drainTime)
 	} else {
@@ -163,6 +186,7 @@ func (h *handover) run(push func()) {
 	}
 	s.drainPlane(cut, h.pl, push, out.migrating, ask)
 	out.finish(log)
+	<-migrated
 	push()
 	if err := h.succ.Bye(); err != nil {
 		log.WithError(err).Debug("goodbye to successor")
@@ -185,6 +209,32 @@ func (h *handover) run(push func()) {
 	_ = set.CloseAll() // our copies; the successor holds its own
 	log.Info("handoff: drained; exiting")
 	s.finish(nil)
+}
+
+// migrationOver waits until the listeners whose connections move hold
+// none (each moved, or finished here) or cut ends, then records how long
+// the migration took (from the ack to the last batch answered), pushes the
+// counters that include it and tells the successor. Nothing when no
+// listener's connections move. It closes done.
+func (h *handover) migrationOver(out *outbound, cut context.Context, push func(), done chan<- struct{}) {
+	defer close(done)
+	if len(out.parts) == 0 {
+		return
+	}
+	for _, p := range out.parts {
+		_ = p.wait(cut)
+	}
+	end, moved, failed := out.settled()
+	if end.IsZero() {
+		end = h.s.fx.now() // nothing was offered: it took until the listeners were empty
+	}
+	d := max(end.Sub(h.acked), 0)
+	h.s.m.upgrade.Migration(d)
+	push()
+	if err := h.succ.MigrationDone(reconfig.MigrationDone{Moved: moved, Failed: failed, Duration: d}); err != nil {
+		h.log.WithError(err).Debug("tell the successor the migration is over")
+	}
+	h.log.WithFields(logrus.Fields{"moved": moved, "failed": failed, "migration_seconds": d.Seconds()}).Info("handoff: connection migration over")
 }
 
 // contexts are the drain's two bounds. MOSN: what does not move finishes
@@ -278,9 +328,7 @@ func (h *handover) revert() {
 	s.plane = npl
 	s.handover = nil
 	s.mu.Unlock()
-	if h.pol.pushCounters {
-		s.reg.SetView(nil) // ours to show again
-	}
+	s.reg.Unfreeze() // ours to show again
 	s.serveParts(func(p *part) bool { return p.ln != nil })
 	s.m.live.Set(1)
 	s.setState(StateRunning)
@@ -336,29 +384,32 @@ func (s *Server) terminate() {
 }
 
 // counterPusher sends the successor what this process counted since the
-// last push. Safe for concurrent use.
+// last push: counter and histogram increments. Safe for concurrent use.
 type counterPusher struct {
-	mu   sync.Mutex
-	reg  *stats.Registry
-	succ successor
-	base []sample.Sample // what the successor has already
-	log  *logrus.Entry
+	mu        sync.Mutex
+	reg       *stats.Registry
+	succ      successor
+	base      []sample.Sample        // what the successor has already
+	baseHists []histsample.Histogram // likewise
+	log       *logrus.Entry
 }
 
 // push sends the increments; with always, even when there are none.
-func (c *counterPusher) push(always bool) { c.pushAt(c.reg.Counters(), always) }
+func (c *counterPusher) push(always bool) {
+	c.pushAt(c.reg.Counters(), c.reg.Histograms(), always)
+}
 
-// pushAt sends the increments up to the counters now.
-func (c *counterPusher) pushAt(now []sample.Sample, always bool) {
+// pushAt sends the increments up to the counters and histograms now.
+func (c *counterPusher) pushAt(now []sample.Sample, nowHists []histsample.Histogram, always bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	d := sample.Delta(c.base, now)
-	if len(d) == 0 && !always {
+	d := reconfig.Counts{Counters: sample.Delta(c.base, now), Histograms: histsample.Delta(c.baseHists, nowHists)}
+	if len(d.Counters) == 0 && len(d.Histograms) == 0 && !always {
 		return
 	}
 	if err := c.succ.SendCounters(d); err != nil {
 		c.log.WithError(err).Debug("push counters to successor")
 		return
 	}
-	c.base = now
+	c.base, c.baseHists = now, nowHists
 }

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/mosnlite/mosnlite/listener"
 	"github.com/mosnlite/mosnlite/listener/ident"
-	"github.com/mosnlite/mosnlite/service/stats/sample"
+	"github.com/mosnlite/mosnlite/reconfig"
 )
 
 // followSlack is added to the predecessor's drain bound before this process
@@ -44,7 +45,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: start: %w", err)
 	}
-	s.inherit(lin)
+	if pred != nil {
+		s.inherit(lin, pred.pid())
+	} else {
+		s.inherit(lin, 0)
+	}
 	if pred != nil && !lin.ackBy.IsZero() {
 		// The predecessor stops waiting for our ack at its deadline; every
 		// step before the ack must end before it.
@@ -89,14 +94,18 @@ func (s *Server) Start(ctx context.Context) error {
 			s.mu.Lock()
 			s.drainingPID = 0
 			s.mu.Unlock()
+			defer s.recordUpgrade(nil) // nothing moves here
 		} else {
 			adopt = a
 			s.mu.Lock()
 			s.pred = pred
 			s.mu.Unlock()
 		}
+		// exec → ack: what an upgrade costs, from the start of this process.
+		handoff := s.fx.now().Sub(s.execTime(began))
 		s.m.upgrades.Inc()
-		s.m.lastHandoffSeconds.Set(s.fx.now().Sub(began).Seconds())
+		s.m.lastHandoffSeconds.Set(handoff.Seconds())
+		s.m.upgrade.Handoff(handoff)
 	}
 	ep, err := s.style.listen(s.successorHooks())
 	if err != nil {
@@ -136,9 +145,40 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
+// execTime is when this process started: Options.ExecTime, or began (when
+// Start was called) without one.
+func (s *Server) execTime(began time.Time) time.Time {
+	if t := s.opts.ExecTime; !t.IsZero() && !t.After(began) {
+		return t
+	}
+	return began
+}
+
+// refusalLog returns how refused histogram states from predecessor pid are
+// logged: the first error at warning level, later ones at debug level (the
+// error itself is bounded, see stats.Registry.AddHistograms).
+func (s *Server) refusalLog(pid int) func(error) {
+	var once sync.Once
+	return func(err error) {
+		if err == nil {
+			return
+		}
+		log := s.log.WithError(err).WithField("old_pid", pid)
+		warned := false
+		once.Do(func() {
+			warned = true
+			log.Warn("handoff: histograms from the predecessor refused; the others are carried")
+		})
+		if !warned {
+			log.Debug("handoff: histograms from the predecessor refused")
+		}
+	}
+}
+
 // inherit takes what the lineage carries.
-func (s *Server) inherit(lin lineage) {
+func (s *Server) inherit(lin lineage, pid int) {
 	s.reg.AddCounters(lin.counters)
+	s.refusalLog(pid)(s.reg.AddHistograms(lin.histograms))
 	s.mu.Lock()
 	s.generation = max(lin.generation, 1)
 	if !lin.firstStart.IsZero() {
@@ -263,12 +303,24 @@ func (s *Server) follow(ctx context.Context, pred predecessor, bound time.Durati
 		s.drainingPID = 0
 		s.mu.Unlock()
 	}
-	err := pred.follow(ctx, func(c []sample.Sample) {
-		s.reg.AddCounters(c)
-		signal()
-	}, gone)
+	var record sync.Once
+	refusals := s.refusalLog(pid)
+	err := pred.follow(ctx, followHooks{
+		counts: func(c reconfig.Counts) {
+			s.reg.AddCounters(c.Counters)
+			refusals(s.reg.AddHistograms(c.Histograms))
+			if !c.More {
+				signal()
+			}
+		},
+		migrated: func(m reconfig.MigrationDone) {
+			s.log.WithFields(map[string]interface{}{"old_pid": pid, "moved": m.Moved, "failed": m.Failed, "migration_seconds": m.Duration.Seconds()}).Info("predecessor's connection migration over")
+			record.Do(func() { s.recordUpgrade(adopt) })
+		},
+		gone: gone,
+	})
 	gone()
-	s.recordUpgrade(adopt)
+	record.Do(func() { s.recordUpgrade(adopt) })
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.WithError(err).WithField("old_pid", pid).Warn("predecessor connection ended without goodbye")
 		return

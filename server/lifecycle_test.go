@@ -156,7 +156,12 @@ type fakePred struct {
 	socks   []ident.Socket
 	ackErr  error
 	bye     chan struct{} // follow returns once closed
-	mu      sync.Mutex
+	// pushes are what follow hands over (nil: one counter), each after
+	// beforePush (if set) returns; migration, if set, is said after them.
+	pushes     []reconfig.Counts
+	beforePush func()
+	migration  *reconfig.MigrationDone
+	mu         sync.Mutex
 	acked   []reconfig.MigrationTarget
 	failed  error
 	orphans int
@@ -188,14 +193,26 @@ func (f *fakePred) orphan() {
 	defer f.mu.Unlock()
 	f.orphans++
 }
-func (f *fakePred) follow(ctx context.Context, onCounters func([]sample.Sample), onGone func()) error {
-	onCounters([]sample.Sample{{Name: "listener.downstream_cx_total", Labels: []string{"listener", "web"}, Kind: sample.KindCounter, Value: 3}})
+func (f *fakePred) follow(ctx context.Context, h followHooks) error {
+	pushes := f.pushes
+	if pushes == nil {
+		pushes = []reconfig.Counts{{Counters: []sample.Sample{{Name: "listener.downstream_cx_total", Labels: []string{"listener", "web"}, Kind: sample.KindCounter, Value: 3}}}}
+	}
+	for _, c := range pushes {
+		if f.beforePush != nil {
+			f.beforePush()
+		}
+		h.counts(c)
+	}
+	if f.migration != nil {
+		h.migrated(*f.migration)
+	}
 	select {
 	case <-f.bye:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	onGone()
+	h.gone()
 	return nil
 }
 func (f *fakePred) stop(context.Context) {
@@ -210,7 +227,8 @@ type fakeSucc struct {
 	released chan struct{}
 	gone     chan struct{}
 	mu       sync.Mutex
-	counters [][]sample.Sample
+	counters []reconfig.Counts
+	done     []reconfig.MigrationDone
 	byes     int
 	closed   bool
 }
@@ -224,10 +242,16 @@ func (f *fakeSucc) MigrationTargets() []reconfig.MigrationTarget { return nil }
 func (f *fakeSucc) Migrate([]reconfig.ConnOffer) (reconfig.MigrationResult, error) {
 	return reconfig.MigrationResult{}, errors.New("no")
 }
-func (f *fakeSucc) SendCounters(s []sample.Sample) error {
+func (f *fakeSucc) SendCounters(c reconfig.Counts) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.counters = append(f.counters, s)
+	f.counters = append(f.counters, c)
+	return nil
+}
+func (f *fakeSucc) MigrationDone(m reconfig.MigrationDone) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.done = append(f.done, m)
 	return nil
 }
 func (f *fakeSucc) Bye() error {
@@ -628,6 +652,9 @@ func TestWatchRevertsWhenTheSuccessorDies(t *testing.T) {
 	}
 	mustGet(t, e.web, "/", "v1")
 	mustGet(t, e.admin, "/server_info", `"state": "running"`)
+	// Its service ports show its live counters again, not those frozen at the ack.
+	s.m.upgradesFailed.Inc()
+	mustGet(t, e.admin, "/stats", "server.upgrades_failed_total: 1")
 	if s.m.upgradesReverted.Value() != 1 || e.style.reclaims != 1 || !e.logged("successor died after the ack; serving again") {
 		t.Fatalf("reverted %v reclaims %d", s.m.upgradesReverted.Value(), e.style.reclaims)
 	}

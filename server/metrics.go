@@ -11,6 +11,7 @@ type processMetrics struct {
 	lastHandoffSeconds *stats.Gauge
 	listenersInherited *stats.Gauge
 	upgradesReverted   *stats.Counter
+	upgrade            *stats.UpgradeMetrics // handoff and migration durations
 }
 
 func newProcessMetrics(reg *stats.Registry) *processMetrics {
@@ -22,5 +23,6 @@ func newProcessMetrics(reg *stats.Registry) *processMetrics {
 		lastHandoffSeconds: reg.Gauge("server.last_handoff_duration_seconds", "Duration of the last handoff, from the successor's start to its ack"),
 		listenersInherited: reg.Gauge("server.listeners_inherited", "Listening sockets this process inherited from its predecessor"),
 		upgradesReverted:   reg.Counter("server.upgrades_reverted_total", "Upgrades undone: the successor died within upgrade_watch_period after its ack, and this process served again"),
+		upgrade:            stats.NewUpgradeMetrics(reg),
 	}
 }

@@ -50,6 +50,8 @@ type outbound struct {
 	failed  map[string]int
 	carried int            // bytes handed over with moved connections (read, not yet written)
 	atStart map[string]int // connections held at the start, by kind
+	last    time.Time      // when the last batch was answered (zero: none yet)
+	now     func() time.Time
 }
 
 func newOutbound(send migrationSender, reg *stats.Registry, log *logrus.Entry, onBatch, onBroken func()) *outbound {
@@ -57,6 +59,7 @@ func newOutbound(send migrationSender, reg *stats.Registry, log *logrus.Entry, o
 		send: send, reg: reg, log: log, onBatch: onBatch, onBroken: onBroken,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		moved: map[string]int{}, failed: map[string]int{}, atStart: map[string]int{},
+		now: time.Now,
 	}
 }
 
@@ -76,6 +79,9 @@ func (s *Server) startMigration(send migrationSender, targets []reconfig.Migrati
 			p.drain()
 		}
 	})
+	if s.fx.now != nil {
+		o.now = s.fx.now
+	}
 	for _, p := range parts {
 		m, ok := p.proxy.(proxy.Migrator)
 		if !ok {
@@ -224,6 +230,7 @@ func (o *outbound) sendBatch(batch []*proxy.Parked) {
 			o.fail(pk)
 		}
 		o.breakDown()
+		o.answered()
 		o.onBatch()
 		return
 	}
@@ -247,7 +254,30 @@ func (o *outbound) sendBatch(batch []*proxy.Parked) {
 	if len(res.Refused) > 0 {
 		o.log.WithFields(logrus.Fields{"refused": len(res.Refused), "moved": len(res.Accepted), "reason": why}).Warn("migration: successor refused connections; they drain here")
 	}
+	o.answered()
 	o.onBatch()
+}
+
+// answered records that a batch was settled now.
+func (o *outbound) answered() {
+	t := o.now()
+	o.mu.Lock()
+	o.last = t
+	o.mu.Unlock()
+}
+
+// settled returns when the last batch was answered (zero if none was sent)
+// and how many connections moved and failed to, so far.
+func (o *outbound) settled() (last time.Time, moved, failed int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, n := range o.moved {
+		moved += n
+	}
+	for _, n := range o.failed {
+		failed += n
+	}
+	return o.last, moved, failed
 }
 
 // breakDown stops migrating: whatever is queued, and whatever parks later,

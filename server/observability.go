@@ -39,7 +39,8 @@ func (s *Server) initObservability() error {
 }
 
 // registerDataPlaneSeries registers, at zero, the series of every listener
-// and cluster of cfg, the migration counters and the upgrade histograms.
+// and cluster of cfg and the migration counters (the upgrade histograms are
+// the lifecycle's: processMetrics).
 //
 // TODO(issue 14, phase 2): the HTTP engine, the TCP proxy and the lifecycle
 // create these handles themselves and observe into them; this goes away.
@@ -72,7 +73,6 @@ func registerDataPlaneSeries(cfg *config.Config, reg *stats.Registry) {
 			}
 		}
 	}
-	stats.NewUpgradeMetrics(reg)
 }
 
 // routedClusters lists the clusters r's routes lead to, each once.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig"
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -36,8 +37,9 @@ type lineage struct {
 	generation  int       // this process's: 1 for a fresh start
 	firstStart  time.Time // of generation 1 (zero: now)
 	counters    []sample.Sample
-	drainBound  time.Duration // the longest the predecessor drains (0: ours)
-	ackBy       time.Time     // the predecessor stops waiting for our ack then (zero: no limit)
+	histograms  []histsample.Histogram // with observations (validated on arrival)
+	drainBound  time.Duration          // the longest the predecessor drains (0: ours)
+	ackBy       time.Time              // the predecessor stops waiting for our ack then (zero: no limit)
 	drainingPID int
 }
 
@@ -54,14 +56,25 @@ type predecessor interface {
 	fail(err error)
 	// orphan says it went away before it read our ack: we carry on alone.
 	orphan()
-	// follow adds in what it counts while it drains, until it is gone; the
-	// first onCounters call (possibly empty) says it has stopped serving its
-	// service ports; onGone runs as soon as it is gone for good (before it
-	// can exit, where the style allows).
-	follow(ctx context.Context, onCounters func([]sample.Sample), onGone func()) error
+	// follow adds in what it counts while it drains, until it is gone (see
+	// followHooks).
+	follow(ctx context.Context, h followHooks) error
 	// stop is this process stopping for good: a predecessor watching us
 	// must not serve again (MOSN), one still draining is terminated (Envoy).
 	stop(ctx context.Context)
+}
+
+// followHooks are what a predecessor's follow calls.
+type followHooks struct {
+	// counts adds a push of what it counted; the first complete one
+	// (possibly empty, More false) says it has stopped serving its service
+	// ports, and that everything it showed there is in.
+	counts func(reconfig.Counts)
+	// migrated: its connection migration is over (it may not say so).
+	migrated func(reconfig.MigrationDone)
+	// gone runs as soon as it is gone for good (before it can exit, where
+	// the style allows).
+	gone func()
 }
 
 // endpoint is where successors reach this process.
@@ -77,8 +90,14 @@ type successorHooks struct {
 	// export calls send with the identity and descriptor of every listener,
 	// open while send runs.
 	export func(send func([]ident.Spec, []int) error) error
-	// manifest is what a MOSN-style manifest carries besides the sockets.
+	// manifest is what a MOSN-style manifest carries besides the sockets;
+	// sent records what a sent manifest carried: what the successor has
+	// before the pushes after its ack.
 	manifest func() lineage
+	sent     func(lineage)
+	// freeze makes the service ports show the counters and histograms as
+	// they are now, until a revert (see stats.Registry.Freeze).
+	freeze func()
 	// onAck: the successor serves; hand over to it (succ is never nil).
 	onAck func(succ successor)
 	// onFail: a handoff failed before the ack; nothing was stopped.
@@ -87,6 +106,7 @@ type successorHooks struct {
 	// asks for the stats (with the view applied), terminates us.
 	pauseAdmin func() time.Time
 	stats      func() []sample.Sample
+	histograms func() []histsample.Histogram
 	terminate  func()
 }
 
@@ -96,7 +116,8 @@ type successor interface {
 	PID() int
 	MigrationTargets() []reconfig.MigrationTarget
 	Migrate(offers []reconfig.ConnOffer) (reconfig.MigrationResult, error)
-	SendCounters(samples []sample.Sample) error
+	SendCounters(c reconfig.Counts) error
+	MigrationDone(m reconfig.MigrationDone) error
 	Bye() error
 	// Watchable: its death can be told from its exit (see Released, Gone).
 	Watchable() bool
@@ -131,7 +152,8 @@ type noSuccessor struct{ pid int }
 
 func (n noSuccessor) PID() int                                   { return n.pid }
 func (noSuccessor) MigrationTargets() []reconfig.MigrationTarget { return nil }
-func (noSuccessor) SendCounters([]sample.Sample) error           { return nil }
+func (noSuccessor) SendCounters(reconfig.Counts) error           { return nil }
+func (noSuccessor) MigrationDone(reconfig.MigrationDone) error   { return nil }
 func (noSuccessor) Bye() error                                   { return nil }
 func (noSuccessor) Watchable() bool                              { return false }
 func (noSuccessor) Released() <-chan struct{}                    { return nil }

@@ -21,6 +21,7 @@ import (
 	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/service"
 	"github.com/mosnlite/mosnlite/service/stats"
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
 )
 
 // State is where the process is in its life.
@@ -63,6 +64,10 @@ type Options struct {
 	// it: a successor that cannot ack its predecessor by then gives up rather
 	// than take over after its caller has reported failure.
 	ReadyBy time.Time
+	// ExecTime is when the process started (cmd/ takes it first thing): the
+	// start of its generation and of its handoff (exec → ack). Zero: when
+	// New is called.
+	ExecTime time.Time
 }
 
 // effects are the side effects the lifecycle decides on, injected so that
@@ -111,10 +116,11 @@ type Server struct {
 	plane       *plane // what serves now
 	endpoint    endpoint
 	pred        predecessor // while it drains into us, or watches us
-	// exported are the counters sent in the last manifest: what a
-	// successor already has.
-	exported []stats.Sample
-	handover *handover // the handover to a successor in progress
+	// exported and exportedHists are the counters and histograms sent in
+	// the last manifest: what a successor already has.
+	exported      []stats.Sample
+	exportedHists []histsample.Histogram
+	handover      *handover // the handover to a successor in progress
 
 	quit     chan struct{} // closed to ask the process to stop gracefully
 	quitOnce sync.Once
@@ -166,6 +172,9 @@ func newServer(opts Options, fx effects) (*Server, error) {
 		done:       make(chan struct{}),
 	}
 	now := s.fx.now()
+	if !opts.ExecTime.IsZero() {
+		now = opts.ExecTime
+	}
 	s.startTime, s.firstStart = now, now
 	if err := s.initObservability(); err != nil {
 		return nil, err

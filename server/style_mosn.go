@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig"
-	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
 // mosnStyle is the MOSN-style handoff: reconfig.sock and listen.sock in
@@ -31,6 +31,7 @@ func (m *mosnStyle) begin(ctx context.Context) (lineage, predecessor, error) {
 	mf := up.Manifest()
 	lin := lineage{
 		generation: int(mf.Generation) + 1, firstStart: mf.StartTime, counters: mf.Counters,
+		histograms: mf.Histograms,
 		drainBound: mf.DrainTimeout, ackBy: mf.AckDeadline, drainingPID: mf.PID,
 	}
 	return lin, &mosnPredecessor{up: up, log: m.s.log}, nil
@@ -53,10 +54,22 @@ func (m *mosnStyle) serverConfig(h successorHooks) reconfig.ServerConfig {
 		Export: func(send func(reconfig.Manifest, []int) error) error {
 			lin := h.manifest()
 			return h.export(func(specs []ident.Spec, fds []int) error {
-				return send(reconfig.Manifest{
+				mf := reconfig.Manifest{
 					Generation: uint64(lin.generation), StartTime: lin.firstStart,
-					Counters: lin.counters, DrainTimeout: lin.drainBound, Entries: specs,
-				}, fds)
+					Counters: lin.counters, Histograms: lin.histograms, DrainTimeout: lin.drainBound, Entries: specs,
+				}
+				err := send(mf, fds)
+				if errors.Is(err, reconfig.ErrManifestTooLarge) && len(mf.Histograms) > 0 {
+					// The handoff must not fail for its statistics: the
+					// histograms go whole in the first push after the ack.
+					m.s.log.WithError(err).Warn("handoff: histograms left out of the manifest; they follow the ack")
+					mf.Histograms, lin.histograms = nil, nil
+					err = send(mf, fds)
+				}
+				if err == nil {
+					h.sent(lin)
+				}
+				return err
 			})
 		},
 		OnAck:  func(s *reconfig.Successor) { h.onAck(s) },
@@ -99,8 +112,8 @@ func (p *mosnPredecessor) ack(ctx context.Context, targets []reconfig.MigrationT
 	return p.up.Ack(ctx)
 }
 
-func (p *mosnPredecessor) follow(ctx context.Context, onCounters func([]sample.Sample), onGone func()) error {
-	return p.up.Follow(ctx, onCounters, onGone)
+func (p *mosnPredecessor) follow(ctx context.Context, h followHooks) error {
+	return p.up.Follow(ctx, reconfig.FollowHooks{Counts: h.counts, Migrated: h.migrated, Bye: h.gone})
 }
 
 // mosnEndpoint is this process's reconfig.sock.

@@ -39,7 +39,7 @@ func newStatsJSON(reg *stats.Registry, filter *regexp.Regexp) statsJSON {
 			out.Stats = append(out.Stats, statJSON{Name: s.Key(), Value: s.Value})
 		}
 	}
-	for _, h := range reg.Histograms() {
+	for _, h := range reg.ExposedHistograms() {
 		name := stats.Sample{Name: h.Name, Labels: h.Labels}.Key()
 		if filter != nil && !filter.MatchString(name) {
 			continue

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -54,6 +55,7 @@ func init() {
 // cmdEnvoy runs mosnlite with Envoy's command line (hot restart by epochs).
 // Exit codes are Envoy's: 0, or 1 for any problem, a bad flag included.
 func cmdEnvoy(args []string, stdout, stderr io.Writer) int {
+	execTime := time.Now() // the start of the handoff, exec → ack
 	f, err := parseEnvoyFlags(args)
 	if errors.Is(err, errEnvoyHelp) {
 		envoyUsage(stdout)
@@ -117,6 +119,7 @@ func cmdEnvoy(args []string, stdout, stderr io.Writer) int {
 		ConfigPath: path, Config: cfg, Build: bi.BuildInfo,
 		Log: lg.process, ServerLogs: lg.servers, CommandLine: os.Args, PID: pid,
 		Envoy:              &server.EnvoyOptions{Options: f.opts},
+		ExecTime:           execTime,
 		CommandLineOptions: f.commandLineOptions(path, procs),
 	})
 	if err != nil {

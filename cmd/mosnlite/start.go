@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -124,6 +125,7 @@ func parseStartFlags(args []string, stderr io.Writer) (startFlags, error) {
 }
 
 func cmdStart(args []string, stdout, stderr io.Writer) int {
+	execTime := time.Now() // the start of the handoff, exec → ack
 	f, err := parseStartFlags(args, stderr)
 	if err != nil {
 		return 2
@@ -157,6 +159,7 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 		CommandLine: os.Args,
 		PID:         pid,
 		ReadyBy:     readyDeadline(),
+		ExecTime:    execTime,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "mosnlite: %v\n", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/mosnlite/mosnlite/reconfig"
 
 	"github.com/mosnlite/mosnlite/reconfig/wire"
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -71,18 +72,29 @@ func (h *HotRestart) PassListenSockets(ctx context.Context) ([]ident.Socket, err
 	return out, nil
 }
 
-// ParentStats asks the parent for its counters and gauges (see StatMerger).
-func (h *HotRestart) ParentStats(ctx context.Context) ([]sample.Sample, error) {
-	f, err := h.roundTrip(ctx, msgStats, nil, msgStatsReply)
-	if err != nil || f == nil {
-		return nil, noParentOK(err)
+// Stats are a parent's series, as a child pulls them.
+type Stats struct {
+	Samples    []sample.Sample        // counters and gauges
+	Histograms []histsample.Histogram // states, whole (not validated here)
+}
+
+// ParentStats asks the parent for its counters, gauges and histograms (see
+// StatMerger), in as many reply parts as it sends. Zero without a parent.
+func (h *HotRestart) ParentStats(ctx context.Context) (Stats, error) {
+	var st Stats
+	err := h.exchange(ctx, msgStats, statsRequest{Histograms: true}, nil, msgStatsReply, func(f *frame) (bool, error) {
+		var part statsReply
+		if err := f.decode(&part); err != nil {
+			return false, err
+		}
+		st.Samples = append(st.Samples, part.Samples...)
+		st.Histograms = append(st.Histograms, part.Histograms...)
+		return part.More, nil
+	})
+	if err != nil {
+		return Stats{}, noParentOK(err)
 	}
-	defer f.closeFiles()
-	var reply statsReply
-	if err := f.decode(&reply); err != nil {
-		return nil, err
-	}
-	return reply.Samples, nil
+	return st, nil
 }
 
 // DrainParentListeners tells the parent to stop accepting and drain; call it
@@ -221,40 +233,67 @@ func (h *HotRestart) roundTrip(ctx context.Context, req msgType, body any, want 
 
 // roundTripFiles is roundTrip with descriptors sent along with the request.
 func (h *HotRestart) roundTripFiles(ctx context.Context, req msgType, body any, files []*os.File, want msgType) (*frame, error) {
+	var got *frame
+	err := h.exchange(ctx, req, body, files, want, func(f *frame) (bool, error) {
+		got = f
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// exchange sends one request and reads its reply: frames of type want, each
+// given to part (which takes its files), for as long as part says more
+// follow. All of it is bounded by ctx (the request timeout without a
+// deadline). Without a parent it is ErrNoParent; a broken connection, or a
+// reply that is garbled or of another type, loses the parent.
+func (h *HotRestart) exchange(ctx context.Context, req msgType, body any, files []*os.File, want msgType, part func(*frame) (more bool, err error)) error {
 	h.cmu.Lock()
 	defer h.cmu.Unlock()
 	if h.conn == nil || h.parentTerminated {
-		return nil, ErrNoParent
+		return ErrNoParent
 	}
 	ctx, cancel := h.withTimeout(ctx)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	c := h.conn
 	if err := c.SetDeadline(deadline); err != nil {
-		return nil, h.lose(fmt.Errorf("envoy: %v: %w", typeName(req), err))
+		return h.lose(fmt.Errorf("envoy: %v: %w", typeName(req), err))
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) }) // wake on cancel
 	defer stop()
 
 	if err := writeFrame(c, req, body, files); err != nil {
-		return nil, h.lose(fmt.Errorf("envoy: request %v: %w", typeName(req), withCtxErr(ctx, err)))
+		return h.lose(fmt.Errorf("envoy: request %v: %w", typeName(req), withCtxErr(ctx, err)))
 	}
-	f, err := readFrame(c)
-	if err != nil {
-		return nil, h.lose(fmt.Errorf("envoy: reply to %v: %w", typeName(req), withCtxErr(ctx, err)))
-	}
-	_ = c.SetDeadline(time.Time{})
-	switch f.typ {
-	case want:
-		return &f, nil
-	case msgError:
-		f.closeFiles()
-		var e errorReply
-		_ = f.decode(&e)
-		return nil, fmt.Errorf("envoy: parent refused %v: %s", typeName(req), wire.Bound(e.Message, maxErrorMessage))
-	default:
-		f.closeFiles()
-		return nil, h.lose(fmt.Errorf("envoy: reply to %v was %v: %w", typeName(req), typeName(f.typ), ErrGarbled))
+	for {
+		f, err := readFrame(c)
+		if err != nil {
+			return h.lose(fmt.Errorf("envoy: reply to %v: %w", typeName(req), withCtxErr(ctx, err)))
+		}
+		switch f.typ {
+		case want:
+			more, err := part(&f)
+			if err != nil {
+				f.closeFiles()
+				return h.lose(fmt.Errorf("envoy: reply to %v: %w", typeName(req), err))
+			}
+			if !more {
+				_ = c.SetDeadline(time.Time{})
+				return nil
+			}
+		case msgError:
+			f.closeFiles()
+			_ = c.SetDeadline(time.Time{})
+			var e errorReply
+			_ = f.decode(&e)
+			return fmt.Errorf("envoy: parent refused %v: %s", typeName(req), wire.Bound(e.Message, maxErrorMessage))
+		default:
+			f.closeFiles()
+			return h.lose(fmt.Errorf("envoy: reply to %v was %v: %w", typeName(req), typeName(f.typ), ErrGarbled))
+		}
 	}
 }
 

@@ -48,6 +48,16 @@ type Config struct {
 	ConnectRetry time.Duration
 	// RequestTimeout bounds a request or reply whose context has no deadline.
 	RequestTimeout time.Duration
+	// MaxStatsFrame is the largest part of a stats reply this process sends
+	// as a parent (the frame type's limit when zero or above it; tests set less).
+	MaxStatsFrame int
+}
+
+func (c Config) maxStatsFrame() int {
+	if c.MaxStatsFrame <= 0 || c.MaxStatsFrame > maxStatsPayload {
+		return maxStatsPayload
+	}
+	return c.MaxStatsFrame
 }
 
 func (c *Config) defaults() {
@@ -101,7 +111,7 @@ type HotRestart struct {
 	parentPID        int
 	parentTerminated bool
 	merger           *StatMerger   // see AttachStats
-	counters         CounterAdder  // see AttachStats
+	counters         StatsAdder    // see AttachStats
 	gone             chan struct{} // closed once the parent is terminated or lost
 	goneOnce         sync.Once
 

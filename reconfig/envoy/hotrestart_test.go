@@ -247,7 +247,7 @@ func testTakeover(t *testing.T, abstract bool) {
 		sample.Sample{Name: "server.total_connections", Kind: sample.KindGauge, Value: 2},
 	)
 	got, err := h1.ParentStats(ctx)
-	if err != nil || len(got) != 2 || got[0].Value != 5 || got[1].Value != 2 {
+	if err != nil || len(got.Samples) != 2 || got.Samples[0].Value != 5 || got.Samples[1].Value != 2 || len(got.Histograms) != 0 {
 		t.Fatalf("ParentStats: %+v %v", got, err)
 	}
 
@@ -265,7 +265,7 @@ func testTakeover(t *testing.T, abstract bool) {
 		t.Fatalf("drain stream %+v", succ)
 	}
 	followed := make(chan error, 1)
-	go func() { followed <- fl.Follow(ctx, nil, nil) }()
+	go func() { followed <- fl.Follow(ctx, reconfig.FollowHooks{}) }()
 	if err := succ.Bye(); err != nil {
 		t.Fatalf("bye on the drain stream: %v", err)
 	}
@@ -617,7 +617,7 @@ func TestChildTreatsAWrongReplyAsALostParent(t *testing.T) {
 	if h1.HasParent() {
 		t.Fatal("parent still counted after a garbled reply")
 	}
-	if got, err := h1.ParentStats(ctx5(t)); err != nil || got != nil {
+	if got, err := h1.ParentStats(ctx5(t)); err != nil || got.Samples != nil || got.Histograms != nil {
 		t.Fatalf("after the loss: %v %v", got, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig"
 
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -26,8 +27,19 @@ type drainRequest struct {
 	Migration []reconfig.MigrationTarget `json:"migration,omitempty"`
 }
 
+// statsRequest: with Histograms the child takes histogram states too, and a
+// reply in several parts (an older child sends no payload: one part,
+// counters and gauges only).
+type statsRequest struct {
+	Histograms bool `json:"histograms,omitempty"`
+}
+
 type statsReply struct {
-	Samples []sample.Sample `json:"samples"`
+	Samples    []sample.Sample        `json:"samples"`
+	Histograms []histsample.Histogram `json:"histograms,omitempty"`
+	// More: another part of this reply follows at once (only to a child
+	// that asked for histograms).
+	More bool `json:"more,omitempty"`
 }
 
 type errorReply struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
@@ -34,6 +35,9 @@ type ParentHooks struct {
 	// them: the registry snapshot with StatMerger.Overlay applied, so that the
 	// gauges of a grandparent that still lives are included.
 	Stats func() []sample.Sample
+	// Histograms returns this process's histogram states (the registry's
+	// own, whole: the child merges their growth).
+	Histograms func() []histsample.Histogram
 	// Drain stops accepting on every listener, moves the connections it can
 	// to the child over succ (the drain stream; nil if the child sent none)
 	// and drains the rest over Options.DrainTime with Options.DrainStrategy
@@ -170,11 +174,11 @@ func (h *HotRestart) handle(c *net.UnixConn, f frame, hooks ParentHooks, log *lo
 	case msgPassSockets:
 		return h.passSocketsToChild(c, hooks, log)
 	case msgStats:
-		var samples []sample.Sample
-		if hooks.Stats != nil {
-			samples = finiteSamples(hooks.Stats())
+		var req statsRequest
+		if err := f.decode(&req); err != nil {
+			return writeFrame(c, msgError, errorReply{Message: wire.Bound(err.Error(), maxErrorMessage)}, nil)
 		}
-		return writeFrame(c, msgStatsReply, statsReply{Samples: samples}, nil)
+		return h.sendStats(c, hooks, req, log)
 	case msgDrain:
 		log.Info("draining listeners for the child")
 		succ := h.drainStream(c, f, log)
@@ -201,6 +205,40 @@ func (h *HotRestart) handle(c *net.UnixConn, f frame, hooks ParentHooks, log *lo
 		log.Warn("unrecognised hot restart request")
 		return writeFrame(c, msgError, errorReply{Message: "unrecognised request " + typeName(f.typ)}, nil)
 	}
+}
+
+// sendStats answers a stats request: counters and gauges in one reply to an
+// older child; with histograms, in as many parts as the frame limit needs,
+// to one that asked for them.
+func (h *HotRestart) sendStats(c *net.UnixConn, hooks ParentHooks, req statsRequest, log *logrus.Entry) error {
+	var samples []sample.Sample
+	if hooks.Stats != nil {
+		samples = finiteSamples(hooks.Stats())
+	}
+	if !req.Histograms {
+		return writeFrame(c, msgStatsReply, statsReply{Samples: samples}, nil)
+	}
+	var hists []histsample.Histogram
+	if hooks.Histograms != nil {
+		hists = hooks.Histograms()
+	}
+	ns := len(samples)
+	parts, dropped := wire.Split(ns+len(hists), h.cfg.maxStatsFrame(), false, func(lo, hi int, more bool) ([]byte, error) {
+		return json.Marshal(statsReply{
+			Samples:    samples[min(lo, ns):min(hi, ns)],
+			Histograms: hists[max(lo, ns)-ns : max(hi, ns)-ns],
+			More:       more,
+		})
+	})
+	if len(dropped) > 0 {
+		log.WithField("series", len(dropped)).Warn("series too large for a stats frame are not sent to the child")
+	}
+	for _, p := range parts {
+		if err := protocol().WriteFrame(c, msgStatsReply, 0, p, nil); err != nil {
+			return fmt.Errorf("envoy: send %v: %w", typeName(msgStatsReply), err)
+		}
+	}
+	return nil
 }
 
 func (h *HotRestart) passSocketsToChild(c *net.UnixConn, hooks ParentHooks, log *logrus.Entry) error {

@@ -7,12 +7,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mosnlite/mosnlite/service/stats/histsample"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
 
-// CounterAdder receives the parent's counter growth; *stats.Registry is one.
-type CounterAdder interface {
+// StatsAdder receives the parent's counter and histogram growth;
+// *stats.Registry is one. AddHistograms validates what it is given.
+type StatsAdder interface {
 	AddCounters([]sample.Sample)
+	AddHistograms([]histsample.Histogram) error
 }
 
 // DefaultNoImportGauges are gauges that describe one process only, so a
@@ -31,8 +34,8 @@ func DefaultRetainedGauges() []string {
 }
 
 // StatMerger carries a parent's stats into the child, Envoy's way:
-// counters continue (the parent's growth since the last merge is added to the
-// child's registry), gauges include the parent's value while the parent lives
+// counters and histograms continue (the parent's growth since the last merge
+// is added to the child's registry), gauges include the parent's value while the parent lives
 // (applied at read time by Overlay, since gauges are set by their owners),
 // except no-import gauges; retained gauges keep the parent's last value after
 // it is gone. It is safe for concurrent use.
@@ -42,6 +45,8 @@ type StatMerger struct {
 
 	mu       sync.Mutex
 	last     []sample.Sample          // parent's counters at the last merge
+	lastH    []histsample.Histogram   // parent's histograms at the last merge
+	refused  map[string]bool          // series already refused (named once), bounded
 	gauges   map[string]sample.Sample // parent's gauges at the last merge, by key
 	retained map[string]sample.Sample // retained gauges of parents gone
 	gone     bool
@@ -60,6 +65,7 @@ func NewStatMerger(noImport, retain []string) *StatMerger {
 		retain:   map[string]bool{},
 		gauges:   map[string]sample.Sample{},
 		retained: map[string]sample.Sample{},
+		refused:  map[string]bool{},
 	}
 	for _, n := range noImport {
 		m.noImport[n] = true
@@ -96,6 +102,52 @@ func (m *StatMerger) Merge(parent []sample.Sample) []sample.Sample {
 	return delta
 }
 
+// maxRefusedNamed bounds the series a merger remembers having refused.
+const maxRefusedNamed = 1024
+
+// MergeHistograms takes the parent's histogram states and returns their
+// growth since the previous merge (all of it the first time), to add to the
+// child's registry. States that are not consistent histograms are left out
+// (their series' growth is taken up again once the parent sends a good
+// one); the error names them (bounded, see histsample.Check), the first time
+// each is refused only. After ParentGone it returns nothing.
+func (m *StatMerger) MergeHistograms(parent []histsample.Histogram) ([]histsample.Histogram, error) {
+	ok, err := histsample.Check(parent)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gone {
+		return nil, nil
+	}
+	if err != nil {
+		fresh := false
+		good := make(map[string]bool, len(ok))
+		for _, h := range ok {
+			good[h.ID()] = true
+		}
+		for _, h := range parent {
+			if id := h.ID(); !good[id] && !m.refused[id] && len(m.refused) < maxRefusedNamed {
+				m.refused[id], fresh = true, true
+			}
+		}
+		if !fresh {
+			err = nil // said before
+		}
+		// A refused series keeps its last good state as the base.
+		okIDs := good
+		for _, h := range m.lastH {
+			if !okIDs[h.ID()] {
+				ok = append(ok, h)
+			}
+		}
+	}
+	delta := histsample.Delta(m.lastH, ok)
+	m.lastH = ok
+	if err != nil {
+		return delta, fmt.Errorf("envoy: the parent's histograms: %w", err)
+	}
+	return delta, nil
+}
+
 // ParentGone drops the parent's gauge contributions, keeping retained ones.
 func (m *StatMerger) ParentGone() {
 	m.mu.Lock()
@@ -109,7 +161,7 @@ func (m *StatMerger) ParentGone() {
 			m.retained[k] = s
 		}
 	}
-	m.gauges, m.last = map[string]sample.Sample{}, nil
+	m.gauges, m.last, m.lastH = map[string]sample.Sample{}, nil, nil
 }
 
 // Overlay returns own (a registry snapshot) with the parent's gauges added:
@@ -147,10 +199,10 @@ func (m *StatMerger) Overlay(own []sample.Sample) []sample.Sample {
 }
 
 // AttachStats makes this process merge its parent's stats into m and into
-// (the child's registry): SyncParentStats and RunStatsSync use them, a final
+// into (the child's registry): SyncParentStats and RunStatsSync use them, a final
 // sync precedes TerminateParent, and m learns ParentGone whenever the parent
 // is terminated or lost.
-func (h *HotRestart) AttachStats(m *StatMerger, into CounterAdder) {
+func (h *HotRestart) AttachStats(m *StatMerger, into StatsAdder) {
 	h.cmu.Lock()
 	defer h.cmu.Unlock()
 	h.merger, h.counters = m, into
@@ -159,7 +211,9 @@ func (h *HotRestart) AttachStats(m *StatMerger, into CounterAdder) {
 	}
 }
 
-// SyncParentStats pulls the parent's stats once and merges them (see AttachStats).
+// SyncParentStats pulls the parent's stats once and merges them (see
+// AttachStats). Refused parent histograms are named in the error (once
+// each); everything else is merged all the same.
 func (h *HotRestart) SyncParentStats(ctx context.Context) error {
 	h.cmu.Lock()
 	m, into := h.merger, h.counters
@@ -167,14 +221,18 @@ func (h *HotRestart) SyncParentStats(ctx context.Context) error {
 	if m == nil {
 		return fmt.Errorf("envoy: sync parent stats: AttachStats was not called")
 	}
-	samples, err := h.ParentStats(ctx)
+	st, err := h.ParentStats(ctx)
 	if err != nil {
 		return err
 	}
-	if samples != nil {
-		into.AddCounters(m.Merge(samples))
+	if st.Samples != nil {
+		into.AddCounters(m.Merge(st.Samples))
 	}
-	return nil
+	d, herr := m.MergeHistograms(st.Histograms)
+	if err := into.AddHistograms(d); err != nil && herr == nil {
+		herr = err // not reached: the merger's deltas are consistent
+	}
+	return herr
 }
 
 // RunStatsSync calls SyncParentStats every interval on the Config clock until

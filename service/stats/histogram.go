@@ -2,7 +2,6 @@ package stats
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -203,22 +202,20 @@ func (r *Registry) Histograms() []histsample.Histogram {
 // and labels, creating it (with the state's bounds) if needed. A new process
 // calls it with its predecessor's histograms at handoff, and again with what
 // the predecessor observed while it drained, so that no bucket goes
-// backwards. A state that fails validation is skipped and named in the
-// returned error; the others are applied.
+// backwards. States come from another process: one that is not a consistent
+// histogram, or a second state of one series, is skipped, and the error
+// (bounded, whatever was sent: see histsample.Check) names the first few;
+// the others are applied.
 func (r *Registry) AddHistograms(states []histsample.Histogram) error {
-	var errs []error
-	for _, s := range states {
-		if err := s.Validate(); err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	ok, err := histsample.Check(states)
+	for _, s := range ok {
 		if s.Count == 0 {
 			continue
 		}
 		r.histogram(s.Name, "", s.Bounds, s.Labels).add(s)
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("stats: %d histogram states refused: %w", len(errs), errors.Join(errs...))
+	if err != nil {
+		return fmt.Errorf("stats: %w", err)
 	}
 	return nil
 }

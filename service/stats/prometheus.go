@@ -115,7 +115,7 @@ type outSeries struct {
 
 // outSeries names every exposed series as e says.
 func (r *Registry) outSeries(e Exposition) []outSeries {
-	samples, hists := r.Exposed(), r.Histograms()
+	samples, hists := r.Exposed(), r.ExposedHistograms()
 	if e.Naming == NamingEnvoy {
 		return newEnvoyNamer(r, e).name(samples, hists)
 	}

@@ -94,6 +94,22 @@ type Registry struct {
 	view   atomic.Pointer[View]
 	expo   atomic.Pointer[Exposition]
 	native histsample.Indexer // native buckets at NativeSchema
+
+	// freezeMu orders every read of exposed values against Freeze: a read
+	// holds it shared from before it reads a value until it has applied the
+	// freeze, Freeze holds it alone while it takes its snapshot. So a read
+	// either ends before the snapshot (and shows no more than it) or shows
+	// the snapshot.
+	freezeMu sync.RWMutex
+	frozen   *frozenState // nil: not frozen
+}
+
+// frozenState is what Freeze took: counters by key, histograms by ID.
+type frozenState struct {
+	counters  []Sample
+	hists     []histsample.Histogram
+	counterAt map[string]float64
+	histAt    map[string]histsample.Histogram
 }
 
 // View turns the registry's own samples into what /stats and /metrics show,
@@ -183,11 +199,29 @@ func (r *Registry) SetView(v View) {
 	r.view.Store(&v)
 }
 
-// Exposed returns the samples as /stats and /metrics show them: Snapshot
-// passed through the view, if one is set. Process-local gauges (GaugeFunc,
+// Exposed returns the samples as /stats and /metrics show them: Snapshot,
+// with counters at their frozen values while frozen (see Freeze), passed
+// through the view, if one is set. Process-local gauges (GaugeFunc,
 // SetInfo) bypass the view: they always read this process's own series.
-func (r *Registry) Exposed() []Sample {
-	own := r.Snapshot()
+func (r *Registry) Exposed() []Sample { return r.exposed(true) }
+
+// Unfrozen is Exposed as if the registry were not frozen: what an
+// Envoy-style child, which merges the growth of this process's counters,
+// is given.
+func (r *Registry) Unfrozen() []Sample { return r.exposed(false) }
+
+func (r *Registry) exposed(applyFreeze bool) []Sample {
+	var own []Sample
+	if applyFreeze {
+		r.freezeMu.RLock()
+		own = r.Snapshot()
+		if f := r.frozen; f != nil {
+			own = f.applyCounters(own)
+		}
+		r.freezeMu.RUnlock()
+	} else {
+		own = r.Snapshot()
+	}
 	v := r.view.Load()
 	if v == nil {
 		return own
@@ -212,29 +246,75 @@ func (r *Registry) Exposed() []Sample {
 	return out
 }
 
-// FrozenCounters returns a view that shows every counter at its value in
-// snap (counters absent from snap are left out) and gauges as they are. A
-// process that has handed its counters to a successor exposes them so: a
-// scrape it still answers never shows more than the successor has.
-func FrozenCounters(snap []Sample) View {
-	at := make(map[string]float64, len(snap))
-	for _, s := range snap {
-		at[s.Key()] = s.Value
+// ExposedHistograms returns the histograms as /stats and /metrics show
+// them: Histograms, at their frozen states while frozen (see Freeze).
+func (r *Registry) ExposedHistograms() []histsample.Histogram {
+	r.freezeMu.RLock()
+	defer r.freezeMu.RUnlock()
+	hs := r.Histograms()
+	if f := r.frozen; f != nil {
+		hs = f.applyHistograms(hs)
 	}
-	return func(own []Sample) []Sample {
-		out := own[:0:0]
-		for _, s := range own {
-			if s.Kind == KindCounter {
-				v, ok := at[s.Key()]
-				if !ok {
-					continue
-				}
-				s.Value = v
-			}
-			out = append(out, s)
+	return hs
+}
+
+// Freeze takes every counter and histogram as it is now and, until
+// Unfreeze, exposes them at those values (series created later are left
+// out); gauges stay live. It returns what it took. A process that hands its
+// counters and histograms to a successor freezes them at what it sends: a
+// scrape it still answers never shows more than the successor has, while
+// the registry itself goes on counting (Counters, Histograms) for the
+// deltas that follow. While frozen, Freeze takes nothing new and returns the
+// first snapshot again.
+func (r *Registry) Freeze() ([]Sample, []histsample.Histogram) {
+	r.freezeMu.Lock()
+	defer r.freezeMu.Unlock()
+	if r.frozen == nil {
+		f := &frozenState{counters: r.Counters(), hists: r.Histograms()}
+		f.counterAt = make(map[string]float64, len(f.counters))
+		for _, s := range f.counters {
+			f.counterAt[s.Key()] = s.Value
 		}
-		return out
+		f.histAt = make(map[string]histsample.Histogram, len(f.hists))
+		for _, h := range f.hists {
+			f.histAt[h.ID()] = h
+		}
+		r.frozen = f
 	}
+	return r.frozen.counters, r.frozen.hists
+}
+
+// Unfreeze exposes the live values again (after a revert: this process
+// serves once more).
+func (r *Registry) Unfreeze() {
+	r.freezeMu.Lock()
+	r.frozen = nil
+	r.freezeMu.Unlock()
+}
+
+func (f *frozenState) applyCounters(own []Sample) []Sample {
+	out := own[:0:0]
+	for _, s := range own {
+		if s.Kind == KindCounter {
+			v, ok := f.counterAt[s.Key()]
+			if !ok {
+				continue
+			}
+			s.Value = v
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (f *frozenState) applyHistograms(own []histsample.Histogram) []histsample.Histogram {
+	out := make([]histsample.Histogram, 0, len(own))
+	for _, h := range own {
+		if at, ok := f.histAt[h.ID()]; ok {
+			out = append(out, at)
+		}
+	}
+	return out
 }
 
 // Counters returns the counter series only, sorted by key: what a handoff carries.
@@ -275,7 +355,7 @@ func (r *Registry) WriteText(w io.Writer) error {
 			return fmt.Errorf("stats: write: %w", err)
 		}
 	}
-	for _, h := range r.Histograms() {
+	for _, h := range r.ExposedHistograms() {
 		if _, err := fmt.Fprintf(w, "%s: %s\n", seriesKey(h.Name, h.Labels), HistogramSummary(h)); err != nil {
 			return fmt.Errorf("stats: write: %w", err)
 		}

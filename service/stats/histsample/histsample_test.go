@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 var testBounds = []float64{0.001, 0.01, 0.1, 1}
@@ -358,5 +359,46 @@ func assertSame(t *testing.T, got, want Histogram) {
 	if got.Count != want.Count || !slices.Equal(got.Counts, want.Counts) || got.Schema != want.Schema ||
 		got.ZeroCount != want.ZeroCount || !slices.Equal(got.Native, want.Native) || math.Abs(got.Sum-want.Sum) > 1e-9 {
 		t.Fatalf("histograms differ:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestSubNeverLowersTheSumOfWhoAddsIt: whatever the floating-point values,
+// a successor that holds at least base and adds Sub(now, base) holds at
+// least now: a sum that went back one ulp would read as a reset.
+func TestSubNeverLowersTheSumOfWhoAddsIt(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for i := 0; i < 100_000; i++ {
+		base := math.Exp(r.NormFloat64() * 8)
+		now := base + math.Exp(r.NormFloat64()*8)*float64(r.IntN(2))
+		own := base + math.Exp(r.NormFloat64()*8)*float64(r.IntN(2)) // the successor's own observations
+		a := Histogram{Name: "h", Bounds: []float64{1}, Counts: []uint64{1, 0}, Count: 1, Sum: base, Schema: 3, Native: []Bucket{{Index: 0, Count: 1}}}
+		b := a
+		b.Counts, b.Count, b.Sum, b.Native = []uint64{2, 0}, 2, now, []Bucket{{Index: 0, Count: 2}}
+		d, err := Sub(b, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := a
+		held.Sum = own
+		if got := Add(held, d).Sum; got < now {
+			t.Fatalf("base %v now %v: the successor holds %v + %v = %v", base, now, own, d.Sum, got)
+		}
+	}
+}
+
+func TestCheckBoundsItsError(t *testing.T) {
+	good := build(t, testBounds, 3, 0.002)
+	bad := good.Clone()
+	bad.Name = strings.Repeat("é", 1000)
+	bad.Count++
+	ok, err := Check([]Histogram{bad, good, good, bad, bad, bad})
+	if len(ok) != 1 {
+		t.Fatalf("%d kept", len(ok))
+	}
+	if err == nil || !strings.Contains(err.Error(), "5 histogram states refused") || !strings.Contains(err.Error(), "and 2 more") || !utf8.ValidString(err.Error()) || len(err.Error()) > 1000 {
+		t.Fatalf("error (%d bytes): %v", len(err.Error()), err)
+	}
+	if ok, err := Check([]Histogram{good}); err != nil || len(ok) != 1 {
+		t.Fatalf("a good state: %v %v", ok, err)
 	}
 }

@@ -2,6 +2,7 @@ package histsample
 
 import (
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -68,7 +69,11 @@ func mergeBuckets(x, y []Bucket) []Bucket {
 }
 
 // Sub returns now - base: what was observed between two states of one
-// series. base must be an earlier state of the same histogram: the same
+// series. Its sum is rounded up where floating point needs it, so that
+// Add(x, Sub(now, base)).Sum ≥ now.Sum for every x with x.Sum ≥ base.Sum: a
+// successor that adds each delta to what it has never shows a lower sum than
+// the process that sent them (a sum that goes back by one ulp reads as a
+// reset to Prometheus' rate()). base must be an earlier state of the same histogram: the same
 // classic bounds, a native schema at least as fine and a zero bucket at most
 // as wide (a series only ever coarsens), and no bucket holding more than it
 // does in now.
@@ -99,8 +104,8 @@ func Sub(now, base Histogram) (Histogram, error) {
 	}
 	out.Count -= base.Count
 	out.ZeroCount -= base.ZeroCount
-	out.Sum -= base.Sum
-	if out.Count == 0 || out.Sum < 0 {
+	out.Sum = sumDelta(now.Sum, base.Sum)
+	if out.Count == 0 {
 		out.Sum = 0 // float rounding must not leave a sum without observations
 	}
 	native := make([]Bucket, 0, len(out.Native))
@@ -152,4 +157,20 @@ func Delta(base, now []Histogram) []Histogram {
 		}
 	}
 	return out
+}
+
+// sumDelta is now − base, rounded up so that base + d, in floating point, is
+// at least now (addition is monotonic, so x + d is too for any x ≥ base).
+func sumDelta(now, base float64) float64 {
+	d := now - base
+	if d <= 0 {
+		return 0
+	}
+	for i := 0; base+d < now; i++ {
+		if i == 64 { // not reached: d > now/2 or d is exact, so an ulp or two suffice
+			return now
+		}
+		d = math.Nextafter(d, math.Inf(1))
+	}
+	return d
 }

@@ -152,20 +152,20 @@ func (f *fakeStyle) successorHooks() successorHooks {
 
 // fakePred is a predecessor handing over real listening sockets.
 type fakePred struct {
-	p       int
-	socks   []ident.Socket
-	ackErr  error
-	bye     chan struct{} // follow returns once closed
+	p      int
+	socks  []ident.Socket
+	ackErr error
+	bye    chan struct{} // follow returns once closed
 	// pushes are what follow hands over (nil: one counter), each after
 	// beforePush (if set) returns; migration, if set, is said after them.
 	pushes     []reconfig.Counts
 	beforePush func()
 	migration  *reconfig.MigrationDone
 	mu         sync.Mutex
-	acked   []reconfig.MigrationTarget
-	failed  error
-	orphans int
-	stops   int
+	acked      []reconfig.MigrationTarget
+	failed     error
+	orphans    int
+	stops      int
 }
 
 func (f *fakePred) pid() int                { return f.p }

@@ -31,7 +31,10 @@ type obsEnv struct {
 	cfg string
 }
 
-func newObsEnv(t *testing.T, naming string) *obsEnv {
+func newObsEnv(t *testing.T, naming string) *obsEnv { return newObsEnvWith(t, naming, false) }
+
+// newObsEnvWith is newObsEnv with metrics.native_histograms set to native.
+func newObsEnvWith(t *testing.T, naming string, native bool) *obsEnv {
 	e := newUpgradeEnv(t)
 	cfg := mosnConfig(e.uds, e.p, "10s",
 		[]obj{httpListener("web", addr(e.httpPort), "r"), tcpListener("db", addr(e.tcpPort), "echo")},
@@ -39,6 +42,9 @@ func newObsEnv(t *testing.T, naming string) *obsEnv {
 		[]obj{cluster("backend", e.web.addr()), cluster("echo", e.echo.addr())})
 	if naming != "" {
 		cfg["metrics"].(obj)["naming"] = naming
+	}
+	if native {
+		cfg["metrics"].(obj)["native_histograms"] = true
 	}
 	return &obsEnv{upgradeEnv: e, cfg: writeJSON(t, e.dir, "c.json", cfg)}
 }

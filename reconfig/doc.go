@@ -38,6 +38,7 @@
 //	TakeOver: rename reconfig.sock,      (or nack/EOF/timeout: log, OnFail, keep serving)
 //	release lock
 //	Follow              ◀─── counters ── increments while draining (repeated)
+//	                    ◀─── migrated ── the connection migration is over (optional)
 //	                    ◀─── bye ─────── drained
 //	                    ──── done ─────▶ (the new one no longer shows the old as draining)
 //	                    ──── release ──▶ only when the new one stops or is upgraded itself
@@ -99,21 +100,23 @@
 // sizes, and a peer's string is never logged whole:
 //
 //	type                   payload   fds
-//	1 manifest             16 MiB    one per entry (at most 65536)
+//	1 manifest             16 MiB    one per entry (at most 65536); refused before sending when larger
+//	                                 (ErrManifestTooLarge: the sender sends it without its histograms)
 //	2 ack                   1 MiB    0
 //	3 nack                  4 KiB    0   (reason cut to 1 KiB when sent, and when logged)
-//	4 counters             16 MiB    0
+//	4 counters             16 MiB    0   a push over it goes in parts ("more": true on all but the last)
 //	5 bye                   1 KiB    0
 //	6 done                  1 KiB    0   new → old: bye handled
 //	7 release               1 KiB    0   new → old: stop watching me
 //	16 connection offer    12 MiB    1 (http) or 2 (tcp)
 //	17 migration commit     2 MiB    0
 //	18 migration result    16 MiB    0
+//	19 migration done       1 KiB    0   old → new: {"moved","failed","duration"}
 //
 // Flag bit 0 ("optional") lets a reader skip a type it does not know: its
 // payload is read and discarded in 32 KiB chunks, never held whole, its fds
 // closed; an unknown type without it is an error, and no frame may exceed
-// 16 MiB. Types 6, 7 and 16-18 are flagged optional: an older peer skips them. New fields in an existing
+// 16 MiB. Types 6, 7 and 16-19 are flagged optional: an older peer skips them. New fields in an existing
 // payload are ignored by older readers. ProtocolVersion in the manifest
 // changes only for an incompatible change and must match exactly. Every
 // manifest entry is checked (ident.Spec.Valid: bounded name and address, a
@@ -127,12 +130,25 @@
 // what is wrong, and every fd received is closed on every error path.
 // Received fds are close-on-exec.
 //
-// # Counters
+// # Counters and histograms
 //
-// The manifest carries the old process's counter values at export (the new
-// one adds them to its registry). After the ack the old one sends, with
-// Successor.SendCounters, what grew since its last send, and Bye when drained; Follow
-// hands each batch to the caller.
+// The manifest carries the old process's counter values and histogram
+// states (histsample.Histogram: classic and native buckets, sum, count) at
+// export; the new one adds them to its registry. After the ack the old one
+// sends, with Successor.SendCounters, what grew since its last send
+// ({"counters": [...], "histograms": [deltas], "more": bool}), and Bye when
+// drained; Follow hands each push to the caller (FollowHooks.Counts). A push
+// too large for a frame is split into parts, consecutive runs of its series
+// (wire.Split), "more" set on all but the last; each part is applied as it
+// comes, and only the last completes the push (the first complete one after
+// the ack tells the new process the old one has sent everything it showed).
+// An older new process ignores "histograms" and "more". The receiver
+// validates every histogram state (the registry refuses, naming them, those
+// that are not consistent histograms); reconfig carries them as they are.
+//
+// Once the connections of the listeners that migrate have all moved or
+// finished, the old process sends "migration done" (optional): the new one
+// then knows how many it took (FollowHooks.Migrated).
 //
 // # Live connection migration
 //

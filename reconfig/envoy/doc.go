@@ -64,8 +64,10 @@
 //  3. PassListenSockets: N-1 sends the descriptors of its listening sockets
 //     (its own, read while open: no duplicates) with their identity
 //     (ident.Spec, checked on receipt); N-1 keeps accepting meanwhile.
-//  4. AttachStats / SyncParentStats: counters continue (the parent's growth is
-//     added), gauges include the parent's while it lives (StatMerger.Overlay).
+//  4. AttachStats / SyncParentStats: counters and histograms continue (the
+//     parent's growth is added; a parent histogram state that is not a
+//     consistent histogram is refused, named once), gauges include the
+//     parent's while it lives (StatMerger.Overlay).
 //  5. Once N serves on every listener: DrainParentListeners, with one end of
 //     a new socket pair, the drain stream, and the listeners N takes
 //     connections for. N-1 stops accepting, moves those connections to N on
@@ -96,14 +98,18 @@
 // passes. Each type has its own payload limit, checked from the header
 // before anything is allocated: 4 KiB for requests, empty replies and error
 // replies (whose message is bounded to 1 KiB, sent or logged), 64 KiB for a
-// drain request, 16 MiB for the socket list and the stats. A peer with
+// drain request, 16 MiB for the socket list and each part of a stats reply
+// (a child that asks for histograms takes the reply in parts, consecutive
+// runs of series, "more" on all but the last, read back to back). A peer with
 // another "MLH" magic is ErrIncompatible; any other malformed frame is
 // ErrGarbled, and every received descriptor is closed on every error path.
 // Requests and replies alternate on one connection:
 //
 //	1 shutdown_admin       → 2 {original_start_unix_nano}
 //	3 pass_listen_sockets  → 4 {sockets: [{name, kind, network, address}]} + fds in order
-//	5 stats                → 6 {samples: [sample.Sample]}
+//	5 stats {histograms: true}
+//	                       → 6 {samples: [sample.Sample], histograms: [histsample.Histogram], more: bool} …
+//	5 stats (no payload)   → 6 {samples: [sample.Sample]} (an older child: one part, no histograms)
 //	7 drain_listeners {migration: [{listener, kind}]} + 1 fd
 //	                       → 8 {}
 //	9 terminate            → 10 {} (then the parent closes its sockets and shuts down)

@@ -240,9 +240,9 @@ type UpgradeMetrics struct {
 func NewUpgradeMetrics(r *Registry) *UpgradeMetrics {
 	return &UpgradeMetrics{
 		handoff: r.Histogram(HandoffDuration,
-			"Upgrade handoffs, from the successor's start (exec) to its ack.", nil),
+			"Upgrade handoffs, from the successor's start (exec) to its ack (observed by the successor).", nil),
 		migration: r.Histogram(MigrationDuration,
-			"Connection migrations after an upgrade, from the ack to the last batch answered.", nil),
+			"Connection migrations after an upgrade, from the ack to the last batch answered (observed by the old process).", nil),
 	}
 }
 

@@ -53,6 +53,16 @@ type ServerConfig struct {
 	OnFail func(newPID int, err error)
 	// MigrateTimeout bounds one Migrate batch (DefaultMigrateTimeout when zero).
 	MigrateTimeout time.Duration
+	// MaxManifestSize and MaxCountsFrame lower the manifest's and the
+	// counters frames' limits (zero: the frame types' own; tests set less).
+	MaxManifestSize, MaxCountsFrame int
+}
+
+func (c ServerConfig) maxManifestSize() int {
+	if c.MaxManifestSize <= 0 || c.MaxManifestSize > maxManifestSize {
+		return maxManifestSize
+	}
+	return c.MaxManifestSize
 }
 
 // Server is the running process's side: it accepts upgrade requests on
@@ -229,7 +239,7 @@ func (s *Server) handle(c *net.UnixConn) {
 	s.ln.Close() // stop accepting; the path is the successor's now
 	s.mu.Unlock()
 	succ := NewSuccessor(hc, newPID, targets, ack.Watch, StreamConfig{
-		Log: s.log, WriteTimeout: s.cfg.HandoffTimeout, MigrateTimeout: s.cfg.MigrateTimeout,
+		Log: s.log, WriteTimeout: s.cfg.HandoffTimeout, MigrateTimeout: s.cfg.MigrateTimeout, MaxCountsFrame: s.cfg.MaxCountsFrame,
 	})
 	log.WithFields(logrus.Fields{"migration_targets": len(targets), "watch": ack.Watch}).Info("upgrade acked: stopped accepting on reconfig.sock")
 	if s.cfg.OnAck != nil {
@@ -383,8 +393,8 @@ func (s *Server) sendManifest(hc *net.UnixConn, deadline time.Time) (int, error)
 		if err != nil {
 			return fmt.Errorf("encode manifest: %w", err)
 		}
-		if len(p) > maxManifestSize {
-			return fmt.Errorf("%w: %d bytes (%d counters, %d histograms), over the %d byte limit", ErrManifestTooLarge, len(p), len(m.Counters), len(m.Histograms), maxManifestSize)
+		if limit := s.cfg.maxManifestSize(); len(p) > limit {
+			return fmt.Errorf("%w: %d bytes (%d counters, %d histograms), over the %d byte limit", ErrManifestTooLarge, len(p), len(m.Counters), len(m.Histograms), limit)
 		}
 		hc.SetDeadline(deadline)
 		sent = true

@@ -15,6 +15,9 @@ import (
 type mosnStyle struct {
 	s  *Server
 	up *reconfig.Upgrade // from begin: the start, fresh or not
+	// frameLimit, if set, lowers the manifest's and the counters frames'
+	// limits (tests).
+	frameLimit int
 }
 
 func newMOSNStyle(s *Server) handoffStyle { return &mosnStyle{s: s} }
@@ -72,8 +75,10 @@ func (m *mosnStyle) serverConfig(h successorHooks) reconfig.ServerConfig {
 				return err
 			})
 		},
-		OnAck:  func(s *reconfig.Successor) { h.onAck(s) },
-		OnFail: h.onFail,
+		OnAck:           func(s *reconfig.Successor) { h.onAck(s) },
+		OnFail:          h.onFail,
+		MaxManifestSize: m.frameLimit,
+		MaxCountsFrame:  m.frameLimit,
 	}
 }
 

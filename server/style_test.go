@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/config"
 	"github.com/mosnlite/mosnlite/reconfig/envoy"
+	"github.com/mosnlite/mosnlite/service/stats"
 )
 
 func quiet() *logrus.Entry {
@@ -61,6 +63,7 @@ func TestMOSNStyleHandoff(t *testing.T) {
 	if gen2.m.upgrades.Value() != 1 {
 		t.Fatalf("upgrades %v", gen2.m.upgrades.Value())
 	}
+	assertUpgradeRecorded(t, gen2, 2, 1)
 	if err := gen2.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +111,88 @@ func TestEnvoyStyleEpochs(t *testing.T) {
 	}
 	if e1.HotRestartVersion() != envoy.Version(false) {
 		t.Fatal(e1.HotRestartVersion())
+	}
+	assertUpgradeRecorded(t, e1, 2, 1)
+}
+
+// assertUpgradeRecorded checks what the successor s holds once its
+// predecessor is gone: one handoff of its own and the predecessor's
+// migration observed, and upgrade_info naming its generation and the
+// connections it took.
+func assertUpgradeRecorded(t *testing.T, s *Server, gen int, migrated int) {
+	t.Helper()
+	hs := s.reg.Histograms()
+	if n := histOf(hs, stats.HandoffDuration).Count; n != 1 {
+		t.Errorf("handoff histogram counts %d, want 1", n)
+	}
+	if n := histOf(hs, stats.MigrationDuration).Count; n != 1 {
+		t.Errorf("migration histogram counts %d, want 1 (the predecessor's)", n)
+	}
+	var b strings.Builder
+	if err := s.reg.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`server.upgrade_info{generation="%d",handoff_ms=`, gen)
+	line := ""
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(l, want) {
+			line = l
+		}
+	}
+	if !strings.Contains(line, fmt.Sprintf(`migrated_connections="%d"}`, migrated)) {
+		t.Errorf("upgrade_info: %q, want %s…, migrated_connections=%d", line, want, migrated)
+	}
+}
+
+// A manifest too large with its histograms goes without them, and the first
+// push after the ack carries them (in parts): the handoff succeeds and the
+// successor holds every one.
+func TestMOSNStyleHistogramsTooLargeForTheManifest(t *testing.T) {
+	e := newEnv(t, "", "")
+	e.cfg.UpgradeWatchPeriod = &config.Duration{}
+	const limit = 16 << 10 // in place of 16 MiB
+	small := func(o Options) *Server {
+		t.Helper()
+		fx := defaultEffects(o)
+		fx.style = func(s *Server) handoffStyle { return &mosnStyle{s: s, frameLimit: limit} }
+		s, err := newServer(o, fx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			s.Shutdown(ctx)
+		})
+		return s
+	}
+	l, hook := test.NewNullLogger()
+	gen1 := small(Options{Config: e.cfg, Log: logrus.NewEntry(l), PID: os.Getpid()})
+	const series = 3
+	for i := 0; i < series; i++ {
+		big := strings.Repeat(string(rune('a'+i)), limit/2) // 3 halves: over the manifest's limit, each fits a frame
+		gen1.reg.Histogram("big_seconds", "", nil, "k", big).ObserveSeconds(0.001 * float64(i+1))
+	}
+	gen2 := small(Options{Config: e.cfg, Log: quiet(), PID: os.Getpid()})
+	waitDone(t, gen1)
+	n := 0
+	for _, h := range gen2.reg.Histograms() {
+		if h.Name == "big_seconds" && h.Count == 1 {
+			n++
+		}
+	}
+	if n != series {
+		t.Fatalf("the successor holds %d of the %d histograms", n, series)
+	}
+	warned := false
+	for _, en := range hook.AllEntries() {
+		warned = warned || strings.Contains(en.Message, "histograms left out of the manifest")
+	}
+	if !warned {
+		t.Error("no warning that the histograms followed the ack")
 	}
 }
 

@@ -21,6 +21,23 @@ func hist(name string, n uint64, labels ...string) histsample.Histogram {
 	}
 }
 
+// parentAndChild serves h0 as a parent (epoch 0, initialized) whose
+// histograms are hists, and opens its child.
+func parentAndChild(t *testing.T, fam *family, h0 *HotRestart, p0 *fakeProcess, hists func() []histsample.Histogram) *HotRestart {
+	t.Helper()
+	hooks := p0.hooks()
+	hooks.Histograms = hists
+	serve(t, h0, hooks)
+	if _, err := h0.DrainParentListeners(ctx5(t), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	h1, err := fam.open(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h1
+}
+
 // TestParentStatsCarryHistogramsInParts: a child that asks gets the
 // parent's histograms too, in as many reply parts as the frame limit needs;
 // an older child, which asks for nothing, gets one reply of counters and
@@ -41,16 +58,7 @@ func TestParentStatsCarryHistogramsInParts(t *testing.T) {
 		hists = append(hists, hist("rq_seconds", uint64(i+1), "listener", fmt.Sprint(i)))
 	}
 	p0.setStats(samples...)
-	hooks := p0.hooks()
-	hooks.Histograms = func() []histsample.Histogram { return hists }
-	serve(t, h0, hooks)
-	if _, err := h0.DrainParentListeners(ctx5(t), nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	h1, err := fam.open(1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h1 := parentAndChild(t, fam, h0, p0, func() []histsample.Histogram { return hists })
 	got, err := h1.ParentStats(ctx5(t))
 	if err != nil {
 		t.Fatal(err)
@@ -141,16 +149,7 @@ func TestSyncParentStatsMergesHistograms(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		rq.ObserveSeconds(0.003)
 	}
-	hooks := p0.hooks()
-	hooks.Histograms = reg0.Histograms
-	serve(t, h0, hooks)
-	if _, err := h0.DrainParentListeners(ctx5(t), nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	h1, err := fam.open(1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h1 := parentAndChild(t, fam, h0, p0, reg0.Histograms)
 	reg1 := stats.New()
 	own := reg1.Histogram("rq_seconds", "", nil, "listener", "web")
 	own.ObserveSeconds(0.2)

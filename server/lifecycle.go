@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/mosnlite/mosnlite/listener"
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig"
@@ -45,11 +47,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: start: %w", err)
 	}
+	predPID := 0
 	if pred != nil {
-		s.inherit(lin, pred.pid())
-	} else {
-		s.inherit(lin, 0)
+		predPID = pred.pid()
 	}
+	s.inherit(lin, predPID)
 	if pred != nil && !lin.ackBy.IsZero() {
 		// The predecessor stops waiting for our ack at its deadline; every
 		// step before the ack must end before it.
@@ -164,14 +166,9 @@ func (s *Server) refusalLog(pid int) func(error) {
 			return
 		}
 		log := s.log.WithError(err).WithField("old_pid", pid)
-		warned := false
-		once.Do(func() {
-			warned = true
-			log.Warn("handoff: histograms from the predecessor refused; the others are carried")
-		})
-		if !warned {
-			log.Debug("handoff: histograms from the predecessor refused")
-		}
+		level := logrus.DebugLevel
+		once.Do(func() { level = logrus.WarnLevel })
+		log.Log(level, "handoff: histograms from the predecessor refused; the others are carried")
 	}
 }
 

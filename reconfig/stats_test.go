@@ -128,7 +128,7 @@ func TestManifestTooLargeIsRefusedBeforeSending(t *testing.T) {
 	}
 	ln := tcpListener(t)
 	big := testHistogram("rq_seconds", 1, "listener", strings.Repeat("x", maxManifestSize))
-	var firstErr error
+	firstErr := make(chan error, 1)
 	srv, err := u.TakeOver(ServerConfig{
 		Log: quietLog(), HandoffTimeout: testWait,
 		Export: func(send func(Manifest, []int) error) error {
@@ -139,7 +139,7 @@ func TestManifestTooLargeIsRefusedBeforeSending(t *testing.T) {
 				Entries:    []ident.Spec{{Name: "web", Kind: ident.KindServer, Network: "tcp", Address: ln.Addr().String()}},
 				Histograms: []histsample.Histogram{big},
 			}
-			firstErr = send(m, []int{int(f.Fd())})
+			firstErr <- send(m, []int{int(f.Fd())})
 			m.Histograms = nil
 			return send(m, []int{int(f.Fd())})
 		},
@@ -154,8 +154,8 @@ func TestManifestTooLargeIsRefusedBeforeSending(t *testing.T) {
 		t.Fatalf("the handoff failed: %v", err)
 	}
 	defer up.Fail(errors.New("test over"))
-	if !errors.Is(firstErr, ErrManifestTooLarge) || !strings.Contains(firstErr.Error(), "1 histograms") {
-		t.Fatalf("first send: %v", firstErr)
+	if err := <-firstErr; !errors.Is(err, ErrManifestTooLarge) || !strings.Contains(err.Error(), "1 histograms") {
+		t.Fatalf("first send: %v", err)
 	}
 	if m := up.Manifest(); len(m.Histograms) != 0 || len(m.Entries) != 1 {
 		t.Fatalf("manifest %d histograms, %d entries", len(m.Histograms), len(m.Entries))

@@ -24,7 +24,12 @@ func quiet() *logrus.Entry {
 
 func start(t *testing.T, o Options) *Server {
 	t.Helper()
-	s, err := New(o)
+	return startWith(t, o, defaultEffects(o))
+}
+
+func startWith(t *testing.T, o Options, fx effects) *Server {
+	t.Helper()
+	s, err := newServer(o, fx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,19 +160,7 @@ func TestMOSNStyleHistogramsTooLargeForTheManifest(t *testing.T) {
 		t.Helper()
 		fx := defaultEffects(o)
 		fx.style = func(s *Server) handoffStyle { return &mosnStyle{s: s, frameLimit: limit} }
-		s, err := newServer(o, fx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), wait)
-			defer cancel()
-			s.Shutdown(ctx)
-		})
-		return s
+		return startWith(t, o, fx)
 	}
 	l, hook := test.NewNullLogger()
 	gen1 := small(Options{Config: e.cfg, Log: logrus.NewEntry(l), PID: os.Getpid()})

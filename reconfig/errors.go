@@ -16,3 +16,8 @@ var ErrNotHandedOff = errors.New("reconfig: no acked handoff connection")
 // exceeds its frame limit. The callback may send again with less in it
 // (Manifest.Histograms can follow in the first counters push instead).
 var ErrManifestTooLarge = errors.New("reconfig: manifest too large")
+
+// ErrUpgradeRefused is returned by Begin when the running process refused
+// the upgrade for a reason it gives (for example: it is PID 1 of a PID
+// namespace that the new process shares, see ServerConfig.OnRequest).
+var ErrUpgradeRefused = errors.New("upgrade refused")

@@ -20,12 +20,14 @@ const (
 	maxCountersSize = wire.MaxPayload // one part of a push: larger pushes are split (Counts.More)
 	maxAckSize      = 1 << 20         // the migration list: one entry per listener
 	maxNackSize     = 4 << 10         // a reason, bounded by maxNackReason
-	maxSmallSize    = 1 << 10         // bye, done, release: a pid
+	maxSmallSize    = 1 << 10         // bye, done, release, hello: a pid (and a proof)
 	maxOfferSize    = 12 << 20        // two 4 MiB pending buffers, base64
 	maxCommitSize   = 2 << 20         // up to maxBatchOffers ids
 	maxResultSize   = wire.MaxPayload // ids and a bounded reason per refusal
 	// maxNackReason bounds the reason a nack carries (and that we log).
 	maxNackReason = 1024
+	// maxRefusal bounds the reason that follows an 'R' on reconfig.sock.
+	maxRefusal = 1024
 	// maxManifestFDs bounds the listeners one manifest may hand over.
 	maxManifestFDs = 1 << 16
 )
@@ -42,6 +44,7 @@ const (
 	typeBye      msgType = 5 // old → new: drained, nothing more follows
 	typeDone     msgType = 6 // new → old: bye handled, every counter is in
 	typeRelease  msgType = 7 // new → old: stop watching us (see the watch period)
+	typeHello    msgType = 8 // new → old, first on listen.sock: the handoff proof (see proof.go)
 
 	// Live connection migration, after the ack (see migrate.go).
 	typeConnOffer  msgType = 16 // old → new: one connection, its sockets as SCM_RIGHTS
@@ -67,6 +70,8 @@ func frameSpec(t wire.Type) (wire.TypeSpec, bool) {
 		return wire.TypeSpec{Name: "done", MaxPayload: maxSmallSize}, true
 	case typeRelease:
 		return wire.TypeSpec{Name: "release", MaxPayload: maxSmallSize}, true
+	case typeHello:
+		return wire.TypeSpec{Name: "hello", MaxPayload: maxSmallSize}, true
 	case typeConnOffer:
 		return wire.TypeSpec{Name: "connection offer", MaxPayload: maxOfferSize, MaxFDs: 2}, true
 	case typeConnCommit:

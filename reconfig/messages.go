@@ -20,11 +20,14 @@ const ProtocolVersion = 1
 // Manifest is what the old process hands to the new one with its fds.
 // Entries are in fd order: Entries[i] describes the i-th fd.
 type Manifest struct {
-	// Version, PID and AckDeadline are filled in by the Server; an Export
-	// callback leaves them zero.
+	// Version, PID, AckDeadline and Proof are filled in by the Server; an
+	// Export callback leaves them zero.
 	Version     int       `json:"version"`
 	PID         int       `json:"pid"`
 	AckDeadline time.Time `json:"ack_deadline"` // the old gives up waiting for the ack then
+	// Proof shows that the old process is the one the new one asked on
+	// reconfig.sock (see proof.go). Absent from an older old process.
+	Proof string `json:"proof,omitempty"`
 
 	Generation uint64          `json:"generation"` // the old process's; the new one is Generation+1
 	StartTime  time.Time       `json:"start_time"` // first start of the lineage (uptime across generations)
@@ -39,6 +42,32 @@ type Manifest struct {
 	// (its graceful_timeout); the new one bounds its wait for bye by it.
 	// Zero from an older peer: the new one uses its own.
 	DrainTimeout time.Duration `json:"drain_timeout,omitempty"`
+	// Env is what the process manager gave this lineage that a successor
+	// started outside it does not get (systemd's WATCHDOG_USEC reaches only
+	// the process systemd started): names and values, opaque here, at most
+	// MaxEnv of them. Absent from an older old process.
+	Env map[string]string `json:"env,omitempty"`
+}
+
+// Limits of Manifest.Env.
+const (
+	MaxEnv         = 32
+	maxEnvNameLen  = 128
+	maxEnvValueLen = 4096
+)
+
+// checkEnv checks a received Manifest.Env.
+func checkEnv(env map[string]string) error {
+	if len(env) > MaxEnv {
+		return fmt.Errorf("%d env entries, at most %d", len(env), MaxEnv)
+	}
+	for k, v := range env {
+		if k == "" || len(k) > maxEnvNameLen || len(v) > maxEnvValueLen {
+			return fmt.Errorf("env entry %q: name of %d bytes (1-%d) or value of %d bytes (at most %d)",
+				wire.Bound(k, 64), len(k), maxEnvNameLen, len(v), maxEnvValueLen)
+		}
+	}
+	return nil
 }
 
 type ackMsg struct {
@@ -126,6 +155,10 @@ func readManifest(d *wire.Decoder) (Manifest, []*os.File, error) {
 			f.CloseFDs()
 			return Manifest{}, nil, badFrame("manifest entry %d: %v", i, err)
 		}
+	}
+	if err := checkEnv(m.Env); err != nil {
+		f.CloseFDs()
+		return Manifest{}, nil, badFrame("manifest: %v", err)
 	}
 	files := f.Files(func(i int) string { return m.Entries[i].Name })
 	return m, files, nil

@@ -51,6 +51,12 @@ type ServerConfig struct {
 	// OnFail, if set, is called after a handoff failed before the ack
 	// (already logged); nothing was stopped. It must not call Close.
 	OnFail func(newPID int, err error)
+	// OnRequest, if set, is called when an upgrade request is taken up,
+	// before anything is sent, with the requester's pid as this process
+	// sees it (0 for one in another PID namespace). A non-nil error refuses
+	// it: the requester is told why ('R' and the reason), and nothing else
+	// happens. It must not call Close.
+	OnRequest func(newPID int) error
 	// MigrateTimeout bounds one Migrate batch (DefaultMigrateTimeout when zero).
 	MigrateTimeout time.Duration
 	// MaxManifestSize and MaxCountsFrame lower the manifest's and the
@@ -219,9 +225,24 @@ func (s *Server) handle(c *net.UnixConn) {
 		<-s.busy
 		return
 	}
+	if s.cfg.OnRequest != nil {
+		if err := s.cfg.OnRequest(newPID); err != nil {
+			log.WithError(err).Warn("upgrade request refused")
+			c.SetWriteDeadline(time.Now().Add(busyWriteTimeout))
+			c.Write(append([]byte{'R'}, wire.Bound(err.Error(), maxRefusal)...))
+			s.untrackClose(c)
+			s.spare.refill()
+			<-s.busy
+			return
+		}
+	}
 	log.Info("upgrade requested")
-	hc, ack, err := s.handoff(c, newPID, log)
+	reported := 0
+	hc, ack, err := s.handoff(c, newPID, &reported, log)
 	s.untrackClose(c)
+	if reported != 0 {
+		log = log.WithField("new_pid", wire.PIDLabel(newPID, reported))
+	}
 	if err != nil {
 		s.spare.refill()
 		<-s.busy // ready for the next upgrade before anyone hears of this one
@@ -240,6 +261,7 @@ func (s *Server) handle(c *net.UnixConn) {
 	s.mu.Unlock()
 	succ := NewSuccessor(hc, newPID, targets, ack.Watch, StreamConfig{
 		Log: s.log, WriteTimeout: s.cfg.HandoffTimeout, MigrateTimeout: s.cfg.MigrateTimeout, MaxCountsFrame: s.cfg.MaxCountsFrame,
+		ReportedPID: max(ack.PID, reported),
 	})
 	log.WithFields(logrus.Fields{"migration_targets": len(targets), "watch": ack.Watch}).Info("upgrade acked: stopped accepting on reconfig.sock")
 	if s.cfg.OnAck != nil {
@@ -285,30 +307,32 @@ func (s *Server) untrackClose(c *net.UnixConn) {
 }
 
 // handoff runs the old side from 'U' to the ack and returns the handoff
-// connection, still open, and the ack, on success.
-func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.UnixConn, ackMsg, error) {
+// connection, still open, and the ack, on success. *reported is set to the
+// pid the new process reports itself as, once it has said.
+func (s *Server) handoff(c *net.UnixConn, newPID int, reported *int, log *logrus.Entry) (*net.UnixConn, ackMsg, error) {
 	timeout := s.cfg.HandoffTimeout
 	deadline := time.Now().Add(timeout)
 	step := func(what string, err error) error {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("reconfig: new process (pid %d) did not %s within the %s handoff deadline", newPID, what, timeout)
+			return fmt.Errorf("reconfig: new process (pid %v) did not %s within the %s handoff deadline", wire.PIDLabel(newPID, *reported), what, timeout)
 		}
 		if errors.Is(err, io.EOF) {
 			err = errors.New("connection closed")
 		}
-		return fmt.Errorf("reconfig: new process (pid %d) did not %s: %w", newPID, what, err)
+		return fmt.Errorf("reconfig: new process (pid %v) did not %s: %w", wire.PIDLabel(newPID, *reported), what, err)
 	}
 
 	c.SetDeadline(deadline)
 	if _, err := c.Write([]byte{'U'}); err != nil {
 		return nil, ackMsg{}, step("read our upgrade signal", err)
 	}
-	var b [1]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
+	tok, hasToken, err := readListenSignal(c)
+	if err != nil {
+		var ws wrongSignal
+		if errors.As(err, &ws) {
+			return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %d) %w", newPID, err)
+		}
 		return nil, ackMsg{}, step("listen on listen.sock", err)
-	}
-	if b[0] != 'L' {
-		return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %d) answered %q, want 'L'", newPID, b[0])
 	}
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -332,15 +356,42 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 		return nil, ackMsg{}, errors.New("reconfig: server closed during the handoff")
 	}
 	peerPID, err := wire.CheckPeer(hc, s.euid)
-	if err == nil && peerPID != newPID {
-		err = fmt.Errorf("peer pid %d is not the upgrading process (pid %d)", peerPID, newPID)
-	}
 	if err != nil {
 		return nil, ackMsg{}, fmt.Errorf("reconfig: process on listen.sock: %w", err)
 	}
+	// The process that accepted our dial must be the one that asked: it
+	// shows the half of its token that only reconfig.sock carried (see
+	// proof.go) before it gets anything. One of an earlier version sent no
+	// token: compare pids then.
+	proof := ""
+	if hasToken {
+		hc.SetDeadline(deadline)
+		var h helloMsg
+		f, err := newDecoder(hc).Next()
+		switch {
+		case err != nil:
+			return nil, ackMsg{}, step("send its hello on listen.sock", err)
+		case f.Type != typeHello:
+			f.CloseFDs()
+			return nil, ackMsg{}, fmt.Errorf("reconfig: process on listen.sock: %w", badFrame("expected hello, got %s", typeName(f.Type)))
+		}
+		if err := decodePayload(f, &h); err != nil {
+			return nil, ackMsg{}, fmt.Errorf("reconfig: process on listen.sock: %w", err)
+		}
+		if !proofMatches(h.Proof, tok.newProof()) {
+			return nil, ackMsg{}, errors.New("reconfig: process on listen.sock: its hello's handoff proof is not the one the upgrading process sent on reconfig.sock: refused")
+		}
+		if h.PID > 0 {
+			*reported = h.PID
+			log = log.WithField("new_pid", wire.PIDLabel(newPID, h.PID))
+		}
+		proof = tok.oldProof()
+	} else if peerPID != newPID {
+		return nil, ackMsg{}, fmt.Errorf("reconfig: process on listen.sock: peer pid %d is not the upgrading process (pid %d)", peerPID, newPID)
+	}
 	log.Info("connected to the new process's listen.sock")
 
-	n, err := s.sendManifest(hc, deadline)
+	n, err := s.sendManifest(hc, deadline, proof)
 	if err != nil {
 		return nil, ackMsg{}, err
 	}
@@ -367,7 +418,10 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 		if err := decodePayload(f, &m); err != nil {
 			return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %d) gave up: %w", newPID, err)
 		}
-		return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %d) gave up: %s", newPID, wire.Bound(m.Reason, maxNackReason))
+		if m.PID > 0 && *reported == 0 {
+			*reported = m.PID
+		}
+		return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %v) gave up: %s", wire.PIDLabel(newPID, *reported), wire.Bound(m.Reason, maxNackReason))
 	default:
 		return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %d): %w", newPID, badFrame("expected ack, got %s", typeName(f.Type)))
 	}
@@ -378,7 +432,7 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, log *logrus.Entry) (*net.U
 
 // sendManifest exports and sends the manifest with its descriptors. It
 // returns the number of descriptors sent.
-func (s *Server) sendManifest(hc *net.UnixConn, deadline time.Time) (int, error) {
+func (s *Server) sendManifest(hc *net.UnixConn, deadline time.Time, proof string) (int, error) {
 	if s.cfg.Export == nil {
 		return 0, errors.New("reconfig: no Export callback")
 	}
@@ -388,7 +442,7 @@ func (s *Server) sendManifest(hc *net.UnixConn, deadline time.Time) (int, error)
 		if len(fds) != len(m.Entries) {
 			return fmt.Errorf("%d entries but %d descriptors", len(m.Entries), len(fds))
 		}
-		m.Version, m.PID, m.AckDeadline = ProtocolVersion, s.pid, deadline
+		m.Version, m.PID, m.AckDeadline, m.Proof = ProtocolVersion, s.pid, deadline, proof
 		p, err := json.Marshal(m)
 		if err != nil {
 			return fmt.Errorf("encode manifest: %w", err)

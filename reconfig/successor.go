@@ -32,6 +32,9 @@ type StreamConfig struct {
 	// MaxCountsFrame is the largest counters frame SendCounters writes
 	// (the frame type's limit when zero or above it; tests set less).
 	MaxCountsFrame int
+	// ReportedPID is the successor's pid as it reports itself: logged in
+	// place of the pid when that is 0 (another PID namespace).
+	ReportedPID int
 }
 
 func (c StreamConfig) maxCountsFrame() int {
@@ -82,7 +85,7 @@ func NewSuccessor(conn *net.UnixConn, pid int, targets []MigrationTarget, watch 
 	}
 	s := &Successor{
 		conn: conn, pid: pid, targets: validTargets(targets), watch: watch, cfg: cfg,
-		log:     orDiscard(cfg.Log).WithField("new_pid", pid),
+		log:     orDiscard(cfg.Log).WithField("new_pid", wire.PIDLabel(pid, cfg.ReportedPID)),
 		results: make(chan resultMsg, 4),
 		done:    make(chan struct{}), released: make(chan struct{}), gone: make(chan struct{}),
 	}
@@ -90,8 +93,13 @@ func NewSuccessor(conn *net.UnixConn, pid int, targets []MigrationTarget, watch 
 	return s
 }
 
-// PID is the successor's pid.
+// PID is the successor's pid as this process sees it: 0 for a process in
+// another PID namespace (see ReportedPID).
 func (s *Successor) PID() int { return s.pid }
+
+// ReportedPID is the successor's pid as it reports itself (0 if it did
+// not): a number that means something in its own PID namespace.
+func (s *Successor) ReportedPID() int { return s.cfg.ReportedPID }
 
 // Watchable reports whether the successor keeps the stream open after bye
 // until it releases us, so that its death can be told from its exit.

@@ -41,17 +41,21 @@ type Upgrade struct {
 	mu       sync.Mutex
 	lock     *os.File // upgrade.lock, held while non-nil
 	fresh    bool
-	oldPID   int
+	oldPID   int // as SO_PEERCRED reports it: 0 for a process in another PID namespace
 	manifest Manifest
-	sockets  []ident.Socket
-	conn     *net.UnixConn // the handoff connection (accepted on listen.sock)
-	acked    bool
-	failed   bool
-	orphaned bool // the old process went away before our ack
-	tookOver bool
-	targets  []MigrationTarget // sent with the ack (AcceptConnections)
-	handler  ConnHandler       // gets the connections the old process moves
-	follower *Follower         // the drain stream, after the ack
+	// ackFailedClosed: our ack could not be written because the old process
+	// had closed the handoff connection (see PredecessorGone).
+	ackFailedClosed bool
+	ackWritten      bool // an ack was attempted on the connection
+	sockets         []ident.Socket
+	conn            *net.UnixConn // the handoff connection (accepted on listen.sock)
+	acked           bool
+	failed          bool
+	orphaned        bool // the old process went away before our ack
+	tookOver        bool
+	targets         []MigrationTarget // sent with the ack (AcceptConnections)
+	handler         ConnHandler       // gets the connections the old process moves
+	follower        *Follower         // the drain stream, after the ack
 
 	followOnce sync.Once
 	followDone chan struct{} // closed when the predecessor is finished with us
@@ -140,6 +144,10 @@ func (u *Upgrade) handshake(ctx context.Context, c *net.UnixConn) error {
 	u.oldPID = oldPID
 	log := u.log.WithFields(logrus.Fields{"old_pid": oldPID, "new_pid": u.pid})
 	log.Info("running process found, requesting upgrade")
+	tok, err := newToken()
+	if err != nil {
+		return err
+	}
 
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
@@ -152,6 +160,8 @@ func (u *Upgrade) handshake(ctx context.Context, c *net.UnixConn) error {
 	case 'U':
 	case 'B':
 		return ErrUpgradeInProgress
+	case 'R':
+		return fmt.Errorf("reconfig: old process (pid %d) refused the upgrade: %s: %w", oldPID, readRefusal(c), ErrUpgradeRefused)
 	default:
 		return fmt.Errorf("reconfig: old process (pid %d) answered %q on reconfig.sock, want 'U'", oldPID, b[0])
 	}
@@ -165,7 +175,7 @@ func (u *Upgrade) handshake(ctx context.Context, c *net.UnixConn) error {
 		ln.Close()
 		os.Remove(lnPath) // only the lock holder ever binds it
 	}()
-	if _, err := c.Write([]byte{'L'}); err != nil {
+	if _, err := c.Write(tok.listenSignal()); err != nil {
 		return u.stepError("read our listen signal", timeout, err)
 	}
 	log.Info("listening on listen.sock")
@@ -178,9 +188,6 @@ func (u *Upgrade) handshake(ctx context.Context, c *net.UnixConn) error {
 	os.Remove(lnPath)
 
 	peerPID, err := wire.CheckPeer(hc, u.euid)
-	if err == nil && peerPID != oldPID {
-		err = fmt.Errorf("peer pid %d is not the old process (pid %d)", peerPID, oldPID)
-	}
 	if err != nil {
 		hc.Close()
 		return fmt.Errorf("reconfig: process on listen.sock: %w", err)
@@ -188,10 +195,34 @@ func (u *Upgrade) handshake(ctx context.Context, c *net.UnixConn) error {
 
 	stopH := context.AfterFunc(ctx, func() { hc.SetDeadline(time.Now()) })
 	hc.SetDeadline(deadline)
+	// Our proof first (an older old process skips it, flagged optional). A
+	// failed write is the old process gone: the manifest read will say so.
+	hello, _ := json.Marshal(helloMsg{PID: u.pid, Proof: tok.newProof()})
+	if err := writeFrame(hc, typeHello, flagOptional, hello, nil); err != nil {
+		log.WithError(err).Debug("send hello on listen.sock")
+	}
 	m, files, err := readManifest(newDecoder(hc))
 	stopH()
 	if err != nil {
 		err = u.stepError("send its manifest", timeout, err)
+		sendNack(hc, u.pid, err)
+		hc.Close()
+		return err
+	}
+	// The process that dialed listen.sock must be the one we asked: it shows
+	// the half of our token that only the reconfig.sock connection carried.
+	// An old process of an earlier version shows none: compare pids then.
+	switch {
+	case m.Proof != "" && !proofMatches(m.Proof, tok.oldProof()):
+		err = errors.New("its manifest's handoff proof is not the one our reconfig.sock connection carried")
+	case m.Proof == "" && peerPID != oldPID:
+		err = fmt.Errorf("peer pid %d is not the old process (pid %d)", peerPID, oldPID)
+	}
+	if err != nil {
+		for _, f := range files {
+			f.Close()
+		}
+		err = fmt.Errorf("reconfig: process on listen.sock: %w", err)
 		sendNack(hc, u.pid, err)
 		hc.Close()
 		return err
@@ -202,8 +233,17 @@ func (u *Upgrade) handshake(ctx context.Context, c *net.UnixConn) error {
 	for i := range files {
 		u.sockets = append(u.sockets, ident.Socket{Spec: m.Entries[i], File: files[i]})
 	}
-	log.WithFields(logrus.Fields{"listeners": len(files), "generation": m.Generation}).Info("received manifest")
+	log.WithFields(logrus.Fields{"old_pid": u.oldLabel(), "listeners": len(files), "generation": m.Generation}).Info("received manifest")
 	return nil
+}
+
+// oldLabel is the old process's pid for logs (see wire.PIDLabel).
+func (u *Upgrade) oldLabel() any { return wire.PIDLabel(u.oldPID, u.manifest.PID) }
+
+// readRefusal reads the reason an old process gives with its 'R' answer.
+func readRefusal(c *net.UnixConn) string {
+	b, _ := io.ReadAll(io.LimitReader(c, maxRefusal+1))
+	return wire.Bound(string(b), maxRefusal)
 }
 
 // acceptOrGone accepts the old process's connection on ln, giving up at the
@@ -271,7 +311,9 @@ func sendNack(c *net.UnixConn, pid int, reason error) {
 // Fresh reports whether no process was running: there is nothing to inherit.
 func (u *Upgrade) Fresh() bool { return u.fresh }
 
-// OldPID is the pid of the process handing over, 0 on a fresh start.
+// OldPID is the pid of the process handing over as this process sees it,
+// 0 on a fresh start — and 0 for a process in another PID namespace, which
+// the kernel cannot name here: its own pid is Manifest().PID.
 func (u *Upgrade) OldPID() int { return u.oldPID }
 
 // Manifest returns the received manifest (zero on a fresh start).
@@ -313,14 +355,33 @@ func (u *Upgrade) Ack(ctx context.Context) error {
 	defer stop()
 	u.conn.SetWriteDeadline(deadline)
 	p, _ := json.Marshal(ackMsg{PID: u.pid, Migration: u.targets, Watch: true})
+	u.ackWritten = true
 	if err := writeFrame(u.conn, typeAck, 0, p, nil); err != nil {
-		return fmt.Errorf("reconfig: send ack to old process (pid %d): %w", u.oldPID, err)
+		u.ackFailedClosed = errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+		return fmt.Errorf("reconfig: send ack to old process (pid %v): %w", u.oldLabel(), err)
 	}
 	u.conn.SetWriteDeadline(time.Time{})
 	u.acked = true
 	u.follower = NewFollower(u.conn, u.oldPID, u.handler, u.log.WithField("new_pid", u.pid))
-	u.log.WithFields(logrus.Fields{"old_pid": u.oldPID, "new_pid": u.pid}).Info("acked: old process stops accepting")
+	u.log.WithFields(logrus.Fields{"old_pid": u.oldLabel(), "new_pid": u.pid}).Info("acked: old process stops accepting")
 	return nil
+}
+
+// PredecessorGone reports, after a failed Ack, whether the old process went
+// away before reading our ack — it died, or stopped for good — so that
+// this process, already serving, carries on alone (Orphan) rather than
+// give up. The handoff connection tells: the ack could not be written
+// because the old process had closed its end, or it has closed it since.
+// An ack refused before it was written (past the old process's deadline:
+// it serves on) says nothing of the sort: false. It needs no pid, so it
+// holds across PID namespaces, where the old process's pid reads 0 here.
+func (u *Upgrade) PredecessorGone() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.fresh || u.acked || !u.ackWritten || u.conn == nil {
+		return false
+	}
+	return u.ackFailedClosed || wire.PeerClosed(u.conn)
 }
 
 // Fail abandons the upgrade: it sends the old process a nack naming reason
@@ -383,7 +444,7 @@ func (u *Upgrade) Orphan() {
 		u.conn.Close()
 	}
 	u.followOnce.Do(func() { close(u.followDone) })
-	u.log.WithFields(logrus.Fields{"old_pid": u.oldPID, "new_pid": u.pid}).Warn("old process went away before our ack: carrying on alone")
+	u.log.WithFields(logrus.Fields{"old_pid": u.oldLabel(), "new_pid": u.pid}).Warn("old process went away before our ack: carrying on alone")
 }
 
 // followed reports whether the predecessor is done with us (its bye, the end

@@ -73,6 +73,41 @@ func ProcessAlive(pid int) bool {
 	return !ok || !strings.HasPrefix(rest, "Z")
 }
 
+// PeerClosed reports whether the process at the other end of c has closed
+// its end — it exited, or gave up on us — as the connection itself tells:
+// a peek that finds the end of the stream or a reset. A peer that is alive
+// but silent, or one that has sent something not yet read, is not closed.
+// It is the liveness check for a handoff peer that works across PID
+// namespaces, where the peer's pid means nothing here (ProcessAlive).
+func PeerClosed(c syscall.Conn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	closed := false
+	if cerr := rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		closed = (err == nil && n == 0) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE)
+	}); cerr != nil {
+		// Closed here: nothing more can be learnt from it.
+		return false
+	}
+	return closed
+}
+
+// PIDLabel is how a handoff peer's pid is logged: the pid this process sees
+// (SO_PEERCRED), or, for a peer the kernel reports as pid 0 — one in another
+// PID namespace, such as another container of a pod — the pid the peer
+// reports itself, marked as such, since that number means something only
+// inside its own namespace. With neither known it is 0.
+func PIDLabel(seen, reported int) any {
+	if seen != 0 || reported <= 0 {
+		return seen
+	}
+	return fmt.Sprintf("%d (in another PID namespace)", reported)
+}
+
 // RawFD returns c's descriptor without changing its blocking mode (unlike
 // Fd). It stays valid while c is open.
 func RawFD(c syscall.Conn) (int, error) {

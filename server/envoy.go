@@ -67,7 +67,7 @@ func (e *envoyStyle) begin(ctx context.Context) (lineage, predecessor, error) {
 	if !hr.HasParent() {
 		return lin, nil, nil
 	}
-	p := &envoyPredecessor{hr: hr, o: e.o, log: e.s.log.WithFields(map[string]interface{}{"parent_pid": hr.ParentPID(), "epoch": hr.Epoch()})}
+	p := &envoyPredecessor{hr: hr, o: e.o, alive: e.s.fx.alive, log: e.s.log.WithFields(map[string]interface{}{"parent_pid": hr.ParentPID(), "epoch": hr.Epoch()})}
 	first, err := hr.ShutdownParentAdmin(ctx)
 	if err != nil {
 		p.fail(err)
@@ -146,12 +146,18 @@ func (e *envoyStyle) policy() handoverPolicy {
 type envoyPredecessor struct {
 	hr       *envoy.HotRestart
 	o        envoy.Options
+	alive    func(pid int) bool
 	log      *logrus.Entry
 	socks    []ident.Socket
 	follower *reconfig.Follower
 }
 
-func (p *envoyPredecessor) pid() int                { return p.hr.ParentPID() }
+func (p *envoyPredecessor) pid() int      { return p.hr.ParentPID() }
+func (p *envoyPredecessor) pidLabel() any { return p.hr.ParentPID() }
+
+// gone: the parent's pid, from its socket, in our PID namespace (Envoy's
+// epochs run under one wrapper, so they share it).
+func (p *envoyPredecessor) gone() bool              { return !p.alive(p.hr.ParentPID()) }
 func (p *envoyPredecessor) sockets() []ident.Socket { return p.socks }
 
 func (p *envoyPredecessor) closeSockets() {

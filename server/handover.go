@@ -9,6 +9,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig"
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/service/stats"
 	"github.com/mosnlite/mosnlite/service/stats/histsample"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
@@ -36,8 +37,17 @@ func (s *Server) successorHooks() successorHooks {
 		sent:     s.manifestSent,
 		freeze:   func() { s.reg.Freeze() },
 		onAck:    s.onAck,
-		onFail: func(int, error) {
+		onFail: func(pid int, err error) {
 			s.m.upgradesFailed.Inc()
+			if f := s.opts.Events.OnUpgradeFailed; f != nil {
+				f(pid, err)
+			}
+		},
+		onRequest: func(pid int) error {
+			if f := s.opts.Events.OnUpgradeRequested; f != nil {
+				return f(pid)
+			}
+			return nil
 		},
 		pauseAdmin: s.pauseAdmin,
 		stats:      s.reg.Unfrozen,
@@ -56,12 +66,16 @@ func (s *Server) manifest() lineage {
 			hs = append(hs, h)
 		}
 	}
+	var env map[string]string
+	if s.opts.Carry != nil {
+		env = s.opts.Carry()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return lineage{
 		generation: s.generation, firstStart: s.firstStart, counters: c, histograms: hs,
 		// The drain after the ack lasts at most graceful_timeout.
-		drainBound: s.gracefulTimeout(),
+		drainBound: s.gracefulTimeout(), env: env,
 	}
 }
 
@@ -99,8 +113,11 @@ type handover struct {
 // background, move the connections the successor takes, drain the rest,
 // watch the successor, and exit.
 func (s *Server) onAck(succ successor) {
-	log := s.log.WithFields(map[string]interface{}{"old_pid": s.opts.PID, "new_pid": succ.PID()})
+	log := s.log.WithFields(map[string]interface{}{"old_pid": s.opts.PID, "new_pid": wire.PIDLabel(succ.PID(), succ.ReportedPID())})
 	log.Info("handoff: successor acked; stopping accepting and draining")
+	if f := s.opts.Events.OnSuccessorTookOver; f != nil {
+		f(succ.PID())
+	}
 	s.setState(StateDraining)
 	s.mu.Lock()
 	pl, base, baseHists, pred := s.plane, s.exported, s.exportedHists, s.pred
@@ -344,6 +361,9 @@ func (h *handover) revert() {
 		s.mu.Lock()
 		s.endpoint = ep
 		s.mu.Unlock()
+	}
+	if f := s.opts.Events.OnServingAgain; f != nil {
+		f(h.succ.PID())
 	}
 }
 

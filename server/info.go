@@ -12,17 +12,19 @@ func (s *Server) ServerInfo() service.ServerInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	info := service.ServerInfo{
-		PID:            s.opts.PID,
-		Version:        s.opts.Build.Version,
-		Commit:         s.opts.Build.Commit,
-		GoVersion:      s.opts.Build.GoVersion,
-		State:          string(s.state),
-		Generation:     s.generation,
-		DrainingPID:    s.drainingPID,
-		StartTime:      s.startTime,
-		FirstStartTime: s.firstStart,
-		CommandLine:    s.opts.CommandLine,
-		Options:        s.opts.CommandLineOptions,
+		PID:                  s.opts.PID,
+		Version:              s.opts.Build.Version,
+		Commit:               s.opts.Build.Commit,
+		GoVersion:            s.opts.Build.GoVersion,
+		State:                string(s.state),
+		Generation:           s.generation,
+		DrainingPID:          s.drainingPID,
+		DrainingPIDElsewhere: s.drainingElsewhere,
+		Instance:             s.opts.Instance,
+		StartTime:            s.startTime,
+		FirstStartTime:       s.firstStart,
+		CommandLine:          s.opts.CommandLine,
+		Options:              s.opts.CommandLineOptions,
 	}
 	if e := s.opts.Envoy; e != nil {
 		info.RestartEpoch = e.RestartEpoch

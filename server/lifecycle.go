@@ -47,9 +47,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: start: %w", err)
 	}
-	predPID := 0
+	var predPID any = 0
 	if pred != nil {
-		predPID = pred.pid()
+		predPID = pred.pidLabel()
 	}
 	s.inherit(lin, predPID)
 	if pred != nil && !lin.ackBy.IsZero() {
@@ -57,15 +57,16 @@ func (s *Server) Start(ctx context.Context) error {
 		// step before the ack must end before it.
 		var c3 context.CancelFunc
 		hctx, c3 = context.WithDeadlineCause(hctx, lin.ackBy.Add(-ackMargin),
-			fmt.Errorf("the predecessor (pid %d) stops waiting for our ack at %s", pred.pid(), lin.ackBy.Format(time.RFC3339Nano)))
+			fmt.Errorf("the predecessor (pid %v) stops waiting for our ack at %s", pred.pidLabel(), lin.ackBy.Format(time.RFC3339Nano)))
 		defer c3()
 	}
 	var inherited []ident.Socket
 	if pred != nil {
 		inherited = pred.sockets()
 		s.log.WithFields(map[string]interface{}{
-			"old_pid": pred.pid(), "new_pid": s.opts.PID, "generation": lin.generation, "fds": len(inherited),
+			"old_pid": pred.pidLabel(), "new_pid": s.opts.PID, "generation": lin.generation, "fds": len(inherited),
 		}).Info("handoff: received listeners from predecessor")
+		s.closeActivated("a running process hands its own sockets over")
 	}
 	if err := s.open(hctx, inherited, pred == nil); err != nil {
 		if pred != nil {
@@ -81,20 +82,20 @@ func (s *Server) Start(ctx context.Context) error {
 		// name and kind; it learns which with the ack.
 		targets, a := s.migrationTargets()
 		if err := pred.ack(hctx, targets, a); err != nil {
-			if s.fx.alive(pred.pid()) {
+			if !pred.gone() {
 				// The predecessor gave up on us and serves on: undo.
-				err = fmt.Errorf("server: handoff: ack to predecessor (pid %d): %w", pred.pid(), err)
+				err = fmt.Errorf("server: handoff: ack to predecessor (pid %v): %w", pred.pidLabel(), err)
 				s.abandon()
 				pred.fail(err)
 				return err
 			}
 			// The predecessor is gone: this process already serves every
 			// proxy socket, so it carries on, as an ordinary process.
-			s.log.WithError(err).WithField("old_pid", pred.pid()).Warn("handoff: predecessor exited before our ack; serving")
+			s.log.WithError(err).WithField("old_pid", pred.pidLabel()).Warn("handoff: predecessor exited before our ack; serving")
 			pred.orphan()
 			alone = true
 			s.mu.Lock()
-			s.drainingPID = 0
+			s.drainingPID, s.drainingElsewhere = 0, false
 			s.mu.Unlock()
 			defer s.recordUpgrade(nil) // nothing moves here
 		} else {
@@ -159,7 +160,7 @@ func (s *Server) execTime(began time.Time) time.Time {
 // refusalLog returns how refused histogram states from predecessor pid are
 // logged: the first error at warning level, later ones at debug level (the
 // error itself is bounded, see stats.Registry.AddHistograms).
-func (s *Server) refusalLog(pid int) func(error) {
+func (s *Server) refusalLog(pid any) func(error) {
 	var once sync.Once
 	return func(err error) {
 		if err == nil {
@@ -173,7 +174,7 @@ func (s *Server) refusalLog(pid int) func(error) {
 }
 
 // inherit takes what the lineage carries.
-func (s *Server) inherit(lin lineage, pid int) {
+func (s *Server) inherit(lin lineage, pid any) {
 	s.reg.AddCounters(lin.counters)
 	s.refusalLog(pid)(s.reg.AddHistograms(lin.histograms))
 	s.mu.Lock()
@@ -181,21 +182,51 @@ func (s *Server) inherit(lin lineage, pid int) {
 	if !lin.firstStart.IsZero() {
 		s.firstStart = lin.firstStart
 	}
-	s.drainingPID = lin.drainingPID
+	s.drainingPID, s.drainingElsewhere = lin.drainingPID, lin.drainingElsewhere
+	s.carried = lin.env
 	s.mu.Unlock()
 	s.m.generation.Set(float64(s.generation))
+}
+
+// closeActivated closes the sockets a process manager passed, unused.
+func (s *Server) closeActivated(why string) {
+	if len(s.opts.Activated) == 0 {
+		return
+	}
+	for _, a := range s.opts.Activated {
+		a.File.Close()
+	}
+	s.log.WithField("sockets", len(s.opts.Activated)).Warn("socket activation: sockets passed by the process manager closed unused: " + why)
+	s.opts.Activated = nil
 }
 
 // open opens every listener (inherited or fresh) and serves on it: every
 // one on a fresh start, the proxies only for a successor (its service ports
 // wait for the predecessor's last counters, see Start).
 func (s *Server) open(ctx context.Context, inherited []ident.Socket, fresh bool) (err error) {
-	set := listener.NewSet(inherited, s.opts.Log.WithField("component", "listener"))
 	pl, err := s.build()
 	if err != nil {
-		set.CloseAll()
+		for _, in := range inherited {
+			in.File.Close()
+		}
+		s.closeActivated("the start failed")
 		return err
 	}
+	if fresh && len(s.opts.Activated) > 0 {
+		// Sockets the process manager bound: adopted like inherited ones.
+		specs := make([]ident.Spec, len(pl.parts))
+		for i, p := range pl.parts {
+			specs[i] = p.spec
+		}
+		act := s.opts.Activated
+		s.opts.Activated = nil
+		if inherited, err = listener.MatchActivated(specs, act); err != nil {
+			pl.clusters.Close()
+			return fmt.Errorf("server: start: %w", err)
+		}
+		s.log.WithField("sockets", len(inherited)).Info("socket activation: adopting the sockets the process manager passed")
+	}
+	set := listener.NewSet(inherited, s.opts.Log.WithField("component", "listener"))
 	s.mu.Lock()
 	s.plane, s.listeners = pl, set
 	s.mu.Unlock()
@@ -294,10 +325,10 @@ func (s *Server) follow(ctx context.Context, pred predecessor, bound time.Durati
 	}
 	ctx, cancel := context.WithTimeout(ctx, bound+s.handoffTimeout()+followSlack)
 	defer cancel()
-	pid := pred.pid()
+	pid := pred.pidLabel()
 	gone := func() {
 		s.mu.Lock()
-		s.drainingPID = 0
+		s.drainingPID, s.drainingElsewhere = 0, false
 		s.mu.Unlock()
 	}
 	var record sync.Once
@@ -318,6 +349,9 @@ func (s *Server) follow(ctx context.Context, pred predecessor, bound time.Durati
 	})
 	gone()
 	record.Do(func() { s.recordUpgrade(adopt) })
+	if f := s.opts.Events.OnPredecessorDone; f != nil {
+		f()
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.WithError(err).WithField("old_pid", pid).Warn("predecessor connection ended without goodbye")
 		return

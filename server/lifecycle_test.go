@@ -155,6 +155,7 @@ type fakePred struct {
 	p      int
 	socks  []ident.Socket
 	ackErr error
+	isGone bool          // what its handoff connection says after a failed ack
 	bye    chan struct{} // follow returns once closed
 	// pushes are what follow hands over (nil: one counter), each after
 	// beforePush (if set) returns; migration, if set, is said after them.
@@ -169,6 +170,8 @@ type fakePred struct {
 }
 
 func (f *fakePred) pid() int                { return f.p }
+func (f *fakePred) pidLabel() any           { return f.p }
+func (f *fakePred) gone() bool              { return f.isGone }
 func (f *fakePred) sockets() []ident.Socket { return f.socks }
 func (f *fakePred) ack(_ context.Context, targets []reconfig.MigrationTarget, _ reconfig.ConnHandler) error {
 	f.mu.Lock()
@@ -238,6 +241,7 @@ func newFakeSucc(watch bool) *fakeSucc {
 }
 
 func (f *fakeSucc) PID() int                                     { return 4242 }
+func (f *fakeSucc) ReportedPID() int                             { return 4242 }
 func (f *fakeSucc) MigrationTargets() []reconfig.MigrationTarget { return nil }
 func (f *fakeSucc) Migrate([]reconfig.ConnOffer) (reconfig.MigrationResult, error) {
 	return reconfig.MigrationResult{}, errors.New("no")
@@ -532,13 +536,33 @@ func TestAckRaceAbandons(t *testing.T) {
 	}
 }
 
-// The ack fails because the predecessor died: carry on as an ordinary
-// process, reachable for the next upgrade at once.
+// Across PID namespaces the predecessor's pid reads 0, which no pid
+// liveness test finds alive: the ack fails, the predecessor serves on (its
+// handoff connection says so), and this process must undo, not carry on
+// beside it.
+func TestAckRaceAbandonsAcrossPIDNamespaces(t *testing.T) {
+	sock, _ := inherited(t, "web", ident.KindServer, "127.0.0.1:0")
+	e := newEnv(t, sock.Spec.Address, "")
+	e.alive = false // pid 0: no such process here
+	e.style.pred = &fakePred{p: 0, socks: []ident.Socket{sock}, ackErr: errors.New("stopped waiting"), bye: make(chan struct{})}
+	s := e.server()
+	if err := s.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "stopped waiting") {
+		t.Fatalf("Start = %v, want the start undone", err)
+	}
+	if e.style.pred.failed == nil || e.style.pred.orphans != 0 {
+		t.Fatalf("failed %v orphaned %d: want the predecessor told, not orphaned", e.style.pred.failed, e.style.pred.orphans)
+	}
+	refused(t, e.admin)
+}
+
+// The ack fails because the predecessor died (its handoff connection says
+// so): carry on as an ordinary process, reachable for the next upgrade at
+// once.
 func TestAckRaceOrphaned(t *testing.T) {
 	sock, _ := inherited(t, "web", ident.KindServer, "127.0.0.1:0")
 	e := newEnv(t, sock.Spec.Address, "")
-	e.alive = false
-	e.style.pred = &fakePred{p: 77, socks: []ident.Socket{sock}, ackErr: errors.New("broken pipe"), bye: make(chan struct{})}
+	e.alive = true // a pid says nothing: the connection does
+	e.style.pred = &fakePred{p: 77, socks: []ident.Socket{sock}, ackErr: errors.New("broken pipe"), bye: make(chan struct{}), isGone: true}
 	e.style.lin = lineage{generation: 2, drainingPID: 77}
 	s := e.server()
 	if err := s.Start(context.Background()); err != nil {

@@ -41,11 +41,22 @@ type lineage struct {
 	drainBound  time.Duration          // the longest the predecessor drains (0: ours)
 	ackBy       time.Time              // the predecessor stops waiting for our ack then (zero: no limit)
 	drainingPID int
+	// drainingElsewhere: the predecessor is in another PID namespace;
+	// drainingPID is the pid it reports there.
+	drainingElsewhere bool
+	env               map[string]string // Manifest.Env (MOSN style)
 }
 
 // predecessor is the process this one takes over from, seen from the new side.
 type predecessor interface {
 	pid() int
+	// pidLabel is pid for logs: the pid it reports, marked, when it runs in
+	// another PID namespace (see wire.PIDLabel).
+	pidLabel() any
+	// gone reports, after ack failed, whether it went away before reading
+	// the ack (then this process, already serving, carries on alone) rather
+	// than giving up on us (then this process undoes its start).
+	gone() bool
 	// sockets are its listening sockets, owned by the predecessor until
 	// ack, fail or orphan closes them: take copies (listener.Set) first.
 	sockets() []ident.Socket
@@ -102,6 +113,8 @@ type successorHooks struct {
 	onAck func(succ successor)
 	// onFail: a handoff failed before the ack; nothing was stopped.
 	onFail func(pid int, err error)
+	// onRequest: a successor asks; an error refuses it (MOSN style).
+	onRequest func(pid int) error
 	// Envoy: the child takes admin over (pause it, return the first start),
 	// asks for the stats (with the view applied), terminates us.
 	pauseAdmin func() time.Time
@@ -114,6 +127,7 @@ type successorHooks struct {
 // (*reconfig.Successor), seen from the old side.
 type successor interface {
 	PID() int
+	ReportedPID() int // as it reports itself (0: unknown)
 	MigrationTargets() []reconfig.MigrationTarget
 	Migrate(offers []reconfig.ConnOffer) (reconfig.MigrationResult, error)
 	SendCounters(c reconfig.Counts) error
@@ -151,6 +165,7 @@ type handoverPolicy struct {
 type noSuccessor struct{ pid int }
 
 func (n noSuccessor) PID() int                                   { return n.pid }
+func (noSuccessor) ReportedPID() int                             { return 0 }
 func (noSuccessor) MigrationTargets() []reconfig.MigrationTarget { return nil }
 func (noSuccessor) SendCounters(reconfig.Counts) error           { return nil }
 func (noSuccessor) MigrationDone(reconfig.MigrationDone) error   { return nil }

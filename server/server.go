@@ -68,6 +68,47 @@ type Options struct {
 	// start of its generation and of its handoff (exec → ack). Zero: when
 	// New is called.
 	ExecTime time.Time
+	// Events are told of the lifecycle's turns (see Events).
+	Events Events
+	// Activated are listening sockets a process manager bound for this
+	// process (socket activation). On a fresh start each is adopted by the
+	// listener of its name or address, as an inherited socket is, and one
+	// that matches no listener fails the start; a successor takes them over
+	// with the others. When a predecessor hands its own sockets over they
+	// are closed. Start owns the files.
+	Activated []listener.Activated
+	// Instance names this process for /server_info ("instance"), as
+	// whatever started it sees it (a container slot, say); "" for none.
+	Instance string
+	// Carry, if set, says what a successor must be handed that it cannot
+	// get otherwise (Manifest.Env: what the process manager gave only the
+	// first process of the lineage); read at each handoff.
+	Carry func() map[string]string
+}
+
+// Events are the lifecycle's notifications to the caller — the process
+// manager adapters of cmd/ (sd_notify, the pid file) — and know nothing of
+// any manager. Each may be nil. They run on the lifecycle's goroutines and
+// must return quickly. Start returning nil is "serving"; the caller knows
+// when it stops the process for good.
+type Events struct {
+	// OnUpgradeRequested: a process asks to take over, its pid as this
+	// process sees it (0 for one in another PID namespace). A non-nil error
+	// refuses it, and the asker is told why (MOSN style).
+	OnUpgradeRequested func(newPID int) error
+	// OnSuccessorTookOver: a successor acked, and this process stops
+	// accepting and hands over. Called before the successor can serve its
+	// service ports (it waits for what this process sends right after).
+	OnSuccessorTookOver func(newPID int)
+	// OnUpgradeFailed: a handoff failed before the ack; this process never
+	// stopped serving (MOSN style).
+	OnUpgradeFailed func(newPID int, err error)
+	// OnServingAgain: the successor died within the watch period and this
+	// process serves again, as the main process.
+	OnServingAgain func(deadPID int)
+	// OnPredecessorDone: the predecessor this process took over from has
+	// finished draining (or went away); nothing runs beside this process.
+	OnPredecessorDone func()
 }
 
 // effects are the side effects the lifecycle decides on, injected so that
@@ -112,10 +153,14 @@ type Server struct {
 	firstStart  time.Time
 	startTime   time.Time
 	drainingPID int
-	listeners   *listener.Set
-	plane       *plane // what serves now
-	endpoint    endpoint
-	pred        predecessor // while it drains into us, or watches us
+	// drainingElsewhere: drainingPID is the pid the predecessor reports,
+	// in a PID namespace of its own.
+	drainingElsewhere bool
+	carried           map[string]string // the predecessor's Manifest.Env
+	listeners         *listener.Set
+	plane             *plane // what serves now
+	endpoint          endpoint
+	pred              predecessor // while it drains into us, or watches us
 	// exported and exportedHists are the counters and histograms sent in
 	// the last manifest: what a successor already has.
 	exported      []stats.Sample
@@ -185,6 +230,14 @@ func newServer(opts Options, fx effects) (*Server, error) {
 
 // UDSDir is the directory holding reconfig.sock and listen.sock.
 func (s *Server) UDSDir() string { return s.udsDir }
+
+// Carried is what the predecessor handed over for the caller (its Carry),
+// nil after a fresh start. Valid once Start has returned.
+func (s *Server) Carried() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.carried
+}
 
 // Done is closed once the process has stopped serving for good: after a
 // successor took over and the drain finished, or after Shutdown.

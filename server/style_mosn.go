@@ -8,6 +8,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig"
+	"github.com/mosnlite/mosnlite/reconfig/wire"
 )
 
 // mosnStyle is the MOSN-style handoff: reconfig.sock and listen.sock in
@@ -36,6 +37,9 @@ func (m *mosnStyle) begin(ctx context.Context) (lineage, predecessor, error) {
 		generation: int(mf.Generation) + 1, firstStart: mf.StartTime, counters: mf.Counters,
 		histograms: mf.Histograms,
 		drainBound: mf.DrainTimeout, ackBy: mf.AckDeadline, drainingPID: mf.PID,
+		// The kernel names a process of another PID namespace 0: the pid
+		// shown is then the one it reports there.
+		drainingElsewhere: up.OldPID() == 0 && mf.PID > 0, env: mf.Env,
 	}
 	return lin, &mosnPredecessor{up: up, log: m.s.log}, nil
 }
@@ -59,7 +63,7 @@ func (m *mosnStyle) serverConfig(h successorHooks) reconfig.ServerConfig {
 			return h.export(func(specs []ident.Spec, fds []int) error {
 				mf := reconfig.Manifest{
 					Generation: uint64(lin.generation), StartTime: lin.firstStart,
-					Counters: lin.counters, Histograms: lin.histograms, DrainTimeout: lin.drainBound, Entries: specs,
+					Counters: lin.counters, Histograms: lin.histograms, DrainTimeout: lin.drainBound, Entries: specs, Env: lin.env,
 				}
 				err := send(mf, fds)
 				if errors.Is(err, reconfig.ErrManifestTooLarge) && len(mf.Histograms) > 0 {
@@ -77,6 +81,7 @@ func (m *mosnStyle) serverConfig(h successorHooks) reconfig.ServerConfig {
 		},
 		OnAck:           func(s *reconfig.Successor) { h.onAck(s) },
 		OnFail:          h.onFail,
+		OnRequest:       h.onRequest,
 		MaxManifestSize: m.frameLimit,
 		MaxCountsFrame:  m.frameLimit,
 	}
@@ -102,6 +107,8 @@ type mosnPredecessor struct {
 }
 
 func (p *mosnPredecessor) pid() int                { return p.up.OldPID() }
+func (p *mosnPredecessor) pidLabel() any           { return wire.PIDLabel(p.up.OldPID(), p.up.Manifest().PID) }
+func (p *mosnPredecessor) gone() bool              { return p.up.PredecessorGone() }
 func (p *mosnPredecessor) sockets() []ident.Socket { return p.up.Sockets() }
 func (p *mosnPredecessor) fail(err error)          { p.up.Fail(err) }
 func (p *mosnPredecessor) stop(context.Context)    { p.up.Release() }

@@ -12,13 +12,21 @@ import (
 // Envoy's (state, uptime_current_epoch, uptime_all_epochs,
 // hot_restart_version, command_line_options).
 type serverInfoJSON struct {
-	PID            int    `json:"pid"`
-	Version        string `json:"version"`
-	Commit         string `json:"commit"`
-	GoVersion      string `json:"go_version"`
-	State          string `json:"state"`
-	Generation     int    `json:"generation"`
-	DrainingPID    int    `json:"draining_pid"`
+	PID         int    `json:"pid"`
+	Version     string `json:"version"`
+	Commit      string `json:"commit"`
+	GoVersion   string `json:"go_version"`
+	State       string `json:"state"`
+	Generation  int    `json:"generation"`
+	DrainingPID int    `json:"draining_pid"`
+	// DrainingPIDNamespace is "other" when the draining process runs in
+	// another PID namespace (another container): draining_pid is then the
+	// pid it has there, which means nothing in ours.
+	DrainingPIDNamespace string `json:"draining_pid_namespace,omitempty"`
+	// Instance is what started this process calls it (mosnlite's
+	// MOSNLITE_INSTANCE, or a SidecarSet slot's version): how a process
+	// recognises its own among processes of other containers.
+	Instance       string `json:"instance,omitempty"`
 	StartTime      string `json:"start_time,omitempty"`       // RFC 3339
 	FirstStartTime string `json:"first_start_time,omitempty"` // RFC 3339
 	// Uptime of this process and of the whole lineage since generation 1.
@@ -149,6 +157,8 @@ func newServerInfoJSON(si ServerInfo, now time.Time, fallbackHRV string) serverI
 		State:                  si.State,
 		Generation:             si.Generation,
 		DrainingPID:            si.DrainingPID,
+		DrainingPIDNamespace:   map[bool]string{true: "other"}[si.DrainingPIDElsewhere],
+		Instance:               si.Instance,
 		StartTime:              formatTime(si.StartTime),
 		FirstStartTime:         formatTime(first),
 		UptimeSeconds:          roundMillis(cur.Seconds()),

@@ -37,6 +37,11 @@ type ServerInfo struct {
 	Generation int
 	// DrainingPID is the old process still draining after a handoff, 0 if none.
 	DrainingPID int
+	// DrainingPIDElsewhere: that process is in another PID namespace, and
+	// DrainingPID is the pid it reports there.
+	DrainingPIDElsewhere bool
+	// Instance is the name whoever started this process gave it ("" for none).
+	Instance string
 	// StartTime is when this process started; FirstStartTime when generation 1
 	// did (zero means the same as StartTime).
 	StartTime      time.Time

@@ -21,6 +21,9 @@ Usage:
       --log-file - hands our stdout and stderr to the new process.
   mosnlite validate -c FILE
       Check a config: exit 0, or 1 listing every problem.
+  mosnlite await -c FILE [--timeout 60s]
+      Wait until this container's mosnlite serves (a SidecarSet slot's
+      postStart hook): exit 0, at once in a standby slot; 1 at the timeout.
   mosnlite version
       Print version, commit and Go version.
   mosnlite hot-restarter START_SCRIPT
@@ -46,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStart(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "await":
+		return cmdAwait(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, buildInfo().String())
 		return 0

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mosnlite/mosnlite/cmd/mosnlite/systemd"
 )
 
 // readyFDEnv names the environment variable that tells a started process
@@ -94,7 +96,7 @@ func spawn(o spawnOptions) (int, error) {
 		o.timeout = 60 * time.Second
 	}
 	deadline := time.Now().Add(o.timeout)
-	cmd.Env = append(os.Environ(), readyFDEnv+"=3",
+	cmd.Env = append(childEnv(os.Environ()), readyFDEnv+"=3",
 		fmt.Sprintf("%s=%d", readyDeadlineEnv, deadline.Add(-min(readyMargin, o.timeout/2)).UnixNano()))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: o.detach, Setpgid: !o.detach}
 	if err := cmd.Start(); err != nil {
@@ -125,6 +127,25 @@ func spawn(o spawnOptions) (int, error) {
 	case <-timer.C:
 		return 0, fmt.Errorf("new process %d did not report ready within %s", cmd.Process.Pid, o.timeout)
 	}
+}
+
+// childEnv is the environment a started mosnlite gets: ours, less what the
+// process manager meant for us alone — socket activation's variables (the
+// successor takes those sockets over in the handoff) and the watchdog's
+// (WATCHDOG_PID names us; the timeout travels in the manifest). The
+// notification socket stays: the successor tells the manager it serves.
+func childEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case systemd.ListenPIDEnv, systemd.ListenFDsEnv, systemd.ListenFDNamesEnv,
+			systemd.WatchdogUsecEnv, systemd.WatchdogPIDEnv, readyFDEnv, readyDeadlineEnv:
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // spawnSuccessor is SIGHUP: the same binary path and config, output to ours.

@@ -133,6 +133,10 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 	if f.daemon {
 		return startDaemon(f, stdout, stderr)
 	}
+	if why := standbyReason(os.Getenv); why != "" {
+		notifyReady(fmt.Errorf("standing by: %s", why))
+		return standBy(why, stderr)
+	}
 	cfg, path, err := loadConfig(f.config)
 	if err != nil {
 		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
@@ -150,6 +154,19 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 	lg.warn(cfg)
 	setProcs(cfg, 0)
 	bi := buildInfo()
+	pf := pidFile{path: orDefault(f.pidFile, cfg.Pid)}
+	mgr, err := newManager(lg.process, os.Getenv, pid, pf)
+	if err != nil {
+		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
+		notifyReady(err)
+		return 1
+	}
+	act, err := activatedSockets(lg.process, os.Getenv, os.Unsetenv, pid)
+	if err != nil {
+		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
+		notifyReady(err)
+		return 1
+	}
 	srv, err := server.New(server.Options{
 		ConfigPath:  path,
 		Config:      cfg,
@@ -160,8 +177,15 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 		PID:         pid,
 		ReadyBy:     readyDeadline(),
 		ExecTime:    execTime,
+		Events:      mgr.events(),
+		Activated:   act,
+		Instance:    instanceName(os.Getenv),
+		Carry:       mgr.carry,
 	})
 	if err != nil {
+		for _, a := range act {
+			a.File.Close()
+		}
 		fmt.Fprintf(stderr, "mosnlite: %v\n", err)
 		notifyReady(err)
 		return 1
@@ -177,17 +201,27 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 		notifyReady(err)
 		return 1
 	}
-	pf := pidFile{path: orDefault(f.pidFile, cfg.Pid)}
-	pf.serving(lg.process, pid)
+	mgr.serving(srv)
 	notifyReady(nil)
 	code, stoppedHere := serveLoop(srv, sigs, lg, loopHooks{
-		stop: srv.Shutdown,
+		stop:     srv.Shutdown,
+		stopping: mgr.stopping,
 		hup: func() {
+			if pid == 1 {
+				// Its successor would be its child, in its PID namespace,
+				// which the kernel ends when PID 1 exits after the handover.
+				lg.process.Error("SIGHUP upgrade refused: this process is PID 1 of its PID namespace, and a successor it " +
+					"starts would be killed with it when it exits after the handover (an outage); run mosnlite under an init " +
+					"(tini, docker run --init, shareProcessNamespace: true) or upgrade from another container; still serving")
+				return
+			}
 			lg.process.Info("SIGHUP: starting a successor with the same binary and config")
+			mgr.reload("SIGHUP")
 			go func() {
 				pid, err := spawnSuccessor(f)
 				if err != nil {
 					lg.process.WithError(err).Error("SIGHUP upgrade failed; still serving")
+					mgr.failed(err)
 					return
 				}
 				lg.process.WithField("new_pid", pid).Info("SIGHUP upgrade: successor serves")
@@ -197,6 +231,7 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 	if stoppedHere {
 		pf.stopped(lg.process, pid)
 	}
+	mgr.exit()
 	return code
 }
 
@@ -227,8 +262,9 @@ func (p pidFile) stopped(log *logrus.Entry, pid int) {
 
 // loopHooks are what differs between the MOSN-style and the Envoy-style process.
 type loopHooks struct {
-	stop func(context.Context) error // graceful stop (SIGTERM, SIGINT, /quitquitquit)
-	hup  func()
+	stop     func(context.Context) error // graceful stop (SIGTERM, SIGINT, /quitquitquit)
+	stopping func(why string)            // told first (nil: nobody)
+	hup      func()
 }
 
 // serveLoop handles signals until the process is done: taken over by a
@@ -244,6 +280,9 @@ func serveLoop(srv *server.Server, sigs <-chan os.Signal, lg *logs, h loopHooks)
 		}
 		stopping = true
 		log.WithField("reason", why).Info("stopping gracefully")
+		if h.stopping != nil {
+			h.stopping(why)
+		}
 		go func() {
 			if err := h.stop(context.Background()); err != nil {
 				log.WithError(err).Warn("graceful stop")

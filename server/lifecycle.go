@@ -326,10 +326,18 @@ func (s *Server) follow(ctx context.Context, pred predecessor, bound time.Durati
 	ctx, cancel := context.WithTimeout(ctx, bound+s.handoffTimeout()+followSlack)
 	defer cancel()
 	pid := pred.pidLabel()
+	var goneOnce sync.Once
 	gone := func() {
 		s.mu.Lock()
 		s.drainingPID, s.drainingElsewhere = 0, false
 		s.mu.Unlock()
+		// Told before the predecessor can exit, and before a successor of
+		// ours can be admitted (both wait for follow to end).
+		goneOnce.Do(func() {
+			if f := s.opts.Events.OnPredecessorDone; f != nil {
+				f()
+			}
+		})
 	}
 	var record sync.Once
 	refusals := s.refusalLog(pid)
@@ -349,9 +357,6 @@ func (s *Server) follow(ctx context.Context, pred predecessor, bound time.Durati
 	})
 	gone()
 	record.Do(func() { s.recordUpgrade(adopt) })
-	if f := s.opts.Events.OnPredecessorDone; f != nil {
-		f()
-	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.WithError(err).WithField("old_pid", pid).Warn("predecessor connection ended without goodbye")
 		return

@@ -69,7 +69,18 @@ func (m *manager) events() server.Events {
 		OnSuccessorTookOver: m.tookOver,
 		OnUpgradeFailed:     func(_ int, err error) { m.failed(err) },
 		OnServingAgain:      m.servingAgain,
-		OnPredecessorDone:   func() { m.notify(systemd.Status(m.status(""))) },
+		OnPredecessorDone:   m.predecessorDone,
+	}
+}
+
+// predecessorDone: nothing drains beside this process any more. Before
+// this process serves, its READY=1 will say so itself.
+func (m *manager) predecessorDone() {
+	m.mu.Lock()
+	serving := m.srv != nil
+	m.mu.Unlock()
+	if serving {
+		m.notify(systemd.Status(m.status("")))
 	}
 }
 

@@ -206,9 +206,40 @@ func checkSlot(t *testing.T, c corev1.Container, cfg mosnConfig, volumes []corev
 	}
 	if c.Lifecycle == nil || c.Lifecycle.PostStart == nil || c.Lifecycle.PostStart.Exec == nil {
 		t.Errorf("%s: no postStart exec hook: Kruise's hot upgrade waits on it", c.Name)
+	} else {
+		checkAwait(t, c.Name, c.Lifecycle.PostStart.Exec.Command, c.VolumeMounts)
 	}
 	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
 		t.Errorf("%s: no preStop sleep", c.Name)
+	}
+}
+
+// checkAwait runs the postStart hook's command with the binary built here:
+// it must be `mosnlite await` on the config the container mounts, and a
+// standby slot's hook must return at once (exit 0).
+func checkAwait(t *testing.T, name string, cmd []string, mounts []corev1.VolumeMount) {
+	t.Helper()
+	if len(cmd) < 4 || filepath.Base(cmd[0]) != "mosnlite" || cmd[1] != "await" || cmd[2] != "-c" {
+		t.Errorf("%s: postStart %q, want mosnlite await -c CONFIG", name, cmd)
+		return
+	}
+	mounted := false
+	for _, vm := range mounts {
+		if strings.HasPrefix(cmd[3], strings.TrimSuffix(vm.MountPath, "/")+"/") {
+			mounted = true
+		}
+	}
+	if !mounted {
+		t.Errorf("%s: postStart reads %s, which no volume of the container holds", name, cmd[3])
+	}
+	// The flags as written, against a config of our own, in a standby slot.
+	args := append([]string{}, cmd[1:]...)
+	args[2] = filepath.Join(t.TempDir(), "mosn.json")
+	os.WriteFile(args[2], []byte(`{"servers": [{"listeners": []}]}`), 0o644)
+	c := exec.Command(mosnlite(t), args...)
+	c.Env = append(os.Environ(), "SIDECARSET_VERSION=0", "SIDECARSET_VERSION_ALT=1")
+	if out, err := c.CombinedOutput(); err != nil || !strings.Contains(string(out), "standby slot") {
+		t.Errorf("%s: postStart %q in a standby slot: %v\n%s", name, cmd, err, out)
 	}
 }
 
@@ -258,9 +289,10 @@ func TestPodExample(t *testing.T) {
 		checkSlot(t, c, cfg, pod.Spec.Volumes)
 		checkGrace(t, "pod", pod.Spec.TerminationGracePeriodSeconds, c, cfg)
 		// The slot's version comes from its own annotation, as Kruise sets it.
-		for _, want := range []string{"version", "version_alt"} {
+		// Kruise's annotation keys (pkg/control/sidecarcontrol).
+		for _, want := range []string{"version", "versionalt"} {
 			key := want + ".sidecarset.kruise.io/" + c.Name
-			envName := map[string]string{"version": "SIDECARSET_VERSION", "version_alt": "SIDECARSET_VERSION_ALT"}[want]
+			envName := map[string]string{"version": "SIDECARSET_VERSION", "versionalt": "SIDECARSET_VERSION_ALT"}[want]
 			found := false
 			for _, e := range c.Env {
 				if e.Name == envName && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil &&

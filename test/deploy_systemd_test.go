@@ -187,7 +187,7 @@ func TestSystemdUnitFitsConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]string{
-		"Type": "notify", "NotifyAccess": "all", "KillMode": "mixed",
+		"Type": "notify", "NotifyAccess": "all", "KillMode": "mixed", "ExitType": "cgroup",
 		"NoNewPrivileges": "yes", "ProtectSystem": "strict", "CapabilityBoundingSet": "",
 	} {
 		if got, ok := u[k]; !ok || got != want {

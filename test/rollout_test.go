@@ -158,6 +158,25 @@ func TestRolloutAcross20InstancesUnderLoad(t *testing.T) {
 	}
 	t.Logf("20 instances in %s of wall time; upgrades took %s in sum, %s on average", took.Round(time.Millisecond),
 		sum.Round(time.Millisecond), (sum / n).Round(time.Millisecond))
+	t.Log(fleetEstimate(out, 0))
+
+	// Again with at most 2 upgrades at once (this machine's cores): the
+	// wall time is then close to N × one handoff ÷ 2.
+	l2 := newLoad()
+	for _, in := range f.insts {
+		l2.run(in.name+" keep-alive (2 at once)", 1, keepAliveHTTP(addr(in.http), "/"))
+	}
+	out, code, _ = rollout(t, append([]string{"--max-parallel", "2"}, f.configs("v2b", 0)...)...)
+	l2.finish()
+	if code != 0 {
+		t.Fatalf("rollout --max-parallel 2: exit %d", code)
+	}
+	for _, name := range l2.order {
+		if tl := l2.byName[name]; tl.failed.Load() != 0 {
+			t.Errorf("%s: %s", name, tl)
+		}
+	}
+	t.Log(fleetEstimate(out, 2))
 
 	// A new config that validates but cannot start (its extra listener's
 	// port is taken): the first wave fails, nothing else is touched, and
@@ -185,8 +204,37 @@ func TestRolloutAcross20InstancesUnderLoad(t *testing.T) {
 		t.Fatalf("rollout with an invalid config: exit %d", code)
 	}
 	for _, in := range f.insts {
-		if gen, body := f.state(in); gen != 2 || body != "v2" {
-			t.Errorf("%s after the failed rollouts: generation %d answering %q, want 2 and v2", in.name, gen, body)
+		if gen, body := f.state(in); gen != 3 || body != "v2b" {
+			t.Errorf("%s after the failed rollouts: generation %d answering %q, want 3 and v2b", in.name, gen, body)
 		}
 	}
+}
+
+var waveLine = regexp.MustCompile(`(?m)^wave (\d) done in (\d+) ms$`)
+
+// fleetEstimate compares a rollout's wall time with N × one handoff ÷ the
+// wave width: one handoff is the first wave's (one instance alone), and
+// each wave of n instances, width at a time (0: all), costs ⌈n/width⌉ of it.
+func fleetEstimate(out string, width int) string {
+	oks := okLine.FindAllStringSubmatch(out, -1)
+	waves := waveLine.FindAllStringSubmatch(out, -1)
+	sizes := regexp.MustCompile(`(?m)^wave \d: (\d+) instance\(s\)$`).FindAllStringSubmatch(out, -1)
+	if len(oks) == 0 || len(waves) != len(sizes) {
+		return "no estimate: " + out
+	}
+	one := time.Duration(atoi(oks[0][3])) * time.Millisecond
+	var est, wall time.Duration
+	var parts []string
+	for i := range waves {
+		n, w := atoi(sizes[i][1]), width
+		if w == 0 || w > n {
+			w = n
+		}
+		est += time.Duration((n+w-1)/w) * one
+		ms := time.Duration(atoi(waves[i][2])) * time.Millisecond
+		wall += ms
+		parts = append(parts, fmt.Sprintf("wave %d: %d at %d at once, %s", i+1, n, w, ms))
+	}
+	return fmt.Sprintf("wall time %s (%s) against N × handoff ÷ width = %s (one handoff: %s)",
+		wall, strings.Join(parts, "; "), est, one)
 }

@@ -56,7 +56,7 @@ func (e *envoyStyle) begin(ctx context.Context) (lineage, predecessor, error) {
 	if e.o.DisableHotRestart {
 		return lin, nil, nil
 	}
-	hr, err := envoy.Open(ctx, envoy.Config{Options: e.o, Log: e.s.opts.Log.WithField("component", "hot_restart"), Pid: e.s.opts.PID, Alive: e.s.fx.alive})
+	hr, err := envoy.Open(ctx, envoy.Config{Options: e.o, Log: e.s.opts.Log.WithField("component", "hot_restart")})
 	if err != nil {
 		return lineage{}, nil, fmt.Errorf("hot restart: %w", err)
 	}

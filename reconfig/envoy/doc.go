@@ -51,6 +51,10 @@
 // having changed nothing, and the caller should exit 1. DrainParentListeners
 // clears the flag once the child has taken over; Close clears it if the
 // process failed before that, and a flag whose owner died is taken over.
+// Who holds the flag is not told by a pid (across PID namespaces pids
+// collide and read 0): its setter holds an exclusive flock on the region's
+// file until it clears it, and the kernel drops that lock when the holder
+// dies; the owner word is a random token of the setter's mapping.
 //
 // # The takeover (process N, parent N-1)
 //

@@ -16,7 +16,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/mosnlite/mosnlite/reconfig/wire"
 )
 
 // dynamicBaseIDAttempts bounds the search for a free base id.
@@ -36,11 +35,9 @@ type Config struct {
 	Options Options
 	Log     *logrus.Entry // discarded when nil
 
-	ShmDir string             // DefaultShmDir when empty
-	Pid    int                // os.Getpid() when 0: the INITIALIZING owner in shared memory
-	Alive  func(pid int) bool // wire.ProcessAlive when nil
-	Rand   func() uint32      // candidate dynamic base ids; math/rand/v2 when nil
-	Now    func() time.Time   // time.Now when nil
+	ShmDir string           // DefaultShmDir when empty
+	Rand   func() uint32    // candidate dynamic base ids; math/rand/v2 when nil
+	Now    func() time.Time // time.Now when nil
 	// After is the clock for TerminateParentAfter and RunStatsSync; time.After when nil.
 	After func(time.Duration) <-chan time.Time
 
@@ -67,12 +64,6 @@ func (c *Config) defaults() {
 		c.Log = logrus.NewEntry(l)
 	}
 	c.Log = c.Log.WithField("component", "hotrestart")
-	if c.Pid == 0 {
-		c.Pid = os.Getpid()
-	}
-	if c.Alive == nil {
-		c.Alive = wire.ProcessAlive
-	}
 	if c.Rand == nil {
 		c.Rand = rand.Uint32
 	}
@@ -153,7 +144,7 @@ func Open(ctx context.Context, cfg Config) (*HotRestart, error) {
 	}
 	h.log = h.log.WithField("base_id", h.baseID)
 	shm, err := OpenSharedMemory(ShmConfig{
-		Dir: cfg.ShmDir, BaseID: h.baseID, Epoch: o.RestartEpoch, Pid: cfg.Pid, Alive: cfg.Alive, Now: cfg.Now,
+		Dir: cfg.ShmDir, BaseID: h.baseID, Epoch: o.RestartEpoch, Now: cfg.Now,
 	})
 	if err != nil {
 		h.closeSockets()

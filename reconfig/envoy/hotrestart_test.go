@@ -112,7 +112,7 @@ func (fam *family) config(epoch int) Config {
 	o := fam.opts
 	o.RestartEpoch = epoch
 	return Config{
-		Options: o, ShmDir: fam.shmDir, Pid: 1000 + epoch, Alive: func(int) bool { return true },
+		Options: o, ShmDir: fam.shmDir,
 		ConnectRetry: 5 * time.Millisecond, RequestTimeout: 3 * time.Second,
 	}
 }
@@ -567,7 +567,7 @@ func fakeParentSocket(t *testing.T, fam *family, reply func(c *net.UnixConn)) {
 // A parent region without a process: made by an epoch 0 that is closed again.
 func parentRegion(t *testing.T, fam *family) {
 	t.Helper()
-	s, err := OpenSharedMemory(ShmConfig{Dir: fam.shmDir, BaseID: fam.opts.BaseID, Pid: 999, Alive: func(int) bool { return true }})
+	s, err := OpenSharedMemory(ShmConfig{Dir: fam.shmDir, BaseID: fam.opts.BaseID})
 	if err != nil {
 		t.Fatal(err)
 	}

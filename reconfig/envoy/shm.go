@@ -1,6 +1,8 @@
 package envoy
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -12,8 +14,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/mosnlite/mosnlite/reconfig/wire"
 )
 
 // DefaultShmDir is where Linux keeps POSIX shared memory (shm_open's namespace).
@@ -25,7 +25,7 @@ const (
 	offMagic   = 0  // regionMagic once the header is complete
 	offSize    = 8  // RegionSize of the creator
 	offVersion = 16 // ProtocolVersion of the creator
-	offState   = 24 // low 32 bits: flags; high 32 bits: pid that set flagInitializing
+	offState   = 24 // low 32 bits: flags; high 32 bits: the owner token of the mapping that set flagInitializing
 	offEpoch   = 32 // restart epoch of the process that last attached
 	offCreated = 40 // creation time (unix nanoseconds) by epoch 0
 
@@ -54,35 +54,36 @@ type ShmConfig struct {
 	Dir    string // DefaultShmDir when empty
 	BaseID int
 	Epoch  int
-	Pid    int              // os.Getpid() when 0; recorded as the INITIALIZING owner
-	Alive  func(int) bool   // whether a pid lives; wire.ProcessAlive when nil
 	Now    func() time.Time // time.Now when nil
 }
 
 // SharedMemory is this process's mapping of the region.
+//
+// Who holds INITIALIZING is not told by a pid: across PID namespaces (two
+// containers of a pod sharing /dev/shm) pids collide and mean nothing. The
+// mapping that sets the flag holds an exclusive flock on the region's file
+// until it clears it; the kernel drops the lock when that process dies, so
+// a set flag with nobody holding the lock is stale. The owner word in the
+// state is a random token of the mapping, so that only its setter clears it.
 type SharedMemory struct {
-	path string
-	pid  int
+	path  string
+	owner uint32
 
-	mu  sync.Mutex
-	mem []byte // nil once closed
+	mu     sync.Mutex
+	mem    []byte // nil once closed
+	lockFD int    // the region's file, flocked while this mapping initializes; -1 otherwise
 }
 
 // OpenSharedMemory opens the region for cfg.Epoch. Epoch 0 removes any old
 // region and creates a fresh one (mode 0600) with INITIALIZING set. A later
 // epoch attaches, refuses a region of another size or version (ErrIncompatible)
-// and sets INITIALIZING; if it is already set by a live process it returns
-// ErrParentInitializing and changes nothing. A set flag whose owner has died is
-// taken over. The flag stays set until MarkInitialized (or Close).
+// and sets INITIALIZING; if a live process holds it (its flock on the
+// region) it returns ErrParentInitializing and changes nothing. A set flag
+// whose owner has died is taken over. The flag stays set until
+// MarkInitialized (or Close).
 func OpenSharedMemory(cfg ShmConfig) (*SharedMemory, error) {
 	if cfg.Dir == "" {
 		cfg.Dir = DefaultShmDir
-	}
-	if cfg.Pid == 0 {
-		cfg.Pid = os.Getpid()
-	}
-	if cfg.Alive == nil {
-		cfg.Alive = wire.ProcessAlive
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -102,7 +103,16 @@ func createRegion(path string, cfg ShmConfig) (*SharedMemory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("envoy: create shared memory %s (check permissions): %w", path, err)
 	}
-	defer unix.Close(fd)
+	keep := false
+	defer func() {
+		if !keep {
+			unix.Close(fd)
+		}
+	}()
+	// Ours until initialized: nobody can attach before the header is whole.
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return nil, fmt.Errorf("envoy: lock shared memory %s: %w", path, err)
+	}
 	if err := unix.Fchmod(fd, 0o600); err != nil {
 		return nil, fmt.Errorf("envoy: chmod shared memory %s: %w", path, err)
 	}
@@ -113,10 +123,16 @@ func createRegion(path string, cfg ShmConfig) (*SharedMemory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("envoy: map shared memory %s: %w", path, err)
 	}
-	s := &SharedMemory{path: path, pid: cfg.Pid, mem: mem}
+	owner, err := ownerToken()
+	if err != nil {
+		_ = unix.Munmap(mem)
+		return nil, err
+	}
+	s := &SharedMemory{path: path, owner: owner, mem: mem, lockFD: fd}
+	keep = true
 	atomic.StoreUint64(s.word(offSize), RegionSize)
 	atomic.StoreUint64(s.word(offVersion), ProtocolVersion)
-	atomic.StoreUint64(s.word(offState), flagInitializing|uint64(uint32(cfg.Pid))<<32)
+	atomic.StoreUint64(s.word(offState), flagInitializing|uint64(owner)<<32)
 	atomic.StoreUint64(s.word(offEpoch), 0)
 	atomic.StoreUint64(s.word(offCreated), uint64(cfg.Now().UnixNano()))
 	atomic.StoreUint64(s.word(offMagic), regionMagic) // last: the header is complete
@@ -132,7 +148,12 @@ func attachRegion(path string, cfg ShmConfig) (*SharedMemory, error) {
 		}
 		return nil, fmt.Errorf("envoy: attach shared memory %s (check permissions): %w", path, err)
 	}
-	defer unix.Close(fd)
+	keep := false
+	defer func() {
+		if !keep {
+			unix.Close(fd)
+		}
+	}()
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, fmt.Errorf("envoy: stat shared memory %s: %w", path, err)
@@ -146,17 +167,46 @@ func attachRegion(path string, cfg ShmConfig) (*SharedMemory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("envoy: map shared memory %s: %w", path, err)
 	}
-	s := &SharedMemory{path: path, pid: cfg.Pid, mem: mem}
+	owner, err := ownerToken()
+	if err != nil {
+		_ = unix.Munmap(mem)
+		return nil, err
+	}
+	s := &SharedMemory{path: path, owner: owner, mem: mem, lockFD: -1}
 	if err := s.checkHeader(); err != nil {
 		_ = unix.Munmap(mem)
 		return nil, err
 	}
-	if err := s.setInitializing(cfg.Alive); err != nil {
+	// The lock, not the flag, says whether someone is initializing: a live
+	// holder keeps it; a dead one's went with it.
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = unix.Munmap(mem)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("envoy: shared memory %s: %w (another process holds it)", path, ErrParentInitializing)
+		}
+		return nil, fmt.Errorf("envoy: lock shared memory %s: %w", path, err)
+	}
+	if err := s.setInitializing(); err != nil {
 		_ = unix.Munmap(mem)
 		return nil, err
 	}
+	s.lockFD = fd
+	keep = true
 	atomic.StoreUint64(s.word(offEpoch), uint64(cfg.Epoch))
 	return s, nil
+}
+
+// ownerToken is a random non-zero owner id for a mapping.
+func ownerToken() (uint32, error) {
+	var b [4]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("envoy: shared memory owner token: %w", err)
+		}
+		if v := binary.LittleEndian.Uint32(b[:]); v != 0 {
+			return v, nil
+		}
+	}
 }
 
 func (s *SharedMemory) checkHeader() error {
@@ -170,19 +220,13 @@ func (s *SharedMemory) checkHeader() error {
 	return nil
 }
 
-// setInitializing sets the INITIALIZING flag with this pid as owner, unless a live process holds it.
-func (s *SharedMemory) setInitializing(alive func(int) bool) error {
+// setInitializing sets the INITIALIZING flag with this mapping as owner. It
+// runs with the region's lock held: a flag already set is a dead owner's.
+func (s *SharedMemory) setInitializing() error {
 	state := s.word(offState)
 	for i := 0; i < 1000; i++ {
 		old := atomic.LoadUint64(state)
-		if old&flagInitializing != 0 {
-			owner := int(old >> 32)
-			if owner == 0 || alive(owner) {
-				return fmt.Errorf("envoy: shared memory %s: %w (pid %d)", s.path, ErrParentInitializing, owner)
-			}
-			// The owner died while initializing: its flag is stale.
-		}
-		nv := uint64(uint32(old)) | flagInitializing | uint64(uint32(s.pid))<<32
+		nv := uint64(uint32(old)) | flagInitializing | uint64(s.owner)<<32
 		if atomic.CompareAndSwapUint64(state, old, nv) {
 			return nil
 		}
@@ -200,16 +244,29 @@ func (s *SharedMemory) MarkInitialized() {
 	s.clearOwnFlag()
 }
 
+// clearOwnFlag clears INITIALIZING if this mapping set it, then lets go of
+// the lock (in that order: whoever takes the lock next finds it clear).
 func (s *SharedMemory) clearOwnFlag() {
+	defer s.unlock()
 	state := s.word(offState)
 	for i := 0; i < 1000; i++ {
 		old := atomic.LoadUint64(state)
-		if old&flagInitializing == 0 || int(old>>32) != s.pid {
+		if old&flagInitializing == 0 || uint32(old>>32) != s.owner {
 			return
 		}
 		if atomic.CompareAndSwapUint64(state, old, uint64(uint32(old))&^flagInitializing) {
 			return
 		}
+	}
+}
+
+func (s *SharedMemory) unlock() {
+	if s.lockFD >= 0 {
+		// Explicitly: the mapping holds the open file too, so closing the
+		// descriptor alone would keep the lock until the unmap.
+		_ = unix.Flock(s.lockFD, unix.LOCK_UN)
+		_ = unix.Close(s.lockFD)
+		s.lockFD = -1
 	}
 }
 

@@ -8,23 +8,30 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
-func aliveSet(pids ...int) func(int) bool {
-	set := map[int]bool{}
-	for _, p := range pids {
-		set[p] = true
-	}
-	return func(p int) bool { return set[p] }
-}
-
-func openShm(t *testing.T, dir string, epoch, pid int, alive func(int) bool) (*SharedMemory, error) {
+func openShm(t *testing.T, dir string, epoch int) (*SharedMemory, error) {
 	t.Helper()
-	s, err := OpenSharedMemory(ShmConfig{Dir: dir, BaseID: 3, Epoch: epoch, Pid: pid, Alive: alive})
+	s, err := OpenSharedMemory(ShmConfig{Dir: dir, BaseID: 3, Epoch: epoch})
 	if err == nil {
 		t.Cleanup(func() { _ = s.Close() })
 	}
 	return s, err
+}
+
+// die is a process ending without a word: its lock and mapping go, the
+// flag it set stays.
+func die(s *SharedMemory) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lockFD >= 0 {
+		unix.Close(s.lockFD)
+		s.lockFD = -1
+	}
+	unix.Munmap(s.mem)
+	s.mem = nil
 }
 
 func TestShmNameScalesBaseID(t *testing.T) {
@@ -38,7 +45,7 @@ func TestShmNameScalesBaseID(t *testing.T) {
 
 func TestShmEpochZeroCreates(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openShm(t, dir, 0, 100, aliveSet(100))
+	s, err := openShm(t, dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +74,7 @@ func TestShmEpochZeroReplacesOldRegion(t *testing.T) {
 	if err := os.WriteFile(path, []byte("junk from an old run"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := openShm(t, dir, 0, 100, aliveSet(100))
+	s, err := openShm(t, dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +87,12 @@ func TestShmEpochZeroReplacesOldRegion(t *testing.T) {
 
 func TestShmAttachRefusesWhileParentInitializes(t *testing.T) {
 	dir := t.TempDir()
-	parent, err := openShm(t, dir, 0, 100, aliveSet(100))
+	parent, err := openShm(t, dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := atomic.LoadUint64(parent.word(offState))
-	_, err = openShm(t, dir, 1, 200, aliveSet(100, 200))
+	_, err = openShm(t, dir, 1)
 	if !errors.Is(err, ErrParentInitializing) || !strings.Contains(err.Error(), "previous process is still initializing") {
 		t.Fatalf("got %v, want ErrParentInitializing", err)
 	}
@@ -93,7 +100,7 @@ func TestShmAttachRefusesWhileParentInitializes(t *testing.T) {
 		t.Fatalf("refused attach changed the state word: %#x -> %#x", before, after)
 	}
 	parent.MarkInitialized()
-	child, err := openShm(t, dir, 1, 200, aliveSet(100, 200))
+	child, err := openShm(t, dir, 1)
 	if err != nil {
 		t.Fatalf("attach after the parent initialized: %v", err)
 	}
@@ -101,7 +108,7 @@ func TestShmAttachRefusesWhileParentInitializes(t *testing.T) {
 		t.Fatal("the attaching child must hold INITIALIZING until it has taken over")
 	}
 	// A third process (epoch 2) is refused while the child takes over.
-	if _, err := openShm(t, dir, 2, 300, aliveSet(100, 200, 300)); !errors.Is(err, ErrParentInitializing) {
+	if _, err := openShm(t, dir, 2); !errors.Is(err, ErrParentInitializing) {
 		t.Fatalf("epoch 2 during epoch 1's takeover: %v", err)
 	}
 	// The parent cannot clear the child's flag.
@@ -117,27 +124,55 @@ func TestShmAttachRefusesWhileParentInitializes(t *testing.T) {
 
 func TestShmStaleInitializingOwnerIsTakenOver(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := openShm(t, dir, 0, 100, aliveSet()); err != nil {
+	parent, err := openShm(t, dir, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Pid 100 set the flag and died (alive says no): epoch 1 may proceed.
-	child, err := openShm(t, dir, 1, 200, aliveSet(200))
+	// Epoch 0 died while initializing: its flag stays, its lock went with it.
+	die(parent)
+	child, err := openShm(t, dir, 1)
 	if err != nil {
 		t.Fatalf("stale flag blocked the attach: %v", err)
 	}
-	if owner := int(atomic.LoadUint64(child.word(offState)) >> 32); owner != 200 {
-		t.Fatalf("flag owner %d, want 200", owner)
+	if owner := uint32(atomic.LoadUint64(child.word(offState)) >> 32); owner != child.owner || owner == parent.owner {
+		t.Fatalf("flag owner %#x, want the child's %#x", owner, child.owner)
+	}
+}
+
+// Pids say nothing about who initializes: two containers' processes may
+// both be pid 1. The owner is the mapping's token and the lock its proof,
+// so a process that marked itself initialized and then closes never
+// clears a flag its successor set.
+func TestShmOwnerIsNotAPid(t *testing.T) {
+	dir := t.TempDir()
+	parent, err := openShm(t, dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent.MarkInitialized()
+	child, err := openShm(t, dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !child.Initializing() {
+		t.Fatal("the parent's close cleared the child's INITIALIZING")
+	}
+	if _, err := openShm(t, dir, 2); !errors.Is(err, ErrParentInitializing) {
+		t.Fatalf("epoch 2 while the child initializes: %v", err)
 	}
 }
 
 func TestShmCloseReleasesAnUnfinishedTakeover(t *testing.T) {
 	dir := t.TempDir()
-	parent, err := openShm(t, dir, 0, 100, aliveSet(100))
+	parent, err := openShm(t, dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	parent.MarkInitialized()
-	child, err := OpenSharedMemory(ShmConfig{Dir: dir, BaseID: 3, Epoch: 1, Pid: 200, Alive: aliveSet(100, 200)})
+	child, err := OpenSharedMemory(ShmConfig{Dir: dir, BaseID: 3, Epoch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,20 +193,20 @@ func TestShmAttachRefusesIncompatibleRegions(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "mosnlite_shared_memory_30"), make([]byte, 40), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := openShm(t, dir, 1, 200, aliveSet(200))
+		_, err := openShm(t, dir, 1)
 		if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), "hot restart versions are not compatible") {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("version", func(t *testing.T) {
 		dir := t.TempDir()
-		parent, err := openShm(t, dir, 0, 100, aliveSet(100))
+		parent, err := openShm(t, dir, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		parent.MarkInitialized()
 		atomic.StoreUint64(parent.word(offVersion), ProtocolVersion+1)
-		_, err = openShm(t, dir, 1, 200, aliveSet(100, 200))
+		_, err = openShm(t, dir, 1)
 		if !errors.Is(err, ErrIncompatible) {
 			t.Fatalf("got %v", err)
 		}
@@ -184,14 +219,14 @@ func TestShmAttachRefusesIncompatibleRegions(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "mosnlite_shared_memory_30"), make([]byte, RegionSize), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := openShm(t, dir, 1, 200, aliveSet(200)); !errors.Is(err, ErrIncompatible) {
+		if _, err := openShm(t, dir, 1); !errors.Is(err, ErrIncompatible) {
 			t.Fatalf("got %v", err)
 		}
 	})
 }
 
 func TestShmAttachWithoutRegion(t *testing.T) {
-	_, err := openShm(t, t.TempDir(), 1, 200, aliveSet(200))
+	_, err := openShm(t, t.TempDir(), 1)
 	if err == nil || !errors.Is(err, syscall.ENOENT) || !strings.Contains(err.Error(), "epoch 0") {
 		t.Fatalf("got %v", err)
 	}
@@ -204,7 +239,7 @@ func TestShmInDevShm(t *testing.T) {
 	}
 	base := 300000000 + os.Getpid()%100000000
 	t.Cleanup(func() { _ = RemoveSharedMemory("", base) })
-	s, err := OpenSharedMemory(ShmConfig{BaseID: base, Pid: 100, Alive: aliveSet(100)})
+	s, err := OpenSharedMemory(ShmConfig{BaseID: base})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +249,7 @@ func TestShmInDevShm(t *testing.T) {
 		t.Fatalf("path %s, want %s", s.Path(), want)
 	}
 	s.MarkInitialized()
-	c, err := OpenSharedMemory(ShmConfig{BaseID: base, Epoch: 1, Pid: 200, Alive: aliveSet(100, 200)})
+	c, err := OpenSharedMemory(ShmConfig{BaseID: base, Epoch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,11 +28,14 @@
 //	new                                  old (Server on reconfig.sock)
 //	take upgrade.lock
 //	dial reconfig.sock  ───────────────▶ accept, check peer uid
-//	                    ◀─── 'U' ─────── (or 'B' if busy → ErrUpgradeInProgress)
+//	                    ◀─── 'U' ─────── (or 'B' if busy → ErrUpgradeInProgress;
+//	                                      'R' + reason if OnRequest refuses → ErrUpgradeRefused)
 //	bind listen.sock
-//	                    ──── 'L' ──────▶
-//	accept listen.sock  ◀─── dial ────── check peer uid and pid
-//	                    ◀─── manifest ── frame with every listener fd (SCM_RIGHTS)
+//	                    ── 'L'+token ──▶ (one write: 32 random bytes, see proof.go)
+//	accept listen.sock  ◀─── dial ────── check peer uid
+//	                    ──── hello ────▶ the token's first half: the acceptor is the asker
+//	                    ◀─── manifest ── every listener fd (SCM_RIGHTS), the token's second
+//	check the proof                      half: the dialer is the one asked
 //	open listeners, serve
 //	                    ──── ack ──────▶ stop accepting on reconfig.sock, OnAck: drain
 //	TakeOver: rename reconfig.sock,      (or nack/EOF/timeout: log, OnFail, keep serving)
@@ -63,6 +66,14 @@
 // side notices at once when the old process dies before connecting to
 // listen.sock; an old process that dies later shows as EOF on listen.sock.
 //
+// The token, not the peers' pids, ties listen.sock to reconfig.sock: across
+// PID namespaces (two containers of a pod) SO_PEERCRED reports every peer
+// as pid 0, so that comparing pids proves nothing. A peer of an earlier
+// version sends 'L' alone (the old side then compares pids), or skips the
+// optional hello and sends no proof (the new side then compares pids).
+// Logs name a peer seen as pid 0 by the pid it reports itself (hello, ack,
+// manifest), marked "in another PID namespace".
+//
 // Until the ack the old process has stopped nothing: any failure (nack,
 // EOF, timeout, a garbled frame) is logged with both pids and it carries on,
 // ready for the next upgrade. A failing new process never touches
@@ -71,8 +82,9 @@
 // that no drain's counters are lost.
 //
 // If the old process dies after sending its manifest and before reading the
-// ack (Ack fails and the old pid is gone), Orphan makes the new process an
-// ordinary running one: TakeOver binds reconfig.sock and frees the lock, so
+// ack (Ack fails and PredecessorGone: the handoff connection was closed by
+// the old side, which a pid could not tell across PID namespaces), Orphan
+// makes the new process an ordinary running one: TakeOver binds reconfig.sock and frees the lock, so
 // it can be upgraded at once.
 //
 // # The watch
@@ -108,6 +120,7 @@
 //	5 bye                   1 KiB    0
 //	6 done                  1 KiB    0   new → old: bye handled
 //	7 release               1 KiB    0   new → old: stop watching me
+//	8 hello                 1 KiB    0   new → old, first on listen.sock: {"pid", "proof"}
 //	16 connection offer    12 MiB    1 (http) or 2 (tcp)
 //	17 migration commit     2 MiB    0
 //	18 migration result    16 MiB    0
@@ -116,7 +129,7 @@
 // Flag bit 0 ("optional") lets a reader skip a type it does not know: its
 // payload is read and discarded in 32 KiB chunks, never held whole, its fds
 // closed; an unknown type without it is an error, and no frame may exceed
-// 16 MiB. Types 6, 7 and 16-19 are flagged optional: an older peer skips them. New fields in an existing
+// 16 MiB. Types 6, 7, 8 and 16-19 are flagged optional: an older peer skips them. New fields in an existing
 // payload are ignored by older readers. ProtocolVersion in the manifest
 // changes only for an incompatible change and must match exactly. Every
 // manifest entry is checked (ident.Spec.Valid: bounded name and address, a
@@ -134,7 +147,10 @@
 //
 // The manifest carries the old process's counter values and histogram
 // states (histsample.Histogram: classic and native buckets, sum, count) at
-// export; the new one adds them to its registry. After the ack the old one
+// export; the new one adds them to its registry. It also carries Env:
+// names and values a process manager gave the lineage that a successor
+// started outside it lacks (systemd's WATCHDOG_USEC), at most MaxEnv, each
+// bounded. After the ack the old one
 // sends, with Successor.SendCounters, what grew since its last send
 // ({"counters": [...], "histograms": [deltas], "more": bool}), and Bye when
 // drained; Follow hands each push to the caller (FollowHooks.Counts). A push

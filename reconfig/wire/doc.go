@@ -1,6 +1,9 @@
 // Package wire is what both handoff styles (the MOSN-style reconfig.sock and
 // the Envoy-style epoch sockets) share below their messages: one framed
-// SCM_RIGHTS codec, one peer-credential check and one liveness check.
+// SCM_RIGHTS codec, one peer-credential check and the liveness checks: of a
+// process by pid (ProcessAlive), and of a handoff peer by its connection
+// (PeerClosed), which holds across PID namespaces where the peer's pid
+// reads 0 (PIDLabel names such a peer in logs by the pid it reports).
 //
 // # Frames
 //

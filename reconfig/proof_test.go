@@ -150,6 +150,42 @@ func TestOldTakesALegacyNewProcess(t *testing.T) {
 	}
 }
 
+// fakeTokenOld is an old process of this version, by hand, on dir: it
+// answers 'U', reads the token, dials listen.sock, reads the hello and
+// sends the manifest that manifest returns (given the token and the hello's
+// payload), with ln's socket; then after runs with the handoff connection.
+func fakeTokenOld(t *testing.T, dir string, ln *net.TCPListener, manifest func(tok handoffToken, hello []byte) Manifest, after func(hc *net.UnixConn)) {
+	t.Helper()
+	fakeOld(t, dir, func(c *net.UnixConn) {
+		c.Write([]byte{'U'})
+		tok, _, err := readListenSignal(c)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		raw, err := net.Dial("unix", filepath.Join(dir, ListenSock))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		hc := raw.(*net.UnixConn)
+		defer hc.Close()
+		f, err := newDecoder(hc).Next()
+		if err != nil || f.Type != typeHello {
+			t.Errorf("first frame on listen.sock: %v %v, want hello", f.Type, err)
+			return
+		}
+		lf := dupFile(t, ln)
+		defer lf.Close()
+		m := manifest(tok, f.Payload)
+		m.Version, m.Generation = ProtocolVersion, 1
+		m.Entries = []ident.Spec{{Name: "web", Kind: ident.KindServer, Network: "tcp", Address: ln.Addr().String()}}
+		p, _ := json.Marshal(m)
+		writeFrame(hc, typeManifest, 0, p, []int{int(lf.Fd())})
+		after(hc)
+	})
+}
+
 // The new side: the process that dialed listen.sock must show the second
 // half of the token; one that shows another is refused and its descriptors
 // closed.
@@ -170,31 +206,9 @@ func TestNewRefusesAManifestWithoutTheProof(t *testing.T) {
 			dir := shortDir(t)
 			base := fdCount(t)
 			ln := tcpListener(t)
-			fakeOld(t, dir, func(c *net.UnixConn) {
-				c.Write([]byte{'U'})
-				if _, _, err := readListenSignal(c); err != nil {
-					t.Error(err)
-					return
-				}
-				hc, err := net.Dial("unix", filepath.Join(dir, ListenSock))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				defer hc.Close()
-				f, err := newDecoder(hc.(*net.UnixConn)).Next()
-				if err != nil || f.Type != typeHello {
-					t.Errorf("first frame on listen.sock: %v %v, want hello", f.Type, err)
-					return
-				}
-				lf := dupFile(t, ln)
-				defer lf.Close()
-				m := Manifest{Version: ProtocolVersion, PID: 1, Generation: 1, Proof: tt.proof(f.Payload),
-					Entries: []ident.Spec{{Name: "web", Kind: ident.KindServer, Network: "tcp", Address: ln.Addr().String()}}}
-				p, _ := json.Marshal(m)
-				writeFrame(hc.(*net.UnixConn), typeManifest, 0, p, []int{int(lf.Fd())})
-				io.Copy(io.Discard, hc) // until the new side drops it
-			})
+			fakeTokenOld(t, dir, ln, func(_ handoffToken, hello []byte) Manifest {
+				return Manifest{PID: 1, Proof: tt.proof(hello)}
+			}, func(hc *net.UnixConn) { io.Copy(io.Discard, hc) }) // until the new side drops it
 			_, err := Begin(testCtx(t, testWait), dir, quietLog())
 			if err == nil || !strings.Contains(err.Error(), "handoff proof") {
 				t.Fatalf("Begin = %v, want a refusal naming the handoff proof", err)
@@ -251,23 +265,8 @@ func TestPredecessorGone(t *testing.T) {
 		dir := shortDir(t)
 		ln := tcpListener(t)
 		died := make(chan struct{})
-		fakeOld(t, dir, func(c *net.UnixConn) {
-			defer close(died)
-			c.Write([]byte{'U'})
-			readListenSignal(c)
-			hc, err := net.Dial("unix", filepath.Join(dir, ListenSock))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			newDecoder(hc.(*net.UnixConn)).Next() // the hello
-			f := dupFile(t, ln)
-			defer f.Close()
-			p, _ := json.Marshal(Manifest{Version: ProtocolVersion, PID: 1, Generation: 1,
-				Entries: []ident.Spec{{Name: "web", Kind: ident.KindServer, Network: "tcp", Address: ln.Addr().String()}}})
-			writeFrame(hc.(*net.UnixConn), typeManifest, 0, p, []int{int(f.Fd())})
-			hc.Close() // and dies: nobody reads the ack
-		})
+		fakeTokenOld(t, dir, ln, func(handoffToken, []byte) Manifest { return Manifest{PID: 1} },
+			func(hc *net.UnixConn) { hc.Close(); close(died) }) // and dies: nobody reads the ack
 		u, err := Begin(testCtx(t, testWait), dir, quietLog())
 		if err != nil {
 			t.Fatal(err)
@@ -287,25 +286,10 @@ func TestPredecessorGone(t *testing.T) {
 	t.Run("ack refused past the deadline", func(t *testing.T) {
 		dir := shortDir(t)
 		ln := tcpListener(t)
-		fakeOld(t, dir, func(c *net.UnixConn) {
-			c.Write([]byte{'U'})
-			tok, _, _ := readListenSignal(c)
-			hc, err := net.Dial("unix", filepath.Join(dir, ListenSock))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer hc.Close()
-			newDecoder(hc.(*net.UnixConn)).Next() // the hello
-			f := dupFile(t, ln)
-			defer f.Close()
-			// An old process that stopped waiting a moment ago: it serves on.
-			p, _ := json.Marshal(Manifest{Version: ProtocolVersion, PID: 1, Generation: 1, Proof: tok.oldProof(),
-				AckDeadline: time.Now().Add(-time.Millisecond),
-				Entries:     []ident.Spec{{Name: "web", Kind: ident.KindServer, Network: "tcp", Address: ln.Addr().String()}}})
-			writeFrame(hc.(*net.UnixConn), typeManifest, 0, p, []int{int(f.Fd())})
-			io.Copy(io.Discard, hc)
-		})
+		// An old process that stopped waiting a moment ago: it serves on.
+		fakeTokenOld(t, dir, ln, func(tok handoffToken, _ []byte) Manifest {
+			return Manifest{PID: 1, Proof: tok.oldProof(), AckDeadline: time.Now().Add(-time.Millisecond)}
+		}, func(hc *net.UnixConn) { io.Copy(io.Discard, hc) })
 		u, err := Begin(testCtx(t, testWait), dir, quietLog())
 		if err != nil {
 			t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
-
 )
 
 // dynamicBaseIDAttempts bounds the search for a free base id.

@@ -299,7 +299,9 @@ func newEnv(t *testing.T, web, admin string) *env {
 	if web == "" {
 		web = freeAddr(t)
 	}
-	if admin == "" {
+	for admin == "" || admin == web {
+		// Two binds to port 0 in a row may get the same port: never one
+		// address for two listeners.
 		admin = freeAddr(t)
 	}
 	js := fmt.Sprintf(`{"uds_dir": %q, "servers": [{"server_name": "main", "graceful_timeout": "2s",

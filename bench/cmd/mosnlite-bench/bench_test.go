@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,19 +92,22 @@ func TestStreamModule(t *testing.T) {
 }
 
 func TestTable(t *testing.T) {
-	var h [numCols]httpResult
-	var tc [numCols]tcpResult
-	h[colDirect] = httpResult{ReqPerSec: 30000, P99: 2 * time.Millisecond}
-	h[colMosnlite] = httpResult{ReqPerSec: 10000, P99: 6 * time.Millisecond}
-	h[colNginx] = httpResult{ReqPerSec: 20000, P99: 3 * time.Millisecond, Errors: 3}
-	tc[colMosnlite], tc[colNginx] = tcpResult{MBps: 900}, tcpResult{MBps: 1000}
+	var res [numCols]result
+	res[colDirect].keepAlive = httpResult{ReqPerSec: 30000, P99: 2 * time.Millisecond}
+	res[colMosnlite].keepAlive = httpResult{ReqPerSec: 10000, P99: 6 * time.Millisecond}
+	res[colNginx].keepAlive = httpResult{ReqPerSec: 20000, P99: 3 * time.Millisecond, Errors: 3}
+	res[colMosnlite].tcp, res[colNginx].tcp = tcpResult{MBps: 900}, tcpResult{MBps: 1000}
+	res[colMosnlite].cpu = cpuResult{PerRequest: 30 * time.Microsecond, Achieved: 9990}
+	res[colNginx].cpu = cpuResult{PerRequest: 40 * time.Microsecond, Achieved: 10000}
+	res[colMosnlite].idle = idleResult{PerConn: 1500, Start: 10 << 20, After: 11 << 20}
+	res[colNginx].idle = idleResult{PerConn: 600, Start: 8 << 20, After: 8 << 20}
 	var buf bytes.Buffer
-	if err := writeTable(&buf, resultRows(h, tc)); err != nil {
+	if err := writeTable(&buf, resultRows(res, options{rate: 10000, idleConns: 5000})); err != nil {
 		t.Fatal(err)
 	}
 	lines := map[string]string{}
 	for _, l := range strings.Split(buf.String(), "\n") {
-		if f := strings.Fields(l); len(f) > 0 {
+		if f := strings.Fields(l); len(f) > 2 {
 			lines[f[0]+" "+f[1]+" "+f[2]] = l
 		}
 	}
@@ -117,9 +121,50 @@ func TestTable(t *testing.T) {
 		}
 	}
 	check("HTTP keep-alive req/s", "30000", "10000", "20000", "0.50", "higher")
-	check("HTTP p99 latency", "2ms", "6ms", "3ms", "2.00", "lower")
+	check("HTTP keep-alive p99", "2ms", "6ms", "3ms", "2.00", "lower")
 	check("TCP throughput MB/s", "900.0", "1000.0", "0.90")
 	check("HTTP errors 0", " 3 ", " - ")
+	check("CPU µs per", "  -  ", "30.0", "40.0", "0.75", "lower")
+	check("RSS bytes per", "1500", "600", "2.50", "lower")
+	check("RSS MB after", "11.0", "8.0", "1.38")
+}
+
+func TestMedianRows(t *testing.T) {
+	mk := func(vs ...float64) []row {
+		r := row{metric: "m", format: fmtCount, better: "higher"}
+		copy(r.vals[:], vs)
+		return []row{r}
+	}
+	got := medianRows([][]row{mk(3, 10, math.NaN()), mk(1, 30, math.NaN()), mk(2, 20, math.NaN())})
+	if v := got[0].vals; v[0] != 2 || v[1] != 20 || !math.IsNaN(v[2]) {
+		t.Fatalf("medians %v, want [2 20 NaN]", v)
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Fatalf("median of an even count = %v, want 2.5", m)
+	}
+}
+
+func TestProcParsing(t *testing.T) {
+	// The name may contain spaces and parentheses.
+	st, err := parseStat([]byte("4242 (nginx: worker (x)) S 4200 4200 4200 0 -1 4194624 100 0 0 0 731 269 0 0 20 0 1 0 123 0 0\n"))
+	if err != nil || st.ppid != 4200 || st.utime != 731 || st.stime != 269 {
+		t.Fatalf("parseStat = %+v, %v", st, err)
+	}
+	if _, err := parseStat([]byte("1 (x) S 0")); err == nil {
+		t.Fatal("short stat accepted")
+	}
+	rss, err := parseRSS([]byte("Name:\tmosnlite\nVmPeak:\t 9 kB\nVmRSS:\t   12345 kB\nThreads: 7\n"))
+	if err != nil || rss != 12345<<10 {
+		t.Fatalf("parseRSS = %d, %v", rss, err)
+	}
+	if _, err := parseRSS([]byte("Name: x\n")); err == nil {
+		t.Fatal("status without VmRSS accepted")
+	}
+	// This process is in its own tree, and its CPU time is counted.
+	u, err := usage(os.Getpid())
+	if err != nil || u.RSS <= 0 {
+		t.Fatalf("usage(self) = %+v, %v", u, err)
+	}
 }
 
 // The generators against the in-process backend: every answer is counted
@@ -131,13 +176,23 @@ func TestLoadGeneratorsAgainstBackend(t *testing.T) {
 	}
 	defer b.close()
 	ctx := context.Background()
-	r := goHTTPLoad(ctx, b.httpAddr(), 4, 200*time.Millisecond, 64)
+	r := goHTTPLoad(ctx, loadSpec{addr: b.httpAddr(), conns: 4, d: 200 * time.Millisecond, wantBody: 64})
 	if r.Requests == 0 || r.Errors != 0 || r.P99 <= 0 || r.P50 > r.P99 {
 		t.Errorf("http load: %v", r)
 	}
-	bad := goHTTPLoad(ctx, b.httpAddr(), 1, 100*time.Millisecond, 65) // wrong body size counts as errors
+	bad := goHTTPLoad(ctx, loadSpec{addr: b.httpAddr(), conns: 1, d: 100 * time.Millisecond, wantBody: 65}) // wrong body size counts as errors
 	if bad.Requests != 0 || bad.Errors == 0 {
 		t.Errorf("body check: %v", bad)
+	}
+	// Paced: 200 req/s over 4 connections for a second is about 200
+	// requests, never the thousands a closed loop does.
+	paced := goHTTPLoad(ctx, loadSpec{addr: b.httpAddr(), conns: 4, d: time.Second, wantBody: 64, rate: 200})
+	if paced.Errors != 0 || paced.Requests < 100 || paced.Requests > 210 {
+		t.Errorf("paced load: %v, want about 200 requests", paced)
+	}
+	closing := goHTTPLoad(ctx, loadSpec{addr: b.httpAddr(), conns: 2, d: 200 * time.Millisecond, wantBody: 64, closeEach: true})
+	if closing.Requests == 0 || closing.Errors != 0 {
+		t.Errorf("conn-per-request load: %v", closing)
 	}
 	tr, err := tcpLoad(ctx, b, b.sinkAddr(), 2, 200*time.Millisecond)
 	if err != nil || tr.Bytes == 0 || tr.MBps <= 0 {
@@ -153,7 +208,7 @@ func TestNginxConfAccepted(t *testing.T) {
 	}
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "nginx.conf")
-	text := nginxConf(st, dir, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", 8)
+	text := nginxConf(st, dir, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", 8, 5000)
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +218,7 @@ func TestNginxConfAccepted(t *testing.T) {
 }
 
 func TestMosnliteConfigShape(t *testing.T) {
-	b, err := mosnliteConfig("/tmp/x", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "127.0.0.1:5", 8)
+	b, err := mosnliteConfig("/tmp/x", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:6", "127.0.0.1:4", "127.0.0.1:5", 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +226,7 @@ func TestMosnliteConfigShape(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mosnlite rejects the bench config: %v\n%s", err, b)
 	}
-	if len(cfg.Servers) != 1 || len(cfg.Servers[0].Listeners) != 2 || cfg.Admin == nil || len(cfg.ClusterManager.Clusters) != 2 {
+	if len(cfg.Servers) != 1 || len(cfg.Servers[0].Listeners) != 2 || cfg.Admin == nil || cfg.Pprof == nil || len(cfg.ClusterManager.Clusters) != 2 {
 		t.Errorf("parsed config: %+v", cfg)
 	}
 	for _, want := range []string{`"type": "proxy"`, `"type": "tcp_proxy"`, `"cluster": "sink"`, `"cluster_name": "backend"`, `"address": "127.0.0.1:4"`} {

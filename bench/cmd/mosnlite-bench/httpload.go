@@ -22,24 +22,44 @@ type httpResult struct {
 	P50, P99  time.Duration
 }
 
-// goHTTPLoad drives conns keep-alive connections against addr for d, each
-// sending the next GET as soon as the previous answer is read (closed loop, as
-// wrk does), and records every request's latency.
-func goHTTPLoad(ctx context.Context, addr string, conns int, d time.Duration, wantBody int) httpResult {
-	ctx, cancel := context.WithTimeout(ctx, d)
+// loadSpec is one run of the built-in HTTP load generator.
+type loadSpec struct {
+	addr     string
+	conns    int           // concurrent connections (workers)
+	d        time.Duration // length of the run
+	wantBody int           // expected body length; -1: any
+	// rate is the total request rate to hold, spread evenly over the
+	// workers; 0 runs closed-loop, each worker sending its next request as
+	// soon as the previous answer is read (as wrk does).
+	rate float64
+	// closeEach sends every request with Connection: close over a new
+	// connection.
+	closeEach bool
+}
+
+// goHTTPLoad runs spec and records every request's latency.
+func goHTTPLoad(ctx context.Context, spec loadSpec) httpResult {
+	ctx, cancel := context.WithTimeout(ctx, spec.d)
 	defer cancel()
 	type worker struct {
 		lat  []time.Duration
 		errs int64
 	}
-	workers := make([]worker, conns)
+	workers := make([]worker, spec.conns)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range workers {
 		wg.Add(1)
 		go func(w *worker) {
 			defer wg.Done()
-			w.lat, w.errs = httpWorker(ctx, addr, wantBody)
+			var pace func(k int) time.Time
+			if spec.rate > 0 {
+				// Worker i sends its k-th request at start + (k·conns + i)/rate.
+				interval := time.Duration(float64(spec.conns) / spec.rate * float64(time.Second))
+				offset := time.Duration(i) * interval / time.Duration(spec.conns)
+				pace = func(k int) time.Time { return start.Add(offset + time.Duration(k)*interval) }
+			}
+			w.lat, w.errs = httpWorker(ctx, spec, pace)
 		}(&workers[i])
 	}
 	wg.Wait()
@@ -59,11 +79,15 @@ func goHTTPLoad(ctx context.Context, addr string, conns int, d time.Duration, wa
 	return res
 }
 
-const benchRequest = "GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: mosnlite-bench\r\n\r\n"
+const (
+	benchRequest      = "GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: mosnlite-bench\r\n\r\n"
+	benchCloseRequest = "GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: mosnlite-bench\r\nConnection: close\r\n\r\n"
+)
 
 // httpWorker runs one connection's request loop until ctx ends. A broken
-// connection counts an error and is redialled.
-func httpWorker(ctx context.Context, addr string, wantBody int) (lat []time.Duration, errs int64) {
+// connection counts an error and is redialled. pace, if set, says when the
+// k-th request is due; a late one goes at once.
+func httpWorker(ctx context.Context, spec loadSpec, pace func(k int) time.Time) (lat []time.Duration, errs int64) {
 	var conn net.Conn
 	var br *bufio.Reader
 	defer func() {
@@ -71,12 +95,27 @@ func httpWorker(ctx context.Context, addr string, wantBody int) (lat []time.Dura
 			conn.Close()
 		}
 	}()
+	req := benchRequest
+	if spec.closeEach {
+		req = benchCloseRequest
+	}
 	deadline, _ := ctx.Deadline()
-	for ctx.Err() == nil {
+	for k := 0; ctx.Err() == nil; k++ {
+		if pace != nil {
+			if wait := time.Until(pace(k)); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return lat, errs
+				case <-time.After(wait):
+				}
+			}
+		}
 		if conn == nil {
-			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", spec.addr)
 			if err != nil {
-				if ctx.Err() == nil {
+				// A dial cut by the window's end is not an error: the
+				// dialer honours the deadline before ctx reports it.
+				if ctx.Err() == nil && time.Now().Before(deadline) {
 					errs++
 					time.Sleep(10 * time.Millisecond) // bounded by ctx: back off a refused dial
 				}
@@ -87,13 +126,13 @@ func httpWorker(ctx context.Context, addr string, wantBody int) (lat []time.Dura
 			_ = conn.SetDeadline(deadline.Add(2 * time.Second))
 		}
 		t0 := time.Now()
-		ok, reuse := roundTrip(conn, br, wantBody)
+		ok, reuse := roundTrip(conn, br, req, spec.wantBody)
 		if ok {
 			lat = append(lat, time.Since(t0))
 		} else if ctx.Err() == nil {
 			errs++
 		}
-		if !reuse {
+		if !reuse || spec.closeEach {
 			conn.Close()
 			conn = nil
 		}
@@ -103,8 +142,8 @@ func httpWorker(ctx context.Context, addr string, wantBody int) (lat []time.Dura
 
 // roundTrip sends one request and reads its answer: ok if 2xx/3xx with the
 // expected body length; reuse if the connection may carry the next request.
-func roundTrip(conn net.Conn, br *bufio.Reader, wantBody int) (ok, reuse bool) {
-	if _, err := io.WriteString(conn, benchRequest); err != nil {
+func roundTrip(conn net.Conn, br *bufio.Reader, req string, wantBody int) (ok, reuse bool) {
+	if _, err := io.WriteString(conn, req); err != nil {
 		return false, false
 	}
 	res, err := http.ReadResponse(br, nil)

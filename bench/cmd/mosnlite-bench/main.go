@@ -26,9 +26,14 @@ type options struct {
 	connections int
 	streams     int
 	bodySize    int
+	rate        float64
+	cpuDuration time.Duration
+	idleConns   int
+	runs        int
 	loader      string
 	mosnlite    string
 	nginx       string
+	cpuProfile  string
 	keep        bool
 }
 
@@ -40,20 +45,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var o options
 	fs := flag.NewFlagSet("mosnlite-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of each measurement")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of each HTTP and TCP measurement")
 	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "HTTP warm-up before each HTTP measurement")
-	fs.IntVar(&o.connections, "connections", 50, "concurrent HTTP keep-alive connections")
+	fs.IntVar(&o.connections, "connections", 50, "concurrent HTTP connections")
 	fs.IntVar(&o.streams, "streams", 4, "parallel TCP streams for the throughput test")
 	fs.IntVar(&o.bodySize, "body", 64, "backend HTTP response body size in bytes")
+	fs.Float64Var(&o.rate, "rate", 10000, "request rate of the CPU-per-request measurement (req/s)")
+	fs.DurationVar(&o.cpuDuration, "cpu-duration", 10*time.Second, "length of the CPU-per-request measurement")
+	fs.IntVar(&o.idleConns, "idle-conns", 5000, "idle keep-alive connections of the memory measurement")
+	fs.IntVar(&o.runs, "runs", 1, "repeat everything this many times and print the median of each figure")
 	fs.StringVar(&o.loader, "loader", "auto", "HTTP load generator: wrk, go, or auto (wrk if installed)")
 	fs.StringVar(&o.mosnlite, "mosnlite", "", "mosnlite binary to use (default: go build ./cmd/mosnlite)")
 	fs.StringVar(&o.nginx, "nginx", "", "nginx binary (default: nginx in PATH)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of mosnlite under the first keep-alive load to this file")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if o.duration < time.Second || o.connections < 1 || o.streams < 1 || o.bodySize < 0 {
-		fmt.Fprintln(stderr, "mosnlite-bench: need -duration >= 1s, -connections >= 1, -streams >= 1, -body >= 0")
+	if o.duration < time.Second || o.connections < 1 || o.streams < 1 || o.bodySize < 0 ||
+		o.rate <= 0 || o.cpuDuration < time.Second || o.idleConns < 1 || o.runs < 1 {
+		fmt.Fprintln(stderr, "mosnlite-bench: need -duration >= 1s, -connections >= 1, -streams >= 1, -body >= 0, "+
+			"-rate > 0, -cpu-duration >= 1s, -idle-conns >= 1, -runs >= 1")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,11 +77,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// target is one column: where its HTTP and TCP traffic goes.
+// target is one column: where its HTTP and TCP traffic goes, and the
+// process whose CPU and memory are measured (nil for the backend).
 type target struct {
 	name     string
 	httpAddr string
 	tcpAddr  string
+	proc     *proc
+}
+
+// result is everything measured on one target in one run.
+type result struct {
+	keepAlive, connClose httpResult
+	cpu                  cpuResult  // proxies only
+	idle                 idleResult // proxies only
+	tcp                  tcpResult
 }
 
 func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
@@ -98,6 +120,11 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The idle connections: ours, the proxy's, and room for everything else
+	// (the children inherit the limit).
+	if _, err := benchkit.RaiseNoFile(uint64(2*o.idleConns + 4096)); err != nil {
+		return err
+	}
 
 	b, err := startBackend(o.bodySize)
 	if err != nil {
@@ -111,59 +138,119 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	ml, err := startMosnlite(ctx, mosnliteBin, dir, addrs[0], addrs[1], b, o.connections)
+	pprofAddr := ""
+	if o.cpuProfile != "" {
+		if pprofAddr, err = freePort(); err != nil {
+			return err
+		}
+	}
+	ml, err := startMosnlite(ctx, mosnliteBin, dir, addrs[0], addrs[1], pprofAddr, b, o.connections)
 	if err != nil {
 		return err
 	}
 	defer ml.stop(syscall.SIGTERM, 5*time.Second)
-	ng, err := startNginx(ctx, nginxBin, stream, dir, addrs[2], addrs[3], b, o.connections)
+	ng, err := startNginx(ctx, nginxBin, stream, dir, addrs[2], addrs[3], b, o.connections, o.idleConns)
 	if err != nil {
 		return err
 	}
 	defer ng.stop(syscall.SIGTERM, 5*time.Second)
 
 	targets := [numCols]target{
-		colDirect:   {"direct", b.httpAddr(), b.sinkAddr()},
-		colMosnlite: {"mosnlite", addrs[0], addrs[1]},
-		colNginx:    {"nginx", addrs[2], addrs[3]},
+		colDirect:   {"direct", b.httpAddr(), b.sinkAddr(), nil},
+		colMosnlite: {"mosnlite", addrs[0], addrs[1], ml},
+		colNginx:    {"nginx", addrs[2], addrs[3], ng},
 	}
 	loaderName := "built-in Go load generator"
 	if wrkBin != "" {
 		loaderName = "wrk"
 	}
-	logf("%s; %s; HTTP: %d connections, %v each, %s; TCP: %d streams, %v each; %d CPUs",
+	logf("%s; %s; HTTP: %d connections, %v each, %s; CPU at %.0f req/s for %v; %d idle connections; TCP: %d streams, %v each; %d CPUs",
 		mosnliteVersion(mosnliteBin), nginxVersion(nginxBin), o.connections, o.duration, loaderName,
-		o.streams, o.duration, runtime.NumCPU())
+		o.rate, o.cpuDuration, o.idleConns, o.streams, o.duration, runtime.NumCPU())
 
-	var hres [numCols]httpResult
-	var tres [numCols]tcpResult
-	for i, t := range targets {
-		if err := ctx.Err(); err != nil {
-			return err
+	var tables [][]row
+	for runNo := 1; runNo <= o.runs; runNo++ {
+		var res [numCols]result
+		for i, t := range targets {
+			profile := ""
+			if runNo == 1 && i == colMosnlite {
+				profile = o.cpuProfile
+			}
+			if res[i], err = measureTarget(ctx, o, wrkBin, t, b, pprofAddr, profile, logf); err != nil {
+				return err
+			}
 		}
-		if hres[i], err = measureHTTP(ctx, o, wrkBin, t); err != nil {
-			return err
+		for _, p := range []*proc{ml, ng} {
+			if p.exited() {
+				return fmt.Errorf("%s exited during the run (%v); log:\n%s", p.name, p.err, p.logTail(20))
+			}
 		}
-		logf("%-8s HTTP %v", t.name, hres[i])
-		if tres[i], err = tcpLoad(ctx, b, t.tcpAddr, o.streams, o.duration); err != nil {
-			return fmt.Errorf("%s: %w", t.name, err)
+		rows := resultRows(res, o)
+		tables = append(tables, rows)
+		if o.runs > 1 {
+			fmt.Fprintf(stdout, "\nrun %d of %d\n", runNo, o.runs)
+			if err := writeTable(stdout, rows); err != nil {
+				return err
+			}
 		}
-		if tres[i].Bytes == 0 {
-			return fmt.Errorf("%s: no TCP bytes reached the backend", t.name)
-		}
-		logf("%-8s TCP  %v", t.name, tres[i])
 	}
-	for _, p := range []*proc{ml, ng} {
-		if p.exited() {
-			return fmt.Errorf("%s exited during the run (%v); log:\n%s", p.name, p.err, p.logTail(20))
-		}
+	if o.runs > 1 {
+		fmt.Fprintf(stdout, "\nmedian of %d runs\n", o.runs)
+	} else {
+		fmt.Fprintln(stdout)
 	}
-	fmt.Fprintln(stdout)
-	if err := writeTable(stdout, resultRows(hres, tres)); err != nil {
+	if err := writeTable(stdout, medianRows(tables)); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "\nratio = mosnlite ÷ nginx; \"better\" says which way is good. All on one machine: load generator, backend and proxy share its CPUs.")
 	return nil
+}
+
+// measureTarget runs every measurement on one target, in turn.
+func measureTarget(ctx context.Context, o options, wrkBin string, t target, b *backend, pprofAddr, profile string,
+	logf func(string, ...any)) (result, error) {
+	var r result
+	var err error
+	if err := ctx.Err(); err != nil {
+		return r, err
+	}
+	var prof *profileFetch
+	if profile != "" {
+		prof = startProfile(ctx, pprofAddr, o.duration, profile)
+	}
+	if r.keepAlive, err = measureHTTP(ctx, o, wrkBin, t, false); err != nil {
+		return r, err
+	}
+	if prof != nil {
+		if err := prof.wait(); err != nil {
+			return r, fmt.Errorf("%s: cpu profile: %w", t.name, err)
+		}
+		logf("%-8s CPU profile written to %s", t.name, profile)
+	}
+	logf("%-8s HTTP keep-alive %v", t.name, r.keepAlive)
+	if r.connClose, err = measureHTTP(ctx, o, wrkBin, t, true); err != nil {
+		return r, err
+	}
+	logf("%-8s HTTP conn-per-request %v", t.name, r.connClose)
+	if t.proc != nil {
+		pid := t.proc.cmd.Process.Pid
+		if r.cpu, err = cpuPerRequest(ctx, pid, t.httpAddr, o.connections, o.rate, o.cpuDuration, o.bodySize); err != nil {
+			return r, fmt.Errorf("%s: %w", t.name, err)
+		}
+		logf("%-8s CPU %v", t.name, r.cpu)
+		if r.idle, err = idleRSS(ctx, pid, t.httpAddr, o.idleConns, o.bodySize); err != nil {
+			return r, fmt.Errorf("%s: %w", t.name, err)
+		}
+		logf("%-8s memory %v", t.name, r.idle)
+	}
+	if r.tcp, err = tcpLoad(ctx, b, t.tcpAddr, o.streams, o.duration); err != nil {
+		return r, fmt.Errorf("%s: %w", t.name, err)
+	}
+	if r.tcp.Bytes == 0 {
+		return r, fmt.Errorf("%s: no TCP bytes reached the backend", t.name)
+	}
+	logf("%-8s TCP  %v", t.name, r.tcp)
+	return r, nil
 }
 
 // pickLoader returns the wrk binary to use, or "" for the built-in generator.
@@ -186,22 +273,25 @@ func pickLoader(loader string) (string, error) {
 }
 
 // measureHTTP warms the target up with the Go generator (which also checks
-// that answers are right), then measures with wrk or the Go generator.
-func measureHTTP(ctx context.Context, o options, wrkBin string, t target) (httpResult, error) {
+// that answers are right), then measures with wrk or the Go generator:
+// keep-alive, or a new connection per request with closeEach.
+func measureHTTP(ctx context.Context, o options, wrkBin string, t target, closeEach bool) (httpResult, error) {
+	spec := loadSpec{addr: t.httpAddr, conns: o.connections, d: o.warmup, wantBody: o.bodySize, closeEach: closeEach}
 	if o.warmup > 0 {
-		w := goHTTPLoad(ctx, t.httpAddr, o.connections, o.warmup, o.bodySize)
+		w := goHTTPLoad(ctx, spec)
 		if w.Requests == 0 {
 			return httpResult{}, fmt.Errorf("%s: no successful HTTP request during warm-up (%d errors)", t.name, w.Errors)
 		}
 	}
 	if wrkBin == "" {
-		r := goHTTPLoad(ctx, t.httpAddr, o.connections, o.duration, o.bodySize)
+		spec.d = o.duration
+		r := goHTTPLoad(ctx, spec)
 		if r.Requests == 0 {
 			return r, errors.New(t.name + ": no successful HTTP request")
 		}
 		return r, nil
 	}
-	r, err := runWrk(ctx, wrkBin, "http://"+t.httpAddr+"/", o.connections, o.duration)
+	r, err := runWrk(ctx, wrkBin, "http://"+t.httpAddr+"/", o.connections, o.duration, closeEach)
 	if err != nil {
 		return r, fmt.Errorf("%s: %w", t.name, err)
 	}

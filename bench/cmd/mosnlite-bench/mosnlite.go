@@ -15,9 +15,9 @@ import (
 
 // mosnliteConfig is the bench's mosnlite config: an HTTP proxy listener routing
 // everything to the backend, a TCP proxy listener to the sink, and the admin
-// port (for readiness). Built as JSON because a filter's "config" object is
+// port (for readiness), and pprof when pprofAddr is set. Built as JSON because a filter's "config" object is
 // decoded by type and has no marshalable field in config.Filter.
-func mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, backendHTTP, backendTCP string, conns int) ([]byte, error) {
+func mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, pprofAddr, backendHTTP, backendTCP string, conns int) ([]byte, error) {
 	filter := func(typ string, cfg map[string]any) map[string]any {
 		return map[string]any{"filter_chains": []any{map[string]any{"filters": []any{
 			map[string]any{"type": typ, "config": cfg},
@@ -60,17 +60,20 @@ func mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, backendHTTP, backendTCP s
 		}},
 		"admin": map[string]any{"address": adminAddr},
 	}
+	if pprofAddr != "" {
+		cfg["pprof"] = map[string]any{"address": pprofAddr}
+	}
 	return json.MarshalIndent(cfg, "", "  ")
 }
 
 // startMosnlite writes the config, validates it and runs `mosnlite start`,
 // ready once the admin port answers /ready with 200.
-func startMosnlite(ctx context.Context, bin, dir, httpAddr, tcpAddr string, b *backend, conns int) (*proc, error) {
+func startMosnlite(ctx context.Context, bin, dir, httpAddr, tcpAddr, pprofAddr string, b *backend, conns int) (*proc, error) {
 	adminAddr, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, b.httpAddr(), b.sinkAddr(), conns)
+	cfg, err := mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, pprofAddr, b.httpAddr(), b.sinkAddr(), conns)
 	if err != nil {
 		return nil, fmt.Errorf("mosnlite: render config: %w", err)
 	}

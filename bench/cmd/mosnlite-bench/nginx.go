@@ -82,16 +82,17 @@ func streamModule(v string, exists func(string) bool) (nginxStream, error) {
 // nginxConf renders the config: HTTP proxy with upstream keep-alive to the
 // backend, and a stream{} TCP proxy to the sink. Keep-alive request limits
 // are lifted on both sides so that, as with mosnlite, a connection is never
-// closed by a request count.
-func nginxConf(st nginxStream, dir, httpAddr, tcpAddr, backendHTTP, backendTCP string, conns int) string {
+// closed by a request count; each worker may hold every idle connection.
+func nginxConf(st nginxStream, dir, httpAddr, tcpAddr, backendHTTP, backendTCP string, conns, idle int) string {
 	var b strings.Builder
 	if st.modulePath != "" {
 		fmt.Fprintf(&b, "load_module %s;\n", st.modulePath)
 	}
 	fmt.Fprintf(&b, `worker_processes auto;
+worker_rlimit_nofile %[7]d;
 pid %[1]s/nginx.pid;
 error_log %[1]s/nginx-error.log warn;
-events { worker_connections 4096; }
+events { worker_connections %[7]d; }
 http {
     access_log off;
     client_body_temp_path %[1]s/body;
@@ -122,14 +123,14 @@ stream {
         proxy_pass sink;
     }
 }
-`, dir, httpAddr, tcpAddr, backendHTTP, backendTCP, conns)
+`, dir, httpAddr, tcpAddr, backendHTTP, backendTCP, conns, max(4096, idle+1024))
 	return b.String()
 }
 
 // startNginx writes the config into dir and runs nginx in the foreground.
-func startNginx(ctx context.Context, bin string, st nginxStream, dir, httpAddr, tcpAddr string, b *backend, conns int) (*proc, error) {
+func startNginx(ctx context.Context, bin string, st nginxStream, dir, httpAddr, tcpAddr string, b *backend, conns, idle int) (*proc, error) {
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxConf(st, dir, httpAddr, tcpAddr, b.httpAddr(), b.sinkAddr(), conns)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(nginxConf(st, dir, httpAddr, tcpAddr, b.httpAddr(), b.sinkAddr(), conns, idle)), 0o644); err != nil {
 		return nil, fmt.Errorf("nginx: write config: %w", err)
 	}
 	if out, err := exec.Command(bin, "-t", "-q", "-p", dir, "-c", conf, "-g", "daemon off;").CombinedOutput(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"text/tabwriter"
 	"time"
 )
@@ -16,7 +17,8 @@ const (
 	numCols
 )
 
-// row is one metric measured on every target.
+// row is one metric measured on every target; NaN where a target has none
+// (the backend's own CPU and memory are not measured).
 type row struct {
 	metric string
 	vals   [numCols]float64
@@ -27,15 +29,24 @@ type row struct {
 func fmtRate(v float64) string    { return fmt.Sprintf("%.0f", v) }
 func fmtMBps(v float64) string    { return fmt.Sprintf("%.1f", v) }
 func fmtCount(v float64) string   { return fmt.Sprintf("%.0f", v) }
+func fmtMB(v float64) string      { return fmt.Sprintf("%.1f", v/(1<<20)) }
 func fmtLatency(v float64) string { return time.Duration(v).Round(time.Microsecond).String() }
+func fmtMicros(v float64) string  { return fmt.Sprintf("%.1f", v/1e3) }
 
 // ratio is mosnlite ÷ nginx, "-" when it has no meaning.
 func (r row) ratio() string {
-	n := r.vals[colNginx]
-	if r.better == "" || n == 0 || math.IsNaN(n) {
+	n, m := r.vals[colNginx], r.vals[colMosnlite]
+	if r.better == "" || n == 0 || math.IsNaN(n) || math.IsNaN(m) {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f", r.vals[colMosnlite]/n)
+	return fmt.Sprintf("%.2f", m/n)
+}
+
+func (r row) cell(i int) string {
+	if math.IsNaN(r.vals[i]) {
+		return "-"
+	}
+	return r.format(r.vals[i])
 }
 
 func writeTable(w io.Writer, rows []row) error {
@@ -43,28 +54,87 @@ func writeTable(w io.Writer, rows []row) error {
 	fmt.Fprintln(tw, "metric\tdirect backend\tmosnlite\tnginx\tmosnlite/nginx\tbetter")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.metric,
-			r.format(r.vals[colDirect]), r.format(r.vals[colMosnlite]), r.format(r.vals[colNginx]),
-			r.ratio(), r.better)
+			r.cell(colDirect), r.cell(colMosnlite), r.cell(colNginx), r.ratio(), r.better)
 	}
 	return tw.Flush()
 }
 
-// resultRows turns per-target results into the table's rows.
-func resultRows(h [numCols]httpResult, t [numCols]tcpResult) []row {
-	var rps, p50, p99, herr, mbps, terr row
-	rps = row{metric: "HTTP keep-alive req/s", format: fmtRate, better: "higher"}
-	p50 = row{metric: "HTTP p50 latency", format: fmtLatency, better: "lower"}
-	p99 = row{metric: "HTTP p99 latency", format: fmtLatency, better: "lower"}
-	herr = row{metric: "HTTP errors", format: fmtCount}
-	mbps = row{metric: "TCP throughput MB/s", format: fmtMBps, better: "higher"}
-	terr = row{metric: "TCP errors", format: fmtCount}
-	for i := range numCols {
-		rps.vals[i] = h[i].ReqPerSec
-		p50.vals[i] = float64(h[i].P50)
-		p99.vals[i] = float64(h[i].P99)
-		herr.vals[i] = float64(h[i].Errors)
-		mbps.vals[i] = t[i].MBps
-		terr.vals[i] = float64(t[i].Errors)
+// resultRows turns one run's per-target results into the table's rows.
+func resultRows(res [numCols]result, o options) []row {
+	rows := []row{
+		{metric: "HTTP keep-alive req/s", format: fmtRate, better: "higher"},
+		{metric: "HTTP keep-alive p50 latency", format: fmtLatency, better: "lower"},
+		{metric: "HTTP keep-alive p99 latency", format: fmtLatency, better: "lower"},
+		{metric: "HTTP conn-per-request req/s", format: fmtRate, better: "higher"},
+		{metric: fmt.Sprintf("CPU µs per request at %.0f req/s", o.rate), format: fmtMicros, better: "lower"},
+		{metric: "  req/s answered in that test", format: fmtRate},
+		{metric: fmt.Sprintf("RSS bytes per idle conn (%d idle)", o.idleConns), format: fmtCount, better: "lower"},
+		{metric: "  RSS MB before them", format: fmtMB},
+		{metric: "  RSS MB with them", format: fmtMB},
+		{metric: "  RSS MB after they closed", format: fmtMB, better: "lower"},
+		{metric: "HTTP errors", format: fmtCount},
+		{metric: "TCP throughput MB/s", format: fmtMBps, better: "higher"},
+		{metric: "TCP errors", format: fmtCount},
 	}
-	return []row{rps, p50, p99, herr, mbps, terr}
+	for i, r := range res {
+		proxy := i != colDirect
+		cells := []float64{
+			r.keepAlive.ReqPerSec,
+			float64(r.keepAlive.P50),
+			float64(r.keepAlive.P99),
+			r.connClose.ReqPerSec,
+			proxyOnly(proxy, float64(r.cpu.PerRequest)),
+			proxyOnly(proxy, r.cpu.Achieved),
+			proxyOnly(proxy, r.idle.PerConn),
+			proxyOnly(proxy, float64(r.idle.Start)),
+			proxyOnly(proxy, float64(r.idle.Idle)),
+			proxyOnly(proxy, float64(r.idle.After)),
+			float64(r.keepAlive.Errors + r.connClose.Errors),
+			r.tcp.MBps,
+			float64(r.tcp.Errors),
+		}
+		for j, v := range cells {
+			rows[j].vals[i] = v
+		}
+	}
+	return rows
+}
+
+func proxyOnly(proxy bool, v float64) float64 {
+	if !proxy {
+		return math.NaN()
+	}
+	return v
+}
+
+// medianRows is the table of each cell's median over the runs' tables,
+// which all have the same rows.
+func medianRows(tables [][]row) []row {
+	out := append([]row(nil), tables[0]...)
+	for j := range out {
+		for i := range numCols {
+			vs := make([]float64, 0, len(tables))
+			for _, t := range tables {
+				vs = append(vs, t[j].vals[i])
+			}
+			out[j].vals[i] = median(vs)
+		}
+	}
+	return out
+}
+
+// median of vs (the mean of the middle two for an even count); NaN if any is NaN.
+func median(vs []float64) float64 {
+	s := append([]float64(nil), vs...)
+	for _, v := range s {
+		if math.IsNaN(v) {
+			return math.NaN()
+		}
+	}
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }

@@ -10,15 +10,20 @@ import (
 	"time"
 )
 
-// runWrk runs wrk against url for d with conns connections and parses its report.
-func runWrk(ctx context.Context, wrk, url string, conns int, d time.Duration) (httpResult, error) {
+// runWrk runs wrk against url for d with conns connections and parses its
+// report. closeEach sends Connection: close, so that every request takes a
+// new connection.
+func runWrk(ctx context.Context, wrk, url string, conns int, d time.Duration, closeEach bool) (httpResult, error) {
 	threads := min(2, conns)
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, wrk,
-		"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
-		"-d", strconv.Itoa(secs)+"s", "--timeout", "5s", "--latency", url)
+	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
+		"-d", strconv.Itoa(secs) + "s", "--timeout", "5s", "--latency"}
+	if closeEach {
+		args = append(args, "-H", "Connection: close")
+	}
+	cmd := exec.CommandContext(ctx, wrk, append(args, url)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return httpResult{}, fmt.Errorf("wrk: %w\n%s", err, out)

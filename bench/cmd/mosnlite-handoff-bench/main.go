@@ -90,7 +90,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	// Each process holds every listener, the new one twice while it adopts
 	// them, plus the bench's own test connections; children inherit the limit.
 	need := uint64(3*slices.Max(o.listeners) + 256)
-	nofile, err := raiseNoFile(need)
+	nofile, err := benchkit.RaiseNoFile(need)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,723 @@
+// Package http1 parses and frames HTTP/1.x messages for a proxy. A head is
+// parsed in place: every field of a parsed Request or Response is a slice of
+// the buffer the head was read into, and parsing allocates nothing (the
+// header slice is reused from one message to the next). It is strict in the
+// way RFC 9112 asks of a server and an intermediary: what could be read two
+// ways by two parsers is refused, with the status a server answers it with.
+package http1
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+)
+
+// Error is a message that cannot be accepted.
+type Error struct {
+	// Status is what a server answers a request with (400, 431, 501, 505);
+	// for an upstream response it is 502.
+	Status int
+	Reason string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Reason) }
+
+func errorf(status int, format string, a ...any) *Error {
+	return &Error{Status: status, Reason: fmt.Sprintf(format, a...)}
+}
+
+// Status codes the parser answers with.
+const (
+	StatusBadRequest           = 400
+	StatusHeaderFieldsTooLarge = 431
+	StatusNotImplemented       = 501
+	StatusBadGateway           = 502
+	StatusVersionNotSupported  = 505
+)
+
+// ErrIncomplete is returned for a head that needs more bytes.
+var ErrIncomplete = errors.New("http1: incomplete head")
+
+// Header is one field line: its name as sent and its value without the
+// surrounding whitespace.
+type Header struct {
+	Name, Value []byte
+}
+
+// SkipEmptyLines returns how many bytes of empty lines (CRLF or LF) start b:
+// a server ignores them before a request-line (RFC 9112 §2.2).
+func SkipEmptyLines(b []byte) int {
+	i := 0
+	for i < len(b) {
+		switch {
+		case b[i] == '\n':
+			i++
+		case b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n':
+			i += 2
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// HeadEnd finds the end of a head in b, which must not start with an empty
+// line (see SkipEmptyLines): it returns the length of the head including the
+// empty line that ends it, or -1. from is where to resume looking: 0 at
+// first, then the returned next for the same, grown, b.
+func HeadEnd(b []byte, from int) (end, next int) {
+	i := from
+	for {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1, len(b)
+		}
+		p := i + j
+		switch {
+		case p >= 1 && b[p-1] == '\n':
+			return p + 1, p + 1
+		case p >= 2 && b[p-1] == '\r' && b[p-2] == '\n':
+			return p + 1, p + 1
+		}
+		i = p + 1
+	}
+}
+
+// Request is a parsed request head.
+type Request struct {
+	Method []byte
+	// Target is the request-target as sent; Path is its path and query in
+	// origin-form: for an absolute-form target what follows the authority
+	// (empty or starting with '?' when the path is empty), "*" for
+	// OPTIONS *, the authority for CONNECT.
+	Target, Path []byte
+	Minor        int // HTTP/1.Minor: 0 or 1
+	Headers      []Header
+	// Host is the Host header, or the authority of an absolute-form target
+	// (which takes precedence, RFC 9112 §3.2.2).
+	Host []byte
+	// ContentLength is the body's length; -1 when the request has none or is
+	// chunked.
+	ContentLength int64
+	Chunked       bool
+	// Close: the client asked for the connection to close after the answer
+	// (Connection: close, or HTTP/1.0 without keep-alive).
+	Close bool
+	// KeepAlive: an HTTP/1.0 client asked to keep the connection.
+	KeepAlive bool
+	// Expect100: an HTTP/1.1 client waits for 100 Continue before its body.
+	Expect100 bool
+	// Upgrade is the Upgrade header's value (nil if none); UpgradeAsked
+	// says that Connection lists "upgrade" too, as a real upgrade needs.
+	Upgrade      []byte
+	UpgradeAsked bool
+
+	connFirst, connCount int // the Connection field lines, for ConnectionOption
+}
+
+// Reset empties r for the next message, keeping the header slice's capacity.
+func (r *Request) Reset() {
+	*r = Request{Headers: r.Headers[:0], ContentLength: -1}
+}
+
+// HasBody reports whether a body follows the head.
+func (r *Request) HasBody() bool { return r.Chunked || r.ContentLength > 0 }
+
+// ConnectionOption reports whether the Connection header names name: such a
+// field is hop-by-hop (RFC 9110 §7.6.1).
+func (r *Request) ConnectionOption(name []byte) bool {
+	return connectionOption(r.Headers, r.connFirst, r.connCount, name)
+}
+
+// IsMethod reports whether the method is m.
+func (r *Request) IsMethod(m string) bool { return string(r.Method) == m }
+
+// ParseRequest parses the complete head in head (as delimited by HeadEnd,
+// after SkipEmptyLines) into r, at most maxHeaders field lines.
+func ParseRequest(head []byte, r *Request, maxHeaders int) error {
+	r.Reset()
+	line, rest, err := nextLine(head, StatusBadRequest)
+	if err != nil {
+		return err
+	}
+	if err := r.parseRequestLine(line); err != nil {
+		return err
+	}
+	hostCount := 0
+	var te transferCoding
+	clSeen := false
+	for {
+		line, rest, err = nextLine(rest, StatusBadRequest)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if len(r.Headers) == maxHeaders {
+			return errorf(StatusHeaderFieldsTooLarge, "more than %d header fields", maxHeaders)
+		}
+		h, err := parseField(line, StatusBadRequest)
+		if err != nil {
+			return err
+		}
+		idx := len(r.Headers)
+		r.Headers = append(r.Headers, h)
+		switch fieldKind(h.Name) {
+		case kindHost:
+			hostCount++
+			if hostCount > 1 {
+				return errorf(StatusBadRequest, "more than one Host header")
+			}
+			if !validHost(h.Value) {
+				return errorf(StatusBadRequest, "invalid Host %q", h.Value)
+			}
+			if r.Host == nil { // an absolute-form authority was set first
+				r.Host = h.Value
+			}
+		case kindContentLength:
+			n, err := parseContentLength(h.Value, StatusBadRequest)
+			if err != nil {
+				return err
+			}
+			if clSeen && n != r.ContentLength {
+				return errorf(StatusBadRequest, "conflicting Content-Length values")
+			}
+			clSeen, r.ContentLength = true, n
+		case kindTransferEncoding:
+			if err := te.add(h.Value); err != nil {
+				return err
+			}
+		case kindConnection:
+			if r.connCount == 0 {
+				r.connFirst = idx
+			}
+			r.connCount++
+			forEachToken(h.Value, func(tok []byte) {
+				switch {
+				case equalFold(tok, "close"):
+					r.Close = true
+				case equalFold(tok, "keep-alive"):
+					r.KeepAlive = true
+				case equalFold(tok, "upgrade"):
+					r.UpgradeAsked = true
+				}
+			})
+		case kindExpect:
+			if equalFold(h.Value, "100-continue") {
+				r.Expect100 = true
+			}
+		case kindUpgrade:
+			r.Upgrade = h.Value
+		}
+	}
+	if len(rest) != 0 {
+		return errorf(StatusBadRequest, "bytes after the end of the head")
+	}
+	if r.Minor == 0 {
+		r.Expect100 = false // RFC 9110 §10.1.1: ignored in HTTP/1.0
+		r.Close = r.Close || !r.KeepAlive
+		if te.present {
+			return errorf(StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 request")
+		}
+	} else {
+		r.KeepAlive = false
+		if hostCount == 0 || len(r.Host) == 0 {
+			return errorf(StatusBadRequest, "missing Host header")
+		}
+	}
+	if te.present {
+		if clSeen {
+			return errorf(StatusBadRequest, "both Content-Length and Transfer-Encoding")
+		}
+		if !te.chunkedLast {
+			return errorf(StatusBadRequest, "Transfer-Encoding without chunked as the final coding")
+		}
+		if te.other {
+			return errorf(StatusNotImplemented, "unsupported transfer coding")
+		}
+		r.Chunked = true
+	}
+	if !clSeen {
+		r.ContentLength = -1
+	}
+	return nil
+}
+
+func (r *Request) parseRequestLine(line []byte) error {
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 {
+		return errorf(StatusBadRequest, "malformed request line")
+	}
+	r.Method = line[:sp]
+	if !isToken(r.Method) {
+		return errorf(StatusBadRequest, "invalid method")
+	}
+	rest := line[sp+1:]
+	sp = bytes.IndexByte(rest, ' ')
+	if sp <= 0 {
+		return errorf(StatusBadRequest, "malformed request line")
+	}
+	r.Target = rest[:sp]
+	for _, c := range r.Target {
+		if targetTable[c] == 0 {
+			return errorf(StatusBadRequest, "invalid byte %#02x in the request target", c)
+		}
+	}
+	minor, err := parseVersion(rest[sp+1:], StatusBadRequest)
+	if err != nil {
+		return err
+	}
+	r.Minor = minor
+	return r.parseTarget()
+}
+
+// parseVersion reads "HTTP/1.x". Another major version is 505; minor
+// versions above 1 are read as 1 (RFC 9110 §2.5).
+func parseVersion(v []byte, status int) (int, error) {
+	if len(v) != 8 || string(v[:5]) != "HTTP/" || v[6] != '.' || !isDigit(v[5]) || !isDigit(v[7]) {
+		return 0, errorf(status, "malformed HTTP version %q", v)
+	}
+	if v[5] != '1' {
+		if status == StatusBadRequest {
+			status = StatusVersionNotSupported
+		}
+		return 0, errorf(status, "HTTP version %s not supported", v)
+	}
+	return min(int(v[7]-'0'), 1), nil
+}
+
+func (r *Request) parseTarget() error {
+	t := r.Target
+	switch {
+	case t[0] == '/':
+		r.Path = t
+	case string(t) == "*":
+		if !r.IsMethod("OPTIONS") {
+			return errorf(StatusBadRequest, "asterisk target with %s", r.Method)
+		}
+		r.Path = t
+	case r.IsMethod("CONNECT"):
+		if !validHost(t) {
+			return errorf(StatusBadRequest, "invalid CONNECT authority")
+		}
+		r.Path = t // authority-form
+	default:
+		rest, ok := cutSchemeHTTP(t)
+		if !ok {
+			return errorf(StatusBadRequest, "invalid request target")
+		}
+		end := len(rest)
+		if i := bytes.IndexAny(rest, "/?"); i >= 0 {
+			end = i
+		}
+		authority := rest[:end]
+		if len(authority) == 0 || !validHost(authority) {
+			return errorf(StatusBadRequest, "invalid authority in the request target")
+		}
+		r.Host = authority
+		// Empty or starting with '?' for "http://a" and "http://a?q": the
+		// path is then "/" (RFC 9112 §3.2.1), which the proxy writes itself.
+		r.Path = rest[end:]
+	}
+	return nil
+}
+
+// cutSchemeHTTP strips "http://" or "https://", case-insensitively.
+func cutSchemeHTTP(t []byte) ([]byte, bool) {
+	for _, s := range [...]string{"http://", "https://"} {
+		if len(t) >= len(s) && equalFold(t[:len(s)], s) {
+			return t[len(s):], true
+		}
+	}
+	return nil, false
+}
+
+// Response is a parsed response head.
+type Response struct {
+	Minor   int
+	Status  int
+	Reason  []byte
+	Headers []Header
+	// ContentLength is the body's length, -1 if not given.
+	ContentLength int64
+	Chunked       bool
+	// CloseDelimited: the body, if the status and method allow one, ends
+	// when the upstream closes (no length, or a transfer coding other than
+	// chunked last).
+	CloseDelimited bool
+	// Close: the connection cannot carry another request after this one
+	// (Connection: close, HTTP/1.0 without keep-alive, a close-delimited
+	// body, or Content-Length beside Transfer-Encoding).
+	Close bool
+
+	connFirst, connCount int
+}
+
+// Reset empties r for the next message, keeping the header slice's capacity.
+func (r *Response) Reset() {
+	*r = Response{Headers: r.Headers[:0], ContentLength: -1}
+}
+
+// ConnectionOption reports whether the Connection header names name.
+func (r *Response) ConnectionOption(name []byte) bool {
+	return connectionOption(r.Headers, r.connFirst, r.connCount, name)
+}
+
+// ParseResponse parses the complete response head in head into r, at most
+// maxHeaders field lines. Every error has Status 502.
+func ParseResponse(head []byte, r *Response, maxHeaders int) error {
+	r.Reset()
+	line, rest, err := nextLine(head, StatusBadGateway)
+	if err != nil {
+		return err
+	}
+	// HTTP/1.1 SP 3DIGIT SP reason; the reason (and its SP) may be missing.
+	if len(line) < 12 || line[8] != ' ' || !isDigit(line[9]) || !isDigit(line[10]) || !isDigit(line[11]) ||
+		(len(line) > 12 && line[12] != ' ') {
+		return errorf(StatusBadGateway, "malformed status line %q", truncate(line))
+	}
+	if r.Minor, err = parseVersion(line[:8], StatusBadGateway); err != nil {
+		return err
+	}
+	r.Status = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
+	if r.Status < 100 {
+		return errorf(StatusBadGateway, "status %d", r.Status)
+	}
+	if len(line) > 12 {
+		r.Reason = line[13:]
+		for _, c := range r.Reason {
+			if valueTable[c] == 0 {
+				return errorf(StatusBadGateway, "invalid byte %#02x in the reason phrase", c)
+			}
+		}
+	}
+	var te transferCoding
+	clSeen, keepAlive := false, false
+	for {
+		line, rest, err = nextLine(rest, StatusBadGateway)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if len(r.Headers) == maxHeaders {
+			return errorf(StatusBadGateway, "more than %d header fields", maxHeaders)
+		}
+		h, err := parseField(line, StatusBadGateway)
+		if err != nil {
+			return err
+		}
+		idx := len(r.Headers)
+		r.Headers = append(r.Headers, h)
+		switch fieldKind(h.Name) {
+		case kindContentLength:
+			n, err := parseContentLength(h.Value, StatusBadGateway)
+			if err != nil {
+				return err
+			}
+			if clSeen && n != r.ContentLength {
+				return errorf(StatusBadGateway, "conflicting Content-Length values")
+			}
+			clSeen, r.ContentLength = true, n
+		case kindTransferEncoding:
+			if err := te.add(h.Value); err != nil {
+				err.Status = StatusBadGateway
+				return err
+			}
+		case kindConnection:
+			if r.connCount == 0 {
+				r.connFirst = idx
+			}
+			r.connCount++
+			forEachToken(h.Value, func(tok []byte) {
+				switch {
+				case equalFold(tok, "close"):
+					r.Close = true
+				case equalFold(tok, "keep-alive"):
+					keepAlive = true
+				}
+			})
+		}
+	}
+	if len(rest) != 0 {
+		return errorf(StatusBadGateway, "bytes after the end of the head")
+	}
+	if r.Minor == 0 && !keepAlive {
+		r.Close = true
+	}
+	switch {
+	case te.present:
+		// Transfer-Encoding overrides Content-Length, and such a message
+		// ends the connection (RFC 9112 §6.3).
+		if clSeen {
+			r.Close = true
+		}
+		r.ContentLength = -1
+		if te.chunkedLast && !te.other {
+			r.Chunked = true
+		} else {
+			r.CloseDelimited, r.Close = true, true
+		}
+	case !clSeen:
+		r.ContentLength = -1
+		r.CloseDelimited = true
+	}
+	return nil
+}
+
+// BodyAllowed reports whether a response with this status to a request
+// with this method has a body at all (RFC 9112 §6.3).
+func BodyAllowed(head bool, status int) bool {
+	return !head && status >= 200 && status != 204 && status != 304
+}
+
+// transferCoding accumulates the Transfer-Encoding field lines.
+type transferCoding struct {
+	present     bool
+	chunkedLast bool // the final coding so far is chunked
+	other       bool // a coding other than chunked appears
+}
+
+func (t *transferCoding) add(v []byte) *Error {
+	t.present = true
+	n := 0
+	var err *Error
+	forEachToken(v, func(tok []byte) {
+		n++
+		switch {
+		case err != nil:
+		case equalFold(tok, "chunked"):
+			if t.chunkedLast {
+				err = errorf(StatusBadRequest, "chunked applied twice")
+			}
+			t.chunkedLast = true
+		default:
+			if t.chunkedLast {
+				err = errorf(StatusBadRequest, "a transfer coding after chunked")
+			}
+			if !isToken(tok) {
+				// Parameters (a ';') or garbage: nothing we implement.
+				err = errorf(StatusNotImplemented, "unsupported transfer coding %q", truncate(tok))
+			}
+			t.other = true
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errorf(StatusBadRequest, "empty Transfer-Encoding")
+	}
+	return nil
+}
+
+// nextLine splits off the first line of b, without its CRLF or LF. A CR
+// anywhere but before the LF is refused (RFC 9112 §2.2), and so is an
+// obsolete line folding (a line that starts with whitespace).
+func nextLine(b []byte, status int) (line, rest []byte, err error) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, nil, errorf(status, "head without its final line end")
+	}
+	line, rest = b[:i], b[i+1:]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	if bytes.IndexByte(line, '\r') >= 0 {
+		return nil, nil, errorf(status, "bare CR in the head")
+	}
+	if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+		return nil, nil, errorf(status, "obsolete line folding or whitespace before a field")
+	}
+	return line, rest, nil
+}
+
+// parseField splits "name: value": a token name, the colon right after it
+// (a space before the colon is refused, RFC 9112 §5.1), a value of allowed
+// bytes with optional whitespace around it.
+func parseField(line []byte, status int) (Header, error) {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return Header{}, errorf(status, "field line without a name and a colon: %q", truncate(line))
+	}
+	name := line[:i]
+	if !isToken(name) {
+		if c := name[len(name)-1]; c == ' ' || c == '\t' {
+			return Header{}, errorf(status, "whitespace between the field name %q and the colon", truncate(bytes.TrimRight(name, " \t")))
+		}
+		return Header{}, errorf(status, "invalid field name %q", truncate(name))
+	}
+	v := line[i+1:]
+	for _, c := range v {
+		if valueTable[c] == 0 {
+			return Header{}, errorf(status, "invalid byte %#02x in the value of %s", c, truncate(name))
+		}
+	}
+	return Header{Name: name, Value: trimOWS(v)}, nil
+}
+
+func parseContentLength(v []byte, status int) (int64, error) {
+	// "5, 5" is one length sent twice (RFC 9110 §8.6).
+	var n int64 = -1
+	var err error
+	elems := 0
+	forEachToken(v, func(tok []byte) {
+		elems++
+		if err != nil {
+			return
+		}
+		m, ok := parseDecimal(tok)
+		switch {
+		case !ok:
+			err = errorf(status, "invalid Content-Length %q", truncate(v))
+		case n >= 0 && m != n:
+			err = errorf(status, "conflicting Content-Length values")
+		default:
+			n = m
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if elems == 0 {
+		return 0, errorf(status, "empty Content-Length")
+	}
+	return n, nil
+}
+
+// parseDecimal reads 1 to 18 digits: every length that fits an int64 with room.
+func parseDecimal(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+func connectionOption(hs []Header, first, count int, name []byte) bool {
+	found := false
+	for i := first; count > 0 && i < len(hs) && !found; i++ {
+		if fieldKind(hs[i].Name) != kindConnection {
+			continue
+		}
+		count--
+		forEachToken(hs[i].Value, func(tok []byte) {
+			if !found && equalFoldBytes(tok, name) {
+				found = true
+			}
+		})
+	}
+	return found
+}
+
+// forEachToken calls fn with each non-empty element of a comma-separated
+// list, trimmed of whitespace.
+func forEachToken(v []byte, fn func([]byte)) {
+	for len(v) > 0 {
+		var elem []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			elem, v = v[:i], v[i+1:]
+		} else {
+			elem, v = v, nil
+		}
+		if elem = trimOWS(elem); len(elem) > 0 {
+			fn(elem)
+		}
+	}
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if tokenTable[c] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost accepts a uri-host with an optional port: reg-name, IPv4 or a
+// bracketed IP literal, as RFC 3986 spells them. No userinfo, path or
+// whitespace.
+func validHost(h []byte) bool {
+	if len(h) == 0 {
+		return false
+	}
+	for _, c := range h {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', isDigit(c):
+		default:
+			switch c {
+			case '-', '.', '_', '~', '%', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '[', ']':
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func truncate(b []byte) []byte {
+	if len(b) > 64 {
+		return b[:64]
+	}
+	return b
+}
+
+// lower folds an ASCII letter.
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// equalFold compares b with the lower-case ASCII string s, ignoring case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		if lower(b[i]) != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// EqualFold reports whether b equals the lower-case ASCII s, ignoring case.
+func EqualFold(b []byte, s string) bool { return equalFold(b, s) }
+
+func equalFoldBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		if lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
+}

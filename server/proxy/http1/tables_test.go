@@ -1,0 +1,30 @@
+package http1
+
+import (
+	"strings"
+	"testing"
+)
+
+// The tables against the RFC 9110 definitions, byte by byte.
+func TestTables(t *testing.T) {
+	tchar := "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		check := func(name, table string, want bool) {
+			if got := table[c] == 1; got != want {
+				t.Errorf("%s[%#02x] = %v, want %v", name, c, got, want)
+			}
+			if table[c] > 1 {
+				t.Errorf("%s[%#02x] = %d, want 0 or 1", name, c, table[c])
+			}
+		}
+		check("tokenTable", tokenTable, strings.IndexByte(tchar, b) >= 0)
+		check("valueTable", valueTable, b == '\t' || (b >= 0x20 && b <= 0x7e) || b >= 0x80)
+		check("targetTable", targetTable, (b >= 0x21 && b <= 0x7e) || b >= 0x80)
+	}
+	for _, tb := range []string{tokenTable, valueTable, targetTable} {
+		if len(tb) != 256 {
+			t.Fatalf("table of %d entries", len(tb))
+		}
+	}
+}

@@ -10,17 +10,17 @@ const (
 
 // chunked decoder states.
 const (
-	csSize     = iota // chunk-size hex digits
-	csSizeWS          // whitespace after the digits: ';' or CR must follow
-	csExt             // chunk extensions, up to CR
-	csSizeLF          // the LF after the size line's CR
-	csData            // chunk data
-	csDataCR          // the CR after chunk data
-	csDataLF          // the LF after chunk data
-	csTrailer         // start of a trailer line, or the final CRLF
-	csTrailerLine     // inside a trailer field line, up to CR
-	csTrailerLF       // the LF after a trailer line's CR
-	csEndLF           // the LF of the final empty line
+	csSize        = iota // chunk-size hex digits
+	csSizeWS             // whitespace after the digits: ';' or CR must follow
+	csExt                // chunk extensions, up to CR
+	csSizeLF             // the LF after the size line's CR
+	csData               // chunk data
+	csDataCR             // the CR after chunk data
+	csDataLF             // the LF after chunk data
+	csTrailer            // start of a trailer line, or the final CRLF
+	csTrailerLine        // inside a trailer field line, up to CR
+	csTrailerLF          // the LF after a trailer line's CR
+	csEndLF              // the LF of the final empty line
 	csDone
 )
 

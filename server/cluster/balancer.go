@@ -9,9 +9,23 @@ import (
 	"github.com/mosnlite/mosnlite/config"
 )
 
-// balancer picks one host among those eligible. It returns nil when none is.
+// balancer picks one host among the healthy ones not in tried. It returns
+// nil when none is.
 type balancer interface {
-	pick(hosts []*Host, eligible func(*Host) bool) *Host
+	pick(hosts []*Host, tried []*Host) *Host
+}
+
+// eligible: healthy and not tried yet in this request.
+func eligible(h *Host, tried []*Host) bool {
+	if !h.Healthy() {
+		return false
+	}
+	for _, t := range tried {
+		if t == h {
+			return false
+		}
+	}
+	return true
 }
 
 func newBalancer(lbType string, nhosts int) (balancer, error) {
@@ -35,13 +49,13 @@ type roundRobin struct {
 	current []int // by host index
 }
 
-func (r *roundRobin) pick(hosts []*Host, eligible func(*Host) bool) *Host {
+func (r *roundRobin) pick(hosts []*Host, tried []*Host) *Host {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var best *Host
 	total := 0
 	for _, h := range hosts {
-		if !eligible(h) {
+		if !eligible(h, tried) {
 			continue
 		}
 		r.current[h.index] += h.weight
@@ -61,10 +75,10 @@ type random struct {
 	intn func(n int) int // injectable for tests; must be safe for concurrent use
 }
 
-func (r *random) pick(hosts []*Host, eligible func(*Host) bool) *Host {
+func (r *random) pick(hosts []*Host, tried []*Host) *Host {
 	total := 0
 	for _, h := range hosts {
-		if eligible(h) {
+		if eligible(h, tried) {
 			total += h.weight
 		}
 	}
@@ -73,7 +87,7 @@ func (r *random) pick(hosts []*Host, eligible func(*Host) bool) *Host {
 	}
 	n := r.intn(total)
 	for _, h := range hosts {
-		if !eligible(h) {
+		if !eligible(h, tried) {
 			continue
 		}
 		if n < h.weight {
@@ -90,7 +104,7 @@ type leastRequest struct {
 	next atomic.Uint64
 }
 
-func (l *leastRequest) pick(hosts []*Host, eligible func(*Host) bool) *Host {
+func (l *leastRequest) pick(hosts []*Host, tried []*Host) *Host {
 	if len(hosts) == 0 {
 		return nil
 	}
@@ -99,7 +113,7 @@ func (l *leastRequest) pick(hosts []*Host, eligible func(*Host) bool) *Host {
 	var bestLoad int64
 	for i := range hosts {
 		h := hosts[(start+i)%len(hosts)]
-		if !eligible(h) {
+		if !eligible(h, tried) {
 			continue
 		}
 		load := h.ActiveRequests()

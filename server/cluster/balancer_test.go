@@ -14,13 +14,11 @@ func testHosts(weights ...int) []*Host {
 	return hs
 }
 
-func healthyOnly(h *Host) bool { return h.Healthy() }
-
 func pickSeq(t *testing.T, b balancer, hosts []*Host, n int) string {
 	t.Helper()
 	out := make([]byte, 0, n)
 	for range n {
-		h := b.pick(hosts, healthyOnly)
+		h := b.pick(hosts, nil)
 		if h == nil {
 			t.Fatal("pick returned nil with healthy hosts")
 		}
@@ -73,7 +71,7 @@ func TestRandomCoversAllHosts(t *testing.T) {
 	b, _ := newBalancer(config.LBRandom, len(hosts))
 	seen := map[string]int{}
 	for range 1000 {
-		seen[b.pick(hosts, healthyOnly).address]++
+		seen[b.pick(hosts, nil).address]++
 	}
 	for _, h := range hosts {
 		if seen[h.address] == 0 {
@@ -90,7 +88,7 @@ func TestRandomWeightsAndUnhealthy(t *testing.T) {
 	r := &random{intn: func(n int) int { v := next % n; next++; return v }}
 	counts := map[string]int{}
 	for range 8 {
-		counts[r.pick(hosts, healthyOnly).address]++
+		counts[r.pick(hosts, nil).address]++
 	}
 	if counts["a"] != 2 || counts["b"] != 6 || counts["c"] != 0 {
 		t.Fatalf("counts %v, want a=2 b=6 c=0", counts)
@@ -105,12 +103,12 @@ func TestLeastRequestPicksLeastLoaded(t *testing.T) {
 	}
 	hosts[2].Acquire()
 	for range 5 {
-		if h := b.pick(hosts, healthyOnly); h != hosts[1] {
+		if h := b.pick(hosts, nil); h != hosts[1] {
 			t.Fatalf("picked %s, want b (0 in flight)", h.address)
 		}
 	}
 	hosts[1].healthy.Store(false)
-	if h := b.pick(hosts, healthyOnly); h != hosts[2] {
+	if h := b.pick(hosts, nil); h != hosts[2] {
 		t.Fatalf("picked %s, want c (1 in flight, b unhealthy)", h.address)
 	}
 	hosts[2].Release()
@@ -125,7 +123,7 @@ func TestLeastRequestWeighted(t *testing.T) {
 	b, _ := newBalancer(config.LBLeastRequest, len(hosts))
 	hosts[1].Acquire()
 	hosts[1].Acquire() // (2+1)/4 < (0+1)/1
-	if h := b.pick(hosts, healthyOnly); h != hosts[1] {
+	if h := b.pick(hosts, nil); h != hosts[1] {
 		t.Fatalf("picked %s, want the heavier host b", h.address)
 	}
 }
@@ -135,7 +133,7 @@ func TestLeastRequestSpreadsTies(t *testing.T) {
 	b, _ := newBalancer(config.LBLeastRequest, len(hosts))
 	seen := map[string]bool{}
 	for range 3 {
-		seen[b.pick(hosts, healthyOnly).address] = true
+		seen[b.pick(hosts, nil).address] = true
 	}
 	if len(seen) != 3 {
 		t.Fatalf("ties went to %v, want all three hosts", seen)
@@ -149,7 +147,7 @@ func TestNoEligibleHost(t *testing.T) {
 			h.healthy.Store(false)
 		}
 		b, _ := newBalancer(lb, len(hosts))
-		if h := b.pick(hosts, healthyOnly); h != nil {
+		if h := b.pick(hosts, nil); h != nil {
 			t.Fatalf("%s picked %s with no healthy host", lb, h.address)
 		}
 	}

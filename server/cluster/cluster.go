@@ -1,6 +1,6 @@
 // Package cluster holds the upstream clusters: their hosts, load balancing,
-// connecting with timeout and retry, active health checks and the pooled
-// HTTP transport of each cluster.
+// connecting with timeout and retry, active health checks and each host's
+// pool of idle upstream connections.
 package cluster
 
 import (
@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -21,7 +20,7 @@ import (
 // cluster is healthy, or none is left to try.
 var ErrNoHealthyHost = errors.New("no healthy host")
 
-// defaultMaxIdleConnsPerHost is the HTTP upstream pool size per host when the
+// defaultMaxIdleConnsPerHost is the upstream pool size per host when the
 // config leaves it zero.
 const defaultMaxIdleConnsPerHost = 64
 
@@ -38,7 +37,7 @@ type Cluster struct {
 	lb             balancer
 	connectTimeout time.Duration
 	dial           dialFunc
-	transport      *http.Transport
+	now            func() time.Time
 	health         *config.HealthCheck // nil: no active health check
 	log            *logrus.Entry
 
@@ -69,11 +68,18 @@ func newCluster(cfg config.Cluster, reg *stats.Registry, log *logrus.Entry) (*Cl
 	}
 	d := &net.Dialer{Timeout: c.connectTimeout}
 	c.dial = d.DialContext
+	c.now = time.Now
+	perHost := cfg.MaxIdleConns
+	if perHost <= 0 {
+		perHost = defaultMaxIdleConnsPerHost
+	}
 	for i, h := range cfg.Hosts {
 		if h.Address == "" {
 			return nil, fmt.Errorf("cluster %s: host %d: empty address", cfg.Name, i)
 		}
-		c.hosts = append(c.hosts, newHost(i, h.Network, h.Address, h.Weight))
+		host := newHost(i, h.Network, h.Address, h.Weight)
+		host.pool.max = perHost
+		c.hosts = append(c.hosts, host)
 	}
 	if cfg.HealthCheck != nil {
 		hc := *cfg.HealthCheck
@@ -81,32 +87,6 @@ func newCluster(cfg config.Cluster, reg *stats.Registry, log *logrus.Entry) (*Cl
 	}
 	c.healthyHosts.Set(float64(len(c.hosts)))
 
-	perHost := cfg.MaxIdleConns
-	if perHost <= 0 {
-		perHost = defaultMaxIdleConnsPerHost
-	}
-	c.transport = &http.Transport{
-		Proxy: nil,
-		// The URL host of an upstream request is the PoolKey of the host the
-		// proxy picked for it, so the pool is per host and the load balancer
-		// chooses per request.
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			h := c.hostByKey(addr)
-			if h == nil {
-				return nil, fmt.Errorf("cluster %s: no host for pool key %q", c.name, addr)
-			}
-			return c.dialHost(ctx, h)
-		},
-		MaxIdleConnsPerHost:    perHost,
-		IdleConnTimeout:        upstreamIdleConnTimeout,
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: 1 << 20,
-		WriteBufferSize:        32 << 10,
-		ReadBufferSize:         32 << 10,
-	}
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	c.transport.Protocols = &protos
 	return c, nil
 }
 
@@ -127,24 +107,10 @@ func (c *Cluster) HealthyCount() int {
 	return n
 }
 
-// Transport returns the cluster's pooled HTTP/1.1 upstream transport. A
-// request through it names its host by URL host = Host.PoolKey(); see Pick.
-func (c *Cluster) Transport() *http.Transport { return c.transport }
-
 // Pick chooses a healthy host by the load-balancing policy, skipping those in
 // tried; nil when none is left.
 func (c *Cluster) Pick(tried []*Host) *Host {
-	return c.lb.pick(c.hosts, func(h *Host) bool {
-		if !h.Healthy() {
-			return false
-		}
-		for _, t := range tried {
-			if t == h {
-				return false
-			}
-		}
-		return true
-	})
+	return c.lb.pick(c.hosts, tried)
 }
 
 // ConnectError is a failed connect to one upstream host: nothing was sent,
@@ -166,20 +132,7 @@ func (c *Cluster) dialHost(ctx context.Context, h *Host) (net.Conn, error) {
 		c.log.WithError(err).WithField("host", h.address).Debug("upstream connect failed")
 		return nil, &ConnectError{Host: h, Err: err}
 	}
-	return &hostConn{Conn: conn, host: h}, nil
-}
-
-func (c *Cluster) hostByKey(addr string) *Host {
-	key, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		key = addr
-	}
-	for _, h := range c.hosts {
-		if h.PoolKey() == key {
-			return h
-		}
-	}
-	return nil
+	return conn, nil
 }
 
 // DialContext connects to a healthy host picked by the load balancer, within
@@ -197,7 +150,7 @@ func (c *Cluster) DialContext(ctx context.Context) (net.Conn, *Host, error) {
 		tried = append(tried, h)
 		conn, err := c.dialHost(ctx, h)
 		if err == nil {
-			return conn.(*hostConn).Conn, h, nil
+			return conn, h, nil
 		}
 		lastErr = err
 		if ctx.Err() != nil {
@@ -222,6 +175,6 @@ func (c *Cluster) setHealthy(h *Host, healthy bool) {
 	}
 	c.healthyHosts.Dec()
 	c.log.WithField("host", h.address).Warn("host unhealthy")
-	// Pooled connections may go to the host that just failed.
-	c.transport.CloseIdleConnections()
+	// Its pooled connections go: the host just failed.
+	h.closeIdle(false)
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -123,58 +121,114 @@ func TestDialNoHealthyHost(t *testing.T) {
 	}
 }
 
-func TestTransportPoolsPerPickedHost(t *testing.T) {
-	type backend struct {
-		srv   *httptest.Server
-		conns atomic.Int32
-		reqs  atomic.Int32
+// countingListener accepts connections, counts them, and keeps them open.
+func countingListener(t *testing.T) (net.Listener, *atomic.Int32) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	var bs [2]*backend
-	for i := range bs {
-		b := &backend{}
-		b.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b.reqs.Add(1)
-			io.WriteString(w, "ok")
-		}))
-		b.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				b.conns.Add(1)
+	t.Cleanup(func() { l.Close() })
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
 			}
+			n.Add(1)
+			t.Cleanup(func() { c.Close() })
 		}
-		b.srv.Start()
-		defer b.srv.Close()
-		bs[i] = b
-	}
-	m := newTestManager(t, stats.New(), config.Cluster{
-		Name:  "web",
-		Hosts: []config.Host{{Address: bs[0].srv.Listener.Addr().String()}, {Address: bs[1].srv.Listener.Addr().String()}},
-	})
+	}()
+	return l, &n
+}
+
+func TestPoolReusesPerHost(t *testing.T) {
+	l1, n1 := countingListener(t)
+	l2, n2 := countingListener(t)
+	m := newTestManager(t, stats.New(), config.Cluster{Name: "web", MaxIdleConns: 2,
+		Hosts: []config.Host{{Address: l1.Addr().String()}, {Address: l2.Addr().String()}}})
 	cl := m.Get("web")
-	for range 6 {
-		h := cl.Pick(nil)
-		req, _ := http.NewRequest(http.MethodGet, "http://"+h.PoolKey()+"/", nil)
-		resp, err := cl.Transport().RoundTrip(req)
-		if err != nil {
-			t.Fatalf("RoundTrip: %v", err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(b) != "ok" {
-			t.Fatalf("body %q", b)
-		}
+	h1, h2 := cl.Hosts()[0], cl.Hosts()[1]
+	ctx := context.Background()
+
+	a, err := cl.Get(ctx, h1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i, b := range bs {
-		// Round robin per request: 3 each; one pooled connection per host.
-		if b.reqs.Load() != 3 || b.conns.Load() != 1 {
-			t.Errorf("backend %d: %d requests over %d connections, want 3 over 1", i, b.reqs.Load(), b.conns.Load())
-		}
+	if a.Reused() || a.Host() != h1 {
+		t.Fatalf("a new connection: reused %v host %v", a.Reused(), a.Host())
 	}
-	// A pool key naming no host is refused, not sent anywhere.
-	req, _ := http.NewRequest(http.MethodGet, "http://nohost/", nil)
-	if _, err := cl.Transport().RoundTrip(req); err == nil {
-		t.Fatal("unknown pool key was dialled")
+	cl.Put(a)
+	b, err := cl.Get(ctx, h1)
+	if err != nil || b != a || !b.Reused() {
+		t.Fatalf("second Get: %v %v, want the pooled connection, reused", b, err)
 	}
-	// Pick skips tried hosts and returns nil when none is left.
+	// The other host has a pool of its own.
+	c, err := cl.Get(ctx, h2)
+	if err != nil || c == a || c.Host() != h2 {
+		t.Fatalf("other host: %v %v", c, err)
+	}
+	// Three back, pool of two: one is closed.
+	d, _ := cl.Get(ctx, h1)
+	e, _ := cl.Get(ctx, h1)
+	cl.Put(b)
+	cl.Put(d)
+	cl.Put(e)
+	if h1.IdleConns() != 2 {
+		t.Fatalf("idle on h1 = %d, want the pool size 2", h1.IdleConns())
+	}
+	// Last in, first out: the warmest connection goes first.
+	if got, _ := cl.Get(ctx, h1); got != d {
+		t.Fatal("Get did not return the most recently pooled connection")
+	}
+	cl.Discard(c)
+	waitFor(t, "connections to reach the backends", func() bool { return n1.Load() == 3 && n2.Load() == 1 })
+}
+
+func TestPoolDropsStaleAndUnhealthy(t *testing.T) {
+	l, _ := countingListener(t)
+	m := newTestManager(t, stats.New(), config.Cluster{Name: "web", Hosts: []config.Host{{Address: l.Addr().String()}}})
+	cl := m.Get("web")
+	h := cl.Hosts()[0]
+	now := time.Now()
+	cl.now = func() time.Time { return now }
+	ctx := context.Background()
+
+	a, _ := cl.Get(ctx, h)
+	cl.Put(a)
+	now = now.Add(upstreamIdleConnTimeout)
+	b, err := cl.Get(ctx, h)
+	if err != nil || b == a {
+		t.Fatalf("a connection idle for %v was reused", upstreamIdleConnTimeout)
+	}
+	if _, err := a.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the stale connection was not closed")
+	}
+	cl.Put(b)
+	c, _ := cl.Get(ctx, h)
+	cl.Put(c)
+	cl.setHealthy(h, false)
+	if h.IdleConns() != 0 {
+		t.Fatal("an unhealthy host kept pooled connections")
+	}
+	d, _ := cl.Get(ctx, h)
+	cl.Put(d) // unhealthy: closed, not pooled
+	if h.IdleConns() != 0 {
+		t.Fatal("a connection to an unhealthy host was pooled")
+	}
+	cl.setHealthy(h, true)
+	e, _ := cl.Get(ctx, h)
+	m.Close()
+	cl.Put(e)
+	if h.IdleConns() != 0 {
+		t.Fatal("pooled after the manager closed")
+	}
+}
+
+func TestPickSkipsTried(t *testing.T) {
+	m := newTestManager(t, stats.New(), config.Cluster{Name: "web", Hosts: []config.Host{{Address: "a:1"}, {Address: "b:1"}}})
+	cl := m.Get("web")
 	h1 := cl.Pick(nil)
 	h2 := cl.Pick([]*Host{h1})
 	if h2 == nil || h2 == h1 || cl.Pick([]*Host{h1, h2}) != nil {

@@ -1,10 +1,6 @@
 package cluster
 
-import (
-	"net"
-	"strconv"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // Host is one upstream address of a cluster.
 type Host struct {
@@ -15,6 +11,7 @@ type Host struct {
 
 	healthy atomic.Bool
 	active  atomic.Int64 // requests or sessions in flight, for least-request
+	pool    pool         // idle upstream connections
 }
 
 func newHost(index int, network, address string, weight int) *Host {
@@ -45,14 +42,3 @@ func (h *Host) Release() { h.active.Add(-1) }
 func (h *Host) ActiveRequests() int64 { return h.active.Load() }
 
 func (h *Host) String() string { return h.network + "://" + h.address }
-
-// PoolKey names the host as the URL host of upstream HTTP requests, so that
-// the cluster's transport keeps one connection pool per host.
-func (h *Host) PoolKey() string { return "h" + strconv.Itoa(h.index) }
-
-// hostConn is an upstream connection that remembers its host; the HTTP
-// transport's connections are of this type.
-type hostConn struct {
-	net.Conn
-	host *Host
-}

@@ -89,6 +89,8 @@ func (m *Manager) Close() {
 	}
 	m.wg.Wait()
 	for _, c := range m.clusters {
-		c.transport.CloseIdleConnections()
+		for _, h := range c.hosts {
+			h.closeIdle(true)
+		}
 	}
 }

@@ -1,11 +1,10 @@
 package proxy
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -16,9 +15,16 @@ import (
 )
 
 const (
-	maxHeaderBytes = 1 << 20   // request head limit, as net/http
-	maxDiscard     = 256 << 10 // unread request body we read away to keep a connection
-	bufSize        = 32 << 10
+	maxDiscard = 256 << 10 // unread request body we read away to keep a connection
+	bufSize    = 32 << 10  // TCP proxy copy buffers
+	// Buffers of the HTTP exchange: a request head usually fits the first;
+	// responses stream through the second.
+	httpReadBufSize = 4 << 10
+	upstreamBufSize = 16 << 10
+	// maxResponseHead bounds an upstream response head (as Envoy's
+	// default); a larger one is a 502.
+	maxResponseHead    = 60 << 10
+	maxResponseHeaders = 200
 	// lingerTimeout bounds how long a closing connection waits for the
 	// client's FIN after ours, so that a late byte does not turn into a reset.
 	lingerTimeout  = 500 * time.Millisecond
@@ -33,20 +39,43 @@ type httpProxy struct {
 	clusters        *cluster.Manager
 	idleTimeout     time.Duration
 	upstreamTimeout time.Duration
+	headerTimeout   time.Duration // from a request's first byte to the end of its head (408 past it)
+	maxHeadBytes    int           // request line and header block (431 above)
+	maxHeaders      int           // header fields (431 above)
+	maxBodyBytes    int64         // request body; 0 is no limit (413 above)
 	linger          time.Duration
+	bufSize         int // first read buffer of a request
 	// requests[cluster label][status class 1..5], built up front; read-only.
 	requests map[string]*[6]*stats.Counter
+
+	bufs      *bufPool
+	exchanges sync.Pool // *exchange
+	idle      *IdlePoller
+	idleList  *idleList // this proxy's idle connections, in idle
+	// done, if set, is called at the end of every request with what it
+	// did, for an access log or histograms; it must not keep info.
+	done func(info *RequestInfo)
+}
+
+// HTTPOption sets what an HTTP proxy takes besides its config.
+type HTTPOption func(*httpProxy)
+
+// WithIdlePoller keeps the proxy's idle keep-alive connections in poller,
+// which the process's other HTTP proxies share; without it the proxy makes
+// one of its own.
+func WithIdlePoller(poller *IdlePoller) HTTPOption {
+	return func(p *httpProxy) { p.idle = poller }
 }
 
 // NewHTTP builds the HTTP proxy for listener, routing with router over clusters.
 // Every cluster the router names must exist.
 func NewHTTP(listener config.Listener, router *config.Router, clusters *cluster.Manager,
-	reg *stats.Registry, log *logrus.Entry) (Proxy, error) {
-	return newHTTP(listener, router, clusters, reg, log)
+	reg *stats.Registry, log *logrus.Entry, opts ...HTTPOption) (Proxy, error) {
+	return newHTTP(listener, router, clusters, reg, log, opts...)
 }
 
 func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.Manager,
-	reg *stats.Registry, log *logrus.Entry) (*httpProxy, error) {
+	reg *stats.Registry, log *logrus.Entry, opts ...HTTPOption) (*httpProxy, error) {
 	if clusters == nil {
 		return nil, fmt.Errorf("proxy: listener %s: no cluster manager", listener.Name)
 	}
@@ -67,9 +96,22 @@ func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.
 		clusters:        clusters,
 		idleTimeout:     orDefault(cfg.IdleTimeout.Duration, config.DefaultIdleTimeout),
 		upstreamTimeout: orDefault(cfg.UpstreamTimeout.Duration, config.DefaultUpstreamTimeout),
+		headerTimeout:   orDefault(cfg.RequestHeaderTimeout.Duration, config.DefaultRequestHeaderTimeout),
+		maxHeadBytes:    orDefaultInt(cfg.MaxRequestHeadersKB, config.DefaultMaxRequestHeadersKB) << 10,
+		maxHeaders:      orDefaultInt(cfg.MaxRequestHeadersCount, config.DefaultMaxRequestHeadersCount),
+		maxBodyBytes:    cfg.MaxRequestBodyBytes,
 		linger:          lingerTimeout,
+		bufSize:         httpReadBufSize,
 		requests:        map[string]*[6]*stats.Counter{},
+		bufs:            &bufPool{},
 	}
+	for _, o := range opts {
+		o(p)
+	}
+	if p.idle == nil {
+		p.idle = NewIdlePoller(p.log)
+	}
+	p.idleList = p.idle.list(p.idleTimeout)
 	labels := append(routes.clusters(), noClusterLabel)
 	for _, name := range labels {
 		if name != noClusterLabel && clusters.Get(name) == nil {
@@ -102,6 +144,13 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
+func orDefaultInt(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
 // countRequest counts one answered request.
 func (p *httpProxy) countRequest(clusterLabel string, status int) {
 	byClass, ok := p.requests[clusterLabel]
@@ -123,23 +172,13 @@ func (p *httpProxy) Serve(l net.Listener) error {
 func (p *httpProxy) handle(nc net.Conn) {
 	c := p.newConn(nc)
 	c.remove = p.tracker.Add(c)
-	go c.serve()
+	p.idle.register(c)
+	go c.serve(startFresh)
 }
 
 // newConn prepares a downstream connection; the caller tracks and serves it.
 func (p *httpProxy) newConn(nc net.Conn) *httpConn {
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &httpConn{
-		p:      p,
-		nc:     nc,
-		ctx:    ctx,
-		cancel: cancel,
-		rd:     &connReader{nc: nc, rx: p.rxBytes},
-		buf:    make([]byte, bufSize),
-		log:    p.log,
-	}
-	c.br = bufio.NewReaderSize(c.rd, 4<<10)
-	c.bw = bufio.NewWriterSize(&connWriter{nc: nc, tx: p.txBytes, timeout: p.idleTimeout}, 4<<10)
+	c := &httpConn{p: p, nc: nc, raw: newRawIO(nc), phase: phaseReading}
 	if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.clientIP = tcp.IP.String()
 	}

@@ -234,7 +234,7 @@ func TestHTTPHeaderTooLarge(t *testing.T) {
 	c := dial(t, e.addr)
 	go func() {
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: ")
-		c.Write(bytes.Repeat([]byte("a"), maxHeaderBytes+8192))
+		c.Write(bytes.Repeat([]byte("a"), config.DefaultMaxRequestHeadersKB<<10+8192))
 	}()
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {

@@ -1,19 +1,15 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
+	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/server/conntrack"
 )
 
@@ -22,7 +18,7 @@ import (
 //	idle → reading → proxying → writing → idle …
 //
 // Idle is the request boundary: the only point where a drain closes the
-// connection (and where a later migration may hand it over).
+// connection and where a migration hands it over.
 type phase int
 
 const (
@@ -41,22 +37,32 @@ func (p phase) String() string {
 // blocked read.
 func aLongTimeAgo() time.Time { return time.Unix(1, 0) }
 
-// httpConn is one downstream HTTP/1.x connection, served by one goroutine that
-// owns br and bw.
+// How a goroutine starts serving a connection.
+const (
+	startFresh    = iota // accepted or adopted: read what is there, else wait
+	startReadable        // the idle set saw bytes arrive
+	startWoken           // taken out of the idle set by a drain or a move
+)
+
+// httpConn is one downstream HTTP/1.x connection. At most one goroutine
+// serves it at a time; between requests a pollable connection has none
+// (the proxy's idle set holds it) and no buffer.
 type httpConn struct {
 	p        *httpProxy
-	nc       net.Conn // the accepted socket itself
-	rd       *connReader
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	buf      []byte // response body copy buffer
-	clientIP string // "" for unix sockets
-	log      *logrus.Entry
+	nc       net.Conn // the accepted socket itself, or a wrapper (TLS) around it
+	raw      *rawIO   // non-blocking I/O on the socket; nil for a wrapped conn
+	clientIP string   // "" for unix sockets
 	remove   func()
 
-	// ctx ends when the connection is closed, aborting upstream calls.
-	ctx    context.Context
-	cancel context.CancelFunc
+	// The read buffer, taken when bytes arrive and given back at the
+	// request boundary: in.b[r:w] is read and not yet parsed. Owned by the
+	// serving goroutine (and by a request body pump while one runs).
+	in   *buffer
+	r, w int
+	// prefix is what a predecessor had read and not parsed (an adopted
+	// connection), served before anything is read.
+	prefix []byte
+	peek   [1]byte // the first byte of a request, read without a buffer
 
 	mu        sync.Mutex
 	phase     phase
@@ -67,10 +73,22 @@ type httpConn struct {
 	// request boundary. moveTried: a move was decided or is impossible; it
 	// drains from now on. moved: a successor serves it now.
 	moveWanted, moveTried, moved bool
+	// up is the upstream connection of the request in flight, and
+	// dialCancel the cancel of a connect in progress: Close aborts both.
+	up         *cluster.Conn
+	dialCancel context.CancelFunc
+	// closing, while the connection waits parked for a migration's
+	// decision, is closed by Close.
+	closing chan struct{}
 
 	// requests counts the requests read on this connection, in this process
-	// and its predecessors. Owned by the connection goroutine.
+	// and its predecessors. Owned by the serving goroutine.
 	requests uint64
+
+	// Idle set state, under idleSet.mu.
+	pollID             uint64
+	ist                uint8
+	idlePrev, idleNext *httpConn
 }
 
 // drainIdleGrace is how long, counted from when it became idle, a connection
@@ -81,17 +99,21 @@ type httpConn struct {
 const drainIdleGrace = 500 * time.Millisecond
 
 // Drain asks the connection to close at its next request boundary. An idle
-// connection is woken so that it closes now.
+// connection is woken so that it closes now (or after its grace).
 func (c *httpConn) Drain() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.draining || c.closed {
+		c.mu.Unlock()
 		return
 	}
 	c.draining = true
 	if c.phase == phaseIdle {
-		// Wakes the idle wait at the end of its grace (at once if past it).
+		// Wakes a goroutine's idle wait at the end of its grace (at once if past it).
 		_ = c.nc.SetReadDeadline(c.idleSince.Add(drainIdleGrace))
+	}
+	c.mu.Unlock()
+	if c.p.idle.claim(c) {
+		go c.serve(startWoken)
 	}
 }
 
@@ -104,8 +126,21 @@ func (c *httpConn) Close() error {
 	}
 	c.closed = true
 	c.phase = phaseClosed
+	up, cancel := c.up, c.dialCancel
+	if c.closing != nil {
+		close(c.closing)
+	}
 	c.mu.Unlock()
-	c.cancel()
+	if cancel != nil {
+		cancel()
+	}
+	if up != nil {
+		_ = up.SetDeadline(aLongTimeAgo()) // the goroutine discards it
+	}
+	if c.p.idle.claim(c) {
+		c.finish(false) // idle without a goroutine: nobody else will
+		return nil
+	}
 	return c.nc.Close()
 }
 
@@ -115,6 +150,8 @@ func (c *httpConn) isDraining() bool {
 	return c.draining
 }
 
+// setPhase records where the request cycle is; the tracker hears of the
+// changes between idle and active only.
 func (c *httpConn) setPhase(ph phase) {
 	c.mu.Lock()
 	c.setPhaseLocked(ph)
@@ -125,63 +162,151 @@ func (c *httpConn) setPhaseLocked(ph phase) {
 	if c.closed {
 		return
 	}
+	was := c.phase
 	c.phase = ph
-	st := conntrack.Active
-	if ph == phaseIdle {
-		st = conntrack.Idle
-	}
-	c.p.tracker.SetState(c, st)
-}
-
-func (c *httpConn) extendReadDeadline() {
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.p.idleTimeout))
-}
-
-func (c *httpConn) expireReadDeadline() { _ = c.nc.SetReadDeadline(aLongTimeAgo()) }
-
-// serve runs the request cycle until the connection is to be closed.
-func (c *httpConn) serve() {
-	linger := false
-	defer func() {
-		if linger {
-			c.lingerClose()
-		} else {
-			_ = c.Close()
+	if (was == phaseIdle) != (ph == phaseIdle) {
+		st := conntrack.Active
+		if ph == phaseIdle {
+			st = conntrack.Idle
 		}
-		c.remove()
-	}()
+		c.p.tracker.SetState(c, st)
+	}
+}
+
+// setUpstream records the upstream connection of the request in flight (nil
+// at its end) so that Close can abort it. It fails if the connection was
+// closed meanwhile.
+func (c *httpConn) setUpstream(up *cluster.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed && up != nil {
+		return false
+	}
+	c.up = up
+	return true
+}
+
+// dialContext returns a context that Close cancels, for a connect; done
+// must be called when the connect returns.
+func (c *httpConn) dialContext() (ctx context.Context, done func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.mu.Lock()
+	if c.closed {
+		cancel()
+	}
+	c.dialCancel = cancel
+	c.mu.Unlock()
+	return ctx, func() {
+		c.mu.Lock()
+		c.dialCancel = nil
+		c.mu.Unlock()
+		cancel()
+	}
+}
+
+// serve runs the connection's request cycle until it goes idle in the idle
+// set, closes, or moves.
+func (c *httpConn) serve(start int) {
 	for {
-		if !c.awaitRequest() {
-			// A drained idle connection closes gracefully too: a request
-			// that raced with the close is read away, not answered by a reset.
-			// A moved one only closes this process's copy: no FIN, no linger.
-			c.mu.Lock()
-			linger = c.draining && !c.moved
-			c.mu.Unlock()
+		if c.r == c.w {
+			ok, done := c.waitRequest(start)
+			if done {
+				return
+			}
+			if !ok {
+				c.endIdle()
+				return
+			}
+		} else if c.atBoundaryMoves() {
 			return
 		}
+		start = startFresh
 		keepAlive, responded := c.serveRequest()
 		if !keepAlive {
-			linger = responded
+			c.finish(responded)
 			return
 		}
 	}
 }
 
-// awaitRequest is the idle state: it waits for the first byte of the next
-// request and moves to reading. It returns false when the connection is to be
-// closed: the client closed it, it idled out, a drain found it idle, or it
-// moved to a successor.
-func (c *httpConn) awaitRequest() bool {
+// atBoundaryMoves: pipelined bytes are buffered at a request boundary; if a
+// move is wanted the connection parks with them, and reports whether it moved.
+func (c *httpConn) atBoundaryMoves() bool {
+	c.mu.Lock()
+	move := c.wantsMoveLocked()
+	if move {
+		c.setPhaseLocked(phaseIdle)
+		c.idleSince = time.Now()
+	}
+	c.mu.Unlock()
+	if !move || !c.park() {
+		return false
+	}
+	c.finish(false)
+	return true
+}
+
+// endIdle closes a connection whose idle wait ended without a request. A
+// drained one closes gracefully: a request that raced with the close is
+// read away, not answered by a reset. A moved one only closes this
+// process's copy: no FIN, no linger.
+func (c *httpConn) endIdle() {
+	c.mu.Lock()
+	linger := c.draining && !c.moved
+	c.mu.Unlock()
+	c.finish(linger)
+}
+
+// waitRequest is the idle state: it waits until the next request's first
+// bytes are in c.in (ok), or the connection is to close (not ok: the client
+// closed it, it idled out, a drain found it idle, it moved), or the idle
+// set holds it now (done: the goroutine lets go of it).
+func (c *httpConn) waitRequest(start int) (ok, done bool) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return false
+		return false, false
 	}
 	c.setPhaseLocked(phaseIdle)
-	c.idleSince = time.Now()
+	if start != startWoken {
+		c.idleSince = time.Now()
+	}
 	c.mu.Unlock()
+	if len(c.prefix) > 0 {
+		c.takePrefix()
+		return c.beginRequest(), false
+	}
+	if start == startWoken {
+		return c.waitBlocking(), false
+	}
+	for c.raw != nil {
+		// What is there already, without waiting.
+		c.getInput(c.p.bufSize)
+		n, err := c.raw.tryRead(c.in.b[c.w:])
+		if n > 0 {
+			c.w += n
+			c.p.rxBytes.Add(float64(n))
+			return c.beginRequest(), false
+		}
+		c.releaseInput()
+		if err != errWouldBlock {
+			return false, false // EOF, reset, closed
+		}
+		res := c.p.idle.park(c)
+		if res == parked {
+			return false, true
+		}
+		if res == parkRefused {
+			break // it waits here
+		}
+	}
+	return c.waitBlocking(), false
+}
 
+// waitBlocking waits in the goroutine, without a buffer, for the first byte
+// of the next request: for a connection the idle set cannot hold, or one
+// draining or moving.
+func (c *httpConn) waitBlocking() bool {
 	for {
 		if c.armIdle() {
 			if c.park() {
@@ -189,8 +314,12 @@ func (c *httpConn) awaitRequest() bool {
 			}
 			continue // it stays, and drains from now on
 		}
-		_, err := c.br.Peek(1)
-		if err == nil {
+		n, err := c.nc.Read(c.peek[:])
+		if n > 0 {
+			c.p.rxBytes.Add(float64(n))
+			c.getInput(c.p.bufSize)
+			c.in.b[0] = c.peek[0]
+			c.w = 1
 			return c.beginRequest()
 		}
 		if !isTimeout(err) {
@@ -206,12 +335,17 @@ func (c *httpConn) awaitRequest() bool {
 			return false // idle timeout
 		}
 		// Drained at a request boundary and the grace is over. A request the
-		// client has sent meanwhile (buffered here or waiting in the socket) is
-		// served, with Connection: close; otherwise the connection closes.
-		if c.br.Buffered() > 0 || inputPending(c.nc) {
-			return c.beginRequest()
+		// client has sent meanwhile is served, with Connection: close;
+		// otherwise the connection closes.
+		if !inputPending(c.nc) {
+			return false
 		}
-		return false
+		c.getInput(c.p.bufSize)
+		if _, err := c.read(time.Now().Add(c.p.headerTimeout)); err != nil {
+			c.releaseInput()
+			return false
+		}
+		return c.beginRequest()
 	}
 }
 
@@ -232,7 +366,7 @@ func (c *httpConn) armIdle() (move bool) {
 	return false
 }
 
-// beginRequest leaves idle for reading, with the head read bounded by the idle timeout.
+// beginRequest leaves idle for reading.
 func (c *httpConn) beginRequest() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -240,93 +374,138 @@ func (c *httpConn) beginRequest() bool {
 		return false
 	}
 	c.setPhaseLocked(phaseReading)
-	// Overrides an expired deadline a concurrent Drain may have set.
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.p.idleTimeout))
 	return true
 }
 
-// serveRequest reads one request, answers it, and reports whether the
-// connection may carry another, and whether any response was written.
-func (c *httpConn) serveRequest() (keepAlive, responded bool) {
-	c.rd.limit(maxHeaderBytes + int64(c.br.Size()))
-	req, err := http.ReadRequest(c.br)
-	c.rd.unlimit()
-	if err != nil {
-		return false, c.badRequest(err)
-	}
-	c.requests++
-	c.setPhase(phaseProxying)
+// takePrefix moves what a predecessor had buffered into c.in.
+func (c *httpConn) takePrefix() {
+	c.getInput(max(c.p.bufSize, len(c.prefix)))
+	c.w = copy(c.in.b, c.prefix)
+	c.prefix = nil
+}
 
-	if req.ProtoMajor != 1 {
-		c.answerLocal(req, noClusterLabel, http.StatusHTTPVersionNotSupported, "unsupported HTTP version\n", true)
-		return false, true
-	}
-	if req.ProtoMinor >= 1 && req.Host == "" {
-		c.answerLocal(req, noClusterLabel, http.StatusBadRequest, "missing Host header\n", true)
-		return false, true
-	}
-
-	res, ok := c.p.routes.match(req.Host, req.URL.Path, req.Header)
-	switch {
-	case !ok:
-		return c.answerLocal(req, noClusterLabel, http.StatusNotFound, "no route\n", false), true
-	case res.direct != nil:
-		return c.answerLocal(req, noClusterLabel, res.direct.Status, res.direct.Body, false), true
-	default:
-		return c.proxyRequest(req, res)
+// getInput makes sure the connection has a read buffer of at least n bytes.
+func (c *httpConn) getInput(n int) {
+	if c.in == nil {
+		c.in = c.p.bufs.get(n)
+		c.r, c.w = 0, 0
 	}
 }
 
-// badRequest answers a request head that could not be read, if it is worth
-// answering, and reports whether it wrote anything.
-func (c *httpConn) badRequest(err error) bool {
-	var status int
-	switch {
-	case c.rd.hitLimit || errors.Is(err, errHeaderTooLarge):
-		status = http.StatusRequestHeaderFieldsTooLarge
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isTimeout(err):
-		return false // the client went away or stalled: nobody to answer
-	default:
-		var ne *net.OpError
-		if errors.As(err, &ne) {
-			return false
+// releaseInput gives the read buffer back if it holds nothing unparsed.
+func (c *httpConn) releaseInput() {
+	if c.in != nil && c.r == c.w {
+		c.p.bufs.put(c.in)
+		c.in, c.r, c.w = nil, 0, 0
+	}
+}
+
+// compactInput moves the unparsed bytes to the front of the buffer, or
+// gives the buffer back if there are none: done at every request boundary.
+func (c *httpConn) compactInput() {
+	if c.in == nil {
+		return
+	}
+	if c.r == c.w {
+		c.releaseInput()
+		return
+	}
+	if c.r > 0 {
+		c.w = copy(c.in.b, c.in.b[c.r:c.w])
+		c.r = 0
+	}
+}
+
+// growInput makes room for n more bytes after c.w, moving to a larger
+// buffer if needed.
+func (c *httpConn) growInput(n int) {
+	if c.w+n <= len(c.in.b) {
+		return
+	}
+	if c.r > 0 && c.w-c.r+n <= len(c.in.b) {
+		c.w = copy(c.in.b, c.in.b[c.r:c.w])
+		c.r = 0
+		return
+	}
+	nb := c.p.bufs.get(c.w - c.r + n)
+	c.w = copy(nb.b, c.in.b[c.r:c.w])
+	c.r = 0
+	c.p.bufs.put(c.in)
+	c.in = nb
+}
+
+// read reads more input into c.in after c.w, waiting until deadline.
+func (c *httpConn) read(deadline time.Time) (int, error) {
+	if c.raw != nil {
+		n, err := c.raw.tryRead(c.in.b[c.w:])
+		if n > 0 {
+			c.w += n
+			c.p.rxBytes.Add(float64(n))
+			return n, nil
 		}
-		status = http.StatusBadRequest
+		if err != errWouldBlock {
+			return 0, err
+		}
 	}
-	c.log.WithError(err).Debug("bad request")
-	c.setPhase(phaseWriting)
-	c.p.countRequest(noClusterLabel, status)
-	_ = c.writeSimple(status, false, "", http.StatusText(status)+"\n", true)
-	return true
+	_ = c.nc.SetReadDeadline(deadline)
+	n, err := c.nc.Read(c.in.b[c.w:])
+	if n > 0 {
+		c.w += n
+		c.p.rxBytes.Add(float64(n))
+		return n, nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return 0, err
 }
 
-// answerLocal answers req from the proxy itself (no route, direct response,
-// or an upstream failure before any response byte) and reports whether the
-// connection may carry another request.
-func (c *httpConn) answerLocal(req *http.Request, clusterLabel string, status int, body string, forceClose bool) bool {
-	c.setPhase(phaseWriting)
-	// A client waiting for 100-continue never sent its body: what follows on
-	// the wire may not be what the body's framing says.
-	closeAfter := forceClose || req.Close || c.isDraining() || expectsContinue(req)
-	c.p.countRequest(clusterLabel, status)
-	if err := c.writeSimple(status, req.Method == http.MethodHead, req.Proto, body, closeAfter); err != nil {
-		return false
+// write writes b to the client: at once if the socket takes it all, else
+// waiting, at most the idle timeout, for the client to read.
+func (c *httpConn) write(b []byte) error {
+	if c.raw != nil {
+		n, err := c.raw.tryWrite(b)
+		if n > 0 {
+			c.p.txBytes.Add(float64(n))
+			b = b[n:]
+		}
+		if len(b) == 0 {
+			return nil
+		}
+		if err != errWouldBlock {
+			return fmt.Errorf("write: %w", err)
+		}
 	}
-	if closeAfter {
-		return false
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.p.idleTimeout))
+	n, err := c.nc.Write(b)
+	if n > 0 {
+		c.p.txBytes.Add(float64(n))
 	}
-	return c.discardBody(req.Body)
+	if err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
 }
 
-// discardBody reads away what is left of a request body, within limits, so
-// that the next request can be read. It reports success.
-func (c *httpConn) discardBody(body io.Reader) bool {
-	if body == nil || body == http.NoBody {
-		return true
+// finish closes the connection — with a linger after a response, so that
+// bytes the client still sends do not turn into a reset before it read the
+// answer — and stops tracking it.
+func (c *httpConn) finish(linger bool) {
+	c.mu.Lock()
+	moved := c.moved
+	c.mu.Unlock()
+	c.p.idle.unregister(c, moved)
+	if linger {
+		c.lingerClose()
+	} else {
+		_ = c.Close()
 	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(min(discardTimeout, c.p.idleTimeout)))
-	_, err := io.CopyN(io.Discard, body, maxDiscard+1)
-	return err == io.EOF
+	_ = c.nc.Close()
+	if c.in != nil {
+		c.p.bufs.put(c.in)
+		c.in, c.r, c.w = nil, 0, 0
+	}
+	c.remove()
 }
 
 // lingerClose closes after a response: our FIN first, then reading away what
@@ -334,19 +513,30 @@ func (c *httpConn) discardBody(body io.Reader) bool {
 // bytes do not make the kernel reset the connection before the client has
 // read the response.
 func (c *httpConn) lingerClose() {
-	_ = c.bw.Flush()
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.p.linger))
-		_, _ = io.CopyN(io.Discard, c.rd, maxDiscard)
+		var sink [512]byte
+		buf := sink[:]
+		if c.in != nil {
+			buf = c.in.b
+		}
+		for read := 0; read < maxDiscard; {
+			n, err := c.nc.Read(buf)
+			read += n
+			if err != nil {
+				break
+			}
+		}
 	}
 	_ = c.Close()
 }
 
-func expectsContinue(req *http.Request) bool {
-	return req.Body != http.NoBody && req.ProtoAtLeast(1, 1) &&
-		strings.EqualFold(strings.TrimSpace(req.Header.Get("Expect")), "100-continue")
-}
+// expire closes a connection the idle set found idle past the idle timeout.
+func (c *httpConn) expire() { c.finish(false) }
 
 func (c *httpConn) String() string {
 	return fmt.Sprintf("http %s %s", c.p.name, remoteString(c.nc))
 }
+
+// errClosed: the connection was closed while a request was in flight.
+var errClosed = errors.New("connection closed")

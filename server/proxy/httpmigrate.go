@@ -14,13 +14,17 @@ func (p *httpProxy) Kind() string { return KindHTTP }
 // if it is idle, after the response if a request is in flight.
 func (c *httpConn) Migrate() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed || c.draining || c.moveWanted || c.moveTried {
+		c.mu.Unlock()
 		return
 	}
 	c.moveWanted = true
 	if c.phase == phaseIdle {
-		_ = c.nc.SetReadDeadline(aLongTimeAgo()) // wakes the idle wait
+		_ = c.nc.SetReadDeadline(aLongTimeAgo()) // wakes a goroutine's idle wait
+	}
+	c.mu.Unlock()
+	if c.p.idle.claim(c) { // idle without a goroutine: one moves it now
+		go c.serve(startWoken)
 	}
 }
 
@@ -39,11 +43,20 @@ func (c *httpConn) park() bool {
 	}
 	h, err := c.handover()
 	if err != nil {
-		c.log.WithError(err).Warn("http connection cannot move; it stays")
+		c.p.log.WithError(err).Warn("http connection cannot move; it stays")
 		c.stay()
 		return false
 	}
 	decision := make(chan bool, 1)
+	closing := make(chan struct{})
+	c.mu.Lock()
+	c.closing = closing
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		h.Files[0].Close()
+		return false
+	}
 	park(NewParked(h, func(moved bool) { decision <- moved }))
 	select {
 	case moved := <-decision:
@@ -53,7 +66,7 @@ func (c *httpConn) park() bool {
 			c.mu.Unlock()
 			return true
 		}
-	case <-c.ctx.Done(): // closed meanwhile: the next read fails
+	case <-closing: // closed meanwhile: the next read fails
 	}
 	c.stay()
 	return false
@@ -68,19 +81,18 @@ func (c *httpConn) stay() {
 }
 
 // handover captures the idle connection: a duplicate of its socket, and the
-// bytes read from the client but not parsed yet.
+// bytes read from the client but not parsed yet. (Every response is written
+// whole before its request ends: nothing waits to go out.)
 func (c *httpConn) handover() (Handover, error) {
-	if err := c.bw.Flush(); err != nil {
-		return Handover{}, fmt.Errorf("proxy: flush before moving: %w", err)
-	}
 	f, err := dupConn(c.nc, "downstream")
 	if err != nil {
 		return Handover{}, err
 	}
-	n := c.br.Buffered()
-	buffered := make([]byte, 0, n+len(c.rd.prefix))
-	b, _ := c.br.Peek(n)
-	buffered = append(append(buffered, b...), c.rd.prefix...)
+	var buffered []byte
+	if c.in != nil {
+		buffered = bytes.Clone(c.in.b[c.r:c.w])
+	}
+	buffered = append(buffered, c.prefix...)
 	since, _ := c.p.tracker.Since(c)
 	return Handover{
 		Listener:  c.p.name,
@@ -107,7 +119,7 @@ func (p *httpProxy) Adopt(h Handover) (Held, error) {
 		return nil, err
 	}
 	c := p.newConn(nc)
-	c.rd.prefix = bytes.Clone(h.Buffered)
+	c.prefix = bytes.Clone(h.Buffered)
 	c.requests = h.Requests
 	return &heldHTTP{c: c, since: h.StartedAt}, nil
 }
@@ -120,10 +132,8 @@ type heldHTTP struct {
 func (h *heldHTTP) Start() {
 	c := h.c
 	c.remove = c.p.tracker.AddSince(c, h.since)
-	go c.serve()
+	c.p.idle.register(c)
+	go c.serve(startFresh)
 }
 
-func (h *heldHTTP) Drop() {
-	h.c.cancel()
-	h.c.nc.Close()
-}
+func (h *heldHTTP) Drop() { h.c.nc.Close() }

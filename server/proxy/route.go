@@ -1,14 +1,14 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
-	"net"
-	"net/http"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/server/proxy/http1"
 )
 
 // routeTable is a compiled config.Router: virtual hosts by exact domain, by
@@ -30,16 +30,24 @@ type virtualHost struct {
 }
 
 type route struct {
-	path    string // exact path; "" if unset
-	prefix  string // path prefix; "" matches everything
-	headers []config.HeaderMatcher
+	path    []byte // exact path; nil if unset
+	prefix  []byte // path prefix; empty matches everything
+	headers []headerMatcher
 
 	cluster string        // route to this cluster, or
 	timeout time.Duration // override of the upstream timeout, 0 = none
 	direct  *config.DirectResponse
 }
 
+// headerMatcher is a config.HeaderMatcher with its name lower-cased.
+type headerMatcher struct {
+	name  string
+	value []byte // nil: presence is enough
+}
+
 // routeResult is what a request routes to: a cluster or a direct response.
+// Rewrites and header operations that routes may carry belong here, read
+// by the exchange when it composes the upstream request.
 type routeResult struct {
 	cluster string
 	timeout time.Duration
@@ -54,10 +62,16 @@ func compileRoutes(r *config.Router) (*routeTable, error) {
 	for i, vcfg := range r.VirtualHosts {
 		vh := &virtualHost{name: vcfg.Name}
 		for j, rc := range vcfg.Routers {
-			rt := route{path: rc.Match.Path, prefix: rc.Match.Prefix,
-				headers: append([]config.HeaderMatcher(nil), rc.Match.Headers...)}
-			for k := range rt.headers {
-				rt.headers[k].Name = http.CanonicalHeaderKey(rt.headers[k].Name)
+			rt := route{prefix: []byte(rc.Match.Prefix)}
+			if rc.Match.Path != "" {
+				rt.path = []byte(rc.Match.Path)
+			}
+			for _, hm := range rc.Match.Headers {
+				m := headerMatcher{name: strings.ToLower(hm.Name)}
+				if hm.Value != "" {
+					m.value = []byte(hm.Value)
+				}
+				rt.headers = append(rt.headers, m)
 			}
 			switch {
 			case rc.Route != nil:
@@ -123,9 +137,9 @@ func (t *routeTable) clusters() []string {
 	return out
 }
 
-// match routes a request by its Host, path and headers. ok is false when no
-// virtual host or no route matches.
-func (t *routeTable) match(host, path string, h http.Header) (routeResult, bool) {
+// match routes a request by its Host, path (without the query) and
+// headers. ok is false when no virtual host or no route matches.
+func (t *routeTable) match(host, path []byte, h []http1.Header) (routeResult, bool) {
 	vh := t.virtualHost(host)
 	if vh == nil {
 		return routeResult{}, false
@@ -139,54 +153,71 @@ func (t *routeTable) match(host, path string, h http.Header) (routeResult, bool)
 	return routeResult{}, false
 }
 
-func (t *routeTable) virtualHost(host string) *virtualHost {
-	host = strings.ToLower(stripPort(host))
-	if vh, ok := t.exact[host]; ok {
+// virtualHost picks by the host without its port, ignoring case.
+func (t *routeTable) virtualHost(host []byte) *virtualHost {
+	host = stripPort(host)
+	var lowered [256]byte
+	var name []byte
+	if len(host) <= len(lowered) {
+		name = lowered[:len(host)]
+	} else {
+		name = make([]byte, len(host))
+	}
+	for i, ch := range host {
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		name[i] = ch
+	}
+	if vh, ok := t.exact[string(name)]; ok {
 		return vh
 	}
 	for _, w := range t.wildcard {
-		if len(host) > len(w.suffix) && strings.HasSuffix(host, w.suffix) {
+		if len(name) > len(w.suffix) && string(name[len(name)-len(w.suffix):]) == w.suffix {
 			return w.vh
 		}
 	}
 	return t.any
 }
 
-func (r *route) matches(path string, h http.Header) bool {
-	if r.path != "" {
-		if path != r.path {
+func (r *route) matches(path []byte, h []http1.Header) bool {
+	if r.path != nil {
+		if !bytes.Equal(path, r.path) {
 			return false
 		}
-	} else if !strings.HasPrefix(path, r.prefix) {
+	} else if !bytes.HasPrefix(path, r.prefix) {
 		return false
 	}
 	for _, hm := range r.headers {
-		vals, ok := h[hm.Name]
-		if !ok {
-			return false
-		}
-		if hm.Value == "" {
-			continue
-		}
-		found := false
-		for _, v := range vals {
-			if v == hm.Value {
+		found, present := false, false
+		for _, f := range h {
+			if !http1.EqualFold(f.Name, hm.name) {
+				continue
+			}
+			present = true
+			if hm.value == nil || bytes.Equal(f.Value, hm.value) {
 				found = true
 				break
 			}
 		}
-		if !found {
+		if !found || !present {
 			return false
 		}
 	}
 	return true
 }
 
-// stripPort removes a ":port" from a Host header value, and the brackets of
-// an IPv6 literal.
-func stripPort(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		return h
+// stripPort removes a ":port" from a Host value, and the brackets of an
+// IPv6 literal.
+func stripPort(host []byte) []byte {
+	if len(host) > 0 && host[0] == '[' {
+		if i := bytes.IndexByte(host, ']'); i > 0 {
+			return host[1:i]
+		}
+		return host
 	}
-	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[:i], ':') < 0 {
+		return host[:i]
+	}
+	return host
 }

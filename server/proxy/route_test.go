@@ -1,11 +1,11 @@
 package proxy
 
 import (
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/server/proxy/http1"
 )
 
 func testRouter() *config.Router {
@@ -58,13 +58,14 @@ func TestRouteMatch(t *testing.T) {
 		{"catch-all", "other.org", "/only/x", nil, "any"},
 		{"catch-all no route", "other.org", "/nope", nil, ""},
 		{"ipv6 host", "[::1]:80", "/only", nil, "any"},
+		{"header names ignore case", "api.example.com", "/v1/x", map[string]string{"x-VERSION": "2", "X-Canary": ""}, "canary"},
 	}
 	for _, tc := range cases {
-		h := http.Header{}
+		var h []http1.Header
 		for k, v := range tc.headers {
-			h.Set(k, v)
+			h = append(h, http1.Header{Name: []byte(k), Value: []byte(v)})
 		}
-		res, ok := rt.match(tc.host, tc.path, h)
+		res, ok := rt.match([]byte(tc.host), []byte(tc.path), h)
 		got := ""
 		switch {
 		case !ok:
@@ -77,7 +78,7 @@ func TestRouteMatch(t *testing.T) {
 			t.Errorf("%s: %s%s routed to %q, want %q", tc.name, tc.host, tc.path, got, tc.want)
 		}
 	}
-	if res, _ := rt.match("api.example.com", "/v1/x", http.Header{}); res.timeout != time.Second {
+	if res, _ := rt.match([]byte("api.example.com"), []byte("/v1/x"), nil); res.timeout != time.Second {
 		t.Errorf("route timeout = %v, want 1s", res.timeout)
 	}
 }
@@ -89,10 +90,10 @@ func TestRouteNoCatchAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := rt.match("b.com", "/", nil); ok {
+	if _, ok := rt.match([]byte("b.com"), []byte("/"), nil); ok {
 		t.Fatal("unknown host routed without a * virtual host")
 	}
-	if res, ok := rt.match("a.com", "/anything", nil); !ok || res.cluster != "a" {
+	if res, ok := rt.match([]byte("a.com"), []byte("/anything"), nil); !ok || res.cluster != "a" {
 		t.Fatalf("empty match should match every path, got %v %v", res, ok)
 	}
 	if got := rt.clusters(); len(got) != 1 || got[0] != "a" {
@@ -113,15 +114,3 @@ func TestRouteCompileErrors(t *testing.T) {
 	}
 }
 
-func TestRemoveHopByHop(t *testing.T) {
-	h := http.Header{}
-	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "X-Custom", "X-Keep"} {
-		h.Set(k, "v")
-	}
-	h.Set("Connection", "x-custom, keep-alive")
-	removeHopByHop(h)
-	if len(h) != 1 || h.Get("X-Keep") != "v" {
-		t.Fatalf("after removal: %v, want only X-Keep", h)
-	}
-}

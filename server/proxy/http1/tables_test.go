@@ -28,3 +28,21 @@ func TestTables(t *testing.T) {
 		}
 	}
 }
+
+func TestFieldKinds(t *testing.T) {
+	hop := []string{"Connection", "keep-alive", "PROXY-CONNECTION", "Proxy-Authenticate", "Proxy-Authorization",
+		"te", "Trailer", "Transfer-Encoding", "Upgrade"}
+	for _, n := range hop {
+		if !Kind([]byte(n)).HopByHop() {
+			t.Errorf("%s is hop-by-hop", n)
+		}
+	}
+	for _, n := range []string{"Host", "Content-Length", "X-Forwarded-For", "x-forwarded-proto", "Expect", "Cookie", "Tee", "Hos"} {
+		if Kind([]byte(n)).HopByHop() {
+			t.Errorf("%s is end-to-end", n)
+		}
+	}
+	if Kind([]byte("HOST")) != KindHost || Kind([]byte("x-forwarded-FOR")) != KindXForwardedFor || Kind([]byte("Content-Lengths")) != KindOther {
+		t.Error("misclassified")
+	}
+}

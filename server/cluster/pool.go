@@ -1,0 +1,158 @@
+package cluster
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// Conn is an upstream connection of one host, taken from the host's pool
+// for one exchange and given back (Put) or closed (Discard) at its end. A
+// Conn is used by one goroutine at a time.
+type Conn struct {
+	net.Conn
+	host   *Host
+	uses   int       // exchanges completed on it before this one
+	idleAt time.Time // when it went back to the pool
+}
+
+// Host returns the host the connection goes to.
+func (c *Conn) Host() *Host { return c.host }
+
+// Reused reports whether the connection carried an exchange before: a
+// failure before any response byte may then be the upstream having closed
+// it while it idled, and a request that can be sent again may be.
+func (c *Conn) Reused() bool { return c.uses > 0 }
+
+// IdleFor is how long the connection idled in the pool before Get returned it.
+func (c *Conn) IdleFor(now time.Time) time.Duration {
+	if c.idleAt.IsZero() {
+		return 0
+	}
+	return now.Sub(c.idleAt)
+}
+
+// pool is one host's idle connections, most recently used last: Get takes
+// the warmest one, and the oldest ones age out at the bottom.
+type pool struct {
+	mu     sync.Mutex
+	idle   []*Conn
+	max    int
+	closed bool
+}
+
+// take returns the most recently pooled connection, or nil; stale ones met
+// on the way are returned in stale for the caller to close.
+func (p *pool) take(now time.Time, maxIdle time.Duration) (c *Conn, stale []*Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		c = p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		if now.Sub(c.idleAt) < maxIdle {
+			return c, stale
+		}
+		stale = append(stale, c)
+	}
+	return nil, stale
+}
+
+// put pools c, or returns false if the pool is full or closed. The oldest
+// connection, if past maxIdle, is handed back for closing.
+func (p *pool) put(c *Conn, now time.Time, maxIdle time.Duration) (ok bool, stale *Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.idle) >= p.max {
+		return false, nil
+	}
+	if len(p.idle) > 0 && now.Sub(p.idle[0].idleAt) >= maxIdle {
+		stale = p.idle[0]
+		copy(p.idle, p.idle[1:])
+		p.idle[len(p.idle)-1] = nil
+		p.idle = p.idle[:len(p.idle)-1]
+	}
+	c.idleAt = now
+	p.idle = append(p.idle, c)
+	return true, stale
+}
+
+// drain empties the pool and returns what it held; closed pools refuse
+// connections from now on.
+func (p *pool) drain(closeForGood bool) []*Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.idle
+	p.idle = nil
+	if closeForGood {
+		p.closed = true
+	}
+	return out
+}
+
+func (p *pool) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// Get returns a connection to h: a pooled one if any (Idle), else a new
+// one (Connect).
+func (c *Cluster) Get(ctx context.Context, h *Host) (*Conn, error) {
+	if conn := c.Idle(h); conn != nil {
+		return conn, nil
+	}
+	return c.Connect(ctx, h)
+}
+
+// Idle returns h's most recently pooled connection, or nil if it has none.
+// Connections pooled longer than the idle timeout are closed on the way.
+func (c *Cluster) Idle(h *Host) *Conn {
+	conn, stale := h.pool.take(c.now(), upstreamIdleConnTimeout)
+	for _, s := range stale {
+		s.Conn.Close()
+	}
+	return conn
+}
+
+// Connect opens a new connection to h within the connect timeout, counting
+// the attempt; a failure is a *ConnectError.
+func (c *Cluster) Connect(ctx context.Context, h *Host) (*Conn, error) {
+	nc, err := c.dialHost(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{Conn: nc, host: h}, nil
+}
+
+// Put gives conn back to its host's pool once its exchange has ended
+// cleanly; it is closed instead when the host is unhealthy or its pool is
+// full or closed.
+func (c *Cluster) Put(conn *Conn) {
+	conn.uses++
+	if !conn.host.Healthy() {
+		conn.Conn.Close()
+		return
+	}
+	ok, stale := conn.host.pool.put(conn, c.now(), upstreamIdleConnTimeout)
+	if stale != nil {
+		stale.Conn.Close()
+	}
+	if !ok {
+		conn.Conn.Close()
+	}
+}
+
+// Discard closes conn: its exchange failed or left it unusable.
+func (c *Cluster) Discard(conn *Conn) { conn.Conn.Close() }
+
+// IdleConns returns how many pooled connections h has.
+func (h *Host) IdleConns() int { return h.pool.len() }
+
+// closeIdle closes h's pooled connections; forGood also stops it pooling more.
+func (h *Host) closeIdle(forGood bool) {
+	for _, conn := range h.pool.drain(forGood) {
+		conn.Conn.Close()
+	}
+}

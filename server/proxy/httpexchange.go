@@ -1,0 +1,795 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mosnlite/mosnlite/server/cluster"
+	"github.com/mosnlite/mosnlite/server/proxy/http1"
+)
+
+var (
+	errHeadTooLarge    = errors.New("request head too large")
+	errHeadTimeout     = errors.New("request head not complete within the header timeout")
+	errBodyTooLarge    = errors.New("request body too large")
+	errClientGone      = errors.New("client went away")
+	errStaleConn       = errors.New("pooled upstream connection closed before answering")
+	errUpstreamTimeout = errors.New("upstream timeout")
+	errShortBody       = errors.New("upstream body shorter than its length")
+)
+
+// exchange is one request's state, pooled across requests: the parsed
+// heads, the request body's framing, the upstream connection, and the
+// buffers the exchange writes through. Nothing of it outlives the request
+// but its buffers.
+type exchange struct {
+	req   http1.Request
+	resp  http1.Response
+	info  RequestInfo
+	tried []*cluster.Host
+
+	outBuf *buffer
+	ob     []byte // what goes out next: a composed head, framed body bytes
+	staged []byte // a large request body part already buffered, sent after ob
+	iov    [2][]byte
+
+	upBuf  *buffer // upstream reads
+	ur, uw int     // upBuf.b[ur:uw] read and not consumed
+
+	up      *cluster.Conn
+	body    reqBody
+	respDec http1.ChunkedDecoder
+	// The request body pump: a goroutine that streams a body which had not
+	// fully arrived with its head, while the exchange waits for the answer.
+	pump     sync.WaitGroup
+	pumping  bool
+	pumpStop atomic.Bool
+	pumpDone atomic.Bool
+	pumpErr  error         // set before pumpDone
+	pumpTo   *cluster.Conn // where the pump writes
+	pb       []byte        // the pump's framed output
+	pbBuf    *buffer
+}
+
+func (p *httpProxy) getExchange() *exchange {
+	if v := p.exchanges.Get(); v != nil {
+		return v.(*exchange)
+	}
+	x := &exchange{outBuf: p.bufs.get(httpReadBufSize), upBuf: p.bufs.get(upstreamBufSize)}
+	x.ob = x.outBuf.b[:0]
+	x.tried = make([]*cluster.Host, 0, 4)
+	return x
+}
+
+func (p *httpProxy) putExchange(x *exchange) {
+	x.req.Reset()
+	x.resp.Reset()
+	x.info = RequestInfo{}
+	clear(x.tried)
+	x.tried = x.tried[:0]
+	x.ob, x.staged, x.iov = x.outBuf.b[:0], nil, [2][]byte{}
+	x.ur, x.uw = 0, 0
+	x.up = nil
+	p.bufs.put(x.body.buf)
+	x.body = reqBody{dec: x.body.dec}
+	x.pumping, x.pumpErr, x.pumpTo = false, nil, nil
+	x.pumpStop.Store(false)
+	x.pumpDone.Store(false)
+	if x.pbBuf != nil {
+		p.bufs.put(x.pbBuf)
+		x.pbBuf, x.pb = nil, nil
+	}
+	if len(x.upBuf.b) != upstreamBufSize { // grown for a large response head
+		p.bufs.put(x.upBuf)
+		x.upBuf = p.bufs.get(upstreamBufSize)
+	}
+	if len(x.req.Headers) > 256 || len(x.resp.Headers) > 256 {
+		x.req.Headers, x.resp.Headers = nil, nil
+	}
+	p.exchanges.Put(x)
+}
+
+// serveRequest reads one request, answers it, and reports whether the
+// connection may carry another, and whether any response was written.
+func (c *httpConn) serveRequest() (keepAlive, responded bool) {
+	x := c.p.getExchange()
+	x.info.Listener = c.p.name
+	x.info.Downstream = c.clientIP
+	x.info.Start = time.Now()
+	keepAlive, responded = c.exchange(x)
+	x.info.BytesReceived = x.body.read
+	x.info.Duration = time.Since(x.info.Start)
+	if c.p.done != nil {
+		c.p.done(&x.info)
+	}
+	if keepAlive {
+		c.carryOver(x)
+	}
+	c.p.putExchange(x)
+	return keepAlive, responded
+}
+
+// carryOver keeps, at the request boundary, the bytes read past the end of
+// the request (the next one's beginning), and frees the buffer if none.
+func (c *httpConn) carryOver(x *exchange) {
+	b := &x.body
+	if b.lo < b.hi {
+		extra := b.buf.b[b.lo:b.hi]
+		c.getInput(c.p.bufSize)
+		c.compactInput()
+		if c.in == nil {
+			c.getInput(c.p.bufSize)
+		}
+		c.growInput(len(extra))
+		c.w += copy(c.in.b[c.w:], extra)
+		b.lo = b.hi
+	}
+	c.compactInput()
+}
+
+func (c *httpConn) exchange(x *exchange) (keepAlive, responded bool) {
+	if err := c.readHead(x); err != nil {
+		return false, c.refuse(x, err)
+	}
+	c.requests++
+	c.setPhase(phaseProxying)
+	req := &x.req
+	x.info.Request = req
+	x.body.init(req, c.p.maxBodyBytes)
+	switch {
+	case req.IsMethod(http.MethodConnect):
+		return c.answerLocal(x, noClusterLabel, http.StatusMethodNotAllowed, "CONNECT is not supported\n", true), true
+	case c.p.maxBodyBytes > 0 && req.ContentLength > c.p.maxBodyBytes:
+		x.info.Flags |= FlagBadRequest
+		return c.answerLocal(x, noClusterLabel, http.StatusRequestEntityTooLarge, "request body too large\n", true), true
+	}
+	res, ok := c.p.routes.match(req.Host, pathOf(req.Path), req.Headers)
+	switch {
+	case !ok:
+		x.info.Flags |= FlagNoRoute
+		return c.answerLocal(x, noClusterLabel, http.StatusNotFound, "no route\n", false), true
+	case res.direct != nil:
+		x.info.Flags |= FlagLocalResponse
+		return c.answerLocal(x, noClusterLabel, res.direct.Status, res.direct.Body, false), true
+	}
+	// An Upgrade request (a WebSocket handshake) is proxied here as a plain
+	// request: Upgrade and Connection are hop-by-hop, so the upstream sees
+	// an ordinary request and gives an ordinary answer. This is where a
+	// tunnel takes over when it is built: a 101 from the upstream turns the
+	// connection into bytes copied both ways, which migrate like a TCP
+	// session (req.Upgrade, req.UpgradeAsked).
+	return c.proxy(x, res)
+}
+
+// readHead reads until a whole request head is buffered and parses it, in
+// place. The head may take at most maxHeadBytes, and must be complete
+// headerTimeout after its first byte.
+func (c *httpConn) readHead(x *exchange) error {
+	deadline := x.info.Start.Add(c.p.headerTimeout)
+	limit := c.p.maxHeadBytes
+	skipped, from := 0, 0
+	for {
+		if c.r < c.w {
+			if from == 0 {
+				n := http1.SkipEmptyLines(c.in.b[c.r:c.w])
+				c.r += n
+				skipped += n
+			}
+			buf := c.in.b[c.r:c.w]
+			// A CR whose LF has not arrived yet may still be an empty line.
+			if len(buf) > 0 && !(from == 0 && buf[0] == '\r') {
+				end, next := http1.HeadEnd(buf, from)
+				if end >= 0 {
+					if skipped+end > limit {
+						return errHeadTooLarge
+					}
+					head := buf[:end]
+					c.r += end
+					return http1.ParseRequest(head, &x.req, c.p.maxHeaders)
+				}
+				from = next
+			}
+		}
+		if skipped+c.w-c.r >= limit {
+			return errHeadTooLarge
+		}
+		if c.w == len(c.in.b) {
+			c.growInput(min(3*len(c.in.b), limit+2-(c.w-c.r)))
+		}
+		if _, err := c.read(deadline); err != nil {
+			if isTimeout(err) {
+				return errHeadTimeout
+			}
+			return fmt.Errorf("%w: %w", errClientGone, err)
+		}
+	}
+}
+
+// refuse answers a request head that could not be read, if there is anyone
+// to answer, and reports whether it wrote anything. The connection closes.
+func (c *httpConn) refuse(x *exchange, err error) bool {
+	var status int
+	var pe *http1.Error
+	switch {
+	case errors.Is(err, errHeadTooLarge):
+		status = http.StatusRequestHeaderFieldsTooLarge
+	case errors.Is(err, errHeadTimeout):
+		status = http.StatusRequestTimeout
+	case errors.As(err, &pe):
+		status = pe.Status
+	default:
+		x.info.Flags |= FlagDownstreamReset
+		return false // the client went away: nobody to answer
+	}
+	x.info.Flags |= FlagBadRequest
+	c.p.log.WithError(err).WithField("client", c.clientIP).Debug("bad request")
+	c.answerLocal(x, noClusterLabel, status, http.StatusText(status)+"\n", true)
+	return true
+}
+
+// proxy sends the request to the routed cluster and streams the answer back.
+func (c *httpConn) proxy(x *exchange, res routeResult) (keepAlive, responded bool) {
+	x.info.Cluster = res.cluster
+	cl := c.p.clusters.Get(res.cluster)
+	if cl == nil || cl.HealthyCount() == 0 {
+		x.info.Flags |= FlagNoHealthyUpstream
+		return c.answerLocal(x, res.cluster, http.StatusServiceUnavailable, "no healthy upstream\n", false), true
+	}
+	c.composeRequest(x)
+	// The body bytes that came with the head are decoded now: a framing
+	// error in them is answered before anything goes upstream.
+	if err := c.bodyStep(x, bodyStage, time.Time{}); err != nil {
+		return c.bodyRefused(x, res.cluster, err)
+	}
+	if x.req.Expect100 && !x.body.done {
+		// Answered here, so that the client sends its body; the upstream
+		// sees no Expect.
+		if err := c.write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
+			return false, false
+		}
+	}
+	timeout := res.timeout
+	if timeout <= 0 {
+		timeout = c.p.upstreamTimeout
+	}
+	up, err := c.send(x, cl, timeout)
+	if err != nil {
+		return c.upstreamFailed(x, res.cluster, err)
+	}
+	return c.forwardResponse(x, cl, up)
+}
+
+// bodyRefused answers a request whose body broke its framing or its limit.
+func (c *httpConn) bodyRefused(x *exchange, clusterLabel string, err error) (keepAlive, responded bool) {
+	var pe *http1.Error
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		x.info.Flags |= FlagBadRequest
+		return c.answerLocal(x, clusterLabel, http.StatusRequestEntityTooLarge, "request body too large\n", true), true
+	case errors.As(err, &pe):
+		x.info.Flags |= FlagBadRequest
+		c.p.log.WithError(err).WithField("client", c.clientIP).Debug("bad request body")
+		return c.answerLocal(x, clusterLabel, pe.Status, http.StatusText(pe.Status)+"\n", true), true
+	default:
+		x.info.Flags |= FlagDownstreamReset
+		return false, false
+	}
+}
+
+// upstreamFailed answers a request that got no response head: 502, 503 or
+// 504, or whatever its body's failure calls for.
+func (c *httpConn) upstreamFailed(x *exchange, clusterLabel string, err error) (keepAlive, responded bool) {
+	c.stopPump(x)
+	if c.closedNow() {
+		return false, false // closed under us
+	}
+	if x.pumpErr != nil {
+		return c.bodyRefused(x, clusterLabel, x.pumpErr)
+	}
+	status := http.StatusBadGateway
+	switch {
+	case errors.Is(err, errUpstreamTimeout):
+		status = http.StatusGatewayTimeout
+		x.info.Flags |= FlagUpstreamTimeout
+	case errors.Is(err, cluster.ErrNoHealthyHost):
+		status = http.StatusServiceUnavailable
+		x.info.Flags |= FlagNoHealthyUpstream
+	default:
+		x.info.Flags |= FlagUpstreamReset
+	}
+	c.p.log.WithError(err).WithField("cluster", clusterLabel).WithField("status", status).Debug("upstream request failed")
+	// What the client sent of its body is read away if it can be.
+	return c.answerLocal(x, clusterLabel, status, http.StatusText(status)+"\n", false), true
+}
+
+func (c *httpConn) closedNow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// replayable: a request that may be sent again on a fresh connection when
+// a pooled one turns out to have been closed by the upstream before it
+// answered (as net/http does): idempotent and without a body.
+func replayable(req *http1.Request) bool {
+	if req.HasBody() {
+		return false
+	}
+	switch string(req.Method) {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// send picks hosts, connects and sends until one answers with a response
+// head, which it returns with its upstream connection (the host acquired).
+// A connect failure sends nothing, so the request goes to the next host,
+// each tried once; a pooled connection that the upstream had closed is
+// replaced by a fresh one for a replayable request.
+func (c *httpConn) send(x *exchange, cl *cluster.Cluster, timeout time.Duration) (*cluster.Conn, error) {
+	replay := replayable(&x.req)
+	var lastErr error
+	var h *cluster.Host
+	fresh := false // the next attempt reconnects to h
+	for {
+		if !fresh {
+			if h = cl.Pick(x.tried); h == nil {
+				break
+			}
+			x.tried = append(x.tried, h)
+		}
+		up, err := c.upstreamConn(x, cl, h, fresh, replay)
+		fresh = false
+		x.info.Attempts++
+		x.info.Upstream = h
+		if err != nil {
+			x.info.Flags |= FlagUpstreamConnectFail
+			lastErr = err
+			if c.closedNow() {
+				return nil, errClosed
+			}
+			continue
+		}
+		h.Acquire()
+		err = c.roundTrip(x, up, timeout)
+		if err == nil {
+			return up, nil
+		}
+		h.Release()
+		c.setUpstream(nil)
+		cl.Discard(up)
+		x.up = nil
+		if errors.Is(err, errStaleConn) && replay {
+			fresh, lastErr = true, err
+			continue
+		}
+		return nil, err
+	}
+	if lastErr == nil {
+		lastErr = cluster.ErrNoHealthyHost
+	}
+	return nil, lastErr
+}
+
+// upstreamConn returns a connection to h: a pooled one unless fresh, else a
+// new one. A pooled one for a request that cannot be sent twice is first
+// checked for an upstream close.
+func (c *httpConn) upstreamConn(x *exchange, cl *cluster.Cluster, h *cluster.Host, fresh, replay bool) (*cluster.Conn, error) {
+	for !fresh {
+		up := cl.Idle(h)
+		if up == nil {
+			break
+		}
+		if !replay && peerClosed(up.Conn) {
+			cl.Discard(up)
+			continue
+		}
+		return up, nil
+	}
+	ctx, done := c.dialContext()
+	defer done()
+	start := time.Now()
+	up, err := cl.Connect(ctx, h)
+	x.info.UpstreamConnect = time.Since(start)
+	return up, err
+}
+
+// roundTrip sends the request head and the body bytes staged with it in
+// one write, starts the pump for the rest of the body, and reads the
+// response head.
+func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, timeout time.Duration) error {
+	if !c.setUpstream(up) {
+		return errClosed
+	}
+	x.up = up
+	sent := time.Now()
+	_ = up.SetWriteDeadline(sent.Add(timeout))
+	_ = up.SetReadDeadline(sent.Add(timeout))
+	if err := x.writeRequest(up); err != nil {
+		if up.Reused() {
+			return fmt.Errorf("%w: %w", errStaleConn, err)
+		}
+		return fmt.Errorf("send request: %w", err)
+	}
+	if !x.body.done {
+		c.startPump(x, up)
+	}
+	if err := c.readResponseHead(x, up); err != nil {
+		if isTimeout(err) {
+			if c.stopPump(x); x.pumpErr != nil {
+				return x.pumpErr
+			}
+			return fmt.Errorf("%w: %w", errUpstreamTimeout, err)
+		}
+		if up.Reused() && x.uw == 0 && !x.pumping {
+			return fmt.Errorf("%w: %w", errStaleConn, err)
+		}
+		return err
+	}
+	x.info.UpstreamResponse = time.Since(sent)
+	return nil
+}
+
+// writeRequest writes the composed head with the staged body bytes.
+func (x *exchange) writeRequest(up net.Conn) error {
+	if len(x.staged) == 0 {
+		_, err := up.Write(x.ob)
+		return err
+	}
+	x.iov = [2][]byte{x.ob, x.staged}
+	bufs := net.Buffers(x.iov[:])
+	_, err := bufs.WriteTo(up)
+	return err
+}
+
+// readResponseHead reads and parses the upstream's response head, skipping
+// informational (1xx) ones.
+func (c *httpConn) readResponseHead(x *exchange, up *cluster.Conn) error {
+	for informational := 0; ; {
+		from := 0
+		for {
+			if x.ur < x.uw {
+				end, next := http1.HeadEnd(x.upBuf.b[x.ur:x.uw], from)
+				if end >= 0 {
+					head := x.upBuf.b[x.ur : x.ur+end]
+					x.ur += end
+					if err := http1.ParseResponse(head, &x.resp, maxResponseHeaders); err != nil {
+						return fmt.Errorf("upstream response: %w", err)
+					}
+					break
+				}
+				from = next
+			}
+			if x.uw-x.ur >= maxResponseHead {
+				return fmt.Errorf("upstream response head larger than %d bytes", maxResponseHead)
+			}
+			if x.uw == len(x.upBuf.b) {
+				x.growUpstream(c.p.bufs)
+			}
+			n, err := up.Read(x.upBuf.b[x.uw:])
+			x.uw += n
+			if n == 0 && err != nil {
+				if x.pumpFailed() {
+					return x.pumpErr
+				}
+				return fmt.Errorf("read upstream response: %w", err)
+			}
+		}
+		switch s := x.resp.Status; {
+		case s == http.StatusSwitchingProtocols:
+			return errors.New("upstream switched protocols, which was not asked for")
+		case s < 200:
+			if informational++; informational > 8 {
+				return errors.New("upstream sent more than 8 informational responses")
+			}
+			continue
+		}
+		return nil
+	}
+}
+
+// growUpstream makes room after the unparsed upstream bytes.
+func (x *exchange) growUpstream(bufs *bufPool) {
+	if x.ur > 0 {
+		x.uw = copy(x.upBuf.b, x.upBuf.b[x.ur:x.uw])
+		x.ur = 0
+		if x.uw < len(x.upBuf.b) {
+			return
+		}
+	}
+	nb := bufs.get(len(x.upBuf.b) * 4)
+	x.uw = copy(nb.b, x.upBuf.b[:x.uw])
+	bufs.put(x.upBuf)
+	x.upBuf = nb
+}
+
+// pumpFailed reports a pump that ended with an error (after which the
+// upstream connection was closed under the exchange).
+func (x *exchange) pumpFailed() bool {
+	return x.pumping && x.pumpDone.Load() && x.pumpErr != nil
+}
+
+// Ways the response body comes from upstream.
+const (
+	inNone = iota
+	inLength
+	inChunked
+	inUntilClose
+)
+
+// forwardResponse writes the upstream's answer to the client, streaming its
+// body, and hands the upstream connection back as soon as the body is read.
+func (c *httpConn) forwardResponse(x *exchange, cl *cluster.Cluster, up *cluster.Conn) (keepAlive, responded bool) {
+	h := up.Host()
+	defer h.Release()
+	req, resp := &x.req, &x.resp
+	c.setPhase(phaseWriting)
+	closeAfter := req.Close || c.isDraining()
+	if x.pumping && !x.pumpDone.Load() {
+		// The upstream answered before the whole body arrived: the rest is
+		// read away afterwards if it is short, or the connection closes;
+		// the client is told now.
+		left := x.body.remaining()
+		closeAfter = closeAfter || left < 0 || left > maxDiscard
+	}
+	in, chunkOut := inNone, false
+	isHead := req.IsMethod(http.MethodHead)
+	switch {
+	case !http1.BodyAllowed(isHead, resp.Status):
+	case resp.ContentLength >= 0:
+		in = inLength
+	default:
+		in = inUntilClose
+		if resp.Chunked {
+			in = inChunked
+		}
+		if req.Minor >= 1 {
+			chunkOut = true
+		} else {
+			closeAfter = true // an HTTP/1.0 client: the end of the body is the close
+		}
+	}
+	reuse := !resp.Close && in != inUntilClose
+	c.p.countRequest(x.info.Cluster, resp.Status)
+	x.info.Status = resp.Status
+	x.ob = x.ob[:0]
+	x.staged = nil
+	x.composeResponse(isHead, in, chunkOut, closeAfter)
+
+	var err error
+	switch in {
+	case inNone:
+		c.releaseUpstream(x, cl, up, reuse)
+		err = c.flush(x)
+	case inLength:
+		err = c.copyLength(x, cl, up, resp.ContentLength, reuse)
+	default:
+		err = c.copyStream(x, cl, up, in == inChunked, chunkOut, reuse)
+	}
+	if x.up != nil { // failed before the body was all read
+		c.releaseUpstream(x, cl, up, false)
+	}
+	if x.pumping {
+		if !x.pumpDone.Load() {
+			c.stopPump(x)
+		} else {
+			x.pump.Wait()
+			x.pumping = false
+		}
+	}
+	if err != nil {
+		c.p.log.WithError(err).WithField("cluster", x.info.Cluster).Debug("response streaming failed")
+		x.info.Flags |= FlagUpstreamReset
+		return false, true
+	}
+	if closeAfter || x.pumpErr != nil {
+		return false, true
+	}
+	if !x.body.done {
+		return c.discardBody(x), true
+	}
+	return true, true
+}
+
+// releaseUpstream ends the exchange's hold on the upstream connection: back
+// to the pool if the response was read whole and the request sent whole.
+func (c *httpConn) releaseUpstream(x *exchange, cl *cluster.Cluster, up *cluster.Conn, reuse bool) {
+	c.setUpstream(nil)
+	x.up = nil
+	if x.pumping && !x.pumpDone.Load() {
+		c.stopPump(x) // the answer came before the whole body: the rest is not sent
+	}
+	sentWhole := x.body.done && !x.pumping ||
+		x.pumping && x.pumpDone.Load() && x.pumpErr == nil && x.body.done
+	if reuse && sentWhole {
+		cl.Put(up)
+		return
+	}
+	cl.Discard(up)
+}
+
+// copyLength streams a body of n bytes: what came with the head goes out
+// with the head in one write.
+func (c *httpConn) copyLength(x *exchange, cl *cluster.Cluster, up *cluster.Conn, n int64, reuse bool) error {
+	left := n
+	avail := x.upBuf.b[x.ur:x.uw]
+	if int64(len(avail)) > left {
+		avail = avail[:left] // bytes past the body: the connection is not reused
+		reuse = false
+	}
+	x.ur += len(avail)
+	left -= int64(len(avail))
+	x.info.BytesSent += int64(len(avail))
+	if left == 0 {
+		c.releaseUpstream(x, cl, up, reuse)
+	}
+	if len(avail) > 0 || left == 0 {
+		if err := c.writeOut(x, avail); err != nil {
+			return err
+		}
+	}
+	for left > 0 {
+		_ = up.SetReadDeadline(time.Now().Add(c.p.idleTimeout))
+		m := min(int64(len(x.upBuf.b)), left)
+		got, err := up.Read(x.upBuf.b[:m])
+		if got > 0 {
+			left -= int64(got)
+			x.info.BytesSent += int64(got)
+			if left == 0 {
+				c.releaseUpstream(x, cl, up, reuse)
+			}
+			if werr := c.writeOut(x, x.upBuf.b[:got]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil && left > 0 {
+			if err == io.EOF {
+				return errShortBody
+			}
+			return fmt.Errorf("read upstream body: %w", err)
+		}
+	}
+	return nil
+}
+
+// copyStream streams a chunked or close-delimited body, re-framed for the
+// client (chunked, or as is for an HTTP/1.0 client), flushing after every
+// read so that a streaming upstream streams to the client too.
+func (c *httpConn) copyStream(x *exchange, cl *cluster.Cluster, up *cluster.Conn, chunkedIn, chunkOut, reuse bool) error {
+	dec := &x.respDec
+	dec.Reset()
+	dec.Status = http1.StatusBadGateway
+	// Without a known length the upstream may be streaming (events, long
+	// polls): the head goes out now, not with the first body bytes.
+	if x.ur == x.uw {
+		if err := c.flush(x); err != nil {
+			return err
+		}
+	}
+	for {
+		for x.ur < x.uw {
+			data := x.upBuf.b[x.ur:x.uw]
+			if chunkedIn {
+				d, n, err := dec.Next(data)
+				x.ur += n
+				if err != nil {
+					return fmt.Errorf("upstream body: %w", err)
+				}
+				if dec.Done() {
+					if x.ur < x.uw {
+						reuse = false // bytes past the body
+					}
+					x.ur = x.uw
+				}
+				data = d
+			} else {
+				x.ur = x.uw
+			}
+			if len(data) > 0 {
+				x.info.BytesSent += int64(len(data))
+				if err := c.appendBody(x, data, chunkOut); err != nil {
+					return err
+				}
+			}
+		}
+		if chunkedIn && dec.Done() {
+			c.releaseUpstream(x, cl, up, reuse)
+			if chunkOut {
+				x.ob = append(x.ob, "0\r\n"...)
+				x.ob = append(x.ob, dec.Trailers()...)
+				x.ob = append(x.ob, "\r\n"...)
+			}
+			return c.flush(x)
+		}
+		if err := c.flush(x); err != nil {
+			return err
+		}
+		_ = up.SetReadDeadline(time.Now().Add(c.p.idleTimeout))
+		x.ur, x.uw = 0, 0
+		n, err := up.Read(x.upBuf.b)
+		x.uw = n
+		if n == 0 && err != nil {
+			if err == io.EOF && !chunkedIn {
+				c.releaseUpstream(x, cl, up, false)
+				if chunkOut {
+					x.ob = append(x.ob, "0\r\n\r\n"...)
+				}
+				return c.flush(x)
+			}
+			if err == io.EOF {
+				return errShortBody
+			}
+			return fmt.Errorf("read upstream body: %w", err)
+		}
+	}
+}
+
+// appendBody adds body bytes to what goes out, as a chunk if chunked.
+func (c *httpConn) appendBody(x *exchange, data []byte, chunked bool) error {
+	if chunked {
+		x.ob = http1.AppendChunkHeader(x.ob, len(data))
+	}
+	if len(x.ob)+len(data) > cap(x.ob) && len(data) > 4096 {
+		// Large: written from where it is, without a copy.
+		if err := c.writeOut(x, data); err != nil {
+			return err
+		}
+	} else {
+		x.ob = append(x.ob, data...)
+	}
+	if chunked {
+		x.ob = append(x.ob, '\r', '\n')
+	}
+	return nil
+}
+
+// writeOut writes x.ob followed by data in as few writes as it takes: one
+// if they fit the buffer together.
+func (c *httpConn) writeOut(x *exchange, data []byte) error {
+	if len(x.ob)+len(data) <= cap(x.ob) {
+		x.ob = append(x.ob, data...)
+		return c.flush(x)
+	}
+	if err := c.flush(x); err != nil {
+		return err
+	}
+	return c.write(data)
+}
+
+// flush writes what x.ob holds.
+func (c *httpConn) flush(x *exchange) error {
+	if len(x.ob) == 0 {
+		return nil
+	}
+	err := c.write(x.ob)
+	x.ob = x.ob[:0]
+	return err
+}
+
+// peerClosed reports whether a pooled upstream connection was closed by the
+// upstream (or has unexpected bytes waiting): one non-blocking peek.
+func peerClosed(nc net.Conn) bool {
+	r := newRawIO(nc)
+	if r == nil {
+		return false
+	}
+	var rerr error
+	var b [1]byte
+	if err := r.rc.Control(func(fd uintptr) {
+		_, _, rerr = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	}); err != nil {
+		return true
+	}
+	// EAGAIN: alive and quiet. Anything else — EOF, bytes nobody asked
+	// for, a reset — and the connection is not worth a request.
+	return rerr != unix.EAGAIN
+}

@@ -113,4 +113,3 @@ func TestRouteCompileErrors(t *testing.T) {
 		}
 	}
 }
-

@@ -37,8 +37,9 @@ func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 		return nil, nil, fmt.Errorf("server: clusters: %w", err)
 	}
 	var parts []*part
-	// One idle-connection poller for every HTTP listener of the process.
-	poller := proxy.NewIdlePoller(s.opts.Log)
+	// What every HTTP listener of the process shares: one idle-connection
+	// poller, one memory reclaimer.
+	httpRT := proxy.NewHTTPRuntime(s.opts.Log)
 	svcs := []struct {
 		name string
 		cfg  *config.ServiceConfig
@@ -76,7 +77,7 @@ func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
 			}
-			p, err := newProxy(l, srv, clusters, s.reg, log, poller)
+			p, err := newProxy(l, srv, clusters, s.reg, log, httpRT)
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
 			}
@@ -87,7 +88,7 @@ func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 }
 
 func newProxy(l config.Listener, srv *config.Server, clusters *cluster.Manager, reg *stats.Registry, log *logrus.Entry,
-	poller *proxy.IdlePoller) (proxy.Proxy, error) {
+	httpRT *proxy.HTTPRuntime) (proxy.Proxy, error) {
 	if len(l.FilterChains) != 1 || len(l.FilterChains[0].Filters) != 1 {
 		return nil, fmt.Errorf("want exactly one filter chain with one filter")
 	}
@@ -99,7 +100,7 @@ func newProxy(l config.Listener, srv *config.Server, clusters *cluster.Manager, 
 		if r == nil {
 			return nil, fmt.Errorf("router %q not found", f.HTTP.RouterConfigName)
 		}
-		return proxy.NewHTTP(l, r, clusters, reg, log.WithField("component", "http_proxy"), proxy.WithIdlePoller(poller))
+		return proxy.NewHTTP(l, r, clusters, reg, log.WithField("component", "http_proxy"), proxy.WithHTTPRuntime(httpRT))
 	case f.TCP != nil:
 		return proxy.NewTCP(l, clusters, reg, log.WithField("component", "tcp_proxy"))
 	default:

@@ -12,7 +12,11 @@ import (
 // Conn is used by one goroutine at a time.
 type Conn struct {
 	net.Conn
-	host   *Host
+	// Attached is state the connection's user keeps with it from one
+	// exchange to the next (the HTTP engine's non-blocking I/O helper); the
+	// pool never touches it.
+	Attached any
+	host     *Host
 	uses   int       // exchanges completed on it before this one
 	idleAt time.Time // when it went back to the pool
 }

@@ -50,7 +50,7 @@ type httpProxy struct {
 
 	bufs      *bufPool
 	exchanges sync.Pool // *exchange
-	idle      *IdlePoller
+	idle      *HTTPRuntime
 	idleList  *idleList // this proxy's idle connections, in idle
 	// done, if set, is called at the end of every request with what it
 	// did, for an access log or histograms; it must not keep info.
@@ -60,10 +60,10 @@ type httpProxy struct {
 // HTTPOption sets what an HTTP proxy takes besides its config.
 type HTTPOption func(*httpProxy)
 
-// WithIdlePoller keeps the proxy's idle keep-alive connections in poller,
+// WithHTTPRuntime keeps the proxy's idle keep-alive connections in poller,
 // which the process's other HTTP proxies share; without it the proxy makes
 // one of its own.
-func WithIdlePoller(poller *IdlePoller) HTTPOption {
+func WithHTTPRuntime(poller *HTTPRuntime) HTTPOption {
 	return func(p *httpProxy) { p.idle = poller }
 }
 
@@ -109,7 +109,7 @@ func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.
 		o(p)
 	}
 	if p.idle == nil {
-		p.idle = NewIdlePoller(p.log)
+		p.idle = NewHTTPRuntime(p.log)
 	}
 	p.idleList = p.idle.list(p.idleTimeout)
 	labels := append(routes.clusters(), noClusterLabel)
@@ -172,13 +172,13 @@ func (p *httpProxy) Serve(l net.Listener) error {
 func (p *httpProxy) handle(nc net.Conn) {
 	c := p.newConn(nc)
 	c.remove = p.tracker.Add(c)
-	p.idle.register(c)
 	go c.serve(startFresh)
 }
 
 // newConn prepares a downstream connection; the caller tracks and serves it.
 func (p *httpProxy) newConn(nc net.Conn) *httpConn {
 	c := &httpConn{p: p, nc: nc, raw: newRawIO(nc), phase: phaseReading}
+	c.readReady = c.readReadyFn
 	if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.clientIP = tcp.IP.String()
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/server/conntrack"
 )
@@ -57,8 +59,9 @@ type httpConn struct {
 	// The read buffer, taken when bytes arrive and given back at the
 	// request boundary: in.b[r:w] is read and not yet parsed. Owned by the
 	// serving goroutine (and by a request body pump while one runs).
-	in   *buffer
-	r, w int
+	in        *buffer
+	r, w      int
+	readReady func(fd int) (int, error) // c.readReadyFn, made once
 	// prefix is what a predecessor had read and not parsed (an adopted
 	// connection), served before anything is read.
 	prefix []byte
@@ -84,8 +87,11 @@ type httpConn struct {
 	// requests counts the requests read on this connection, in this process
 	// and its predecessors. Owned by the serving goroutine.
 	requests uint64
+	// clientClosing: the last request asked for the close (Connection:
+	// close, HTTP/1.0) and was read whole, with nothing after it.
+	clientClosing bool
 
-	// Idle set state, under idleSet.mu.
+	// Idle poller state, under HTTPRuntime.mu.
 	pollID             uint64
 	ist                uint8
 	idlePrev, idleNext *httpConn
@@ -223,7 +229,9 @@ func (c *httpConn) serve(start int) {
 		start = startFresh
 		keepAlive, responded := c.serveRequest()
 		if !keepAlive {
-			c.finish(responded)
+			// A client that asked for the close and sent nothing more gets
+			// a plain one, as nginx does; else the close lingers.
+			c.finish(responded && !(c.clientClosing && !inputPending(c.nc)))
 			return
 		}
 	}
@@ -260,7 +268,7 @@ func (c *httpConn) endIdle() {
 // waitRequest is the idle state: it waits until the next request's first
 // bytes are in c.in (ok), or the connection is to close (not ok: the client
 // closed it, it idled out, a drain found it idle, it moved), or the idle
-// set holds it now (done: the goroutine lets go of it).
+// poller holds it now (done: the goroutine lets go of it).
 func (c *httpConn) waitRequest(start int) (ok, done bool) {
 	c.mu.Lock()
 	if c.closed {
@@ -276,11 +284,8 @@ func (c *httpConn) waitRequest(start int) (ok, done bool) {
 		c.takePrefix()
 		return c.beginRequest(), false
 	}
-	if start == startWoken {
-		return c.waitBlocking(), false
-	}
-	for c.raw != nil {
-		// What is there already, without waiting.
+	if start == startReadable {
+		// The poller saw bytes arrive: read them without waiting.
 		c.getInput(c.p.bufSize)
 		n, err := c.raw.tryRead(c.in.b[c.w:])
 		if n > 0 {
@@ -292,78 +297,116 @@ func (c *httpConn) waitRequest(start int) (ok, done bool) {
 		if err != errWouldBlock {
 			return false, false // EOF, reset, closed
 		}
-		res := c.p.idle.park(c)
-		if res == parked {
-			return false, true
-		}
-		if res == parkRefused {
-			break // it waits here
-		}
 	}
-	return c.waitBlocking(), false
+	return c.waitBlocking()
 }
 
-// waitBlocking waits in the goroutine, without a buffer, for the first byte
-// of the next request: for a connection the idle set cannot hold, or one
-// draining or moving.
-func (c *httpConn) waitBlocking() bool {
+// waitBlocking waits with the goroutine, without a buffer, for the first
+// bytes of the next request, until the connection is to move, drain, time
+// out, or — after idleHandoff — go to the idle poller.
+func (c *httpConn) waitBlocking() (ok, done bool) {
 	for {
-		if c.armIdle() {
+		move, handoff := c.armIdle()
+		if move {
 			if c.park() {
-				return false
+				return false, false
 			}
 			continue // it stays, and drains from now on
 		}
-		n, err := c.nc.Read(c.peek[:])
+		n, err := c.readIdle()
 		if n > 0 {
-			c.p.rxBytes.Add(float64(n))
-			c.getInput(c.p.bufSize)
-			c.in.b[0] = c.peek[0]
-			c.w = 1
-			return c.beginRequest()
+			return c.beginRequest(), false
 		}
 		if !isTimeout(err) {
-			return false // EOF, reset, closed
+			return false, false // EOF, reset, closed
 		}
 		c.mu.Lock()
 		move, draining := c.wantsMoveLocked(), c.draining
 		c.mu.Unlock()
-		if move {
+		switch {
+		case move:
 			continue
+		case draining:
+			// Drained at a request boundary and the grace is over. A request
+			// the client has sent meanwhile is served, with Connection:
+			// close; otherwise the connection closes.
+			if !inputPending(c.nc) {
+				return false, false
+			}
+			c.getInput(c.p.bufSize)
+			if _, err := c.read(time.Now().Add(c.p.headerTimeout)); err != nil {
+				c.releaseInput()
+				return false, false
+			}
+			return c.beginRequest(), false
+		case handoff && c.p.idle.park(c):
+			return false, true
+		case !handoff:
+			return false, false // idle timeout
 		}
-		if !draining {
-			return false // idle timeout
-		}
-		// Drained at a request boundary and the grace is over. A request the
-		// client has sent meanwhile is served, with Connection: close;
-		// otherwise the connection closes.
-		if !inputPending(c.nc) {
-			return false
-		}
-		c.getInput(c.p.bufSize)
-		if _, err := c.read(time.Now().Add(c.p.headerTimeout)); err != nil {
-			c.releaseInput()
-			return false
-		}
-		return c.beginRequest()
+		// Not handed off: it waits on here until its idle timeout.
 	}
 }
 
-// armIdle sets the deadline of the idle wait, or reports that the connection
-// is to move now instead. Under mu, so that a Migrate or Drain racing with it
-// either is seen here or sets its own deadline after this one.
-func (c *httpConn) armIdle() (move bool) {
+// readIdle waits for the next request's first bytes and reads them into
+// c.in, which it takes only once they are there.
+func (c *httpConn) readIdle() (int, error) {
+	if c.raw != nil {
+		n, err := c.raw.waitRead(c.readReady)
+		if n > 0 {
+			c.p.rxBytes.Add(float64(n))
+		}
+		return n, err
+	}
+	n, err := c.nc.Read(c.peek[:])
+	if n > 0 {
+		c.p.rxBytes.Add(float64(n))
+		c.getInput(c.p.bufSize)
+		c.in.b[0] = c.peek[0]
+		c.w = 1
+	}
+	return n, err
+}
+
+// readReady reads what arrived into c.in, taking the buffer for it, or
+// reports errWouldBlock without keeping one.
+func (c *httpConn) readReadyFn(fd int) (int, error) {
+	c.getInput(c.p.bufSize)
+	n, err := unix.Read(fd, c.in.b[c.w:])
+	switch {
+	case err == unix.EAGAIN:
+		c.releaseInput()
+		return 0, errWouldBlock
+	case err != nil:
+		c.releaseInput()
+		return 0, err
+	case n == 0:
+		c.releaseInput()
+		return 0, io.EOF
+	}
+	c.w += n
+	return n, nil
+}
+
+// armIdle sets the deadline of the idle wait — the drain grace, the handoff
+// to the idle poller, or the idle timeout — or reports that the connection
+// is to move now instead. Under mu, so that a Migrate or Drain racing with
+// it either is seen here or sets its own deadline after this one.
+func (c *httpConn) armIdle() (move, handoff bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.wantsMoveLocked() {
-		return true
+		return true, false
 	}
-	if c.draining {
-		_ = c.nc.SetReadDeadline(c.idleSince.Add(drainIdleGrace))
-	} else {
-		_ = c.nc.SetReadDeadline(c.idleSince.Add(c.p.idleTimeout))
+	deadline := c.idleSince.Add(c.p.idleTimeout)
+	switch {
+	case c.draining:
+		deadline = c.idleSince.Add(drainIdleGrace)
+	case c.raw != nil && c.p.idleTimeout > idleHandoff && time.Since(c.idleSince) < idleHandoff:
+		deadline, handoff = c.idleSince.Add(idleHandoff), true
 	}
-	return false
+	_ = c.nc.SetReadDeadline(deadline)
+	return false, handoff
 }
 
 // beginRequest leaves idle for reading.
@@ -506,6 +549,7 @@ func (c *httpConn) finish(linger bool) {
 		c.in, c.r, c.w = nil, 0, 0
 	}
 	c.remove()
+	c.p.idle.reclaim.left()
 }
 
 // lingerClose closes after a response: our FIN first, then reading away what

@@ -105,6 +105,7 @@ func (c *httpConn) serveRequest() (keepAlive, responded bool) {
 	x.info.Downstream = c.clientIP
 	x.info.Start = time.Now()
 	keepAlive, responded = c.exchange(x)
+	c.clientClosing = !keepAlive && responded && x.req.Close && x.body.done && c.r == c.w
 	x.info.BytesReceived = x.body.read
 	x.info.Duration = time.Since(x.info.Start)
 	if c.p.done != nil {
@@ -412,10 +413,12 @@ func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, timeout time.Duratio
 	}
 	x.up = up
 	sent := time.Now()
-	_ = up.SetWriteDeadline(sent.Add(timeout))
 	_ = up.SetReadDeadline(sent.Add(timeout))
-	if err := x.writeRequest(up); err != nil {
-		if up.Reused() {
+	if err := c.sendRequest(x, up, timeout); err != nil {
+		if isTimeout(err) {
+			return fmt.Errorf("%w: %w", errUpstreamTimeout, err)
+		}
+		if up.Reused() && x.uw == 0 {
 			return fmt.Errorf("%w: %w", errStaleConn, err)
 		}
 		return fmt.Errorf("send request: %w", err)
@@ -437,6 +440,37 @@ func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, timeout time.Duratio
 	}
 	x.info.UpstreamResponse = time.Since(sent)
 	return nil
+}
+
+// sendRequest sends the composed head, with the body bytes staged after it.
+// A request without more body to stream goes out from inside the wait for
+// its answer, whose first bytes it reads.
+func (c *httpConn) sendRequest(x *exchange, up *cluster.Conn, timeout time.Duration) error {
+	if r := upstreamRaw(up); r != nil && len(x.staged) == 0 && x.body.done {
+		wrote, n, err := r.sendThenRead(x.ob, x.upBuf.b)
+		x.uw = n
+		if err != nil || wrote == len(x.ob) {
+			return err
+		}
+		_ = up.SetWriteDeadline(time.Now().Add(timeout))
+		_, err = up.Write(x.ob[wrote:])
+		return err
+	}
+	_ = up.SetWriteDeadline(time.Now().Add(timeout))
+	return x.writeRequest(up)
+}
+
+// upstreamRaw is the non-blocking I/O helper of an upstream connection,
+// made on its first exchange and kept with it.
+func upstreamRaw(up *cluster.Conn) *rawIO {
+	if r, ok := up.Attached.(*rawIO); ok {
+		return r
+	}
+	r := newRawIO(up.Conn)
+	if r != nil {
+		up.Attached = r
+	}
+	return r
 }
 
 // writeRequest writes the composed head with the staged body bytes.

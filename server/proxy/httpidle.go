@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -9,36 +10,46 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Where a pollable connection is, as the poller sees it (under IdlePoller.mu).
+// Where a pollable connection is, as the poller sees it (under HTTPRuntime.mu).
 const (
-	istActive      uint8 = iota // a goroutine serves it
-	istActiveEvent              // a goroutine serves it, and bytes arrived meanwhile
-	istIdle                     // between requests, with no goroutine: the poller waits for its next byte
+	istActive uint8 = iota // a goroutine serves it
+	istIdle                // between requests, with no goroutine: the poller waits for its next byte
 )
 
 // pollerLinger is how long a poller outlives its last connection before it
 // stops (and closes its epoll descriptor).
 const pollerLinger = 10 * time.Second
 
-// IdlePoller holds HTTP keep-alive connections between requests without a
+// idleHandoff is how long a keep-alive connection waits for its next
+// request with its goroutine (parked in the Go runtime's netpoller, without
+// a buffer) before it goes to the HTTPRuntime and the goroutine ends. A busy
+// connection thus never pays for the handoff, and one that idles holds no
+// goroutine after this.
+const idleHandoff = time.Second
+
+// HTTPRuntime is what the HTTP proxies of a process share. It holds HTTP
+// keep-alive connections between requests without a
 // goroutine or a buffer each: one epoll instance watches them, starts a
 // goroutine when a connection's next request arrives, and closes those idle
 // past their proxy's idle timeout. An idle connection then costs its
 // socket, its httpConn and a map entry — under a kilobyte — instead of a
 // goroutine stack and buffers.
 //
-// One poller serves every HTTP proxy of a process (WithIdlePoller): one
-// descriptor and one goroutine however many listeners there are. It starts
-// with its first connection and stops pollerLinger after its last.
+// One runtime serves every HTTP proxy of a process (WithHTTPRuntime): one
+// descriptor and one goroutine however many listeners there are. The poller
+// starts with its first connection and stops pollerLinger after its last.
+// The runtime also gives memory back to the operating system after a wave
+// of connections has gone (see memReclaimer).
 //
-// Every pollable connection (a plain TCP or unix socket) is registered once,
-// edge-triggered, when it starts. An event on a connection that a goroutine
-// serves only marks it (istActiveEvent), so that the goroutine, before it
-// lets the connection go idle, reads again instead of losing the wakeup for
-// bytes that came in meanwhile.
-type IdlePoller struct {
-	now func() time.Time // injectable clock
-	log *logrus.Entry
+// A connection comes here after idleHandoff without a request; until then
+// its goroutine waits in the runtime's netpoller, which costs a busy
+// connection nothing extra. Each stay is armed one-shot and level-triggered
+// (EPOLLONESHOT): bytes that arrived before the arming still wake it, and
+// an event never comes twice for one stay.
+type HTTPRuntime struct {
+	now     func() time.Time // injectable clock
+	log     *logrus.Entry
+	reclaim *memReclaimer
 
 	mu         sync.Mutex
 	epfd       int
@@ -56,19 +67,19 @@ type idleList struct {
 	head, tail *httpConn
 }
 
-// NewIdlePoller returns a poller, idle until its first connection.
-func NewIdlePoller(log *logrus.Entry) *IdlePoller {
+// NewHTTPRuntime returns a poller, idle until its first connection.
+func NewHTTPRuntime(log *logrus.Entry) *HTTPRuntime {
 	if log == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
 	}
-	return &IdlePoller{now: time.Now, log: log.WithField("component", "http_idle_poller"), epfd: -1,
-		conns: map[uint64]*httpConn{}, lists: map[time.Duration]*idleList{}}
+	return &HTTPRuntime{now: time.Now, log: log.WithField("component", "http_idle_poller"), epfd: -1,
+		reclaim: newMemReclaimer(), conns: map[uint64]*httpConn{}, lists: map[time.Duration]*idleList{}}
 }
 
 // list returns the idle list of a timeout, made on first use.
-func (s *IdlePoller) list(timeout time.Duration) *idleList {
+func (s *HTTPRuntime) list(timeout time.Duration) *idleList {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.lists[timeout]
@@ -79,42 +90,45 @@ func (s *IdlePoller) list(timeout time.Duration) *idleList {
 	return l
 }
 
-// register watches c from now on, starting the poller if need be. False
-// means c cannot be watched: its goroutine waits for it between requests.
-func (s *IdlePoller) register(c *httpConn) bool {
-	if c.raw == nil {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// arm registers c with the epoll instance, or re-arms its one-shot
+// registration, starting the poller if need be. Under s.mu.
+func (s *HTTPRuntime) armLocked(c *httpConn) error {
 	if !s.running {
 		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 		if err != nil {
-			s.log.WithError(err).Warn("epoll_create failed: idle connections keep their goroutines")
-			return false
+			return fmt.Errorf("epoll_create: %w", err)
 		}
 		s.epfd, s.running = fd, true
 		go s.loop(fd)
 	}
-	s.nextID++
-	id := s.nextID
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	op, id := unix.EPOLL_CTL_MOD, c.pollID
+	if id == 0 {
+		s.nextID++
+		op, id = unix.EPOLL_CTL_ADD, s.nextID
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
+		Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
 	var cerr error
 	epfd := s.epfd
-	if err := c.raw.rc.Control(func(fd uintptr) { cerr = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, int(fd), &ev) }); err != nil || cerr != nil {
-		return false
+	if err := c.raw.rc.Control(func(fd uintptr) { cerr = unix.EpollCtl(epfd, op, int(fd), &ev) }); err != nil {
+		return err
 	}
-	c.pollID, c.ist = id, istActive
-	s.conns[id] = c
-	return true
+	if cerr != nil {
+		return fmt.Errorf("epoll_ctl: %w", cerr)
+	}
+	if op == unix.EPOLL_CTL_ADD {
+		c.pollID = id
+		s.conns[id] = c
+	}
+	return nil
 }
 
-// unregister stops watching c. del removes it from the epoll set
-// explicitly, which a connection whose socket lives on elsewhere (moved to
-// a successor) needs: closing our descriptor does not end the registration
-// while another process holds the socket. It must run before c's socket is
+// unregister forgets c. del removes it from the epoll set explicitly,
+// which a connection whose socket lives on elsewhere (moved to a successor)
+// needs: closing our descriptor does not end the registration while
+// another process holds the socket. It must run before c's socket is
 // closed.
-func (s *IdlePoller) unregister(c *httpConn, del bool) {
+func (s *HTTPRuntime) unregister(c *httpConn, del bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.pollID == 0 {
@@ -134,41 +148,36 @@ func (s *IdlePoller) unregister(c *httpConn, del bool) {
 	}
 }
 
-// Outcomes of park.
-const (
-	parked      = iota // the poller holds the connection now: its goroutine must let go of it
-	parkRefused        // it stays with its goroutine (closed, draining, moving, not watched)
-	parkRecheck        // bytes arrived since its last read: read again, then park again
-)
-
-// park hands the idle connection c, which holds no buffer, to the poller.
-func (s *IdlePoller) park(c *httpConn) int {
+// park hands the idle connection c, which holds no buffer, to the poller,
+// and reports whether it did; if so its goroutine must let go of it. It
+// refuses a connection that is closed, draining or moving, or that it
+// cannot watch (no socket of its own, an epoll failure): those stay with
+// their goroutine.
+func (s *HTTPRuntime) park(c *httpConn) bool {
+	if c.raw == nil {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c.pollID == 0 {
-		return parkRefused
-	}
-	if c.ist == istActiveEvent {
-		c.ist = istActive
-		return parkRecheck
-	}
 	c.mu.Lock()
 	refuse := c.closed || c.draining || c.wantsMoveLocked()
-	if !refuse {
-		c.idleSince = s.now()
-	}
 	c.mu.Unlock()
 	if refuse {
-		return parkRefused
+		return false
+	}
+	if err := s.armLocked(c); err != nil {
+		s.log.WithError(err).Debug("idle connection keeps its goroutine")
+		return false
 	}
 	c.ist = istIdle
 	c.p.idleList.push(c)
-	return parked
+	s.reclaim.left() // its goroutine ends
+	return true
 }
 
 // claim takes c out of the poller if it is idle there, and reports whether
 // it did: the caller then owns the connection (serves or closes it).
-func (s *IdlePoller) claim(c *httpConn) bool {
+func (s *HTTPRuntime) claim(c *httpConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.ist != istIdle {
@@ -204,7 +213,7 @@ func (l *idleList) unlink(c *httpConn) {
 }
 
 // idleCount is how many connections the poller holds now.
-func (s *IdlePoller) idleCount() int {
+func (s *HTTPRuntime) idleCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -218,15 +227,17 @@ func (s *IdlePoller) idleCount() int {
 
 // waitLocked is how long the poller may sleep: until the oldest idle
 // connection of a list times out. A connection parked later in the same
-// list times out later still, and one in an empty list no sooner than the
-// list's timeout from now, so nothing needs to wake the poller early.
-func (s *IdlePoller) waitLocked(now time.Time) int {
+// list times out later still (give or take the jitter of its handoff), and
+// one parked in an empty list no sooner than its timeout less the handoff
+// from now, so nothing needs to wake the poller early.
+func (s *HTTPRuntime) waitLocked(now time.Time) int {
 	d := pollerLinger
 	if len(s.conns) > 0 {
 		d = time.Hour
 	}
 	for _, l := range s.lists {
-		next := l.timeout
+		// A connection parks idleHandoff into its idle time at the earliest.
+		next := l.timeout - idleHandoff
 		if l.head != nil {
 			next = l.head.idleSince.Add(l.timeout).Sub(now)
 		}
@@ -240,7 +251,7 @@ func (s *IdlePoller) waitLocked(now time.Time) int {
 
 // loop is the poller: it wakes connections whose bytes arrived and expires
 // those idle too long, until it has had no connection for pollerLinger.
-func (s *IdlePoller) loop(epfd int) {
+func (s *HTTPRuntime) loop(epfd int) {
 	events := make([]unix.EpollEvent, 256)
 	var wake, expired []*httpConn
 	for {
@@ -265,13 +276,10 @@ func (s *IdlePoller) loop(epfd int) {
 			if c == nil {
 				continue
 			}
-			switch c.ist {
-			case istIdle:
+			if c.ist == istIdle {
 				c.p.idleList.unlink(c)
 				c.ist = istActive
 				wake = append(wake, c)
-			case istActive:
-				c.ist = istActiveEvent
 			}
 		}
 		for _, l := range s.lists {

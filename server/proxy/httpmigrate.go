@@ -132,7 +132,6 @@ type heldHTTP struct {
 func (h *heldHTTP) Start() {
 	c := h.c
 	c.remove = c.p.tracker.AddSince(c, h.since)
-	c.p.idle.register(c)
 	go c.serve(startFresh)
 }
 

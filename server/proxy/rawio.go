@@ -29,6 +29,15 @@ type rawIO struct {
 	rn, wn      int
 	rerr, werr  error
 	read, write func(fd uintptr)
+	// waitRead's state: the reader it calls and its outcome.
+	ready   func(fd int) (int, error)
+	waitN   int
+	waitErr error
+	waitFn  func(fd uintptr) bool
+	// sendThenRead's state.
+	sendBuf, recvBuf []byte
+	sent             bool
+	sendFn           func(fd uintptr) bool
 }
 
 func newRawIO(nc net.Conn) *rawIO {
@@ -48,6 +57,11 @@ func newRawIO(nc net.Conn) *rawIO {
 	r := &rawIO{rc: rc}
 	r.read = func(fd uintptr) { r.rn, r.rerr = unix.Read(int(fd), r.rbuf) }
 	r.write = func(fd uintptr) { r.wn, r.werr = unix.Write(int(fd), r.wbuf) }
+	r.sendFn = r.sendStep
+	r.waitFn = func(fd uintptr) bool {
+		r.waitN, r.waitErr = r.ready(int(fd))
+		return r.waitErr != errWouldBlock && r.waitErr != unix.EINTR
+	}
 	return r
 }
 
@@ -96,4 +110,67 @@ func (r *rawIO) tryWrite(b []byte) (int, error) {
 		b = b[r.wn:]
 	}
 	return written, nil
+}
+
+// waitRead waits, in the runtime's netpoller and within the read deadline,
+// until ready — a non-blocking read — finds bytes, the end, or an error.
+// ready decides where the bytes go, so that nothing is held while waiting.
+func (r *rawIO) waitRead(ready func(fd int) (int, error)) (int, error) {
+	r.ready = ready
+	err := r.rc.Read(r.waitFn)
+	r.ready = nil
+	if err != nil {
+		return 0, err // the deadline, or the connection closed
+	}
+	return r.waitN, r.waitErr
+}
+
+// sendThenRead writes req and waits, within the read deadline, for the
+// first bytes of the answer, which it reads into buf. The write happens
+// inside the wait, after the runtime has reset the socket's readiness, so
+// that the answer's arrival cannot be missed and no read is spent on the
+// empty socket in between: one write, one read. When the socket takes less
+// than all of req at once, it returns what went out (wrote < len(req)) and
+// leaves the rest to ordinary writes and reads.
+func (r *rawIO) sendThenRead(req, buf []byte) (wrote, n int, err error) {
+	r.sendBuf, r.recvBuf, r.sent = req, buf, false
+	r.wn, r.waitN, r.waitErr = 0, 0, nil
+	err = r.rc.Read(r.sendFn)
+	wrote, n = r.wn, r.waitN
+	r.sendBuf, r.recvBuf = nil, nil
+	if err != nil {
+		return wrote, 0, err
+	}
+	return wrote, n, r.waitErr
+}
+
+func (r *rawIO) sendStep(fd uintptr) bool {
+	if !r.sent {
+		for r.wn < len(r.sendBuf) {
+			m, err := unix.Write(int(fd), r.sendBuf[r.wn:])
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN || (err == nil && m <= 0):
+				return true // the rest goes by ordinary, waiting writes
+			case err != nil:
+				r.waitErr = err
+				return true
+			}
+			r.wn += m
+		}
+		r.sent = true
+		return false // wait for the answer
+	}
+	m, err := unix.Read(int(fd), r.recvBuf)
+	switch {
+	case err == unix.EAGAIN, err == unix.EINTR:
+		return false
+	case err != nil:
+		r.waitErr = err
+	case m == 0:
+		r.waitErr = io.EOF
+	}
+	r.waitN = m
+	return true
 }

@@ -34,7 +34,7 @@ func mb(b int64) float64 { return float64(b) / (1 << 20) }
 func idleRSS(ctx context.Context, pid int, addr string, n, wantBody int) (idleResult, error) {
 	res := idleResult{Conns: n}
 	var err error
-	if res.Start, err = settledRSS(ctx, pid, 5*time.Second); err != nil {
+	if res.Start, err = settledRSS(ctx, pid, 0, 5*time.Second); err != nil {
 		return res, err
 	}
 	conns := make([]net.Conn, n)
@@ -79,14 +79,17 @@ func idleRSS(ctx context.Context, pid int, addr string, n, wantBody int) (idleRe
 	if f := failed.Load(); f > 0 {
 		return res, fmt.Errorf("idle connections: %d of %d failed, first: %w", f, n, firstErr)
 	}
-	if res.Idle, err = settledRSS(ctx, pid, 5*time.Second); err != nil {
+	// A proxy may take its time to settle idle connections (mosnlite hands
+	// them from their goroutines to its poller after a second, and then
+	// returns the memory): measured from 5 s on.
+	if res.Idle, err = settledRSS(ctx, pid, 5*time.Second, 10*time.Second); err != nil {
 		return res, err
 	}
 	for i, c := range conns {
 		c.Close()
 		conns[i] = nil
 	}
-	if res.After, err = settledRSS(ctx, pid, 15*time.Second); err != nil {
+	if res.After, err = settledRSS(ctx, pid, 5*time.Second, 15*time.Second); err != nil {
 		return res, err
 	}
 	res.PerConn = float64(res.Idle-res.Start) / float64(n)
@@ -109,10 +112,16 @@ func openIdle(ctx context.Context, addr string, wantBody int) (net.Conn, error) 
 	return c, nil
 }
 
-// settledRSS samples pid's RSS every 250 ms until it moved by less than
-// 0.5% over a second, or limit passes, and returns the last sample.
-func settledRSS(ctx context.Context, pid int, limit time.Duration) (int64, error) {
+// settledRSS samples pid's RSS every 250 ms from minWait on, until it moved
+// by less than 0.5% over a second, or limit passes, and returns the last
+// sample.
+func settledRSS(ctx context.Context, pid int, minWait, limit time.Duration) (int64, error) {
 	deadline := time.Now().Add(limit)
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(minWait):
+	}
 	var samples []int64
 	for {
 		u, err := usage(pid)

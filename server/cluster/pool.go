@@ -17,8 +17,8 @@ type Conn struct {
 	// pool never touches it.
 	Attached any
 	host     *Host
-	uses   int       // exchanges completed on it before this one
-	idleAt time.Time // when it went back to the pool
+	uses     int       // exchanges completed on it before this one
+	idleAt   time.Time // when it went back to the pool
 }
 
 // Host returns the host the connection goes to.

@@ -98,3 +98,19 @@ func payload(n int) []byte {
 	}
 	return b
 }
+
+func newBenchManager(b *testing.B, hosts ...string) *cluster.Manager {
+	b.Helper()
+	m, err := cluster.NewManager([]config.Cluster{appCluster(hosts...)}, nil, quietLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(m.Close)
+	return m
+}
+
+func waitBenchCtx(b *testing.B) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	b.Cleanup(cancel)
+	return ctx
+}

@@ -44,7 +44,8 @@ type httpProxy struct {
 	maxHeaders      int           // header fields (431 above)
 	maxBodyBytes    int64         // request body; 0 is no limit (413 above)
 	linger          time.Duration
-	bufSize         int // first read buffer of a request
+	handoff         time.Duration // idle this long, a connection goes to the poller
+	bufSize         int           // first read buffer of a request
 	// requests[cluster label][status class 1..5], built up front; read-only.
 	requests map[string]*[6]*stats.Counter
 
@@ -101,6 +102,7 @@ func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.
 		maxHeaders:      orDefaultInt(cfg.MaxRequestHeadersCount, config.DefaultMaxRequestHeadersCount),
 		maxBodyBytes:    cfg.MaxRequestBodyBytes,
 		linger:          lingerTimeout,
+		handoff:         idleHandoff,
 		bufSize:         httpReadBufSize,
 		requests:        map[string]*[6]*stats.Counter{},
 		bufs:            &bufPool{},
@@ -178,7 +180,7 @@ func (p *httpProxy) handle(nc net.Conn) {
 // newConn prepares a downstream connection; the caller tracks and serves it.
 func (p *httpProxy) newConn(nc net.Conn) *httpConn {
 	c := &httpConn{p: p, nc: nc, raw: newRawIO(nc), phase: phaseReading}
-	c.readReady = c.readReadyFn
+	c.rawless = c.raw == nil
 	if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.clientIP = tcp.IP.String()
 	}

@@ -21,7 +21,7 @@ import (
 //
 // Idle is the request boundary: the only point where a drain closes the
 // connection and where a migration hands it over.
-type phase int
+type phase uint8
 
 const (
 	phaseIdle     phase = iota // waiting for the next request's first byte
@@ -52,30 +52,24 @@ const (
 type httpConn struct {
 	p        *httpProxy
 	nc       net.Conn // the accepted socket itself, or a wrapper (TLS) around it
-	raw      *rawIO   // non-blocking I/O on the socket; nil for a wrapped conn
+	// raw does non-blocking I/O on the socket while a goroutine serves the
+	// connection; nil for a wrapped conn (rawless) and while the idle poller
+	// holds it (made anew when it wakes: an idle connection is kept small).
+	raw      *rawIO
 	clientIP string   // "" for unix sockets
 	remove   func()
 
 	// The read buffer, taken when bytes arrive and given back at the
 	// request boundary: in.b[r:w] is read and not yet parsed. Owned by the
 	// serving goroutine (and by a request body pump while one runs).
-	in        *buffer
-	r, w      int
-	readReady func(fd int) (int, error) // c.readReadyFn, made once
+	in   *buffer
+	r, w int
 	// prefix is what a predecessor had read and not parsed (an adopted
 	// connection), served before anything is read.
 	prefix []byte
-	peek   [1]byte // the first byte of a request, read without a buffer
 
 	mu        sync.Mutex
-	phase     phase
 	idleSince time.Time // when the connection last became idle
-	draining  bool
-	closed    bool
-	// moveWanted: Migrate was called, the connection moves at its next
-	// request boundary. moveTried: a move was decided or is impossible; it
-	// drains from now on. moved: a successor serves it now.
-	moveWanted, moveTried, moved bool
 	// up is the upstream connection of the request in flight, and
 	// dialCancel the cancel of a connect in progress: Close aborts both.
 	up         *cluster.Conn
@@ -87,14 +81,33 @@ type httpConn struct {
 	// requests counts the requests read on this connection, in this process
 	// and its predecessors. Owned by the serving goroutine.
 	requests uint64
-	// clientClosing: the last request asked for the close (Connection:
-	// close, HTTP/1.0) and was read whole, with nothing after it.
-	clientClosing bool
 
 	// Idle poller state, under HTTPRuntime.mu.
 	pollID             uint64
-	ist                uint8
 	idlePrev, idleNext *httpConn
+
+	// The small fields, packed: every idle connection has them.
+	phase    phase // under mu
+	ist      uint8 // under HTTPRuntime.mu
+	peek     [1]byte
+	draining bool // under mu
+	closed   bool // under mu
+	// moveWanted: Migrate was called, the connection moves at its next
+	// request boundary. moveTried: a move was decided or is impossible; it
+	// drains from now on. moved: a successor serves it now. Under mu.
+	moveWanted, moveTried, moved bool
+	// clientClosing: the last request asked for the close (Connection:
+	// close, HTTP/1.0) and was read whole, with nothing after it.
+	clientClosing bool
+	rawless       bool // no socket of its own to do raw I/O on
+}
+
+// ensureRaw gives the serving goroutine its non-blocking I/O helper.
+func (c *httpConn) ensureRaw() {
+	if c.raw == nil && !c.rawless {
+		c.raw = newRawIO(c.nc)
+		c.rawless = c.raw == nil
+	}
 }
 
 // drainIdleGrace is how long, counted from when it became idle, a connection
@@ -213,6 +226,7 @@ func (c *httpConn) dialContext() (ctx context.Context, done func()) {
 // serve runs the connection's request cycle until it goes idle in the idle
 // set, closes, or moves.
 func (c *httpConn) serve(start int) {
+	c.ensureRaw()
 	for {
 		if c.r == c.w {
 			ok, done := c.waitRequest(start)
@@ -313,7 +327,19 @@ func (c *httpConn) waitBlocking() (ok, done bool) {
 			}
 			continue // it stays, and drains from now on
 		}
+		counted := false
+		if handoff {
+			// When many connections wait with their goroutines already (a
+			// wave of them going idle at once), this one goes to the poller
+			// now, which also sees bytes that are already there.
+			if counted = c.p.idle.waitHere(); !counted && c.p.idle.park(c) {
+				return false, true
+			}
+		}
 		n, err := c.readIdle()
+		if counted {
+			c.p.idle.waited()
+		}
 		if n > 0 {
 			return c.beginRequest(), false
 		}
@@ -352,7 +378,7 @@ func (c *httpConn) waitBlocking() (ok, done bool) {
 // c.in, which it takes only once they are there.
 func (c *httpConn) readIdle() (int, error) {
 	if c.raw != nil {
-		n, err := c.raw.waitRead(c.readReady)
+		n, err := c.raw.waitRead(c)
 		if n > 0 {
 			c.p.rxBytes.Add(float64(n))
 		}
@@ -370,7 +396,7 @@ func (c *httpConn) readIdle() (int, error) {
 
 // readReady reads what arrived into c.in, taking the buffer for it, or
 // reports errWouldBlock without keeping one.
-func (c *httpConn) readReadyFn(fd int) (int, error) {
+func (c *httpConn) readReady(fd int) (int, error) {
 	c.getInput(c.p.bufSize)
 	n, err := unix.Read(fd, c.in.b[c.w:])
 	switch {
@@ -402,8 +428,8 @@ func (c *httpConn) armIdle() (move, handoff bool) {
 	switch {
 	case c.draining:
 		deadline = c.idleSince.Add(drainIdleGrace)
-	case c.raw != nil && c.p.idleTimeout > idleHandoff && time.Since(c.idleSince) < idleHandoff:
-		deadline, handoff = c.idleSince.Add(idleHandoff), true
+	case c.raw != nil && c.p.idleTimeout > c.p.handoff && time.Since(c.idleSince) < c.p.handoff:
+		deadline, handoff = c.idleSince.Add(c.p.handoff), true
 	}
 	_ = c.nc.SetReadDeadline(deadline)
 	return false, handoff

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -25,7 +26,13 @@ const pollerLinger = 10 * time.Second
 // a buffer) before it goes to the HTTPRuntime and the goroutine ends. A busy
 // connection thus never pays for the handoff, and one that idles holds no
 // goroutine after this.
-const idleHandoff = time.Second
+const idleHandoff = 250 * time.Millisecond
+
+// maxWaitingIdle bounds the connections that wait out their handoff with a
+// goroutine: when thousands go idle at once, the rest go to the poller at
+// once, and the goroutines (whose structures the runtime never frees) stay
+// few.
+const maxWaitingIdle = 256
 
 // HTTPRuntime is what the HTTP proxies of a process share. It holds HTTP
 // keep-alive connections between requests without a
@@ -50,6 +57,11 @@ type HTTPRuntime struct {
 	now     func() time.Time // injectable clock
 	log     *logrus.Entry
 	reclaim *memReclaimer
+	// waiting is how many connections wait for their next request with
+	// their goroutine, within the handoff; past maxWaiting, idle
+	// connections go to the poller at once.
+	waiting    atomic.Int64
+	maxWaiting int64
 
 	mu         sync.Mutex
 	epfd       int
@@ -75,8 +87,22 @@ func NewHTTPRuntime(log *logrus.Entry) *HTTPRuntime {
 		log = logrus.NewEntry(l)
 	}
 	return &HTTPRuntime{now: time.Now, log: log.WithField("component", "http_idle_poller"), epfd: -1,
-		reclaim: newMemReclaimer(), conns: map[uint64]*httpConn{}, lists: map[time.Duration]*idleList{}}
+		reclaim: newMemReclaimer(), maxWaiting: maxWaitingIdle,
+		conns: map[uint64]*httpConn{}, lists: map[time.Duration]*idleList{}}
 }
+
+// waitHere counts a connection that waits with its goroutine, unless too
+// many do already; then it reports false and counts nothing.
+func (s *HTTPRuntime) waitHere() bool {
+	if s.waiting.Add(1) > s.maxWaiting {
+		s.waiting.Add(-1)
+		return false
+	}
+	return true
+}
+
+// waited ends a wait counted by waitHere.
+func (s *HTTPRuntime) waited() { s.waiting.Add(-1) }
 
 // list returns the idle list of a timeout, made on first use.
 func (s *HTTPRuntime) list(timeout time.Duration) *idleList {
@@ -137,9 +163,14 @@ func (s *HTTPRuntime) unregister(c *httpConn, del bool) {
 	if c.ist == istIdle {
 		c.p.idleList.unlink(c)
 	}
-	if del && s.running {
-		epfd := s.epfd
-		_ = c.raw.rc.Control(func(fd uintptr) { _ = unix.EpollCtl(epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+	if r := c.raw; del && s.running {
+		if r == nil {
+			r = newRawIO(c.nc)
+		}
+		if r != nil {
+			epfd := s.epfd
+			_ = r.rc.Control(func(fd uintptr) { _ = unix.EpollCtl(epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+		}
 	}
 	delete(s.conns, c.pollID)
 	c.pollID, c.ist = 0, istActive
@@ -170,6 +201,7 @@ func (s *HTTPRuntime) park(c *httpConn) bool {
 		return false
 	}
 	c.ist = istIdle
+	c.raw = nil // made anew when it wakes
 	c.p.idleList.push(c)
 	s.reclaim.left() // its goroutine ends
 	return true

@@ -13,32 +13,48 @@ import (
 // socket's buffer full.
 var errWouldBlock = errors.New("operation would block")
 
-// rawIO reads and writes a socket without waiting: one syscall on the
-// descriptor, under SyscallConn().Control so that a concurrent Close cannot
-// pull it away. It saves a deadline (a runtime timer) on every read that
-// finds its bytes already there and on every write the socket takes whole,
-// which is nearly all of them, and it lets an idle connection be checked
-// for input without a goroutine waiting on it. Only plain TCP and unix
-// sockets have one; a TLS connection does its I/O through net.Conn.
+// rawIO reads and writes a socket with the syscalls themselves, on the
+// descriptor under SyscallConn (so that a concurrent Close cannot pull it
+// away). A read that finds its bytes there and a write the socket takes
+// whole — nearly all of them — then need no deadline (a runtime timer), and
+// a wait for readable bytes can hold no buffer until they are there. Only
+// plain TCP and unix sockets have one; a TLS connection does its I/O
+// through net.Conn.
 //
-// Reads and writes each keep their own state: one goroutine may read (a
-// request body pump) while another writes (the response).
+// The read side and the write side keep their own state: one goroutine may
+// read (a request body pump) while another writes (the response). It is
+// made once per socket, with its callbacks, and small: every idle
+// connection has one.
 type rawIO struct {
-	rc          syscall.RawConn
-	rbuf, wbuf  []byte
-	rn, wn      int
-	rerr, werr  error
-	read, write func(fd uintptr)
-	// waitRead's state: the reader it calls and its outcome.
-	ready   func(fd int) (int, error)
-	waitN   int
-	waitErr error
-	waitFn  func(fd uintptr) bool
-	// sendThenRead's state.
-	sendBuf, recvBuf []byte
-	sent             bool
-	sendFn           func(fd uintptr) bool
+	rc syscall.RawConn
+	// Read side: a non-blocking read (rbuf), or a wait whose reads ready
+	// makes, or sendThenRead (which writes through the write side's state).
+	rbuf  []byte
+	rn    int
+	rerr  error
+	ready readyReader
+	mode  uint8 // what onReadable does
+	sent  bool
+	// Write side.
+	wbuf []byte
+	wn   int
+	werr syscall.Errno
+
+	readFn, writeFn func(fd uintptr)      // for Control
+	onReadable      func(fd uintptr) bool // for RawConn.Read
 }
+
+// readyReader makes the reads of a wait: a non-blocking read of what has
+// arrived, into a buffer of its choosing; errWouldBlock when nothing has.
+type readyReader interface {
+	readReady(fd int) (int, error)
+}
+
+// Modes of onReadable.
+const (
+	modeWait     = iota // call ready until it finds something
+	modeSendRead        // write wbuf, then read into rbuf
+)
 
 func newRawIO(nc net.Conn) *rawIO {
 	var sc syscall.Conn
@@ -55,35 +71,37 @@ func newRawIO(nc net.Conn) *rawIO {
 		return nil
 	}
 	r := &rawIO{rc: rc}
-	r.read = func(fd uintptr) { r.rn, r.rerr = unix.Read(int(fd), r.rbuf) }
-	r.write = func(fd uintptr) { r.wn, r.werr = unix.Write(int(fd), r.wbuf) }
-	r.sendFn = r.sendStep
-	r.waitFn = func(fd uintptr) bool {
-		r.waitN, r.waitErr = r.ready(int(fd))
-		return r.waitErr != errWouldBlock && r.waitErr != unix.EINTR
+	r.readFn = func(fd uintptr) { r.rn, r.rerr = unix.Read(int(fd), r.rbuf) }
+	r.writeFn = func(fd uintptr) {
+		var err error
+		r.wn, err = unix.Write(int(fd), r.wbuf)
+		r.werr, _ = err.(syscall.Errno) // unix.Write returns nil or an Errno
 	}
+	r.onReadable = r.readable
 	return r
 }
 
 // tryRead reads what has arrived into b: n > 0, or errWouldBlock, io.EOF,
 // or the socket's error.
 func (r *rawIO) tryRead(b []byte) (int, error) {
-	r.rbuf = b
-	err := r.rc.Control(r.read)
-	r.rbuf = nil
-	switch {
-	case err != nil:
-		return 0, err
-	case r.rerr == unix.EINTR:
-		return r.tryRead(b)
-	case r.rerr == unix.EAGAIN:
-		return 0, errWouldBlock
-	case r.rerr != nil:
-		return 0, r.rerr
-	case r.rn == 0:
-		return 0, io.EOF
+	for {
+		r.rbuf = b
+		err := r.rc.Control(r.readFn)
+		r.rbuf = nil
+		switch {
+		case err != nil:
+			return 0, err
+		case r.rerr == unix.EINTR:
+			continue
+		case r.rerr == unix.EAGAIN:
+			return 0, errWouldBlock
+		case r.rerr != nil:
+			return 0, r.rerr
+		case r.rn == 0:
+			return 0, io.EOF
+		}
+		return r.rn, nil
 	}
-	return r.rn, nil
 }
 
 // tryWrite writes as much of b as the socket takes now; errWouldBlock when
@@ -92,7 +110,7 @@ func (r *rawIO) tryWrite(b []byte) (int, error) {
 	written := 0
 	for len(b) > 0 {
 		r.wbuf = b
-		err := r.rc.Control(r.write)
+		err := r.rc.Control(r.writeFn)
 		r.wbuf = nil
 		switch {
 		case err != nil:
@@ -101,7 +119,7 @@ func (r *rawIO) tryWrite(b []byte) (int, error) {
 			continue
 		case r.werr == unix.EAGAIN:
 			return written, errWouldBlock
-		case r.werr != nil:
+		case r.werr != 0:
 			return written, r.werr
 		case r.wn <= 0:
 			return written, errWouldBlock
@@ -115,14 +133,14 @@ func (r *rawIO) tryWrite(b []byte) (int, error) {
 // waitRead waits, in the runtime's netpoller and within the read deadline,
 // until ready — a non-blocking read — finds bytes, the end, or an error.
 // ready decides where the bytes go, so that nothing is held while waiting.
-func (r *rawIO) waitRead(ready func(fd int) (int, error)) (int, error) {
-	r.ready = ready
-	err := r.rc.Read(r.waitFn)
+func (r *rawIO) waitRead(ready readyReader) (int, error) {
+	r.ready, r.mode, r.rn, r.rerr = ready, modeWait, 0, nil
+	err := r.rc.Read(r.onReadable)
 	r.ready = nil
 	if err != nil {
 		return 0, err // the deadline, or the connection closed
 	}
-	return r.waitN, r.waitErr
+	return r.rn, r.rerr
 }
 
 // sendThenRead writes req and waits, within the read deadline, for the
@@ -133,28 +151,33 @@ func (r *rawIO) waitRead(ready func(fd int) (int, error)) (int, error) {
 // than all of req at once, it returns what went out (wrote < len(req)) and
 // leaves the rest to ordinary writes and reads.
 func (r *rawIO) sendThenRead(req, buf []byte) (wrote, n int, err error) {
-	r.sendBuf, r.recvBuf, r.sent = req, buf, false
-	r.wn, r.waitN, r.waitErr = 0, 0, nil
-	err = r.rc.Read(r.sendFn)
-	wrote, n = r.wn, r.waitN
-	r.sendBuf, r.recvBuf = nil, nil
+	r.wbuf, r.rbuf, r.mode, r.sent = req, buf, modeSendRead, false
+	r.wn, r.rn, r.rerr = 0, 0, nil
+	err = r.rc.Read(r.onReadable)
+	wrote, n = r.wn, r.rn
+	r.wbuf, r.rbuf = nil, nil
 	if err != nil {
 		return wrote, 0, err
 	}
-	return wrote, n, r.waitErr
+	return wrote, n, r.rerr
 }
 
-func (r *rawIO) sendStep(fd uintptr) bool {
+// readable is the RawConn.Read callback: true ends the wait.
+func (r *rawIO) readable(fd uintptr) bool {
+	if r.mode == modeWait {
+		r.rn, r.rerr = r.ready.readReady(int(fd))
+		return r.rerr != errWouldBlock && r.rerr != unix.EINTR
+	}
 	if !r.sent {
-		for r.wn < len(r.sendBuf) {
-			m, err := unix.Write(int(fd), r.sendBuf[r.wn:])
+		for r.wn < len(r.wbuf) {
+			m, err := unix.Write(int(fd), r.wbuf[r.wn:])
 			switch {
 			case err == unix.EINTR:
 				continue
 			case err == unix.EAGAIN || (err == nil && m <= 0):
 				return true // the rest goes by ordinary, waiting writes
 			case err != nil:
-				r.waitErr = err
+				r.rerr = err
 				return true
 			}
 			r.wn += m
@@ -162,15 +185,15 @@ func (r *rawIO) sendStep(fd uintptr) bool {
 		r.sent = true
 		return false // wait for the answer
 	}
-	m, err := unix.Read(int(fd), r.recvBuf)
+	m, err := unix.Read(int(fd), r.rbuf)
 	switch {
 	case err == unix.EAGAIN, err == unix.EINTR:
 		return false
 	case err != nil:
-		r.waitErr = err
+		r.rerr = err
 	case m == 0:
-		r.waitErr = io.EOF
+		r.rerr = io.EOF
 	}
-	r.waitN = m
+	r.rn = m
 	return true
 }

@@ -15,7 +15,7 @@ import (
 // returns the free memory at once, so that the resident size follows the
 // connection count down.
 const (
-	reclaimBatch    = 512              // connections gone before a reclaim is worth it
+	reclaimBatch    = 512                    // connections gone before a reclaim is worth it
 	reclaimQuiet    = 500 * time.Millisecond // no connection gone for this long: the wave is over
 	reclaimInterval = 5 * time.Second        // at most one reclaim per interval
 )

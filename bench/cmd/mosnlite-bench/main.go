@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -34,6 +35,7 @@ type options struct {
 	mosnlite    string
 	nginx       string
 	cpuProfile  string
+	only        string
 	keep        bool
 }
 
@@ -58,6 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.mosnlite, "mosnlite", "", "mosnlite binary to use (default: go build ./cmd/mosnlite)")
 	fs.StringVar(&o.nginx, "nginx", "", "nginx binary (default: nginx in PATH)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of mosnlite under the first keep-alive load to this file")
+	fs.StringVar(&o.only, "only", "", "measure only these, comma-separated: keepalive, connclose, cpu, idle, tcp")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -84,6 +87,7 @@ type target struct {
 	httpAddr string
 	tcpAddr  string
 	proc     *proc
+	profile  string // write a CPU profile of the keep-alive load here
 }
 
 // result is everything measured on one target in one run.
@@ -156,9 +160,9 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	defer ng.stop(syscall.SIGTERM, 5*time.Second)
 
 	targets := [numCols]target{
-		colDirect:   {"direct", b.httpAddr(), b.sinkAddr(), nil},
-		colMosnlite: {"mosnlite", addrs[0], addrs[1], ml},
-		colNginx:    {"nginx", addrs[2], addrs[3], ng},
+		colDirect:   {name: "direct", httpAddr: b.httpAddr(), tcpAddr: b.sinkAddr()},
+		colMosnlite: {name: "mosnlite", httpAddr: addrs[0], tcpAddr: addrs[1], proc: ml},
+		colNginx:    {name: "nginx", httpAddr: addrs[2], tcpAddr: addrs[3], proc: ng},
 	}
 	loaderName := "built-in Go load generator"
 	if wrkBin != "" {
@@ -168,16 +172,33 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		mosnliteVersion(mosnliteBin), nginxVersion(nginxBin), o.connections, o.duration, loaderName,
 		o.rate, o.cpuDuration, o.idleConns, o.streams, o.duration, runtime.NumCPU())
 
+	todo, err := selected(steps(o, wrkBin, b, pprofAddr, logf), o.only)
+	if err != nil {
+		return err
+	}
 	var tables [][]row
 	for runNo := 1; runNo <= o.runs; runNo++ {
 		var res [numCols]result
-		for i, t := range targets {
-			profile := ""
-			if runNo == 1 && i == colMosnlite {
-				profile = o.cpuProfile
-			}
-			if res[i], err = measureTarget(ctx, o, wrkBin, t, b, pprofAddr, profile, logf); err != nil {
-				return err
+		// The proxies take turns going first from one run to the next.
+		order := []int{colDirect, colMosnlite, colNginx}
+		if runNo%2 == 0 {
+			order = []int{colDirect, colNginx, colMosnlite}
+		}
+		for _, st := range todo {
+			for _, i := range order {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if st.proxiesOnly && targets[i].proc == nil {
+					continue
+				}
+				t := targets[i]
+				if runNo == 1 && i == colMosnlite {
+					t.profile = o.cpuProfile
+				}
+				if err := st.run(ctx, t, &res[i]); err != nil {
+					return err
+				}
 			}
 		}
 		for _, p := range []*proc{ml, ng} {
@@ -206,51 +227,104 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// measureTarget runs every measurement on one target, in turn.
-func measureTarget(ctx context.Context, o options, wrkBin string, t target, b *backend, pprofAddr, profile string,
-	logf func(string, ...any)) (result, error) {
-	var r result
-	var err error
-	if err := ctx.Err(); err != nil {
-		return r, err
+// step is one measurement, taken on every target in turn before the next
+// step begins, so that a proxy and its peer are measured minutes apart at
+// most by one step's length, under the same background load.
+type step struct {
+	name        string // for -only
+	proxiesOnly bool   // the backend itself has no proxy process to measure
+	run         func(ctx context.Context, t target, r *result) error
+}
+
+func steps(o options, wrkBin string, b *backend, pprofAddr string, logf func(string, ...any)) []step {
+	return []step{
+		{name: "keepalive", run: func(ctx context.Context, t target, r *result) error {
+			var prof *profileFetch
+			if t.profile != "" {
+				prof = startProfile(ctx, pprofAddr, o.duration, t.profile)
+			}
+			var err error
+			if r.keepAlive, err = measureHTTP(ctx, o, wrkBin, t, false); err != nil {
+				return err
+			}
+			if prof != nil {
+				if err := prof.wait(); err != nil {
+					return fmt.Errorf("%s: cpu profile: %w", t.name, err)
+				}
+				logf("%-8s CPU profile written to %s", t.name, t.profile)
+			}
+			logf("%-8s HTTP keep-alive %v", t.name, r.keepAlive)
+			return nil
+		}},
+		{name: "connclose", run: func(ctx context.Context, t target, r *result) error {
+			var err error
+			if r.connClose, err = measureHTTP(ctx, o, wrkBin, t, true); err != nil {
+				return err
+			}
+			logf("%-8s HTTP conn-per-request %v", t.name, r.connClose)
+			return nil
+		}},
+		{name: "cpu", proxiesOnly: true, run: func(ctx context.Context, t target, r *result) error {
+			var err error
+			if r.cpu, err = cpuPerRequest(ctx, t.proc.cmd.Process.Pid, t.httpAddr, o.connections, o.rate, o.cpuDuration, o.bodySize); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			logf("%-8s CPU %v", t.name, r.cpu)
+			return nil
+		}},
+		{name: "idle", proxiesOnly: true, run: func(ctx context.Context, t target, r *result) error {
+			var err error
+			if r.idle, err = idleRSS(ctx, t.proc.cmd.Process.Pid, t.httpAddr, o.idleConns, o.bodySize); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			logf("%-8s memory %v", t.name, r.idle)
+			return nil
+		}},
+		{name: "tcp", run: func(ctx context.Context, t target, r *result) error {
+			var err error
+			if r.tcp, err = tcpLoad(ctx, b, t.tcpAddr, o.streams, o.duration); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			if r.tcp.Bytes == 0 {
+				return fmt.Errorf("%s: no TCP bytes reached the backend", t.name)
+			}
+			logf("%-8s TCP  %v", t.name, r.tcp)
+			return nil
+		}},
 	}
-	var prof *profileFetch
-	if profile != "" {
-		prof = startProfile(ctx, pprofAddr, o.duration, profile)
+}
+
+// measures reports whether -only selects the named step.
+func (o options) measures(name string) bool {
+	if o.only == "" {
+		return true
 	}
-	if r.keepAlive, err = measureHTTP(ctx, o, wrkBin, t, false); err != nil {
-		return r, err
-	}
-	if prof != nil {
-		if err := prof.wait(); err != nil {
-			return r, fmt.Errorf("%s: cpu profile: %w", t.name, err)
+	for _, n := range strings.Split(o.only, ",") {
+		if strings.TrimSpace(n) == name {
+			return true
 		}
-		logf("%-8s CPU profile written to %s", t.name, profile)
 	}
-	logf("%-8s HTTP keep-alive %v", t.name, r.keepAlive)
-	if r.connClose, err = measureHTTP(ctx, o, wrkBin, t, true); err != nil {
-		return r, err
+	return false
+}
+
+// selected filters steps by -only (comma-separated step names; empty is all).
+func selected(all []step, only string) ([]step, error) {
+	if only == "" {
+		return all, nil
 	}
-	logf("%-8s HTTP conn-per-request %v", t.name, r.connClose)
-	if t.proc != nil {
-		pid := t.proc.cmd.Process.Pid
-		if r.cpu, err = cpuPerRequest(ctx, pid, t.httpAddr, o.connections, o.rate, o.cpuDuration, o.bodySize); err != nil {
-			return r, fmt.Errorf("%s: %w", t.name, err)
+	var out []step
+	for _, name := range strings.Split(only, ",") {
+		found := false
+		for _, s := range all {
+			if s.name == strings.TrimSpace(name) {
+				out, found = append(out, s), true
+			}
 		}
-		logf("%-8s CPU %v", t.name, r.cpu)
-		if r.idle, err = idleRSS(ctx, pid, t.httpAddr, o.idleConns, o.bodySize); err != nil {
-			return r, fmt.Errorf("%s: %w", t.name, err)
+		if !found {
+			return nil, fmt.Errorf("-only: unknown measurement %q (want keepalive, connclose, cpu, idle, tcp)", name)
 		}
-		logf("%-8s memory %v", t.name, r.idle)
 	}
-	if r.tcp, err = tcpLoad(ctx, b, t.tcpAddr, o.streams, o.duration); err != nil {
-		return r, fmt.Errorf("%s: %w", t.name, err)
-	}
-	if r.tcp.Bytes == 0 {
-		return r, fmt.Errorf("%s: no TCP bytes reached the backend", t.name)
-	}
-	logf("%-8s TCP  %v", t.name, r.tcp)
-	return r, nil
+	return out, nil
 }
 
 // pickLoader returns the wrk binary to use, or "" for the built-in generator.

@@ -76,6 +76,9 @@ func resultRows(res [numCols]result, o options) []row {
 		{metric: "TCP throughput MB/s", format: fmtMBps, better: "higher"},
 		{metric: "TCP errors", format: fmtCount},
 	}
+	// The step each row comes from, for -only.
+	from := []string{"keepalive", "keepalive", "keepalive", "connclose", "cpu", "cpu", "idle", "idle", "idle", "idle",
+		"", "tcp", "tcp"}
 	for i, r := range res {
 		proxy := i != colDirect
 		cells := []float64{
@@ -94,6 +97,9 @@ func resultRows(res [numCols]result, o options) []row {
 			float64(r.tcp.Errors),
 		}
 		for j, v := range cells {
+			if from[j] != "" && !o.measures(from[j]) {
+				v = math.NaN()
+			}
 			rows[j].vals[i] = v
 		}
 	}

@@ -50,13 +50,13 @@ const (
 // serves it at a time; between requests a pollable connection has none
 // (the proxy's idle set holds it) and no buffer.
 type httpConn struct {
-	p        *httpProxy
-	nc       net.Conn // the accepted socket itself, or a wrapper (TLS) around it
+	p  *httpProxy
+	nc net.Conn // the accepted socket itself, or a wrapper (TLS) around it
 	// raw does non-blocking I/O on the socket while a goroutine serves the
 	// connection; nil for a wrapped conn (rawless) and while the idle poller
 	// holds it (made anew when it wakes: an idle connection is kept small).
 	raw      *rawIO
-	clientIP string   // "" for unix sockets
+	clientIP string // "" for unix sockets
 	remove   func()
 
 	// The read buffer, taken when bytes arrive and given back at the

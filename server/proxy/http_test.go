@@ -55,11 +55,20 @@ func httpListener(cfg config.HTTPProxyConfig) config.Listener {
 
 func startHTTP(t *testing.T, cfg config.HTTPProxyConfig, router *config.Router, clusters ...config.Cluster) *httpEnv {
 	t.Helper()
+	return startTunedHTTP(t, nil, cfg, router, clusters...)
+}
+
+// startTunedHTTP is startHTTP with tune applied to the proxy before it serves.
+func startTunedHTTP(t *testing.T, tune func(*httpProxy), cfg config.HTTPProxyConfig, router *config.Router, clusters ...config.Cluster) *httpEnv {
+	t.Helper()
 	reg := stats.New()
 	m := newManager(t, reg, clusters...)
 	p, err := newHTTP(httpListener(cfg), router, m, reg, quietLog())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(p)
 	}
 	return &httpEnv{p: p, addr: serve(t, p), reg: reg, m: m}
 }

@@ -81,6 +81,8 @@ type httpConn struct {
 	// requests counts the requests read on this connection, in this process
 	// and its predecessors. Owned by the serving goroutine.
 	requests uint64
+	// tail is the exchange whose answer's last bytes the next wait writes.
+	tail *exchange
 
 	// Idle poller state, under HTTPRuntime.mu.
 	pollID             uint64
@@ -100,6 +102,10 @@ type httpConn struct {
 	// close, HTTP/1.0) and was read whole, with nothing after it.
 	clientClosing bool
 	rawless       bool // no socket of its own to do raw I/O on
+	// pipelined: the client has sent a request before the previous answer
+	// ended; answers then never defer their tail to the next wait, which
+	// could not see such bytes arrive.
+	pipelined bool
 }
 
 // ensureRaw gives the serving goroutine its non-blocking I/O helper.
@@ -237,8 +243,11 @@ func (c *httpConn) serve(start int) {
 				c.endIdle()
 				return
 			}
-		} else if c.atBoundaryMoves() {
-			return
+		} else {
+			c.pipelined = true
+			if c.atBoundaryMoves() {
+				return
+			}
 		}
 		start = startFresh
 		keepAlive, responded := c.serveRequest()
@@ -319,9 +328,15 @@ func (c *httpConn) waitRequest(start int) (ok, done bool) {
 // bytes of the next request, until the connection is to move, drain, time
 // out, or — after idleHandoff — go to the idle poller.
 func (c *httpConn) waitBlocking() (ok, done bool) {
+	if c.raw == nil && c.flushTail() != nil {
+		return false, false
+	}
 	for {
 		move, handoff := c.armIdle()
 		if move {
+			if c.flushTail() != nil {
+				return false, false
+			}
 			if c.park() {
 				return false, false
 			}
@@ -332,13 +347,28 @@ func (c *httpConn) waitBlocking() (ok, done bool) {
 			// When many connections wait with their goroutines already (a
 			// wave of them going idle at once), this one goes to the poller
 			// now, which also sees bytes that are already there.
-			if counted = c.p.idle.waitHere(); !counted && c.p.idle.park(c) {
-				return false, true
+			if counted = c.p.idle.waitHere(); !counted {
+				if c.flushTail() != nil {
+					return false, false
+				}
+				if c.p.idle.park(c) {
+					return false, true
+				}
 			}
 		}
 		n, err := c.readIdle()
 		if counted {
 			c.p.idle.waited()
+		}
+		if c.tail != nil {
+			// The wait ended before it wrote the tail (a deadline already
+			// past, a full socket buffer): written now, waiting if need be.
+			if c.flushTail() != nil {
+				return false, false
+			}
+			if n == 0 && (err == errTailPending || err == nil) {
+				continue
+			}
 		}
 		if n > 0 {
 			return c.beginRequest(), false
@@ -397,6 +427,26 @@ func (c *httpConn) readIdle() (int, error) {
 // readReady reads what arrived into c.in, taking the buffer for it, or
 // reports errWouldBlock without keeping one.
 func (c *httpConn) readReady(fd int) (int, error) {
+	if x := c.tail; x != nil {
+		// The last answer's tail, written after the runtime reset the
+		// socket's readiness: the next request cannot come before it, so
+		// its arrival is seen, and no read is spent on the empty socket.
+		for len(x.ob) > 0 {
+			n, err := unix.Write(fd, x.ob)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || n <= 0 {
+				return 0, errTailPending // the waiting write finishes it
+			}
+			c.p.txBytes.Add(float64(n))
+			x.ob = x.ob[n:]
+		}
+		c.tail = nil
+		x.deferred = false
+		c.endRequest(x)
+		return 0, errWouldBlock
+	}
 	c.getInput(c.p.bufSize)
 	n, err := unix.Read(fd, c.in.b[c.w:])
 	switch {
@@ -560,6 +610,10 @@ func (c *httpConn) write(b []byte) error {
 // bytes the client still sends do not turn into a reset before it read the
 // answer — and stops tracking it.
 func (c *httpConn) finish(linger bool) {
+	if x := c.tail; x != nil { // closing before its tail went out
+		c.tail = nil
+		c.endRequest(x)
+	}
 	c.mu.Lock()
 	moved := c.moved
 	c.mu.Unlock()
@@ -610,3 +664,6 @@ func (c *httpConn) String() string {
 
 // errClosed: the connection was closed while a request was in flight.
 var errClosed = errors.New("connection closed")
+
+// errTailPending: a deferred answer tail did not go out whole from the wait.
+var errTailPending = errors.New("answer tail not written")

@@ -38,6 +38,9 @@ type exchange struct {
 
 	outBuf *buffer
 	ob     []byte // what goes out next: a composed head, framed body bytes
+	// deferred: ob holds the answer's last bytes, for the connection's next
+	// wait to write (flushEnd).
+	deferred bool
 	staged []byte // a large request body part already buffered, sent after ob
 	iov    [2][]byte
 
@@ -75,7 +78,7 @@ func (p *httpProxy) putExchange(x *exchange) {
 	x.info = RequestInfo{}
 	clear(x.tried)
 	x.tried = x.tried[:0]
-	x.ob, x.staged, x.iov = x.outBuf.b[:0], nil, [2][]byte{}
+	x.ob, x.staged, x.iov, x.deferred = x.outBuf.b[:0], nil, [2][]byte{}, false
 	x.ur, x.uw = 0, 0
 	x.up = nil
 	p.bufs.put(x.body.buf)
@@ -106,16 +109,57 @@ func (c *httpConn) serveRequest() (keepAlive, responded bool) {
 	x.info.Start = time.Now()
 	keepAlive, responded = c.exchange(x)
 	c.clientClosing = !keepAlive && responded && x.req.Close && x.body.done && c.r == c.w
+	if keepAlive {
+		c.carryOver(x)
+	}
+	if x.deferred {
+		if keepAlive && c.r == c.w {
+			// The answer's last bytes go out from inside the wait for the
+			// next request (see readReady), which then needs no read of
+			// the empty socket; the exchange ends there.
+			c.tail = x
+			return keepAlive, responded
+		}
+		x.deferred = false
+		if err := c.flush(x); err != nil {
+			keepAlive = false
+		}
+	}
+	c.endRequest(x)
+	return keepAlive, responded
+}
+
+// endRequest records the request's end and recycles its exchange.
+func (c *httpConn) endRequest(x *exchange) {
 	x.info.BytesReceived = x.body.read
 	x.info.Duration = time.Since(x.info.Start)
 	if c.p.done != nil {
 		c.p.done(&x.info)
 	}
-	if keepAlive {
-		c.carryOver(x)
-	}
 	c.p.putExchange(x)
-	return keepAlive, responded
+}
+
+// flushTail writes a deferred answer tail now and ends its exchange.
+func (c *httpConn) flushTail() error {
+	x := c.tail
+	if x == nil {
+		return nil
+	}
+	c.tail = nil
+	x.deferred = false
+	err := c.flush(x)
+	c.endRequest(x)
+	return err
+}
+
+// flushEnd writes the last bytes of an answer, or, on a connection that
+// can, leaves them for the wait for the next request to write.
+func (c *httpConn) flushEnd(x *exchange) error {
+	if c.raw != nil && !c.pipelined && len(x.ob) > 0 {
+		x.deferred = true
+		return nil
+	}
+	return c.flush(x)
 }
 
 // carryOver keeps, at the request boundary, the bytes read past the end of
@@ -603,7 +647,7 @@ func (c *httpConn) forwardResponse(x *exchange, cl *cluster.Cluster, up *cluster
 	switch in {
 	case inNone:
 		c.releaseUpstream(x, cl, up, reuse)
-		err = c.flush(x)
+		err = c.flushEnd(x)
 	case inLength:
 		err = c.copyLength(x, cl, up, resp.ContentLength, reuse)
 	default:
@@ -629,6 +673,13 @@ func (c *httpConn) forwardResponse(x *exchange, cl *cluster.Cluster, up *cluster
 		return false, true
 	}
 	if !x.body.done {
+		// The answer goes out before the rest of the body is read away.
+		if x.deferred {
+			x.deferred = false
+			if err := c.flush(x); err != nil {
+				return false, true
+			}
+		}
 		return c.discardBody(x), true
 	}
 	return true, true
@@ -666,7 +717,10 @@ func (c *httpConn) copyLength(x *exchange, cl *cluster.Cluster, up *cluster.Conn
 	if left == 0 {
 		c.releaseUpstream(x, cl, up, reuse)
 	}
-	if len(avail) > 0 || left == 0 {
+	if left == 0 {
+		return c.writeOutEnd(x, avail)
+	}
+	if len(avail) > 0 {
 		if err := c.writeOut(x, avail); err != nil {
 			return err
 		}
@@ -680,6 +734,7 @@ func (c *httpConn) copyLength(x *exchange, cl *cluster.Cluster, up *cluster.Conn
 			x.info.BytesSent += int64(got)
 			if left == 0 {
 				c.releaseUpstream(x, cl, up, reuse)
+				return c.writeOutEnd(x, x.upBuf.b[:got])
 			}
 			if werr := c.writeOut(x, x.upBuf.b[:got]); werr != nil {
 				return werr
@@ -742,7 +797,7 @@ func (c *httpConn) copyStream(x *exchange, cl *cluster.Cluster, up *cluster.Conn
 				x.ob = append(x.ob, dec.Trailers()...)
 				x.ob = append(x.ob, "\r\n"...)
 			}
-			return c.flush(x)
+			return c.flushEnd(x)
 		}
 		if err := c.flush(x); err != nil {
 			return err
@@ -757,7 +812,7 @@ func (c *httpConn) copyStream(x *exchange, cl *cluster.Cluster, up *cluster.Conn
 				if chunkOut {
 					x.ob = append(x.ob, "0\r\n\r\n"...)
 				}
-				return c.flush(x)
+				return c.flushEnd(x)
 			}
 			if err == io.EOF {
 				return errShortBody
@@ -797,6 +852,15 @@ func (c *httpConn) writeOut(x *exchange, data []byte) error {
 		return err
 	}
 	return c.write(data)
+}
+
+// writeOutEnd is writeOut for an answer's last bytes (see flushEnd).
+func (c *httpConn) writeOutEnd(x *exchange, data []byte) error {
+	if len(x.ob)+len(data) <= cap(x.ob) {
+		x.ob = append(x.ob, data...)
+		return c.flushEnd(x)
+	}
+	return c.writeOut(x, data)
 }
 
 // flush writes what x.ob holds.

@@ -166,11 +166,11 @@ func (c *httpConn) answerLocal(x *exchange, clusterLabel string, status int, bod
 		x.info.BytesSent = int64(len(body))
 	}
 	x.ob = b
-	if err := c.flush(x); err != nil {
-		return false
+	if closeAfter || !x.body.done {
+		if err := c.flush(x); err != nil || closeAfter {
+			return false
+		}
+		return c.discardBody(x)
 	}
-	if closeAfter {
-		return false
-	}
-	return c.discardBody(x)
+	return c.flushEnd(x) == nil
 }

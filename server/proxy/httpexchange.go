@@ -41,8 +41,8 @@ type exchange struct {
 	// deferred: ob holds the answer's last bytes, for the connection's next
 	// wait to write (flushEnd).
 	deferred bool
-	staged []byte // a large request body part already buffered, sent after ob
-	iov    [2][]byte
+	staged   []byte // a large request body part already buffered, sent after ob
+	iov      [2][]byte
 
 	upBuf  *buffer // upstream reads
 	ur, uw int     // upBuf.b[ur:uw] read and not consumed

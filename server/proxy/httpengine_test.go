@@ -140,18 +140,31 @@ func TestParkedConnTimesOutDrainsAndCloses(t *testing.T) {
 	}
 }
 
+// rawClient is one keep-alive client connection, driven by hand.
+type rawClient struct {
+	c  *net.TCPConn
+	br *bufio.Reader
+}
+
+func newRawClient(t *testing.T, addr string) *rawClient {
+	c := dial(t, addr)
+	return &rawClient{c: c, br: bufio.NewReader(c)}
+}
+
+// get sends GET path and expects 200 with body, closing or not.
+func (k *rawClient) get(t *testing.T, path, body string, wantClose bool) {
+	t.Helper()
+	fmt.Fprintf(k.c, "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", path)
+	expectAnswer(t, k.br, body, wantClose)
+}
+
 func TestParkedConnDrainsAndMoves(t *testing.T) {
 	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	a := startTunedHTTP(t, func(p *httpProxy) { p.handoff = 10 * time.Millisecond }, config.HTTPProxyConfig{}, singleRoute(0), appCluster(be.addr()))
 	b := startHTTP(t, config.HTTPProxyConfig{}, singleRoute(0), appCluster(be.addr()))
-	c1, c2 := dial(t, a.addr), dial(t, a.addr)
-	br1, br2 := bufio.NewReader(c1), bufio.NewReader(c2)
-	for _, x := range []struct {
-		c  net.Conn
-		br *bufio.Reader
-	}{{c1, br1}, {c2, br2}} {
-		io.WriteString(x.c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-		expectAnswer(t, x.br, "ok", false)
+	clients := []*rawClient{newRawClient(t, a.addr), newRawClient(t, a.addr)}
+	for _, k := range clients {
+		k.get(t, "/", "ok", false)
 	}
 	waitFor(t, "both to park", func() bool { return a.p.idle.idleCount() == 2 })
 	parks := make(chan *Parked, 2)
@@ -164,16 +177,20 @@ func TestParkedConnDrainsAndMoves(t *testing.T) {
 	p1.Moved()
 	held.Start()
 	awaitParked(t, parks).Resume() // this one stays, and drains
-	for _, x := range []struct {
-		c  net.Conn
-		br *bufio.Reader
-	}{{c1, br1}, {c2, br2}} {
-		io.WriteString(x.c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-		resp, err := http.ReadResponse(x.br, nil)
+	closed := 0
+	for _, k := range clients {
+		fmt.Fprint(k.c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(k.br, nil)
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("after the move: %v %v", resp, err)
 		}
 		io.Copy(io.Discard, resp.Body)
+		if resp.Close {
+			closed++
+		}
+	}
+	if closed != 1 {
+		t.Fatalf("%d answers closed their connection, want 1 (the one that stayed drains)", closed)
 	}
 	if a.requests("app", "2xx")+b.requests("app", "2xx") != 4 || b.requests("app", "2xx") != 1 {
 		t.Fatalf("requests old %v new %v", a.requests("app", "2xx"), b.requests("app", "2xx"))

@@ -144,26 +144,9 @@ func ParseRequest(head []byte, r *Request, maxHeaders int) error {
 		return err
 	}
 	hostCount := 0
-	var te transferCoding
-	clSeen := false
-	for {
-		line, rest, err = nextLine(rest, StatusBadRequest)
-		if err != nil {
-			return err
-		}
-		if len(line) == 0 {
-			break
-		}
-		if len(r.Headers) == maxHeaders {
-			return errorf(StatusHeaderFieldsTooLarge, "more than %d header fields", maxHeaders)
-		}
-		h, err := parseField(line, StatusBadRequest)
-		if err != nil {
-			return err
-		}
-		idx := len(r.Headers)
-		r.Headers = append(r.Headers, h)
-		switch fieldKind(h.Name) {
+	f := framing{status: StatusBadRequest, cl: -1}
+	err = f.fields(rest, &r.Headers, maxHeaders, func(k FieldKind, h Header) *Error {
+		switch k {
 		case kindHost:
 			hostCount++
 			if hostCount > 1 {
@@ -175,34 +158,6 @@ func ParseRequest(head []byte, r *Request, maxHeaders int) error {
 			if r.Host == nil { // an absolute-form authority was set first
 				r.Host = h.Value
 			}
-		case kindContentLength:
-			n, err := parseContentLength(h.Value, StatusBadRequest)
-			if err != nil {
-				return err
-			}
-			if clSeen && n != r.ContentLength {
-				return errorf(StatusBadRequest, "conflicting Content-Length values")
-			}
-			clSeen, r.ContentLength = true, n
-		case kindTransferEncoding:
-			if err := te.add(h.Value); err != nil {
-				return err
-			}
-		case kindConnection:
-			if r.connCount == 0 {
-				r.connFirst = idx
-			}
-			r.connCount++
-			forEachToken(h.Value, func(tok []byte) {
-				switch {
-				case equalFold(tok, "close"):
-					r.Close = true
-				case equalFold(tok, "keep-alive"):
-					r.KeepAlive = true
-				case equalFold(tok, "upgrade"):
-					r.UpgradeAsked = true
-				}
-			})
 		case kindExpect:
 			if equalFold(h.Value, "100-continue") {
 				r.Expect100 = true
@@ -210,10 +165,14 @@ func ParseRequest(head []byte, r *Request, maxHeaders int) error {
 		case kindUpgrade:
 			r.Upgrade = h.Value
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if len(rest) != 0 {
-		return errorf(StatusBadRequest, "bytes after the end of the head")
-	}
+	r.ContentLength, r.connFirst, r.connCount = f.cl, f.connFirst, f.connCount
+	r.Close, r.KeepAlive, r.UpgradeAsked = f.close, f.keepAlive, f.upgrade
+	te, clSeen := f.te, f.clSeen
 	if r.Minor == 0 {
 		r.Expect100 = false // RFC 9110 §10.1.1: ignored in HTTP/1.0
 		r.Close = r.Close || !r.KeepAlive
@@ -347,8 +306,10 @@ type Response struct {
 	// chunked last).
 	CloseDelimited bool
 	// Close: the connection cannot carry another request after this one
-	// (Connection: close, HTTP/1.0 without keep-alive, a close-delimited
-	// body, or Content-Length beside Transfer-Encoding).
+	// (Connection: close, HTTP/1.0 without keep-alive, a transfer coding
+	// other than chunked last, or Content-Length beside Transfer-Encoding).
+	// A response without any length is CloseDelimited but not Close: whether
+	// it has a body at all depends on its status and the request's method.
 	Close bool
 
 	connFirst, connCount int
@@ -392,58 +353,12 @@ func ParseResponse(head []byte, r *Response, maxHeaders int) error {
 			}
 		}
 	}
-	var te transferCoding
-	clSeen, keepAlive := false, false
-	for {
-		line, rest, err = nextLine(rest, StatusBadGateway)
-		if err != nil {
-			return err
-		}
-		if len(line) == 0 {
-			break
-		}
-		if len(r.Headers) == maxHeaders {
-			return errorf(StatusBadGateway, "more than %d header fields", maxHeaders)
-		}
-		h, err := parseField(line, StatusBadGateway)
-		if err != nil {
-			return err
-		}
-		idx := len(r.Headers)
-		r.Headers = append(r.Headers, h)
-		switch fieldKind(h.Name) {
-		case kindContentLength:
-			n, err := parseContentLength(h.Value, StatusBadGateway)
-			if err != nil {
-				return err
-			}
-			if clSeen && n != r.ContentLength {
-				return errorf(StatusBadGateway, "conflicting Content-Length values")
-			}
-			clSeen, r.ContentLength = true, n
-		case kindTransferEncoding:
-			if err := te.add(h.Value); err != nil {
-				err.Status = StatusBadGateway
-				return err
-			}
-		case kindConnection:
-			if r.connCount == 0 {
-				r.connFirst = idx
-			}
-			r.connCount++
-			forEachToken(h.Value, func(tok []byte) {
-				switch {
-				case equalFold(tok, "close"):
-					r.Close = true
-				case equalFold(tok, "keep-alive"):
-					keepAlive = true
-				}
-			})
-		}
+	f := framing{status: StatusBadGateway, cl: -1}
+	if err := f.fields(rest, &r.Headers, maxHeaders, nil); err != nil {
+		return err
 	}
-	if len(rest) != 0 {
-		return errorf(StatusBadGateway, "bytes after the end of the head")
-	}
+	r.ContentLength, r.connFirst, r.connCount, r.Close = f.cl, f.connFirst, f.connCount, f.close
+	te, clSeen, keepAlive := f.te, f.clSeen, f.keepAlive
 	if r.Minor == 0 && !keepAlive {
 		r.Close = true
 	}
@@ -463,6 +378,91 @@ func ParseResponse(head []byte, r *Response, maxHeaders int) error {
 	case !clSeen:
 		r.ContentLength = -1
 		r.CloseDelimited = true
+	}
+	return nil
+}
+
+// framing gathers, field line by field line, what requests and responses
+// share: the body's framing (Content-Length, Transfer-Encoding) and the
+// Connection header. Its errors carry status.
+type framing struct {
+	status               int
+	cl                   int64
+	clSeen               bool
+	te                   transferCoding
+	connFirst, connCount int
+	close, keepAlive     bool
+	upgrade              bool // Connection lists "upgrade"
+}
+
+// fields parses the field lines of rest, up to the empty line that must end
+// it, into *hs (at most max), taking in the shared ones and passing the
+// others to other (if not nil) with their kind.
+func (f *framing) fields(rest []byte, hs *[]Header, max int, other func(FieldKind, Header) *Error) error {
+	for {
+		line, next, err := nextLine(rest, f.status)
+		if err != nil {
+			return err
+		}
+		rest = next
+		if len(line) == 0 {
+			break
+		}
+		if len(*hs) == max {
+			status := f.status
+			if status == StatusBadRequest {
+				status = StatusHeaderFieldsTooLarge
+			}
+			return errorf(status, "more than %d header fields", max)
+		}
+		h, err := parseField(line, f.status)
+		if err != nil {
+			return err
+		}
+		idx := len(*hs)
+		*hs = append(*hs, h)
+		switch k := fieldKind(h.Name); k {
+		case kindContentLength:
+			n, err := parseContentLength(h.Value, f.status)
+			if err != nil {
+				return err
+			}
+			if f.clSeen && n != f.cl {
+				return errorf(f.status, "conflicting Content-Length values")
+			}
+			f.clSeen, f.cl = true, n
+		case kindTransferEncoding:
+			if err := f.te.add(h.Value); err != nil {
+				if f.status != StatusBadRequest {
+					err.Status = f.status
+				}
+				return err
+			}
+		case kindConnection:
+			if f.connCount == 0 {
+				f.connFirst = idx
+			}
+			f.connCount++
+			forEachToken(h.Value, func(tok []byte) {
+				switch {
+				case equalFold(tok, "close"):
+					f.close = true
+				case equalFold(tok, "keep-alive"):
+					f.keepAlive = true
+				case equalFold(tok, "upgrade"):
+					f.upgrade = true
+				}
+			})
+		default:
+			if other != nil {
+				if err := other(k, h); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if len(rest) != 0 {
+		return errorf(f.status, "bytes after the end of the head")
 	}
 	return nil
 }

@@ -284,7 +284,8 @@ func FuzzParseResponse(f *testing.F) {
 			}
 			return
 		}
-		if r.Status < 100 || r.Status > 999 || (r.Chunked && r.ContentLength >= 0) || (r.CloseDelimited && !r.Close) {
+		if r.Status < 100 || r.Status > 999 || (r.Chunked && r.ContentLength >= 0) || (r.Chunked && r.CloseDelimited) ||
+			(r.CloseDelimited && r.ContentLength >= 0) {
 			t.Fatalf("inconsistent %+v", r)
 		}
 	})

@@ -54,7 +54,7 @@ type httpProxy struct {
 	idle      *HTTPRuntime
 	idleList  *idleList // this proxy's idle connections, in idle
 	// done, if set, is called at the end of every request with what it
-	// did, for an access log or histograms; it must not keep info.
+	// did (WithRequestObserver).
 	done func(info *RequestInfo)
 }
 
@@ -66,6 +66,14 @@ type HTTPOption func(*httpProxy)
 // one of its own.
 func WithHTTPRuntime(poller *HTTPRuntime) HTTPOption {
 	return func(p *httpProxy) { p.idle = poller }
+}
+
+// WithRequestObserver calls observe at the end of every request with its
+// record (an access log, latency histograms). observe runs on the
+// request's goroutine, must not block for long, and must not keep info or
+// its byte slices.
+func WithRequestObserver(observe func(info *RequestInfo)) HTTPOption {
+	return func(p *httpProxy) { p.done = observe }
 }
 
 // NewHTTP builds the HTTP proxy for listener, routing with router over clusters.

@@ -42,13 +42,14 @@ func aLongTimeAgo() time.Time { return time.Unix(1, 0) }
 // How a goroutine starts serving a connection.
 const (
 	startFresh    = iota // accepted or adopted: read what is there, else wait
-	startReadable        // the idle set saw bytes arrive
-	startWoken           // taken out of the idle set by a drain or a move
+	startReadable        // the idle poller saw bytes arrive
+	startWoken           // taken out of the idle poller by a drain or a move
 )
 
 // httpConn is one downstream HTTP/1.x connection. At most one goroutine
-// serves it at a time; between requests a pollable connection has none
-// (the proxy's idle set holds it) and no buffer.
+// serves it at a time. Between requests it holds no buffer, and once it has
+// idled past the handoff a pollable one has no goroutine either: the idle
+// poller of its HTTPRuntime holds it.
 type httpConn struct {
 	p  *httpProxy
 	nc net.Conn // the accepted socket itself, or a wrapper (TLS) around it
@@ -655,7 +656,7 @@ func (c *httpConn) lingerClose() {
 	_ = c.Close()
 }
 
-// expire closes a connection the idle set found idle past the idle timeout.
+// expire closes a connection the idle poller found idle past the idle timeout.
 func (c *httpConn) expire() { c.finish(false) }
 
 func (c *httpConn) String() string {

@@ -107,6 +107,8 @@ type httpConn struct {
 	// ended; answers then never defer their tail to the next wait, which
 	// could not see such bytes arrive.
 	pipelined bool
+	// tailWritten: this wait began by writing a deferred tail.
+	tailWritten bool
 }
 
 // ensureRaw gives the serving goroutine its non-blocking I/O helper.
@@ -329,6 +331,7 @@ func (c *httpConn) waitRequest(start int) (ok, done bool) {
 // bytes of the next request, until the connection is to move, drain, time
 // out, or — after idleHandoff — go to the idle poller.
 func (c *httpConn) waitBlocking() (ok, done bool) {
+	c.tailWritten = false
 	if c.raw == nil && c.flushTail() != nil {
 		return false, false
 	}
@@ -380,6 +383,19 @@ func (c *httpConn) waitBlocking() (ok, done bool) {
 		c.mu.Lock()
 		move, draining := c.wantsMoveLocked(), c.draining
 		c.mu.Unlock()
+		if c.tailWritten && c.raw != nil {
+			// Bytes may have come in before the wait began, unseen by it:
+			// a pipelining client. Read them now, and defer no tail again.
+			c.tailWritten = false
+			c.getInput(c.p.bufSize)
+			if n, _ := c.raw.tryRead(c.in.b[c.w:]); n > 0 {
+				c.w += n
+				c.p.rxBytes.Add(float64(n))
+				c.pipelined = true
+				return c.beginRequest(), false
+			}
+			c.releaseInput()
+		}
 		switch {
 		case move:
 			continue
@@ -446,6 +462,7 @@ func (c *httpConn) readReady(fd int) (int, error) {
 		c.tail = nil
 		x.deferred = false
 		c.endRequest(x)
+		c.tailWritten = true
 		return 0, errWouldBlock
 	}
 	c.getInput(c.p.bufSize)

@@ -381,3 +381,38 @@ func TestBufPoolClasses(t *testing.T) {
 		t.Errorf("an unpooled size: %d bytes, class %d", len(b.b), b.class)
 	}
 }
+
+// A request sent while the previous one is still in flight (pipelined
+// behind it, but read only after its answer) is answered too: the answer's
+// tail goes out from the next wait, which cannot see those bytes, and the
+// idle poller, which can, takes over after the handoff.
+func TestHTTPRequestSentDuringTheExchange(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{}, 1)
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/first" {
+			arrived <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok "+r.URL.Path)
+	})
+	e := startHTTP(t, config.HTTPProxyConfig{}, singleRoute(0), appCluster(be.addr()))
+	k := newRawClient(t, e.addr)
+	io.WriteString(k.c, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-arrived
+	io.WriteString(k.c, "GET /second HTTP/1.1\r\nHost: a\r\n\r\n")
+	release <- struct{}{}
+	expectAnswer(t, k.br, "ok /first", false)
+	expectAnswer(t, k.br, "ok /second", false)
+	k.get(t, "/third", "ok /third", false)
+	// Seen pipelining once, the connection defers no answer tail again.
+	waitFor(t, "the connection to park", func() bool { return e.p.idle.idleCount() == 1 })
+	var held *httpConn
+	e.p.tracker.Range(func(cc conntrack.Conn, _ conntrack.State) bool { held = cc.(*httpConn); return false })
+	e.p.idle.mu.Lock()
+	pipelined := held.pipelined
+	e.p.idle.mu.Unlock()
+	if !pipelined {
+		t.Fatal("the connection was not marked as pipelining")
+	}
+}

@@ -153,9 +153,13 @@ func (c *httpConn) flushTail() error {
 }
 
 // flushEnd writes the last bytes of an answer, or, on a connection that
-// can, leaves them for the wait for the next request to write.
+// can, leaves them for the wait for the next request to write. That wait
+// cannot see bytes that came in before it began — a request sent before
+// this answer ended, which only a pipelining client does — so it is used
+// only where the handoff to the idle poller, which does see them, follows
+// soon; a connection seen pipelining never uses it again.
 func (c *httpConn) flushEnd(x *exchange) error {
-	if c.raw != nil && !c.pipelined && len(x.ob) > 0 {
+	if c.raw != nil && !c.pipelined && c.p.idleTimeout > c.p.handoff && len(x.ob) > 0 {
 		x.deferred = true
 		return nil
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/mosnlite/mosnlite/server/cluster"
@@ -15,6 +16,9 @@ import (
 type reqBody struct {
 	chunked bool
 	left    int64 // Content-Length bytes not read yet
+	// leftNow mirrors left for the exchange's goroutine to read while a
+	// pump (which owns the rest) streams the body.
+	leftNow atomic.Int64
 	done    bool
 	read    int64 // body bytes read (decoded)
 	limit   int64 // 0: none
@@ -26,6 +30,7 @@ type reqBody struct {
 func (b *reqBody) init(req *http1.Request, limit int64) {
 	b.chunked = req.Chunked
 	b.left = max(req.ContentLength, 0)
+	b.leftNow.Store(b.left)
 	b.done = !b.chunked && b.left == 0
 	b.limit = limit
 	if b.chunked {
@@ -34,12 +39,13 @@ func (b *reqBody) init(req *http1.Request, limit int64) {
 	}
 }
 
-// remaining is how many body bytes are still to come: -1 if unknown (chunked).
+// remaining is how many body bytes are still to come: -1 if unknown
+// (chunked). Safe while a pump runs.
 func (b *reqBody) remaining() int64 {
 	if b.chunked {
 		return -1
 	}
-	return b.left
+	return b.leftNow.Load()
 }
 
 // What bodyStep does with the body bytes it gets.
@@ -87,6 +93,7 @@ func (c *httpConn) bodyStep(x *exchange, mode int, deadline time.Time) error {
 		n := int(min(int64(len(in)), b.left))
 		consumed = n
 		b.left -= int64(n)
+		b.leftNow.Store(b.left)
 		b.read += int64(n)
 		b.done = b.left == 0
 		if err := c.bodyOut(x, mode, in[:n]); err != nil {

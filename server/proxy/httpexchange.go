@@ -697,7 +697,8 @@ func (c *httpConn) releaseUpstream(x *exchange, cl *cluster.Cluster, up *cluster
 	if x.pumping && !x.pumpDone.Load() {
 		c.stopPump(x) // the answer came before the whole body: the rest is not sent
 	}
-	sentWhole := x.body.done && !x.pumping ||
+	// The pump's state is read only once it is done.
+	sentWhole := !x.pumping && x.body.done ||
 		x.pumping && x.pumpDone.Load() && x.pumpErr == nil && x.body.done
 	if reuse && sentWhole {
 		cl.Put(up)

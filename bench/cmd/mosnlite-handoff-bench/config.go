@@ -30,6 +30,9 @@ func handoffConfig(n int, udsDir, adminAddr string) ([]byte, error) {
 	cfg := map[string]any{
 		"uds_dir":         udsDir,
 		"handoff_timeout": "20s",
+		// The old process would otherwise stay 5 s after the ack watching
+		// its successor; the bench measures the drain, not that watch.
+		"upgrade_watch_period": "0s",
 		"servers": []any{map[string]any{
 			"server_name":       "handoff-bench",
 			"default_log_path":  "stderr",

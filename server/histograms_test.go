@@ -107,6 +107,9 @@ func TestHandoverPushesHistogramDeltasAndFreezesThem(t *testing.T) {
 	h.sent(lin)
 	s.m.upgrade.Handoff(7 * time.Millisecond) // after the manifest
 	succ := newFakeSucc(false)
+	// After the ack's first push, before the handover's drain (which may
+	// end, and push for the last time, at once with nothing to drain).
+	succ.onFirstSend = func() { s.m.upgrade.Handoff(11 * time.Millisecond) }
 	e.style.pol.exitWhenDrained = false // stay, so that the frozen view can be read
 	h.onAck(succ)
 	succ.mu.Lock()
@@ -115,7 +118,6 @@ func TestHandoverPushesHistogramDeltasAndFreezesThem(t *testing.T) {
 	if d := histOf(first.Histograms, stats.HandoffDuration); d.Count != 1 || d.Sum != 0.007 {
 		t.Fatalf("first push %+v, want the one observation since the manifest", first.Histograms)
 	}
-	s.m.upgrade.Handoff(11 * time.Millisecond) // after the ack
 	if got := histOf(s.reg.ExposedHistograms(), stats.HandoffDuration); got.Count != 2 {
 		t.Fatalf("exposed after the ack: %d observations, want the 2 sent", got.Count)
 	}

@@ -234,6 +234,10 @@ type fakeSucc struct {
 	done     []reconfig.MigrationDone
 	byes     int
 	closed   bool
+	// onFirstSend, when set, runs inside the first SendCounters, before
+	// it returns: a test observes there what must go in a later push,
+	// whatever the handover's goroutine has pushed by then.
+	onFirstSend func()
 }
 
 func newFakeSucc(watch bool) *fakeSucc {
@@ -248,8 +252,12 @@ func (f *fakeSucc) Migrate([]reconfig.ConnOffer) (reconfig.MigrationResult, erro
 }
 func (f *fakeSucc) SendCounters(c reconfig.Counts) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.counters = append(f.counters, c)
+	first := len(f.counters) == 1
+	f.mu.Unlock()
+	if first && f.onFirstSend != nil {
+		f.onFirstSend()
+	}
 	return nil
 }
 func (f *fakeSucc) MigrationDone(m reconfig.MigrationDone) error {

@@ -59,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.loader, "loader", "auto", "HTTP load generator: wrk, go, or auto (wrk if installed)")
 	fs.StringVar(&o.mosnlite, "mosnlite", "", "mosnlite binary to use (default: go build ./cmd/mosnlite)")
 	fs.StringVar(&o.nginx, "nginx", "", "nginx binary (default: nginx in PATH)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of mosnlite under the first keep-alive load to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of mosnlite under the first keep-alive load to this file (and under the fixed-rate load to this file + \".fixed-rate\")")
 	fs.StringVar(&o.only, "only", "", "measure only these, comma-separated: keepalive, connclose, cpu, idle, tcp")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs) and print its path")
 	if err := fs.Parse(args); err != nil {
@@ -265,9 +265,20 @@ func steps(o options, wrkBin string, b *backend, pprofAddr string, logf func(str
 			return nil
 		}},
 		{name: "cpu", proxiesOnly: true, run: func(ctx context.Context, t target, r *result) error {
+			var prof *profileFetch
+			path := t.profile + ".fixed-rate"
+			if t.profile != "" {
+				prof = startProfile(ctx, pprofAddr, o.cpuDuration, path)
+			}
 			var err error
 			if r.cpu, err = cpuPerRequest(ctx, t.proc.cmd.Process.Pid, t.httpAddr, o.connections, o.rate, o.cpuDuration, o.bodySize); err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			if prof != nil {
+				if err := prof.wait(); err != nil {
+					return fmt.Errorf("%s: cpu profile: %w", t.name, err)
+				}
+				logf("%-8s CPU profile at the fixed rate written to %s", t.name, path)
 			}
 			logf("%-8s CPU %v", t.name, r.cpu)
 			return nil

@@ -32,7 +32,14 @@ func (s *Server) build() (*plane, error) {
 }
 
 func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
-	clusters, err := cluster.NewManager(s.cfg.ClusterManager.Clusters, s.reg, s.opts.Log.WithField("component", "cluster"))
+	// The data plane's series, all built here so that every one a
+	// dashboard reads exists, at zero, from the first scrape.
+	clusterMetrics := map[string]*stats.ClusterMetrics{}
+	for _, c := range s.cfg.ClusterManager.Clusters {
+		clusterMetrics[c.Name] = stats.NewClusterMetrics(s.reg, c.Name, cluster.HostAddresses(c))
+	}
+	clusters, err := cluster.NewManager(s.cfg.ClusterManager.Clusters, s.reg, s.opts.Log.WithField("component", "cluster"),
+		cluster.WithMetrics(clusterMetrics))
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: clusters: %w", err)
 	}
@@ -81,6 +88,9 @@ func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
 			}
+			if m, ok := p.(proxy.Migrator); ok && !l.DisableMigration {
+				stats.MigrationCounters(s.reg, l.Name, m.Kind())
+			}
 			parts = append(parts, &part{spec: spec, proxy: p, noMigration: l.DisableMigration})
 		}
 	}
@@ -100,9 +110,15 @@ func newProxy(l config.Listener, srv *config.Server, clusters *cluster.Manager, 
 		if r == nil {
 			return nil, fmt.Errorf("router %q not found", f.HTTP.RouterConfigName)
 		}
-		return proxy.NewHTTP(l, r, clusters, reg, log.WithField("component", "http_proxy"), proxy.WithHTTPRuntime(httpRT))
+		routed, err := proxy.RouteClusters(r)
+		if err != nil {
+			return nil, err
+		}
+		return proxy.NewHTTP(l, r, clusters, reg, log.WithField("component", "http_proxy"), proxy.WithHTTPRuntime(httpRT),
+			proxy.WithHTTPMetrics(stats.NewHTTPListenerMetrics(reg, l.Name, routed)))
 	case f.TCP != nil:
-		return proxy.NewTCP(l, clusters, reg, log.WithField("component", "tcp_proxy"))
+		return proxy.NewTCP(l, clusters, reg, log.WithField("component", "tcp_proxy"),
+			proxy.WithTCPMetrics(stats.NewTCPListenerMetrics(reg, l.Name, f.TCP.Cluster)))
 	default:
 		return nil, fmt.Errorf("filter type %q has no config", f.Type)
 	}

@@ -117,14 +117,11 @@ func (o *outbound) migrating(p *part) bool {
 }
 
 func (o *outbound) counter(moved bool, listener, kind string) *stats.Counter {
+	ok, failed := stats.MigrationCounters(o.reg, listener, kind)
 	if moved {
-		return o.reg.Counter("server.connections_migrated_total",
-			"Connections moved to the successor process during an upgrade (counted by the old process).",
-			"listener", listener, "kind", kind)
+		return ok
 	}
-	return o.reg.Counter("server.connection_migrations_failed_total",
-		"Connections that failed to move to the successor and drained in the old process instead.",
-		"listener", listener, "kind", kind)
+	return failed
 }
 
 // enqueue is where connections park; it never blocks.

@@ -44,9 +44,10 @@ type Cluster struct {
 	cxTotal      *stats.Counter
 	connectFail  *stats.Counter
 	healthyHosts *stats.Gauge
+	metrics      *stats.ClusterMetrics // connect time, open connections; the proxies' requests
 }
 
-func newCluster(cfg config.Cluster, reg *stats.Registry, log *logrus.Entry) (*Cluster, error) {
+func newCluster(cfg config.Cluster, reg *stats.Registry, m *stats.ClusterMetrics, log *logrus.Entry) (*Cluster, error) {
 	lb, err := newBalancer(cfg.LBType, len(cfg.Hosts))
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", cfg.Name, err)
@@ -62,6 +63,7 @@ func newCluster(cfg config.Cluster, reg *stats.Registry, log *logrus.Entry) (*Cl
 			"Upstream connection attempts that failed.", "cluster", cfg.Name),
 		healthyHosts: reg.Gauge("cluster.healthy_hosts",
 			"Hosts currently passing health checks.", "cluster", cfg.Name),
+		metrics: m,
 	}
 	if c.connectTimeout <= 0 {
 		c.connectTimeout = config.DefaultConnectTimeout
@@ -89,6 +91,10 @@ func newCluster(cfg config.Cluster, reg *stats.Registry, log *logrus.Entry) (*Cl
 
 	return c, nil
 }
+
+// Metrics returns the cluster's series: the proxies record their upstream
+// requests in them.
+func (c *Cluster) Metrics() *stats.ClusterMetrics { return c.metrics }
 
 // Name returns the cluster's name.
 func (c *Cluster) Name() string { return c.name }
@@ -123,23 +129,39 @@ type ConnectError struct {
 func (e *ConnectError) Error() string { return "connect to " + e.Host.address + ": " + e.Err.Error() }
 func (e *ConnectError) Unwrap() error { return e.Err }
 
-// dialHost connects to h within the connect timeout, counting the attempt.
-func (c *Cluster) dialHost(ctx context.Context, h *Host) (net.Conn, error) {
+// dialHost connects to h within the connect timeout, counting the attempt
+// and timing the connect. The connection counts as open until its Close.
+func (c *Cluster) dialHost(ctx context.Context, h *Host) (*Conn, error) {
 	c.cxTotal.Inc()
-	conn, err := c.dial(ctx, h.network, h.address)
+	start := c.now()
+	nc, err := c.dial(ctx, h.network, h.address)
 	if err != nil {
 		c.connectFail.Inc()
 		c.log.WithError(err).WithField("host", h.address).Debug("upstream connect failed")
 		return nil, &ConnectError{Host: h, Err: err}
 	}
-	return conn, nil
+	c.metrics.Connected(h.address, c.now().Sub(start))
+	return c.opened(nc, h), nil
 }
+
+// opened makes nc, to h, an upstream connection counted as open.
+func (c *Cluster) opened(nc net.Conn, h *Host) *Conn {
+	c.metrics.ActiveConnections().Inc()
+	return &Conn{Conn: nc, host: h, open: c.metrics.ActiveConnections()}
+}
+
+// Inherited makes nc, an upstream connection to h (nil if unknown) that a
+// predecessor process handed over with its session, one of the cluster's
+// open connections, as if it had been dialled here.
+func (c *Cluster) Inherited(nc net.Conn, h *Host) *Conn { return c.opened(nc, h) }
 
 // DialContext connects to a healthy host picked by the load balancer, within
 // the connect timeout. A host that fails to connect is not tried again in
 // this call; the next one is. It returns an error wrapping ErrNoHealthyHost
-// when no host is healthy, else the last connect error.
-func (c *Cluster) DialContext(ctx context.Context) (net.Conn, *Host, error) {
+// when no host is healthy, else the last connect error. The connection is
+// the caller's (its Host is the one picked); it counts as open until its
+// Close.
+func (c *Cluster) DialContext(ctx context.Context) (*Conn, error) {
 	var tried []*Host
 	var lastErr error
 	for range c.hosts {
@@ -150,7 +172,7 @@ func (c *Cluster) DialContext(ctx context.Context) (net.Conn, *Host, error) {
 		tried = append(tried, h)
 		conn, err := c.dialHost(ctx, h)
 		if err == nil {
-			return conn, h, nil
+			return conn, nil
 		}
 		lastErr = err
 		if ctx.Err() != nil {
@@ -158,9 +180,9 @@ func (c *Cluster) DialContext(ctx context.Context) (net.Conn, *Host, error) {
 		}
 	}
 	if lastErr == nil {
-		return nil, nil, fmt.Errorf("cluster %s: %w", c.name, ErrNoHealthyHost)
+		return nil, fmt.Errorf("cluster %s: %w", c.name, ErrNoHealthyHost)
 	}
-	return nil, nil, fmt.Errorf("cluster %s: connect (%d hosts tried): %w", c.name, len(tried), lastErr)
+	return nil, fmt.Errorf("cluster %s: connect (%d hosts tried): %w", c.name, len(tried), lastErr)
 }
 
 // setHealthy flips h's health and keeps the gauge and the pool in step.

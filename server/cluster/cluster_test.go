@@ -72,13 +72,30 @@ func TestDialRetriesOnConnectFailure(t *testing.T) {
 		Hosts:          []config.Host{{Address: closedAddr(t)}, {Address: live.Addr().String()}},
 	})
 	c := m.Get("c")
-	conn, h, err := c.DialContext(context.Background())
+	conn, err := c.DialContext(context.Background())
 	if err != nil {
 		t.Fatalf("DialContext: %v", err)
 	}
-	conn.Close()
+	h := conn.Host()
 	if h.Address() != live.Addr().String() {
 		t.Fatalf("connected to %s, want the live host %s", h.Address(), live.Addr())
+	}
+	// The connect is timed for the host that answered only; the connection
+	// counts as open until it is closed, once.
+	connectTime := func(host string) uint64 {
+		return reg.Histogram(stats.ClusterConnectDuration, "", nil, "cluster", "c", "host", host).Snapshot().Count
+	}
+	if live, dead := connectTime(h.Address()), connectTime(c.Hosts()[0].Address()); live != 1 || dead != 0 {
+		t.Fatalf("connect time observations: live host %d, failed host %d; want 1, 0", live, dead)
+	}
+	open := reg.Gauge(stats.ClusterCxActive, "", "cluster", "c")
+	if open.Value() != 1 {
+		t.Fatalf("cx_active = %v with one connection open", open.Value())
+	}
+	conn.Close()
+	conn.Close()
+	if open.Value() != 0 {
+		t.Fatalf("cx_active = %v after the close (twice)", open.Value())
 	}
 	if got := reg.Counter("cluster.upstream_cx_connect_fail_total", "", "cluster", "c").Value(); got != 1 {
 		t.Fatalf("connect_fail = %v, want 1", got)
@@ -94,7 +111,7 @@ func TestDialAllFailTriesEachHostOnce(t *testing.T) {
 		Name:  "c",
 		Hosts: []config.Host{{Address: closedAddr(t)}, {Address: closedAddr(t)}, {Address: closedAddr(t)}},
 	})
-	_, _, err := m.Get("c").DialContext(context.Background())
+	_, err := m.Get("c").DialContext(context.Background())
 	if err == nil || errors.Is(err, ErrNoHealthyHost) {
 		t.Fatalf("err = %v, want a connect error", err)
 	}
@@ -109,14 +126,14 @@ func TestDialNoHealthyHost(t *testing.T) {
 	m := newTestManager(t, reg, config.Cluster{Name: "c", Hosts: []config.Host{{Address: live.Addr().String()}}})
 	c := m.Get("c")
 	c.setHealthy(c.Hosts()[0], false)
-	if _, _, err := c.DialContext(context.Background()); !errors.Is(err, ErrNoHealthyHost) {
+	if _, err := c.DialContext(context.Background()); !errors.Is(err, ErrNoHealthyHost) {
 		t.Fatalf("err = %v, want ErrNoHealthyHost", err)
 	}
 	if g := reg.Gauge("cluster.healthy_hosts", "", "cluster", "c").Value(); g != 0 {
 		t.Fatalf("healthy_hosts = %v, want 0", g)
 	}
 	empty := newTestManager(t, reg, config.Cluster{Name: "empty"})
-	if _, _, err := empty.Get("empty").DialContext(context.Background()); !errors.Is(err, ErrNoHealthyHost) {
+	if _, err := empty.Get("empty").DialContext(context.Background()); !errors.Is(err, ErrNoHealthyHost) {
 		t.Fatalf("empty cluster err = %v, want ErrNoHealthyHost", err)
 	}
 }
@@ -188,7 +205,9 @@ func TestPoolReusesPerHost(t *testing.T) {
 
 func TestPoolDropsStaleAndUnhealthy(t *testing.T) {
 	l, _ := countingListener(t)
-	m := newTestManager(t, stats.New(), config.Cluster{Name: "web", Hosts: []config.Host{{Address: l.Addr().String()}}})
+	reg := stats.New()
+	m := newTestManager(t, reg, config.Cluster{Name: "web", Hosts: []config.Host{{Address: l.Addr().String()}}})
+	open := reg.Gauge(stats.ClusterCxActive, "", "cluster", "web")
 	cl := m.Get("web")
 	h := cl.Hosts()[0]
 	now := time.Now()
@@ -206,6 +225,9 @@ func TestPoolDropsStaleAndUnhealthy(t *testing.T) {
 		t.Fatal("the stale connection was not closed")
 	}
 	cl.Put(b)
+	if open.Value() != 1 {
+		t.Fatalf("cx_active = %v with the stale connection closed and one pooled", open.Value())
+	}
 	c, _ := cl.Get(ctx, h)
 	cl.Put(c)
 	cl.setHealthy(h, false)
@@ -223,6 +245,37 @@ func TestPoolDropsStaleAndUnhealthy(t *testing.T) {
 	cl.Put(e)
 	if h.IdleConns() != 0 {
 		t.Fatal("pooled after the manager closed")
+	}
+	if open.Value() != 0 {
+		t.Fatalf("cx_active = %v with every connection closed", open.Value())
+	}
+}
+
+// The manager records into the series it is given, not into new ones of
+// its registry.
+func TestManagerUsesTheMetricsItIsGiven(t *testing.T) {
+	live := acceptingListener(t)
+	own, given := stats.New(), stats.New()
+	cfg := config.Cluster{Name: "c", Hosts: []config.Host{{Address: live.Addr().String()}}}
+	cm := stats.NewClusterMetrics(given, "c", HostAddresses(cfg))
+	m, err := NewManager([]config.Cluster{cfg}, own, nil, WithMetrics(map[string]*stats.ClusterMetrics{"c": cm}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if m.Get("c").Metrics() != cm {
+		t.Fatal("the cluster does not hold the metrics given")
+	}
+	conn, err := m.Get("c").DialContext(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	connects := func(r *stats.Registry) uint64 {
+		return r.Histogram(stats.ClusterConnectDuration, "", nil, "cluster", "c", "host", live.Addr().String()).Snapshot().Count
+	}
+	if connects(given) != 1 || connects(own) != 0 {
+		t.Fatalf("connect observed %d times in the given series, %d in the registry's own; want 1, 0", connects(given), connects(own))
 	}
 }
 

@@ -24,9 +24,23 @@ type Manager struct {
 	wg      sync.WaitGroup
 }
 
+// ManagerOption sets what a Manager takes besides its config.
+type ManagerOption func(*managerOptions)
+
+type managerOptions struct {
+	metrics map[string]*stats.ClusterMetrics
+}
+
+// WithMetrics gives the clusters their series, by cluster name (the
+// process builds them with its other data-plane series). A cluster left
+// out gets series of its own in the registry.
+func WithMetrics(byCluster map[string]*stats.ClusterMetrics) ManagerOption {
+	return func(o *managerOptions) { o.metrics = byCluster }
+}
+
 // NewManager builds the clusters. It fails on a duplicate name, an unknown
 // lb_type or a host without an address. Health checks start with Start.
-func NewManager(cfgs []config.Cluster, reg *stats.Registry, log *logrus.Entry) (*Manager, error) {
+func NewManager(cfgs []config.Cluster, reg *stats.Registry, log *logrus.Entry, opts ...ManagerOption) (*Manager, error) {
 	if reg == nil {
 		reg = stats.New()
 	}
@@ -35,19 +49,37 @@ func NewManager(cfgs []config.Cluster, reg *stats.Registry, log *logrus.Entry) (
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
 	}
+	var o managerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	log = log.WithField("component", "cluster")
 	m := &Manager{clusters: make(map[string]*Cluster, len(cfgs)), log: log}
 	for _, cfg := range cfgs {
 		if _, dup := m.clusters[cfg.Name]; dup {
 			return nil, fmt.Errorf("cluster: duplicate cluster %q", cfg.Name)
 		}
-		c, err := newCluster(cfg, reg, log)
+		cm := o.metrics[cfg.Name]
+		if cm == nil {
+			cm = stats.NewClusterMetrics(reg, cfg.Name, HostAddresses(cfg))
+		}
+		c, err := newCluster(cfg, reg, cm, log)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 		m.clusters[cfg.Name] = c
 	}
 	return m, nil
+}
+
+// HostAddresses are the addresses of cfg's hosts, in config order: the host
+// label of its series.
+func HostAddresses(cfg config.Cluster) []string {
+	out := make([]string, len(cfg.Hosts))
+	for i, h := range cfg.Hosts {
+		out[i] = h.Address
+	}
+	return out
 }
 
 // Get returns the named cluster, or nil.

@@ -4,7 +4,10 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/mosnlite/mosnlite/service/stats"
 )
 
 // Conn is an upstream connection of one host, taken from the host's pool
@@ -17,8 +20,19 @@ type Conn struct {
 	// pool never touches it.
 	Attached any
 	host     *Host
-	uses     int       // exchanges completed on it before this one
-	idleAt   time.Time // when it went back to the pool
+	uses     int          // exchanges completed on it before this one
+	idleAt   time.Time    // when it went back to the pool
+	open     *stats.Gauge // the cluster's open connections, which Close leaves
+	closed   atomic.Bool
+}
+
+// Close closes the connection, which stops counting among the cluster's
+// open connections (once, however often it is called).
+func (c *Conn) Close() error {
+	if !c.closed.Swap(true) {
+		c.open.Dec()
+	}
+	return c.Conn.Close()
 }
 
 // Host returns the host the connection goes to.
@@ -115,7 +129,7 @@ func (c *Cluster) Get(ctx context.Context, h *Host) (*Conn, error) {
 func (c *Cluster) Idle(h *Host) *Conn {
 	conn, stale := h.pool.take(c.now(), upstreamIdleConnTimeout)
 	for _, s := range stale {
-		s.Conn.Close()
+		s.Close()
 	}
 	return conn
 }
@@ -123,11 +137,7 @@ func (c *Cluster) Idle(h *Host) *Conn {
 // Connect opens a new connection to h within the connect timeout, counting
 // the attempt; a failure is a *ConnectError.
 func (c *Cluster) Connect(ctx context.Context, h *Host) (*Conn, error) {
-	nc, err := c.dialHost(ctx, h)
-	if err != nil {
-		return nil, err
-	}
-	return &Conn{Conn: nc, host: h}, nil
+	return c.dialHost(ctx, h)
 }
 
 // Put gives conn back to its host's pool once its exchange has ended
@@ -136,20 +146,20 @@ func (c *Cluster) Connect(ctx context.Context, h *Host) (*Conn, error) {
 func (c *Cluster) Put(conn *Conn) {
 	conn.uses++
 	if !conn.host.Healthy() {
-		conn.Conn.Close()
+		conn.Close()
 		return
 	}
 	ok, stale := conn.host.pool.put(conn, c.now(), upstreamIdleConnTimeout)
 	if stale != nil {
-		stale.Conn.Close()
+		stale.Close()
 	}
 	if !ok {
-		conn.Conn.Close()
+		conn.Close()
 	}
 }
 
 // Discard closes conn: its exchange failed or left it unusable.
-func (c *Cluster) Discard(conn *Conn) { conn.Conn.Close() }
+func (c *Cluster) Discard(conn *Conn) { conn.Close() }
 
 // IdleConns returns how many pooled connections h has.
 func (h *Host) IdleConns() int { return h.pool.len() }
@@ -157,6 +167,6 @@ func (h *Host) IdleConns() int { return h.pool.len() }
 // closeIdle closes h's pooled connections; forGood also stops it pooling more.
 func (h *Host) closeIdle(forGood bool) {
 	for _, conn := range h.pool.drain(forGood) {
-		conn.Conn.Close()
+		conn.Close()
 	}
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -29,7 +28,7 @@ const (
 	// client's FIN after ours, so that a late byte does not turn into a reset.
 	lingerTimeout  = 500 * time.Millisecond
 	discardTimeout = 5 * time.Second
-	noClusterLabel = "none"
+	noClusterLabel = stats.NoCluster
 )
 
 // httpProxy is the HTTP/1.1 reverse proxy of one listener.
@@ -46,8 +45,7 @@ type httpProxy struct {
 	linger          time.Duration
 	handoff         time.Duration // idle this long, a connection goes to the poller
 	bufSize         int           // first read buffer of a request
-	// requests[cluster label][status class 1..5], built up front; read-only.
-	requests map[string]*[6]*stats.Counter
+	metrics         *stats.HTTPListenerMetrics
 
 	bufs      *bufPool
 	exchanges sync.Pool // *exchange
@@ -112,7 +110,6 @@ func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.
 		linger:          lingerTimeout,
 		handoff:         idleHandoff,
 		bufSize:         httpReadBufSize,
-		requests:        map[string]*[6]*stats.Counter{},
 		bufs:            &bufPool{},
 	}
 	for _, o := range opts {
@@ -122,17 +119,14 @@ func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.
 		p.idle = NewHTTPRuntime(p.log)
 	}
 	p.idleList = p.idle.list(p.idleTimeout)
-	labels := append(routes.clusters(), noClusterLabel)
-	for _, name := range labels {
-		if name != noClusterLabel && clusters.Get(name) == nil {
+	routed := routes.clusters()
+	for _, name := range routed {
+		if clusters.Get(name) == nil {
 			return nil, fmt.Errorf("proxy: listener %s: route to unknown cluster %q", listener.Name, name)
 		}
-		var byClass [6]*stats.Counter
-		for class := 1; class <= 5; class++ {
-			byClass[class] = reg.Counter("http.downstream_rq_total", "Downstream HTTP requests answered.",
-				"listener", listener.Name, "cluster", name, "status_class", strconv.Itoa(class)+"xx")
-		}
-		p.requests[name] = &byClass
+	}
+	if p.metrics == nil {
+		p.metrics = stats.NewHTTPListenerMetrics(reg, listener.Name, routed)
 	}
 	return p, nil
 }
@@ -159,19 +153,6 @@ func orDefaultInt(v, def int) int {
 		return def
 	}
 	return v
-}
-
-// countRequest counts one answered request.
-func (p *httpProxy) countRequest(clusterLabel string, status int) {
-	byClass, ok := p.requests[clusterLabel]
-	if !ok {
-		byClass = p.requests[noClusterLabel]
-	}
-	class := status / 100
-	if class < 1 || class > 5 {
-		class = 5
-	}
-	byClass[class].Inc()
 }
 
 // Serve accepts HTTP connections on l until l is closed.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/server/proxy/http1"
+	"github.com/mosnlite/mosnlite/service/stats"
 )
 
 var (
@@ -35,6 +36,14 @@ type exchange struct {
 	resp  http1.Response
 	info  RequestInfo
 	tried []*cluster.Host
+	// What the metrics record at the end (httpmetrics.go): the downstream
+	// series of the answer; the cluster of an upstream request, whether it
+	// is in flight, and the host and times of its last attempt.
+	series        *stats.HTTPRequestSeries
+	upCl          *cluster.Cluster
+	upActive      bool
+	upHost        *cluster.Host
+	upSent, upEnd time.Time
 
 	outBuf *buffer
 	ob     []byte // what goes out next: a composed head, framed body bytes
@@ -76,6 +85,7 @@ func (p *httpProxy) putExchange(x *exchange) {
 	x.req.Reset()
 	x.resp.Reset()
 	x.info = RequestInfo{}
+	x.series, x.upCl, x.upActive, x.upHost, x.upSent, x.upEnd = nil, nil, false, nil, time.Time{}, time.Time{}
 	clear(x.tried)
 	x.tried = x.tried[:0]
 	x.ob, x.staged, x.iov, x.deferred = x.outBuf.b[:0], nil, [2][]byte{}, false
@@ -107,6 +117,7 @@ func (c *httpConn) serveRequest() (keepAlive, responded bool) {
 	x.info.Listener = c.p.name
 	x.info.Downstream = c.clientIP
 	x.info.Start = time.Now()
+	c.p.metrics.Active().Inc()
 	keepAlive, responded = c.exchange(x)
 	c.clientClosing = !keepAlive && responded && x.req.Close && x.body.done && c.r == c.w
 	if keepAlive {
@@ -133,6 +144,7 @@ func (c *httpConn) serveRequest() (keepAlive, responded bool) {
 func (c *httpConn) endRequest(x *exchange) {
 	x.info.BytesReceived = x.body.read
 	x.info.Duration = time.Since(x.info.Start)
+	c.p.observeRequest(x)
 	if c.p.done != nil {
 		c.p.done(&x.info)
 	}
@@ -289,6 +301,9 @@ func (c *httpConn) proxy(x *exchange, res routeResult) (keepAlive, responded boo
 	x.info.Cluster = res.cluster
 	cl := c.p.clusters.Get(res.cluster)
 	if cl == nil || cl.HealthyCount() == 0 {
+		if cl != nil {
+			x.toUpstream(cl, false)
+		}
 		x.info.Flags |= FlagNoHealthyUpstream
 		return c.answerLocal(x, res.cluster, http.StatusServiceUnavailable, "no healthy upstream\n", false), true
 	}
@@ -309,6 +324,7 @@ func (c *httpConn) proxy(x *exchange, res routeResult) (keepAlive, responded boo
 	if timeout <= 0 {
 		timeout = c.p.upstreamTimeout
 	}
+	x.toUpstream(cl, true)
 	up, err := c.send(x, cl, timeout)
 	if err != nil {
 		return c.upstreamFailed(x, res.cluster, err)
@@ -413,6 +429,7 @@ func (c *httpConn) send(x *exchange, cl *cluster.Cluster, timeout time.Duration)
 		if err == nil {
 			return up, nil
 		}
+		x.upstreamEnded()
 		h.Release()
 		c.setUpstream(nil)
 		cl.Discard(up)
@@ -461,6 +478,7 @@ func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, timeout time.Duratio
 	}
 	x.up = up
 	sent := time.Now()
+	x.upstreamSent(up.Host(), sent)
 	_ = up.SetReadDeadline(sent.Add(timeout))
 	if err := c.sendRequest(x, up, timeout); err != nil {
 		if isTimeout(err) {
@@ -641,7 +659,7 @@ func (c *httpConn) forwardResponse(x *exchange, cl *cluster.Cluster, up *cluster
 		}
 	}
 	reuse := !resp.Close && in != inUntilClose
-	c.p.countRequest(x.info.Cluster, resp.Status)
+	c.p.answered(x, x.info.Cluster, resp.Status)
 	x.info.Status = resp.Status
 	x.ob = x.ob[:0]
 	x.staged = nil
@@ -694,6 +712,7 @@ func (c *httpConn) forwardResponse(x *exchange, cl *cluster.Cluster, up *cluster
 func (c *httpConn) releaseUpstream(x *exchange, cl *cluster.Cluster, up *cluster.Conn, reuse bool) {
 	c.setUpstream(nil)
 	x.up = nil
+	x.upstreamDone()
 	if x.pumping && !x.pumpDone.Load() {
 		c.stopPump(x) // the answer came before the whole body: the rest is not sent
 	}

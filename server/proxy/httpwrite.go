@@ -145,7 +145,7 @@ func (c *httpConn) answerLocal(x *exchange, clusterLabel string, status int, bod
 	// A client waiting for 100-continue never sent its body: what follows on
 	// the wire may not be what the body's framing says.
 	closeAfter := forceClose || req.Close || c.isDraining() || (req.Expect100 && !x.body.done)
-	c.p.countRequest(clusterLabel, status)
+	c.p.answered(x, clusterLabel, status)
 	x.info.Status = status
 	if x.info.Cluster == "" {
 		x.info.Cluster = clusterLabel

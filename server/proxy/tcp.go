@@ -18,16 +18,26 @@ type tcpProxy struct {
 	*base
 	cluster     *cluster.Cluster
 	idleTimeout time.Duration
-	sessions    *stats.Counter
+	metrics     *stats.TCPListenerMetrics
+}
+
+// TCPOption sets what a TCP proxy takes besides its config.
+type TCPOption func(*tcpProxy)
+
+// WithTCPMetrics records the proxy's sessions in m, built by the caller for
+// the listener and its cluster; without it the proxy registers its own
+// series.
+func WithTCPMetrics(m *stats.TCPListenerMetrics) TCPOption {
+	return func(p *tcpProxy) { p.metrics = m }
 }
 
 // NewTCP builds the TCP proxy for listener; its filter names the cluster,
 // which must exist.
-func NewTCP(listener config.Listener, clusters *cluster.Manager, reg *stats.Registry, log *logrus.Entry) (Proxy, error) {
-	return newTCP(listener, clusters, reg, log)
+func NewTCP(listener config.Listener, clusters *cluster.Manager, reg *stats.Registry, log *logrus.Entry, opts ...TCPOption) (Proxy, error) {
+	return newTCP(listener, clusters, reg, log, opts...)
 }
 
-func newTCP(listener config.Listener, clusters *cluster.Manager, reg *stats.Registry, log *logrus.Entry) (*tcpProxy, error) {
+func newTCP(listener config.Listener, clusters *cluster.Manager, reg *stats.Registry, log *logrus.Entry, opts ...TCPOption) (*tcpProxy, error) {
 	f := findFilter(listener)
 	if f == nil || f.TCP == nil {
 		return nil, fmt.Errorf("proxy: listener %s: no tcp_proxy filter", listener.Name)
@@ -42,13 +52,18 @@ func newTCP(listener config.Listener, clusters *cluster.Manager, reg *stats.Regi
 	if reg == nil {
 		reg = stats.New()
 	}
-	return &tcpProxy{
+	p := &tcpProxy{
 		base:        newBase(listener.Name, "tcp_proxy", reg, log),
 		cluster:     cl,
 		idleTimeout: orDefault(f.TCP.IdleTimeout.Duration, config.DefaultIdleTimeout),
-		sessions: reg.Counter("tcp.downstream_sessions_total", "TCP proxy sessions accepted.",
-			"listener", listener.Name, "cluster", cl.Name()),
-	}, nil
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	if p.metrics == nil {
+		p.metrics = stats.NewTCPListenerMetrics(reg, listener.Name, cl.Name())
+	}
+	return p, nil
 }
 
 // Serve accepts TCP sessions on l until l is closed.
@@ -57,9 +72,9 @@ func (p *tcpProxy) Serve(l net.Listener) error {
 }
 
 func (p *tcpProxy) handle(nc net.Conn) {
-	p.sessions.Inc()
+	p.metrics.Sessions().Inc()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &tcpSession{p: p, down: nc, ctx: ctx, cancel: cancel}
+	s := &tcpSession{p: p, down: nc, ctx: ctx, cancel: cancel, started: time.Now()}
 	s.remove = p.tracker.Add(s)
 	go s.run()
 }

@@ -149,7 +149,13 @@ func (p *tcpProxy) Adopt(h Handover) (Held, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &tcpSession{p: p, down: down, up: up, host: p.hostOf(up), ctx: ctx, cancel: cancel}
+	started := h.StartedAt
+	if started.IsZero() {
+		started = time.Now()
+	}
+	host := p.hostOf(up)
+	s := &tcpSession{p: p, down: down, up: up, upc: p.cluster.Inherited(up, host), host: host,
+		ctx: ctx, cancel: cancel, started: started}
 	s.initPipes(h.ToUpstream, h.ToDownstream)
 	return &heldTCP{s: s, since: h.StartedAt}, nil
 }
@@ -179,6 +185,7 @@ func (h *heldTCP) Start() {
 	s.remove = s.p.tracker.AddSince(s, h.since)
 	go func() {
 		defer s.remove()
+		defer s.recordEnd()
 		defer s.Close()
 		s.pump(s.p.log.WithField("client", remoteString(s.down)))
 	}()

@@ -26,9 +26,13 @@ type tcpSession struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	remove func()
+	// started is the accept, in this process or, for a session that moved
+	// here, in the one that accepted it.
+	started time.Time
 
 	mu     sync.Mutex
-	up     net.Conn // to the upstream host; nil until connected
+	up     net.Conn      // to the upstream host (upc's socket); nil until connected
+	upc    *cluster.Conn // the cluster's record of it: open until closed
 	host   *cluster.Host
 	closed bool
 	// Migration state, under mu. A move pauses both directions at a safe
@@ -71,24 +75,36 @@ func (s *tcpSession) Close() error {
 		return nil
 	}
 	s.closed = true
-	up := s.up
+	upc := s.upc
 	s.mu.Unlock()
 	s.cancel()
 	err := s.down.Close()
-	if up != nil {
-		_ = up.Close()
+	if upc != nil {
+		_ = upc.Close()
 	}
 	return err
+}
+
+// recordEnd records the end of a session that ends here, not one a successor
+// carries on: its duration since the original accept.
+func (s *tcpSession) recordEnd() {
+	s.mu.Lock()
+	moved := s.moved
+	s.mu.Unlock()
+	if !moved {
+		s.p.metrics.Session(time.Since(s.started))
+	}
 }
 
 func (s *tcpSession) touch() { s.lastActive.Store(time.Now().UnixNano()) }
 
 func (s *tcpSession) run() {
 	defer s.remove()
+	defer s.recordEnd()
 	defer s.Close()
 	log := s.p.log.WithField("client", remoteString(s.down))
 
-	up, host, err := s.p.cluster.DialContext(s.ctx)
+	upc, err := s.p.cluster.DialContext(s.ctx)
 	if err != nil {
 		if s.ctx.Err() == nil {
 			log.WithError(err).Warn("tcp upstream connect failed")
@@ -98,10 +114,10 @@ func (s *tcpSession) run() {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		up.Close()
+		upc.Close()
 		return
 	}
-	s.up, s.host = up, host
+	s.up, s.upc, s.host = upc.Conn, upc, upc.Host()
 	s.mu.Unlock()
 	s.initPipes(nil, nil)
 	s.pump(log)

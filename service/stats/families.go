@@ -76,11 +76,14 @@ func classIndex(status int) int {
 type HTTPListenerMetrics struct {
 	r        *Registry
 	listener string
-	byClass  map[string]*[6]httpRequestSeries // cluster label → [class 1..5]; read-only
+	byClass  map[string]*[6]HTTPRequestSeries // cluster label → [class 1..5]; read-only
 	active   *Gauge
 }
 
-type httpRequestSeries struct {
+// HTTPRequestSeries are the series of one listener, cluster and status
+// class: the requests answered and their duration.
+type HTTPRequestSeries struct {
+	r      *Registry
 	labels []string
 	count  *Counter
 	time   atomic.Pointer[Histogram]
@@ -92,16 +95,17 @@ func NewHTTPListenerMetrics(r *Registry, listener string, clusters []string) *HT
 	m := &HTTPListenerMetrics{
 		r:        r,
 		listener: listener,
-		byClass:  map[string]*[6]httpRequestSeries{},
+		byClass:  map[string]*[6]HTTPRequestSeries{},
 		active:   r.Gauge(HTTPRequestsActive, "Downstream HTTP requests being served.", "listener", listener),
 	}
 	for _, c := range append(clusters, NoCluster) {
 		if m.byClass[c] != nil {
 			continue
 		}
-		var s [6]httpRequestSeries
+		var s [6]HTTPRequestSeries
 		for class := 1; class <= 5; class++ {
 			rs := &s[class]
+			rs.r = r
 			rs.labels = []string{"listener", listener, "cluster", c, "status_class", strconv.Itoa(class) + "xx"}
 			rs.count = r.Counter(HTTPRequests, "Downstream HTTP requests answered.", rs.labels...)
 		}
@@ -110,23 +114,35 @@ func NewHTTPListenerMetrics(r *Registry, listener string, clusters []string) *HT
 	return m
 }
 
-// Request records one answered request: the cluster that served it
-// (NoCluster for none; a cluster not given at construction counts as
-// NoCluster), its status and its duration.
-func (m *HTTPListenerMetrics) Request(cluster string, status int, d time.Duration) {
+// Answered counts one request answered with status (its response head on
+// its way) by cluster (NoCluster for none; a cluster not given at
+// construction counts as NoCluster), and returns the request's series, whose
+// Observe records its duration once it has ended.
+func (m *HTTPListenerMetrics) Answered(cluster string, status int) *HTTPRequestSeries {
 	s, ok := m.byClass[cluster]
 	if !ok {
 		s = m.byClass[NoCluster]
 	}
 	rs := &s[classIndex(status)]
 	rs.count.Inc()
+	return rs
+}
+
+// Observe records the duration of a request answered in the series.
+func (rs *HTTPRequestSeries) Observe(d time.Duration) {
 	h := rs.time.Load()
 	if h == nil {
-		h = m.r.Histogram(HTTPRequestDuration,
+		h = rs.r.Histogram(HTTPRequestDuration,
 			"Downstream HTTP request time, from the first byte of the request to the last byte of the response.", nil, rs.labels...)
 		rs.time.Store(h) // racing stores hold the same series
 	}
 	h.Observe(d)
+}
+
+// Request records one answered request that has ended: Answered, then
+// Observe of its duration.
+func (m *HTTPListenerMetrics) Request(cluster string, status int, d time.Duration) {
+	m.Answered(cluster, status).Observe(d)
 }
 
 // Active is the gauge of requests being served.
@@ -198,6 +214,10 @@ func (c *ClusterMetrics) Response(host string, status int, d time.Duration) {
 	c.requests[classIndex(status)].Inc()
 	c.host(host).response.Observe(d)
 }
+
+// NotSent records an upstream request that ended before it was sent to any
+// host (none healthy, none connected), with the status the client got.
+func (c *ClusterMetrics) NotSent(status int) { c.requests[classIndex(status)].Inc() }
 
 // Timeout counts an upstream request that timed out waiting for the response.
 func (c *ClusterMetrics) Timeout() { c.timeouts.Inc() }

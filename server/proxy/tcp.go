@@ -75,6 +75,6 @@ func (p *tcpProxy) handle(nc net.Conn) {
 	p.metrics.Sessions().Inc()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &tcpSession{p: p, down: nc, ctx: ctx, cancel: cancel, started: time.Now()}
-	s.remove = p.tracker.Add(s)
+	s.remove = p.tracker.AddSince(s, s.started)
 	go s.run()
 }

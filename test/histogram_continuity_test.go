@@ -273,6 +273,48 @@ func waitHistCount(t *testing.T, url, name string, want uint64) {
 
 const continuityUpgrades = 10
 
+// The data plane's histograms in the continuity test's config, by what
+// they time, in naming ("" or "envoy").
+type dataPlaneFamilies struct{ requests, upstream, connects, sessions string }
+
+func dataPlaneHistograms(naming string) dataPlaneFamilies {
+	if naming == "envoy" {
+		return dataPlaneFamilies{"envoy_http_downstream_rq_time", "envoy_cluster_upstream_rq_time",
+			"envoy_cluster_upstream_cx_connect_ms", "envoy_listener_downstream_cx_length_ms"}
+	}
+	return dataPlaneFamilies{"mosnlite_http_downstream_rq_duration_seconds", "mosnlite_cluster_upstream_rq_duration_seconds",
+		"mosnlite_cluster_upstream_cx_connect_duration_seconds", "mosnlite_tcp_session_duration_seconds"}
+}
+
+func (f dataPlaneFamilies) all() []string { return []string{f.requests, f.upstream, f.connects, f.sessions} }
+
+// histTotals sums, per family, the _count of every series in one scrape of url.
+func histTotals(t *testing.T, url string, families []string) map[string]uint64 {
+	t.Helper()
+	fams := scrape(t, url)
+	out := map[string]uint64{}
+	for _, f := range families {
+		for _, m := range fams[f].GetMetric() {
+			out[f] += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return out
+}
+
+// waitTotals scrapes url until done accepts the totals of families
+// (bounded), and returns the last ones.
+func waitTotals(t *testing.T, url string, families []string, done func(map[string]uint64) bool) map[string]uint64 {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := histTotals(t, url, families)
+		if done(got) || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // runContinuity drives a mosnlite through continuityUpgrades upgrades
 // (upgrade returns the next generation once the previous one has exited)
 // under HTTP keep-alive and TCP stream load, while scrapers read every
@@ -295,6 +337,9 @@ func runContinuity(t *testing.T, e *obsEnv, first *proc, upgrade func(old *proc,
 	sort.Strings(names)
 	defer l.finish()
 	waitOK(t, l.byName["http keep-alive"], 50, 10*time.Second)
+	metrics := e.p.metricsURL()
+	dp := dataPlaneHistograms(e.naming)
+	totals := histTotals(t, metrics, dp.all())
 	cur := first
 	for gen := 2; gen <= continuityUpgrades+1; gen++ {
 		before := map[string]int64{}
@@ -306,8 +351,23 @@ func runContinuity(t *testing.T, e *obsEnv, first *proc, upgrade func(old *proc,
 		for _, n := range names {
 			waitOK(t, l.byName[n], before[n]-l.byName[n].ok.Load()+2, 10*time.Second)
 		}
+		// And the data plane's histograms grow in it: requests, upstream
+		// and connect times, sessions.
+		prev := totals
+		totals = waitTotals(t, metrics, dp.all(), func(got map[string]uint64) bool {
+			for _, f := range dp.all() {
+				if got[f] <= prev[f] {
+					return false
+				}
+			}
+			return true
+		})
+		for _, f := range dp.all() {
+			if totals[f] <= prev[f] {
+				t.Errorf("generation %d: %s did not grow (%d, before the upgrade %d)", gen, f, totals[f], prev[f])
+			}
+		}
 	}
-	metrics := e.p.metricsURL()
 	handoff, migration := "mosnlite_server_handoff_duration_seconds", "mosnlite_server_connection_migration_duration_seconds"
 	waitHistCount(t, metrics, handoff, continuityUpgrades)
 	waitHistCount(t, metrics, migration, continuityUpgrades)
@@ -330,6 +390,23 @@ func runContinuity(t *testing.T, e *obsEnv, first *proc, upgrade func(old *proc,
 			t.Errorf("%s: %s", n, tl)
 		}
 	}
+	// Every request and session of the run, in whichever generation it
+	// ended, is in the last generation's histograms exactly once: each
+	// keep-alive request answered (downstream and upstream); each TCP
+	// session the load finished, plus at most one per stream worker that
+	// it stopped in the middle.
+	requests, sessions := uint64(l.byName["http keep-alive"].ok.Load()), uint64(l.byName["tcp streams"].ok.Load())
+	final := waitTotals(t, metrics, dp.all(), func(got map[string]uint64) bool {
+		return got[dp.requests] >= requests && got[dp.upstream] >= requests && got[dp.sessions] >= sessions
+	})
+	if final[dp.requests] != requests || final[dp.upstream] != requests {
+		t.Errorf("%d keep-alive requests answered over %d upgrades; the last generation's histograms count %d downstream, %d upstream",
+			requests, continuityUpgrades, final[dp.requests], final[dp.upstream])
+	}
+	if final[dp.sessions] < sessions || final[dp.sessions] > sessions+2 {
+		t.Errorf("%d TCP sessions finished (2 streams stopped mid-way at most); the last generation's histogram counts %d",
+			sessions, final[dp.sessions])
+	}
 	summary := c.report(t)
 	c.mu.Lock()
 	for _, name := range []string{handoff, migration} {
@@ -338,7 +415,7 @@ func runContinuity(t *testing.T, e *obsEnv, first *proc, upgrade func(old *proc,
 		}
 	}
 	c.mu.Unlock()
-	t.Logf("%d upgrades: %s; %s", continuityUpgrades, summary, l.report())
+	t.Logf("%d upgrades: %s; data plane in the last generation: %v; %s", continuityUpgrades, summary, final, l.report())
 	_ = cur
 }
 

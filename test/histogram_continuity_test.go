@@ -286,7 +286,9 @@ func dataPlaneHistograms(naming string) dataPlaneFamilies {
 		"mosnlite_cluster_upstream_cx_connect_duration_seconds", "mosnlite_tcp_session_duration_seconds"}
 }
 
-func (f dataPlaneFamilies) all() []string { return []string{f.requests, f.upstream, f.connects, f.sessions} }
+func (f dataPlaneFamilies) all() []string {
+	return []string{f.requests, f.upstream, f.connects, f.sessions}
+}
 
 // histTotals sums, per family, the _count of every series in one scrape of url.
 func histTotals(t *testing.T, url string, families []string) map[string]uint64 {

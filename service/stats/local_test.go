@@ -130,6 +130,33 @@ func TestHTTPListenerMetrics(t *testing.T) {
 	}
 }
 
+// Answered counts at once; the duration goes in when the request ends.
+// An upstream request that was never sent counts without a time.
+func TestAnsweredThenObservedAndNotSent(t *testing.T) {
+	reg := New()
+	m := NewHTTPListenerMetrics(reg, "web", []string{"api"})
+	rs := m.Answered("api", 200)
+	count := reg.Counter(HTTPRequests, "", "listener", "web", "cluster", "api", "status_class", "2xx")
+	if count.Value() != 1 || len(reg.Histograms()) != 0 {
+		t.Fatalf("after Answered: count %v, %d histograms", count.Value(), len(reg.Histograms()))
+	}
+	rs.Observe(40 * time.Millisecond)
+	if h := reg.Histogram(HTTPRequestDuration, "", nil, "listener", "web", "cluster", "api", "status_class", "2xx").Snapshot(); h.Count != 1 || h.Sum != 0.04 {
+		t.Fatalf("after Observe: %+v", h)
+	}
+	c := NewClusterMetrics(reg, "api", []string{"10.0.0.1:80"})
+	c.NotSent(503)
+	c.Response("10.0.0.1:80", 200, time.Millisecond)
+	for class, want := range map[string]float64{"2xx": 1, "5xx": 1} {
+		if got := reg.Counter(ClusterRequests, "", "cluster", "api", "status_class", class).Value(); got != want {
+			t.Errorf("upstream %s: %v, want %v", class, got, want)
+		}
+	}
+	if h := reg.Histogram(ClusterResponseDuration, "", nil, "cluster", "api", "host", "10.0.0.1:80").Snapshot(); h.Count != 1 {
+		t.Errorf("upstream time observed %d times, want only the response's", h.Count)
+	}
+}
+
 func TestHistogramFamilyWinsOverScalarsOfTheSameName(t *testing.T) {
 	reg := New()
 	reg.Histogram("clash", "", nil).ObserveSeconds(1)

@@ -192,3 +192,50 @@ func TestLatencyHistogramsAfterKnownLatencyRequests(t *testing.T) {
 		t.Errorf("open upstream connections %v, want the %v the hosts accepted (pooled)", got, want)
 	}
 }
+
+// TestMovedTCPSessionTimedFromItsAccept: a TCP session accepted by one
+// generation, moved to the next by an upgrade and closed there is observed
+// once, by the generation that ends it, and timed from its first accept
+// (the migration carries it): held 1.2 s before the upgrade, it is above
+// the 1 s bound, though it lived in its second process a moment only.
+func TestMovedTCPSessionTimedFromItsAccept(t *testing.T) {
+	e := newObsEnv(t, "")
+	gen1 := startMosn(t, "gen1", e.cfg, e.p)
+	c, err := net.DialTimeout("tcp", addr(e.tcpPort), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	roundTrip := func(b string) {
+		t.Helper()
+		if _, err := c.Write([]byte(b)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roundTrip("accepted")
+	time.Sleep(1200 * time.Millisecond) // its age when the upgrade comes
+	e.upgrade(t, gen1, 2)
+	roundTrip("moved")
+	c.Close()
+	series := []string{"listener", "db", "cluster", "echo"}
+	var fams map[string]*dto.MetricFamily
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		fams = scrape(t, e.p.metricsURL())
+		if histSeries(fams, "mosnlite_tcp_session_duration_seconds", series...).GetSampleCount() > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := value(t, fams, "mosnlite_server_connections_migrated_total", "listener", "db", "kind", "tcp"); got != 1 {
+		t.Fatalf("sessions moved by the upgrade: %v, want 1", got)
+	}
+	h := histSeries(fams, "mosnlite_tcp_session_duration_seconds", series...)
+	if h.GetSampleCount() != 1 || cumAt(t, h, 1) != 0 {
+		t.Errorf("session histogram %v, want one observation above 1 s, counted once", h)
+	}
+}

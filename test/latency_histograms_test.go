@@ -53,15 +53,7 @@ func (b *sleepyBackend) addr() string { return b.ln.Addr().String() }
 // include labels (k, v pairs), nil if there is none.
 func histSeries(fams map[string]*dto.MetricFamily, name string, labels ...string) *dto.Histogram {
 	for _, m := range fams[name].GetMetric() {
-		have := map[string]string{}
-		for _, lp := range m.GetLabel() {
-			have[lp.GetName()] = lp.GetValue()
-		}
-		ok := true
-		for i := 0; i+1 < len(labels); i += 2 {
-			ok = ok && have[labels[i]] == labels[i+1]
-		}
-		if ok {
+		if hasLabels(m, labels...) {
 			return m.GetHistogram()
 		}
 	}

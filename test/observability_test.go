@@ -175,15 +175,7 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels 
 	}
 	var found []float64
 	for _, m := range f.GetMetric() {
-		have := map[string]string{}
-		for _, lp := range m.GetLabel() {
-			have[lp.GetName()] = lp.GetValue()
-		}
-		ok := true
-		for i := 0; i+1 < len(labels); i += 2 {
-			ok = ok && have[labels[i]] == labels[i+1]
-		}
-		if !ok {
+		if !hasLabels(m, labels...) {
 			continue
 		}
 		switch f.GetType() {
@@ -201,6 +193,20 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels 
 		t.Fatalf("%s%v: %d series match, want 1: %v", name, labels, len(found), f.GetMetric())
 	}
 	return found[0]
+}
+
+// hasLabels reports whether m's labels include labels (k, v pairs).
+func hasLabels(m *dto.Metric, labels ...string) bool {
+	have := map[string]string{}
+	for _, lp := range m.GetLabel() {
+		have[lp.GetName()] = lp.GetValue()
+	}
+	for i := 0; i+1 < len(labels); i += 2 {
+		if have[labels[i]] != labels[i+1] {
+			return false
+		}
+	}
+	return true
 }
 
 // waitFamily polls url until family name appears.

@@ -27,17 +27,7 @@ var (
 //
 //	go test -run '^$' -bench HTTPRequest -benchmem -count 6 ./server/proxy/
 func BenchmarkHTTPRequest(b *testing.B) {
-	backend := rawBackend(b)
-	reg := stats.New()
-	clusters, err := cluster.NewManager([]config.Cluster{appCluster(backend)}, reg, quietLog())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(clusters.Close)
-	p, err := newHTTP(httpListener(config.HTTPProxyConfig{}), singleRoute(0), clusters, reg, quietLog())
-	if err != nil {
-		b.Fatal(err)
-	}
+	p, _ := benchProxy(b, rawBackend(b))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -72,6 +62,22 @@ func BenchmarkHTTPRequest(b *testing.B) {
 			}
 		})
 	})
+}
+
+// benchProxy is an HTTP proxy (not serving yet) routing to cluster "app"
+// of host, with a registry of its own.
+func benchProxy(b *testing.B, host string) (*httpProxy, *cluster.Manager) {
+	reg := stats.New()
+	clusters, err := cluster.NewManager([]config.Cluster{appCluster(host)}, reg, quietLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(clusters.Close)
+	p, err := newHTTP(httpListener(config.HTTPProxyConfig{}), singleRoute(0), clusters, reg, quietLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p, clusters
 }
 
 // benchConn dials the proxy and warms the connection (and the upstream pool).
@@ -153,16 +159,7 @@ func rawBackend(b *testing.B) string {
 //
 //	go test -run '^$' -bench RequestMetrics -benchmem ./server/proxy/
 func BenchmarkRequestMetrics(b *testing.B) {
-	reg := stats.New()
-	clusters, err := cluster.NewManager([]config.Cluster{appCluster("127.0.0.1:1")}, reg, quietLog())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(clusters.Close)
-	p, err := newHTTP(httpListener(config.HTTPProxyConfig{}), singleRoute(0), clusters, reg, quietLog())
-	if err != nil {
-		b.Fatal(err)
-	}
+	p, clusters := benchProxy(b, "127.0.0.1:1")
 	cl := clusters.Get("app")
 	host := cl.Hosts()[0]
 	one := func(x *exchange) {

@@ -52,8 +52,9 @@
 // lock). Any other dial error is an error, never a fresh start.
 //
 // An old process that has run out of descriptors still takes the request:
-// it keeps two spare descriptors, released for the accept on reconfig.sock
-// and the dial to listen.sock, and refilled after the handoff; the manifest
+// it keeps a few spare descriptors, released one at a time for the accept on
+// reconfig.sock and the dial to listen.sock (again when a client listener's
+// accept took the slot first), and refilled after the handoff; the manifest
 // carries the listeners' own descriptors (no duplicates). A failing accept
 // is logged at most every 10 s, with the number of failures left unlogged.
 //

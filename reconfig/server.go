@@ -28,6 +28,11 @@ const (
 	acceptRetry = 100 * time.Millisecond
 	// acceptWarnEvery rate-limits the warning about failing accepts.
 	acceptWarnEvery = 10 * time.Second
+	// spareFDs is how many descriptors are held for a process at its limit:
+	// the accept on reconfig.sock and the dial to listen.sock need one each,
+	// and a client listener retrying its accept may take a released one
+	// before we do.
+	spareFDs = 6
 )
 
 // ServerConfig is what the running process's Server needs from the lead.
@@ -107,7 +112,7 @@ func newServer(ln *net.UnixListener, dir string, pid int, euid uint32, pred *Upg
 	}
 	s := &Server{
 		cfg: cfg, log: orDiscard(cfg.Log), ln: ln, dir: dir, pid: pid, euid: euid, pred: pred,
-		spare: newFDReserve(2),
+		spare: newFDReserve(spareFDs),
 		busy:  make(chan struct{}, 1), quit: make(chan struct{}),
 		active: map[*net.UnixConn]struct{}{},
 	}
@@ -339,7 +344,9 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, reported *int, log *logrus
 	defer cancel()
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "unix", filepath.Join(s.dir, ListenSock))
-	if err != nil && outOfFDs(err) && s.spare.release() {
+	// Out of descriptors, a spare is released for the dial; a client
+	// listener's accept may take the slot first, so again while any is left.
+	for err != nil && outOfFDs(err) && s.spare.release() {
 		raw, err = d.DialContext(ctx, "unix", filepath.Join(s.dir, ListenSock))
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -60,24 +61,72 @@ func ParseAccessLogFormat(format string) ([]AccessLogEntry, error) {
 	return out, nil
 }
 
-// KnownAccessLogVariable reports whether MOSN defines the variable for an
-// HTTP request (MOSN writes "-" for any other).
-func KnownAccessLogVariable(name string) bool {
-	switch name {
-	case "start_time", "request_received_duration", "response_received_duration",
-		"request_finished_duration", "process_time_duration", "bytes_sent", "bytes_received",
-		"protocol", "response_code", "duration", "response_flag", "response_flags",
-		"upstream_local_address", "downstream_local_address", "downstream_remote_address",
-		"upstream_host", "upstream_transport_failure_reason", "upstream_cluster",
-		"requested_server_name", "route_name", "trace_id", "connection_id", "upstream_connection_id",
-		"request_scheme", "request_method", "request_length", "request_path",
-		"request_path_original", "request_arg", "request_uri", "listener_name", "listener_port":
-		return true
+// Access log variables mosnlite fills: MOSN's names, for an HTTP request
+// and, where they apply, a tcp_proxy session (the others print "-" there,
+// as in MOSN). trace_id prints "-": mosnlite has no tracer (MOSN without
+// tracing prints the same).
+var accessLogVariables = map[string]bool{
+	"start_time": true, "duration": true, "request_finished_duration": true,
+	"request_received_duration": true, "response_received_duration": true, "process_time_duration": true,
+	"bytes_sent": true, "bytes_received": true, "protocol": true, "response_code": true,
+	"response_flag": true, "response_flags": true, "upstream_transport_failure_reason": true,
+	"upstream_local_address": true, "downstream_local_address": true, "downstream_remote_address": true,
+	"upstream_host": true, "upstream_cluster": true, "connection_id": true, "upstream_connection_id": true,
+	"listener_name": true, "listener_port": true, "trace_id": true,
+	"request_scheme": true, "request_method": true, "request_length": true, "request_path": true,
+	"request_path_original": true, "request_arg": true, "request_uri": true,
+}
+
+// accessLogPrefixes are MOSN's variables with a name after them.
+var accessLogPrefixes = []string{"request_header_", "response_header_", "cookie_", "request_arg_"}
+
+// httpVariablePrefix is how MOSN registers its HTTP/1 protocol variables
+// ("Http1_request_method"); the short names are their protocol-neutral
+// aliases. Both are accepted.
+const httpVariablePrefix = "Http1_"
+
+// CanonicalAccessLogVariable returns the name a variable is filled under
+// (the Http1_ form without its prefix), and whether mosnlite fills it.
+func CanonicalAccessLogVariable(name string) (string, bool) {
+	if rest, ok := strings.CutPrefix(name, httpVariablePrefix); ok && (strings.HasPrefix(rest, "request_") || strings.HasPrefix(rest, "cookie_")) {
+		name = rest
 	}
-	for _, prefix := range []string{"request_header_", "response_header_", "cookie_", "request_arg_"} {
+	if accessLogVariables[name] {
+		return name, true
+	}
+	for _, prefix := range accessLogPrefixes {
 		if strings.HasPrefix(name, prefix) && len(name) > len(prefix) {
-			return true
+			return name, true
 		}
 	}
-	return false
+	return name, false
+}
+
+// KnownAccessLogVariable reports whether mosnlite fills the variable.
+func KnownAccessLogVariable(name string) bool {
+	_, ok := CanonicalAccessLogVariable(name)
+	return ok
+}
+
+// checkAccessLogFormat parses a format and checks that mosnlite fills
+// every variable it names (MOSN would print "-" for one it does not know;
+// mosnlite says so at load, so that a typo is caught).
+func checkAccessLogFormat(format string) error {
+	entries, err := ParseAccessLogFormat(format)
+	if err != nil {
+		return err
+	}
+	var unknown []string
+	for _, e := range entries {
+		if e.Var != "" && !KnownAccessLogVariable(e.Var) {
+			unknown = append(unknown, "%"+e.Var+"%")
+		}
+	}
+	switch len(unknown) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("access log format: unknown variable %s (see the variables mosnlite fills in the README)", unknown[0])
+	}
+	return fmt.Errorf("access log format: unknown variables %s (see the variables mosnlite fills in the README)", strings.Join(unknown, ", "))
 }

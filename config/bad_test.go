@@ -226,7 +226,7 @@ func TestBadConfigs(t *testing.T) {
 		{name: "prefix without slash", mut: func(t *testing.T, d obj) { at(t, route(t, d), "match")["prefix"] = "x" }, path: rpath + ".match.prefix", msg: "must start with /"},
 		{name: "header matcher without name", mut: func(t *testing.T, d obj) { at(t, route(t, d), "match")["headers"] = []any{obj{"value": "v"}} }, path: rpath + ".match.headers[0].name", msg: "required"},
 		{name: "route and direct response", mut: func(t *testing.T, d obj) { route(t, d)["direct_response"] = obj{"status": 200} }, path: rpath, msg: "route, redirect and direct_response are mutually exclusive"},
-		{name: "neither route nor direct response", mut: func(t *testing.T, d obj) { delete(route(t, d), "route") }, path: rpath, msg: "one of route or direct_response is required"},
+		{name: "neither route nor direct response", mut: func(t *testing.T, d obj) { delete(route(t, d), "route") }, path: rpath, msg: "one of route, redirect or direct_response is required"},
 		{name: "route to unknown cluster", mut: func(t *testing.T, d obj) { at(t, route(t, d), "route")["cluster_name"] = "nope" }, path: rpath + ".route.cluster_name", msg: `unknown cluster "nope"`},
 		{name: "direct response status out of range", mut: func(t *testing.T, d obj) {
 			delete(route(t, d), "route")

@@ -271,8 +271,19 @@ func (r *resolver) router(rt *Router, path string) {
 		vh := &rt.VirtualHosts[i]
 		vp := index(field(path, "virtual_hosts"), i)
 		for j := range vh.Routers {
+			rp := index(field(vp, "routers"), j)
+			if a := vh.Routers[j].Route; a != nil {
+				ap := field(rp, "route")
+				if a.PrefixRewrite != "" && a.RegexRewrite != nil {
+					r.ws.add(field(ap, "regex_rewrite"), "ignored: prefix_rewrite takes precedence, as in MOSN")
+					a.RegexRewrite = nil
+				}
+				if len(a.WeightedClusters) > 0 && a.ClusterName != "" {
+					r.ws.add(field(ap, "cluster_name"), "ignored: weighted_clusters choose the cluster, as in MOSN")
+				}
+			}
 			m := &vh.Routers[j].Match
-			mp := field(index(field(vp, "routers"), j), "match")
+			mp := field(rp, "match")
 			// MOSN matches by prefix, else path, else regex: only the first set counts.
 			if m.Prefix != "" && m.Path != "" {
 				r.ws.add(field(mp, "path"), "ignored: prefix takes precedence, as in MOSN")
@@ -313,20 +324,38 @@ func (r *resolver) cluster(c *Cluster, path string) {
 		}
 		r.ws.add(field(path, "hosts"), "hosts have different weights: mosnlite's %s honours them, MOSN's ignores them (%s weighs hosts in both)", lb, LBWeightedRoundRobin)
 	}
+	if len(c.CircuitBreakers) > 1 {
+		r.ws.add(index(field(path, "circuit_breakers"), 1), "ignored: the first thresholds apply, as in MOSN")
+	}
 	if hc := c.HealthCheck; hc != nil {
-		hp := field(path, "health_check")
-		if hc.Protocol != "" && hc.Protocol != ProtocolHTTP1 && strings.EqualFold(hc.Protocol, ProtocolHTTP1) {
-			r.ws.add(field(hp, "protocol"), "%q is not MOSN's %q: a TCP connect check runs, as in MOSN", hc.Protocol, ProtocolHTTP1)
-		}
-		for _, m := range hc.CheckConfig.members() {
-			mp := field(field(hp, "check_config"), m.key)
-			switch {
-			case m.key == "http_check_config":
-				hc.HTTPCheck = &HTTPCheckConfig{}
-				Raw{m.val}.decodeInto(&decoder{ps: r.ps, ws: r.ws}, hc.HTTPCheck, mp)
-			case !isEmpty(m.val):
-				r.ws.add(mp, "ignored by mosnlite (settings of MOSN's RPC health checks)")
+		r.healthCheck(hc, field(path, "health_check"))
+	}
+}
+
+// healthCheck decodes MOSN's check_config.http_check_config, which MOSN
+// uses only with protocol Http1.
+func (r *resolver) healthCheck(hc *HealthCheck, hp string) {
+	if hc.Protocol != "" && hc.Protocol != ProtocolHTTP1 && strings.EqualFold(hc.Protocol, ProtocolHTTP1) {
+		r.ws.add(field(hp, "protocol"), "%q is not MOSN's %q: a TCP connect check runs, as in MOSN", hc.Protocol, ProtocolHTTP1)
+	}
+	for _, m := range hc.CheckConfig.members() {
+		mp := field(field(hp, "check_config"), m.key)
+		switch {
+		case m.key == "http_check_config":
+			if isEmpty(m.val) {
+				continue
 			}
+			if hc.Protocol != ProtocolHTTP1 {
+				r.ws.add(mp, "ignored: MOSN sends its HTTP check only with protocol %q; a TCP connect check runs", ProtocolHTTP1)
+				continue
+			}
+			hc.HTTPCheck = &HTTPCheckConfig{}
+			Raw{m.val}.decodeInto(&decoder{ps: r.ps, ws: r.ws}, hc.HTTPCheck, mp)
+			if hc.Path != "" {
+				r.ps.add(field(hp, "path"), "mosnlite's path and MOSN's check_config.http_check_config are mutually exclusive")
+			}
+		case !isEmpty(m.val):
+			r.ws.add(mp, "ignored by mosnlite (settings of MOSN's RPC health checks)")
 		}
 	}
 }

@@ -76,10 +76,11 @@ type Config struct {
 	ClusterManager ClusterManager `json:"cluster_manager"`
 
 	// DisableUpgrade is MOSN's switch that turns the hot upgrade off: do not
-	// take over from a running process, and do not offer to be taken over.
-	DisableUpgrade bool `json:"disable_upgrade,omitempty" refuse:"disable_upgrade (MOSN's switch that turns the hot upgrade off)"`
+	// take over from a running process, and do not offer to be taken over
+	// (see UpgradeDisabled).
+	DisableUpgrade bool `json:"disable_upgrade,omitempty"`
 	// CloseGraceful is MOSN's deprecated name of DisableUpgrade.
-	CloseGraceful        bool `json:"close_graceful,omitempty" refuse:"close_graceful (MOSN's deprecated disable_upgrade)"`
+	CloseGraceful        bool `json:"close_graceful,omitempty"`
 	InheritOldMosnconfig bool `json:"inherit_old_mosnconfig,omitempty" refuse:"inherit_old_mosnconfig (taking the running MOSN's config instead of this file)"`
 
 	Tracing          *TracingConfig  `json:"tracing,omitempty" inert:"MOSN's tracing; mosnlite has no tracer"`
@@ -146,7 +147,7 @@ type Listener struct {
 	ReusePort   bool         `json:"reuseport,omitempty" inert:"SO_REUSEPORT, for MOSN's UDP listeners"`
 	Network     string       `json:"network,omitempty"` // tcp (default) or unix
 	OriginalDst *OriginalDst `json:"use_original_dst,omitempty" refuse:"use_original_dst (MOSN's transparent proxying)"`
-	AccessLogs  []AccessLog  `json:"access_logs,omitempty" inert:"access logs are not written yet"`
+	AccessLogs  []AccessLog  `json:"access_logs,omitempty"`
 	// ListenerFilters and StreamFilters are refused by type: mosnlite has none.
 	ListenerFilters       []TypedConfig `json:"listener_filters,omitempty"`
 	FilterChains          []FilterChain `json:"filter_chains,omitempty"`
@@ -163,7 +164,9 @@ type Listener struct {
 	DisableMigration bool `json:"disable_migration,omitempty"`
 }
 
-// AccessLog is one access log of a listener.
+// AccessLog is one access log of a listener: a line per HTTP request (per
+// session for a tcp_proxy) in Format (MOSN's %variable% syntax, empty for
+// MOSN's default format) written to Path, a file or "stdout"/"stderr".
 type AccessLog struct {
 	Path   string `json:"log_path,omitempty"`
 	Format string `json:"log_format,omitempty"`
@@ -300,6 +303,11 @@ type TracingConfig struct {
 }
 
 func (t *TracingConfig) active() bool { return t != nil && t.Enable }
+
+// UpgradeDisabled reports MOSN's disable_upgrade (or its deprecated
+// close_graceful): the process neither takes over from a running one nor
+// offers to be taken over.
+func (c *Config) UpgradeDisabled() bool { return c.DisableUpgrade || c.CloseGraceful }
 
 // PluginConfig is MOSN's plugin.
 type PluginConfig struct {

@@ -15,31 +15,36 @@ type Cluster struct {
 	Type    string `json:"type,omitempty"`
 	SubType string `json:"sub_type,omitempty" inert:"unused by MOSN too"`
 	LBType  string `json:"lb_type,omitempty"`
-	// MaxRequestPerConn and ConnBufferLimitBytes are MOSN's upstream
-	// connection limits (MOSN's defaults 1024 and 16 KiB when 0).
-	MaxRequestPerConn    int              `json:"max_request_per_conn,omitempty" inert:"upstream connections are not yet closed after N requests"`
-	Mark                 int              `json:"mark,omitempty" refuse:"mark (SO_MARK on upstream connections, for policy routing)"`
-	ConnBufferLimitBytes int              `json:"conn_buffer_limit_bytes,omitempty" inert:"upstream buffer limit tuning"`
-	CircuitBreakers      []Thresholds     `json:"circuit_breakers,omitempty" refuse:"circuit_breakers (MOSN's upstream connection and request limits)"`
-	HealthCheck          *HealthCheck     `json:"health_check,omitempty"`
-	Spec                 *ClusterSpec     `json:"spec,omitempty" refuse:"spec (hosts from MOSN's service subscription)"`
-	LBSubsetConfig       *LBSubsetConfig  `json:"lb_subset_config,omitempty" refuse:"lb_subset_config (MOSN's subset load balancing)"`
-	LBOriDstConfig       *LBOriDstConfig  `json:"original_dst_lb_config,omitempty" refuse:"original_dst_lb_config (MOSN's original destination load balancing)"`
-	ClusterManagerTLS    bool             `json:"cluster_manager_tls,omitempty"`
-	TLSContext           *TLSConfig       `json:"tls_context,omitempty"`
-	Hosts                []Host           `json:"hosts,omitempty"`
-	ConnectTimeout       Duration         `json:"connect_timeout,omitzero"`
-	KeepAlive            *KeepAlive       `json:"keepalive,omitempty" inert:"MOSN's RPC heartbeats"`
-	IdleTimeout          *Duration        `json:"idle_timeout,omitempty" inert:"idle upstream connections close after 90s"`
-	LBConfig             *LBConfig        `json:"lbconfig,omitempty" inert:"load balancer tuning"`
-	DNSRefreshRate       *Duration        `json:"dns_refresh_rate,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
-	RespectDNSTTL        bool             `json:"respect_dns_ttl,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
-	DNSLookupFamily      string           `json:"dns_lookup_family,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
-	DNSResolvers         *DNSResolvers    `json:"dns_resolvers,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
-	DNSResolverFile      string           `json:"dns_resolver_file,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
-	DNSResolverPort      string           `json:"dns_resolver_port,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
-	SlowStart            *SlowStartConfig `json:"slow_start,omitempty" refuse:"slow_start (MOSN's weight ramp-up for new hosts)"`
-	ClusterPoolEnable    bool             `json:"cluster_pool_enable,omitempty" inert:"MOSN's connection pool sharing"`
+	// MaxRequestPerConn closes an upstream connection after it carried
+	// that many requests (0: no limit). MOSN parses it and defaults it to
+	// 1024 but never applies it; mosnlite applies what is set.
+	MaxRequestPerConn int `json:"max_request_per_conn,omitempty"`
+	Mark              int `json:"mark,omitempty" refuse:"mark (SO_MARK on upstream connections, for policy routing)"`
+	// ConnBufferLimitBytes bounds the bytes one upstream connection holds
+	// in the proxy while they are relayed (0: mosnlite's buffer sizes).
+	ConnBufferLimitBytes int `json:"conn_buffer_limit_bytes,omitempty"`
+	// CircuitBreakers are the cluster's limits; as in MOSN, the first set
+	// applies and 0 is no limit.
+	CircuitBreakers   []Thresholds     `json:"circuit_breakers,omitempty"`
+	HealthCheck       *HealthCheck     `json:"health_check,omitempty"`
+	Spec              *ClusterSpec     `json:"spec,omitempty" refuse:"spec (hosts from MOSN's service subscription)"`
+	LBSubsetConfig    *LBSubsetConfig  `json:"lb_subset_config,omitempty" refuse:"lb_subset_config (MOSN's subset load balancing)"`
+	LBOriDstConfig    *LBOriDstConfig  `json:"original_dst_lb_config,omitempty" refuse:"original_dst_lb_config (MOSN's original destination load balancing)"`
+	ClusterManagerTLS bool             `json:"cluster_manager_tls,omitempty"`
+	TLSContext        *TLSConfig       `json:"tls_context,omitempty"`
+	Hosts             []Host           `json:"hosts,omitempty"`
+	ConnectTimeout    Duration         `json:"connect_timeout,omitzero"`
+	KeepAlive         *KeepAlive       `json:"keepalive,omitempty" inert:"MOSN's RPC heartbeats"`
+	IdleTimeout       *Duration        `json:"idle_timeout,omitempty" inert:"idle upstream connections close after 90s"`
+	LBConfig          *LBConfig        `json:"lbconfig,omitempty" inert:"load balancer tuning"`
+	DNSRefreshRate    *Duration        `json:"dns_refresh_rate,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
+	RespectDNSTTL     bool             `json:"respect_dns_ttl,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
+	DNSLookupFamily   string           `json:"dns_lookup_family,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
+	DNSResolvers      *DNSResolvers    `json:"dns_resolvers,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
+	DNSResolverFile   string           `json:"dns_resolver_file,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
+	DNSResolverPort   string           `json:"dns_resolver_port,omitempty" inert:"DNS settings of MOSN's STRICT_DNS clusters; host names resolve at every connect"`
+	SlowStart         *SlowStartConfig `json:"slow_start,omitempty" refuse:"slow_start (MOSN's weight ramp-up for new hosts)"`
+	ClusterPoolEnable bool             `json:"cluster_pool_enable,omitempty" inert:"MOSN's connection pool sharing"`
 
 	// MaxIdleConns (mosnlite) is the HTTP upstream pool size per host (default 64).
 	MaxIdleConns int `json:"max_idle_conns_per_host,omitempty"`
@@ -57,22 +62,23 @@ type Thresholds struct {
 // "unix:/path" (MOSN) or Address "/path" with Network "unix" (mosnlite).
 type Host struct {
 	Address    string    `json:"address,omitempty"`
-	Hostname   string    `json:"hostname,omitempty" inert:"a host's name for MOSN's logs and extensions"`
-	Weight     int       `json:"weight,omitempty"` // 1-128, as MOSN (default 1)
+	Hostname   string    `json:"hostname,omitempty"` // the host's name in access logs (%upstream_host%)
+	Weight     int       `json:"weight,omitempty"`   // 1-128, as MOSN (default 1)
 	Metadata   *Metadata `json:"metadata,omitempty" inert:"host metadata for subset load balancing, which mosnlite refuses"`
 	TLSDisable bool      `json:"tls_disable,omitempty"` // no upstream TLS for this host; there is none anyway
 	Network    string    `json:"network,omitempty"`     // mosnlite: tcp (default) or unix
 }
 
 // HealthCheck is an active health check: MOSN's HealthCheck, plus mosnlite's
-// Path. It connects to each host (TCP), or GETs Path and wants a 2xx when
-// Path is set.
+// Path. It connects to each host (TCP); with protocol Http1 and
+// check_config.http_check_config it sends MOSN's HTTP check; with Path it
+// GETs Path and wants a 2xx.
 type HealthCheck struct {
 	Protocol            string   `json:"protocol,omitempty"`
 	Timeout             Duration `json:"timeout,omitzero"`
 	Interval            Duration `json:"interval,omitzero"`
-	IntervalJitter      Duration `json:"interval_jitter,omitzero" inert:"health check interval jitter"`
-	InitialDelaySeconds Duration `json:"initial_delay_seconds,omitzero" inert:"health checks start at once"`
+	IntervalJitter      Duration `json:"interval_jitter,omitzero"`       // a random [0, jitter) added to each interval (MOSN's default 5ms)
+	InitialDelaySeconds Duration `json:"initial_delay_seconds,omitzero"` // before the first check (default: at once)
 	HealthyThreshold    int      `json:"healthy_threshold,omitempty"`
 	UnhealthyThreshold  int      `json:"unhealthy_threshold,omitempty"`
 	ServiceName         string   `json:"service_name,omitempty"`
@@ -87,7 +93,10 @@ type HealthCheck struct {
 	HTTPCheck *HTTPCheckConfig `json:"-"`
 }
 
-// HTTPCheckConfig is MOSN's check_config.http_check_config.
+// HTTPCheckConfig is MOSN's check_config.http_check_config: the request
+// (Method, default GET; Path with its query; Scheme http or https; Domain,
+// the Host; Port, the host's port when 0) and the healthy status ranges
+// (Codes, default 200 only), within Timeout.
 type HTTPCheckConfig struct {
 	Port    int         `json:"port,omitempty"`
 	Timeout Duration    `json:"timeout,omitzero"`

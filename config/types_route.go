@@ -4,10 +4,10 @@ package config
 // RouterConfiguration.
 type Router struct {
 	RouterConfigName        string              `json:"router_config_name,omitempty"`
-	RequestHeadersToAdd     []HeaderValueOption `json:"request_headers_to_add,omitempty" refuse:"request_headers_to_add (MOSN's request header rewriting)"`
-	RequestHeadersToRemove  []string            `json:"request_headers_to_remove,omitempty" refuse:"request_headers_to_remove (MOSN's request header rewriting)"`
-	ResponseHeadersToAdd    []HeaderValueOption `json:"response_headers_to_add,omitempty" refuse:"response_headers_to_add (MOSN's response header rewriting)"`
-	ResponseHeadersToRemove []string            `json:"response_headers_to_remove,omitempty" refuse:"response_headers_to_remove (MOSN's response header rewriting)"`
+	RequestHeadersToAdd     []HeaderValueOption `json:"request_headers_to_add,omitempty"`
+	RequestHeadersToRemove  []string            `json:"request_headers_to_remove,omitempty"`
+	ResponseHeadersToAdd    []HeaderValueOption `json:"response_headers_to_add,omitempty"`
+	ResponseHeadersToRemove []string            `json:"response_headers_to_remove,omitempty"`
 	RouterConfigPath        string              `json:"router_configs,omitempty" refuse:"router_configs (virtual hosts loaded from a directory)"`
 	VirtualHosts            []VirtualHost       `json:"virtual_hosts,omitempty"`
 }
@@ -19,10 +19,10 @@ type VirtualHost struct {
 	Domains                 []string            `json:"domains,omitempty"`
 	Routers                 []Route             `json:"routers,omitempty"`
 	RequireTLS              string              `json:"require_tls,omitempty" inert:"unused by MOSN too"`
-	RequestHeadersToAdd     []HeaderValueOption `json:"request_headers_to_add,omitempty" refuse:"request_headers_to_add (MOSN's request header rewriting)"`
-	RequestHeadersToRemove  []string            `json:"request_headers_to_remove,omitempty" refuse:"request_headers_to_remove (MOSN's request header rewriting)"`
-	ResponseHeadersToAdd    []HeaderValueOption `json:"response_headers_to_add,omitempty" refuse:"response_headers_to_add (MOSN's response header rewriting)"`
-	ResponseHeadersToRemove []string            `json:"response_headers_to_remove,omitempty" refuse:"response_headers_to_remove (MOSN's response header rewriting)"`
+	RequestHeadersToAdd     []HeaderValueOption `json:"request_headers_to_add,omitempty"`
+	RequestHeadersToRemove  []string            `json:"request_headers_to_remove,omitempty"`
+	ResponseHeadersToAdd    []HeaderValueOption `json:"response_headers_to_add,omitempty"`
+	ResponseHeadersToRemove []string            `json:"response_headers_to_remove,omitempty"`
 	PerFilterConfig         Raw                 `json:"per_filter_config,omitzero" inert:"stream filter settings; every stream filter is refused"`
 }
 
@@ -31,7 +31,7 @@ type VirtualHost struct {
 type Route struct {
 	Match                 RouteMatch      `json:"match"`
 	Route                 *RouteAction    `json:"route,omitempty"`
-	Redirect              *RedirectAction `json:"redirect,omitempty" refuse:"redirect (MOSN's redirect responses)"`
+	Redirect              *RedirectAction `json:"redirect,omitempty"`
 	DirectResponse        *DirectResponse `json:"direct_response,omitempty"`
 	Metadata              *Metadata       `json:"metadata,omitempty" inert:"route metadata for MOSN extensions"`
 	PerFilterConfig       Raw             `json:"per_filter_config,omitzero" inert:"stream filter settings; every stream filter is refused"`
@@ -43,18 +43,20 @@ type Route struct {
 type RouteMatch struct {
 	Prefix         string          `json:"prefix,omitempty"`
 	Path           string          `json:"path,omitempty"`
-	Regex          string          `json:"regex,omitempty"` // refused by Validate unless prefix or path takes precedence
+	Regex          string          `json:"regex,omitempty"` // RE2, unanchored (as MOSN's regexp.MatchString)
 	Headers        []HeaderMatcher `json:"headers,omitempty"`
 	Variables      Raw             `json:"variables,omitzero" refuse:"match.variables (MOSN's variable route match)"`
 	DslExpressions Raw             `json:"dsl_expressions,omitzero" refuse:"match.dsl_expressions (MOSN's DSL route match)"`
 }
 
 // HeaderMatcher matches one request header by exact value (or presence if
-// Value is empty), or by regular expression when Regex is set.
+// Value is empty), or, when Regex is set, by the regular expression Value
+// (RE2, unanchored, as MOSN's regexp.MatchString). The name "method"
+// matches the request method, as in MOSN.
 type HeaderMatcher struct {
 	Name  string `json:"name,omitempty"`
 	Value string `json:"value,omitempty"`
-	Regex bool   `json:"regex,omitempty" refuse:"regex header matches (MOSN's headers[].regex)"`
+	Regex bool   `json:"regex,omitempty"`
 }
 
 // RouteAction sends the request to a cluster: MOSN's RouterActionConfig.
@@ -63,21 +65,24 @@ type RouteAction struct {
 	ClusterVariable  string            `json:"cluster_variable,omitempty" refuse:"cluster_variable (a cluster chosen by a MOSN variable)"`
 	UpstreamProtocol string            `json:"upstream_protocol,omitempty"`
 	ClusterHeader    string            `json:"cluster_header,omitempty" refuse:"cluster_header (a cluster named by a request header)"`
-	WeightedClusters []WeightedCluster `json:"weighted_clusters,omitempty" refuse:"weighted_clusters (MOSN's traffic split)"`
+	WeightedClusters []WeightedCluster `json:"weighted_clusters,omitempty"`
 	HashPolicy       Raw               `json:"hash_policy,omitzero" inert:"hashing for hash load balancers, which mosnlite refuses"`
 	MetadataMatch    *Metadata         `json:"metadata_match,omitempty" refuse:"metadata_match (MOSN's subset load balancing)"`
 	Timeout          Duration          `json:"timeout,omitzero"`
-	RetryPolicy      *RetryPolicy      `json:"retry_policy,omitempty" refuse:"retry_policy (MOSN's retries)"`
-	PrefixRewrite    string            `json:"prefix_rewrite,omitempty" refuse:"prefix_rewrite (MOSN's path rewriting)"`
-	RegexRewrite     *RegexRewrite     `json:"regex_rewrite,omitempty" refuse:"regex_rewrite (MOSN's path rewriting)"`
-	HostRewrite      string            `json:"host_rewrite,omitempty" refuse:"host_rewrite (MOSN's Host rewriting)"`
-	AutoHostRewrite  bool              `json:"auto_host_rewrite,omitempty" refuse:"auto_host_rewrite (MOSN's Host rewriting)"`
+	RetryPolicy      *RetryPolicy      `json:"retry_policy,omitempty"`
+	PrefixRewrite    string            `json:"prefix_rewrite,omitempty"`
+	RegexRewrite     *RegexRewrite     `json:"regex_rewrite,omitempty"`
+	HostRewrite      string            `json:"host_rewrite,omitempty"`
+	// AutoHostRewrite: MOSN sets the Host to the upstream host's name only
+	// for STRICT_DNS clusters, which mosnlite refuses; for the others it
+	// does nothing, and neither does mosnlite.
+	AutoHostRewrite bool `json:"auto_host_rewrite,omitempty" inert:"MOSN rewrites the Host so only for STRICT_DNS clusters, which mosnlite does not have"`
 	// AutoHostRewriteHeader names a header whose value becomes the Host.
-	AutoHostRewriteHeader   string              `json:"auto_host_rewrite_header,omitempty" refuse:"auto_host_rewrite_header (MOSN's Host rewriting)"`
-	RequestHeadersToAdd     []HeaderValueOption `json:"request_headers_to_add,omitempty" refuse:"request_headers_to_add (MOSN's request header rewriting)"`
-	RequestHeadersToRemove  []string            `json:"request_headers_to_remove,omitempty" refuse:"request_headers_to_remove (MOSN's request header rewriting)"`
-	ResponseHeadersToAdd    []HeaderValueOption `json:"response_headers_to_add,omitempty" refuse:"response_headers_to_add (MOSN's response header rewriting)"`
-	ResponseHeadersToRemove []string            `json:"response_headers_to_remove,omitempty" refuse:"response_headers_to_remove (MOSN's response header rewriting)"`
+	AutoHostRewriteHeader   string              `json:"auto_host_rewrite_header,omitempty"`
+	RequestHeadersToAdd     []HeaderValueOption `json:"request_headers_to_add,omitempty"`
+	RequestHeadersToRemove  []string            `json:"request_headers_to_remove,omitempty"`
+	ResponseHeadersToAdd    []HeaderValueOption `json:"response_headers_to_add,omitempty"`
+	ResponseHeadersToRemove []string            `json:"response_headers_to_remove,omitempty"`
 }
 
 // WeightedCluster is one cluster of a traffic split.
@@ -92,7 +97,10 @@ type ClusterWeight struct {
 	MetadataMatch *Metadata `json:"metadata_match,omitempty" refuse:"metadata_match (MOSN's subset load balancing)"`
 }
 
-// RetryPolicy says when and how often a request is tried again.
+// RetryPolicy says when and how often a request is tried again: with
+// RetryOn, on a 5xx answer (or one of StatusCodes), a reset before the
+// answer and a per-try timeout (RetryTimeout); a connect failure is always
+// tried on another host. NumRetries 0 means MOSN's 3.
 type RetryPolicy struct {
 	RetryOn      bool     `json:"retry_on,omitempty"`
 	RetryTimeout Duration `json:"retry_timeout,omitzero"`
@@ -116,7 +124,7 @@ type PatternConfig struct {
 
 // GoogleRe2 is Envoy's RE2 engine settings; MOSN reads none of them.
 type GoogleRe2 struct {
-	MaxProgramSize int `json:"max_program_size,omitempty"`
+	MaxProgramSize int `json:"max_program_size,omitempty" inert:"unused by MOSN too"`
 }
 
 // HeaderValueOption is a header to add, appended or replacing (append

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -192,7 +193,7 @@ func (v *validator) route(r *Route, path string) {
 		v.ps.add(field(mp, "path"), "%q: must start with /", m.Path)
 	}
 	if m.Regex != "" {
-		v.ps.add(field(mp, "regex"), "match.regex (MOSN's regular-expression path match) is not supported by mosnlite")
+		v.regexp(field(mp, "regex"), m.Regex)
 	}
 	for i, h := range m.Headers {
 		hp := index(field(mp, "headers"), i)
@@ -201,6 +202,9 @@ func (v *validator) route(r *Route, path string) {
 			v.ps.add(field(hp, "name"), "required")
 		case !validToken(h.Name):
 			v.ps.add(field(hp, "name"), "%q: not a valid header name", h.Name)
+		}
+		if h.Regex {
+			v.regexp(field(hp, "value"), h.Value)
 		}
 	}
 	actions := 0
@@ -213,19 +217,46 @@ func (v *validator) route(r *Route, path string) {
 	case actions > 1:
 		v.ps.add(path, "route, redirect and direct_response are mutually exclusive")
 	case actions == 0:
-		v.ps.add(path, "one of route or direct_response is required")
+		v.ps.add(path, "one of route, redirect or direct_response is required")
 	}
 	if a := r.Route; a != nil {
 		ap := field(path, "route")
 		if len(a.WeightedClusters) == 0 && a.ClusterHeader == "" && a.ClusterVariable == "" {
 			v.clusterRef(field(ap, "cluster_name"), a.ClusterName)
 		}
+		total, split := 0, map[string]string{}
 		for i, w := range a.WeightedClusters {
 			wp := field(index(field(ap, "weighted_clusters"), i), "cluster")
 			v.clusterRef(field(wp, "name"), w.Cluster.Name)
+			if first, dup := split[w.Cluster.Name]; dup && w.Cluster.Name != "" {
+				v.ps.add(field(wp, "name"), "duplicate cluster %q in the split, also at %s", w.Cluster.Name, first)
+			}
+			split[w.Cluster.Name] = wp
 			if w.Cluster.Weight < 0 {
 				v.ps.add(field(wp, "weight"), "%d: must not be negative", w.Cluster.Weight)
+			} else {
+				total += w.Cluster.Weight
 			}
+		}
+		if len(a.WeightedClusters) > 0 && total == 0 {
+			v.ps.add(field(ap, "weighted_clusters"), "the weights add up to 0: no cluster would ever be chosen")
+		}
+		if a.PrefixRewrite != "" && !strings.HasPrefix(a.PrefixRewrite, "/") {
+			v.ps.add(field(ap, "prefix_rewrite"), "%q: must start with /", a.PrefixRewrite)
+		}
+		if rr := a.RegexRewrite; rr != nil {
+			rrp := field(ap, "regex_rewrite")
+			if rr.Pattern.Regex == "" {
+				v.ps.add(field(field(rrp, "pattern"), "regex"), "required")
+			} else {
+				v.regexp(field(field(rrp, "pattern"), "regex"), rr.Pattern.Regex)
+			}
+		}
+		if h := a.HostRewrite; h != "" && !validHostValue(h) {
+			v.ps.add(field(ap, "host_rewrite"), "%q: not a valid Host value", h)
+		}
+		if h := a.AutoHostRewriteHeader; h != "" && !validToken(h) {
+			v.ps.add(field(ap, "auto_host_rewrite_header"), "%q: not a valid header name", h)
 		}
 		if a.Timeout.Duration < 0 {
 			v.ps.add(field(ap, "timeout"), "%s: must not be negative", a.Timeout.Duration)
@@ -254,8 +285,11 @@ func (v *validator) route(r *Route, path string) {
 		default:
 			v.ps.add(field(rp, "response_code"), "%d: want 301, 302, 303, 307 or 308", rd.ResponseCode)
 		}
-		if rd.PathRedirect != "" && !strings.HasPrefix(rd.PathRedirect, "/") {
-			v.ps.add(field(rp, "path_redirect"), "%q: must start with /", rd.PathRedirect)
+		if rd.PathRedirect != "" && (!strings.HasPrefix(rd.PathRedirect, "/") || !validHostValue(rd.PathRedirect)) {
+			v.ps.add(field(rp, "path_redirect"), "%q: must start with / and hold no space or control character", rd.PathRedirect)
+		}
+		if h := rd.HostRedirect; h != "" && !validHostValue(h) {
+			v.ps.add(field(rp, "host_redirect"), "%q: not a valid host", h)
 		}
 		switch rd.SchemeRedirect {
 		case "", "http", "https":
@@ -273,20 +307,27 @@ func (v *validator) route(r *Route, path string) {
 	}
 }
 
-// headerOps checks the header names of request/response header additions
-// and removals under path.
+// headerOps checks the request/response header additions and removals
+// under path: valid names and values, and none of the fields that frame
+// the message or belong to one connection (the proxy writes those itself).
 func (v *validator) headerOps(path string, reqAdd []HeaderValueOption, reqRemove []string, respAdd []HeaderValueOption, respRemove []string) {
 	for _, add := range []struct {
-		name string
-		list []HeaderValueOption
-	}{{"request_headers_to_add", reqAdd}, {"response_headers_to_add", respAdd}} {
+		name    string
+		list    []HeaderValueOption
+		request bool
+	}{{"request_headers_to_add", reqAdd, true}, {"response_headers_to_add", respAdd, false}} {
 		for i, h := range add.list {
-			hp := index(field(path, add.name), i)
+			hp := field(index(field(path, add.name), i), "header")
 			switch {
 			case h.Header == nil || h.Header.Key == "":
-				v.ps.add(field(field(hp, "header"), "key"), "required")
+				v.ps.add(field(hp, "key"), "required")
 			case !validToken(h.Header.Key):
-				v.ps.add(field(field(hp, "header"), "key"), "%q: not a valid header name", h.Header.Key)
+				v.ps.add(field(hp, "key"), "%q: not a valid header name", h.Header.Key)
+			case reservedHeader(h.Header.Key, add.request && !strings.EqualFold(h.Header.Key, "host")):
+				v.ps.add(field(hp, "key"), "%q: the proxy writes this field itself (message framing or a hop-by-hop field)", h.Header.Key)
+			}
+			if h.Header != nil && strings.ContainsAny(h.Header.Value, "\r\n\x00") {
+				v.ps.add(field(hp, "value"), "%q: a header value holds no CR, LF or NUL", h.Header.Value)
 			}
 		}
 	}
@@ -295,11 +336,45 @@ func (v *validator) headerOps(path string, reqAdd []HeaderValueOption, reqRemove
 		list []string
 	}{{"request_headers_to_remove", reqRemove}, {"response_headers_to_remove", respRemove}} {
 		for i, h := range rm.list {
-			if !validToken(h) {
+			switch {
+			case !validToken(h):
 				v.ps.add(index(field(path, rm.name), i), "%q: not a valid header name", h)
+			case reservedHeader(h, true):
+				v.ps.add(index(field(path, rm.name), i), "%q: the proxy writes this field itself (message framing, Host or a hop-by-hop field)", h)
 			}
 		}
 	}
+}
+
+// reservedHeader: a field the proxy writes itself, which a route's header
+// operations may not touch; withHost counts Host among them.
+func reservedHeader(name string, withHost bool) bool {
+	switch strings.ToLower(name) {
+	case "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+		"proxy-connection":
+		return true
+	case "host":
+		return withHost
+	}
+	return false
+}
+
+// regexp checks an RE2 regular expression.
+func (v *validator) regexp(path, expr string) {
+	if _, err := regexp.Compile(expr); err != nil {
+		v.ps.add(path, "%q: not a valid regular expression (RE2 syntax): %v", expr, err)
+	}
+}
+
+// validHostValue accepts what may stand in a Host field or a URL's host or
+// path: printable ASCII without spaces.
+func validHostValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // validToken accepts an HTTP header field name (an RFC 9110 token).
@@ -361,7 +436,12 @@ func (v *validator) listener(l *Listener, path, serverPath string, routers map[s
 	}
 	for i, al := range l.AccessLogs {
 		ap := index(field(path, "access_logs"), i)
-		if _, err := ParseAccessLogFormat(al.Format); err != nil {
+		if al.Path == "" {
+			v.ps.add(field(ap, "log_path"), "required (a file, or stdout or stderr)")
+		} else if strings.IndexByte(al.Path, 0) >= 0 {
+			v.ps.add(field(ap, "log_path"), "%q: contains a NUL byte", al.Path)
+		}
+		if err := checkAccessLogFormat(al.Format); err != nil {
 			v.ps.add(field(ap, "log_format"), "%v", err)
 		}
 	}
@@ -601,12 +681,39 @@ func (v *validator) healthCheck(hc *HealthCheck, path string) {
 			v.ps.add(field(path, "protocol"), "%q (%s health check) is not supported by mosnlite (a TCP connect check runs without a protocol)", p, f)
 		}
 	}
-	for _, m := range hc.CheckConfig.members() {
-		if m.key == "http_check_config" && !isEmpty(m.val) {
-			v.ps.add(field(field(path, "check_config"), m.key), "MOSN's HTTP health check settings are not supported by mosnlite yet (mosnlite's health_check.path makes an HTTP check)")
+	if hc.HTTPCheck != nil {
+		v.httpCheck(hc.HTTPCheck, field(field(path, "check_config"), "http_check_config"))
+	}
+}
+
+// httpCheck checks MOSN's check_config.http_check_config.
+func (v *validator) httpCheck(h *HTTPCheckConfig, path string) {
+	if h.Port < 0 || h.Port > 65535 {
+		v.ps.add(field(path, "port"), "%d: port out of range (0-65535; 0 is the host's)", h.Port)
+	}
+	v.duration(field(path, "timeout"), h.Timeout.Duration, 0)
+	if h.Path != "" && !strings.HasPrefix(h.Path, "/") || !validOptionalPath(h.Path) {
+		v.ps.add(field(path, "path"), "%q: must start with / and hold no space or control character", h.Path)
+	}
+	if h.Method != "" && !validToken(h.Method) {
+		v.ps.add(field(path, "method"), "%q: not a valid method", h.Method)
+	}
+	switch h.Scheme {
+	case "", "http", "https":
+	default:
+		v.ps.add(field(path, "scheme"), "%q: want http or https", h.Scheme)
+	}
+	if h.Domain != "" && !validHostValue(h.Domain) {
+		v.ps.add(field(path, "domain"), "%q: not a valid host", h.Domain)
+	}
+	for i, c := range h.Codes {
+		if c.Start < 100 || c.End > 599 || c.Start > c.End {
+			v.ps.add(index(field(path, "codes"), i), "Start %d, End %d: want 100 <= Start <= End <= 599", c.Start, c.End)
 		}
 	}
 }
+
+func validOptionalPath(p string) bool { return p == "" || validHostValue(p) }
 
 func (v *validator) service(s *ServiceConfig, path string) {
 	if s == nil {

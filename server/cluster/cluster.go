@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -40,6 +42,17 @@ type Cluster struct {
 	now            func() time.Time
 	health         *config.HealthCheck // nil: no active health check
 	log            *logrus.Entry
+	lim            *limits
+	// maxUses closes a connection after it carried that many requests
+	// (max_request_per_conn; 0: no limit); bufferLimit bounds what one
+	// upstream connection holds in the proxy (conn_buffer_limit_bytes; 0:
+	// the proxy's own sizes).
+	maxUses     int
+	bufferLimit int
+	ids         *atomic.Uint64 // the process's connection ids
+	// after and jitter time the health checks; injectable for tests.
+	after  func(time.Duration) <-chan time.Time
+	jitter func(n int64) int64 // [0, n)
 
 	cxTotal      *stats.Counter
 	connectFail  *stats.Counter
@@ -47,7 +60,7 @@ type Cluster struct {
 	metrics      *stats.ClusterMetrics // connect time, open connections; the proxies' requests
 }
 
-func newCluster(cfg config.Cluster, reg *stats.Registry, m *stats.ClusterMetrics, log *logrus.Entry) (*Cluster, error) {
+func newCluster(cfg config.Cluster, reg *stats.Registry, m *stats.ClusterMetrics, log *logrus.Entry, ids *atomic.Uint64) (*Cluster, error) {
 	lb, err := newBalancer(cfg.LBType, len(cfg.Hosts))
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", cfg.Name, err)
@@ -57,6 +70,12 @@ func newCluster(cfg config.Cluster, reg *stats.Registry, m *stats.ClusterMetrics
 		lb:             lb,
 		connectTimeout: cfg.ConnectTimeout.Duration,
 		log:            log.WithField("cluster", cfg.Name),
+		lim:            newLimits(cfg, reg),
+		maxUses:        max(cfg.MaxRequestPerConn, 0),
+		bufferLimit:    max(cfg.ConnBufferLimitBytes, 0),
+		ids:            ids,
+		after:          time.After,
+		jitter:         rand.Int64N,
 		cxTotal: reg.Counter("cluster.upstream_cx_total",
 			"Upstream connection attempts.", "cluster", cfg.Name),
 		connectFail: reg.Counter("cluster.upstream_cx_connect_fail_total",
@@ -80,6 +99,7 @@ func newCluster(cfg config.Cluster, reg *stats.Registry, m *stats.ClusterMetrics
 			return nil, fmt.Errorf("cluster %s: host %d: empty address", cfg.Name, i)
 		}
 		host := newHost(i, h.Network, h.Address, h.Weight)
+		host.hostname = h.Hostname
 		host.pool.max = perHost
 		c.hosts = append(c.hosts, host)
 	}
@@ -98,6 +118,11 @@ func (c *Cluster) Metrics() *stats.ClusterMetrics { return c.metrics }
 
 // Name returns the cluster's name.
 func (c *Cluster) Name() string { return c.name }
+
+// BufferLimit is conn_buffer_limit_bytes: the most bytes one upstream
+// connection may hold in the proxy while they are relayed, 0 for no limit
+// of its own.
+func (c *Cluster) BufferLimit() int { return c.bufferLimit }
 
 // Hosts returns the cluster's hosts in config order. The slice must not be modified.
 func (c *Cluster) Hosts() []*Host { return c.hosts }
@@ -144,24 +169,43 @@ func (c *Cluster) dialHost(ctx context.Context, h *Host) (*Conn, error) {
 	return c.opened(nc, h), nil
 }
 
-// opened makes nc, to h, an upstream connection counted as open.
+// opened makes nc, to h, an upstream connection counted as open, with
+// the next connection id of the process; its place under max_connections
+// is taken.
 func (c *Cluster) opened(nc net.Conn, h *Host) *Conn {
 	c.metrics.ActiveConnections().Inc()
-	return &Conn{Conn: nc, host: h, open: c.metrics.ActiveConnections()}
+	conn := &Conn{Conn: nc, host: h, cl: c, open: c.metrics.ActiveConnections()}
+	if c.ids != nil {
+		conn.id = c.ids.Add(1)
+	}
+	return conn
 }
 
 // Inherited makes nc, an upstream connection to h (nil if unknown) that a
 // predecessor process handed over with its session, one of the cluster's
-// open connections, as if it had been dialled here.
-func (c *Cluster) Inherited(nc net.Conn, h *Host) *Conn { return c.opened(nc, h) }
+// open connections, as if it had been dialled here: it counts against
+// max_connections from now on, whatever the limit, until its Close.
+func (c *Cluster) Inherited(nc net.Conn, h *Host) *Conn {
+	c.lim.addConn()
+	return c.opened(nc, h)
+}
 
 // DialContext connects to a healthy host picked by the load balancer, within
-// the connect timeout. A host that fails to connect is not tried again in
-// this call; the next one is. It returns an error wrapping ErrNoHealthyHost
-// when no host is healthy, else the last connect error. The connection is
-// the caller's (its Host is the one picked); it counts as open until its
-// Close.
+// the connect timeout, for a session of its own (the TCP proxy's): the
+// connection counts against max_connections until its Close, and at that
+// limit (after closing an idle pooled connection, if any) it is refused
+// with an *OverflowError. A host that fails to connect is not tried again
+// in this call; the next one is. It returns an error wrapping
+// ErrNoHealthyHost when no host is healthy, else the last connect error.
+// The connection is the caller's (its Host is the one picked); it counts as
+// open until its Close.
 func (c *Cluster) DialContext(ctx context.Context) (*Conn, error) {
+	for !c.lim.takeConn() {
+		if !c.evictIdle() {
+			c.lim.cxOverflow.Inc()
+			return nil, &OverflowError{Cluster: c.name, Limit: "max_connections", Max: c.lim.maxConns}
+		}
+	}
 	var tried []*Host
 	var lastErr error
 	for range c.hosts {
@@ -179,6 +223,7 @@ func (c *Cluster) DialContext(ctx context.Context) (*Conn, error) {
 			break
 		}
 	}
+	c.lim.releaseConn()
 	if lastErr == nil {
 		return nil, fmt.Errorf("cluster %s: %w", c.name, ErrNoHealthyHost)
 	}

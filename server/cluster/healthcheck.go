@@ -3,33 +3,49 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/mosnlite/mosnlite/config"
 )
 
-// healthCheckDefaultInterval and friends stand in for zero config values.
+// healthCheckDefaultInterval and friends stand in for zero config values
+// (config.ApplyDefaults puts MOSN's there; a Cluster built in Go may not).
 const (
 	healthCheckDefaultInterval = 10 * time.Second
 	healthCheckDefaultTimeout  = time.Second
+	// healthCheckDefaultJitter is MOSN's interval_jitter when 0.
+	healthCheckDefaultJitter = 5 * time.Millisecond
 )
 
-// runHealthCheck probes h now and then every interval until ctx ends,
-// flipping its health after the configured number of consecutive results.
+// runHealthCheck probes h after the initial delay (initial_delay_seconds;
+// at once without), then every interval plus a random part of the jitter
+// (as MOSN: [0, interval_jitter)), until ctx ends, flipping its health
+// after the configured number of consecutive results.
 func (c *Cluster) runHealthCheck(ctx context.Context, h *Host) {
 	hc := c.health
 	interval := hc.Interval.Duration
 	if interval <= 0 {
 		interval = healthCheckDefaultInterval
 	}
+	jitter := hc.IntervalJitter.Duration
+	if jitter <= 0 {
+		jitter = healthCheckDefaultJitter
+	}
 	healthyAfter := max(1, hc.HealthyThreshold)
 	unhealthyAfter := max(1, hc.UnhealthyThreshold)
 
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
+	if d := hc.InitialDelaySeconds.Duration; d > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.after(d):
+		}
+	}
 	successes, failures := 0, 0
 	for {
 		err := c.probe(ctx, h)
@@ -53,41 +69,118 @@ func (c *Cluster) runHealthCheck(ctx context.Context, h *Host) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-c.after(interval + time.Duration(c.jitter(int64(jitter)))):
 		}
 	}
 }
 
-// probe connects to h, and if a path is configured sends GET path and wants a 2xx.
+// probe checks h once within the timeout: a TCP connect; then, with
+// MOSN's http_check_config (protocol Http1), its request and status
+// ranges, or with mosnlite's path, GET path and a 2xx.
 func (c *Cluster) probe(ctx context.Context, h *Host) error {
 	timeout := c.health.Timeout.Duration
 	if timeout <= 0 {
 		timeout = healthCheckDefaultTimeout
 	}
+	hcc := c.health.HTTPCheck
+	if hcc != nil && hcc.Timeout.Duration > 0 && hcc.Timeout.Duration < timeout {
+		timeout = hcc.Timeout.Duration
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := c.dial(ctx, h.network, h.address)
+	network, address := h.network, h.address
+	if hcc != nil && hcc.Port > 0 && network == config.NetworkTCP {
+		if host, _, err := net.SplitHostPort(address); err == nil {
+			address = net.JoinHostPort(host, strconv.Itoa(hcc.Port))
+		}
+	}
+	conn, err := c.dial(ctx, network, address)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close()
-	if c.health.Path == "" {
+	var p httpProbe
+	switch {
+	case hcc != nil:
+		p = mosnProbe(hcc, address, network)
+	case c.health.Path != "":
+		p = httpProbe{method: http.MethodGet, path: c.health.Path, host: hostHeader(address, network), ok: is2xx}
+	default:
 		return nil
 	}
-	return httpProbe(ctx, conn, h, c.health)
+	return p.run(ctx, conn)
 }
 
-func httpProbe(ctx context.Context, conn net.Conn, h *Host, hc *config.HealthCheck) error {
+// httpProbe is one HTTP health check request and what answers are healthy.
+type httpProbe struct {
+	method, path, host string
+	tlsName            string // scheme https: the server name to verify
+	ok                 func(status int) bool
+}
+
+// mosnProbe is MOSN's HTTP check: method (default GET), path with its
+// query, Host domain (default the address checked), healthy codes (default
+// 200 only, as MOSN), over TLS for scheme https.
+func mosnProbe(h *config.HTTPCheckConfig, address, network string) httpProbe {
+	p := httpProbe{method: h.Method, path: h.Path, host: h.Domain}
+	if p.method == "" {
+		p.method = http.MethodGet
+	}
+	if p.path == "" {
+		p.path = "/"
+	}
+	if p.host == "" {
+		p.host = hostHeader(address, network)
+	}
+	if h.Scheme == "https" {
+		p.tlsName = p.host
+		if hp, _, err := net.SplitHostPort(p.host); err == nil {
+			p.tlsName = hp
+		}
+	}
+	codes := h.Codes
+	p.ok = func(status int) bool {
+		if len(codes) == 0 {
+			return status == http.StatusOK
+		}
+		for _, r := range codes {
+			if status >= r.Start && status <= r.End {
+				return true
+			}
+		}
+		return false
+	}
+	return p
+}
+
+func is2xx(status int) bool { return status >= 200 && status <= 299 }
+
+// hostHeader is what a check sends as Host for a host address.
+func hostHeader(address, network string) string {
+	if network == config.NetworkUnix {
+		return "localhost"
+	}
+	return address
+}
+
+func (p httpProbe) run(ctx context.Context, conn net.Conn) error {
 	if dl, ok := ctx.Deadline(); ok {
 		if err := conn.SetDeadline(dl); err != nil {
 			return fmt.Errorf("set deadline: %w", err)
 		}
 	}
-	hostHeader := h.address
-	if h.network == "unix" {
-		hostHeader = "localhost"
+	if p.tlsName != "" {
+		tc := tls.Client(conn, &tls.Config{ServerName: p.tlsName, MinVersion: tls.VersionTLS12})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("tls handshake: %w", err)
+		}
+		conn = tc
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostHeader+hc.Path, nil)
+	scheme := "http"
+	if p.tlsName != "" {
+		scheme = "https"
+	}
+	req, err := http.NewRequestWithContext(ctx, p.method, scheme+"://"+p.host+p.path, nil)
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
 	}
@@ -101,7 +194,7 @@ func httpProbe(ctx context.Context, conn net.Conn, h *Host, hc *config.HealthChe
 		return fmt.Errorf("read response: %w", err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+	if !p.ok(resp.StatusCode) {
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -109,4 +110,73 @@ func TestHTTPHealthCheckUsesPathAndStatus(t *testing.T) {
 		t.Fatalf("%d probes hit a path other than /healthz", n)
 	}
 	m.Close() // stops the checkers; must not hang
+}
+
+func TestMOSNHTTPCheck(t *testing.T) {
+	type seen struct{ method, uri, host string }
+	got := make(chan seen, 100)
+	var status atomic.Int32
+	status.Store(204)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- seen{r.Method, r.RequestURI, r.Host}:
+		default:
+		}
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	// The host's own port answers nothing: the check goes to http_check_config.port.
+	hc := fastCheck("")
+	hc.Protocol = config.ProtocolHTTP1
+	hc.HTTPCheck = &config.HTTPCheckConfig{Port: p, Path: "/health?deep=1", Method: "HEAD", Domain: "svc.internal",
+		Codes: []config.CodeRange{{Start: 200, End: 204}}}
+	m := newTestManager(t, stats.New(), config.Cluster{Name: "c", Hosts: []config.Host{{Address: closedAddr(t)}}, HealthCheck: hc})
+	m.Start(context.Background())
+	h := m.Get("c").Hosts()[0]
+	s := <-got
+	if s.method != "HEAD" || s.uri != "/health?deep=1" || s.host != "svc.internal" {
+		t.Fatalf("check sent %+v, want HEAD /health?deep=1 Host svc.internal", s)
+	}
+	status.Store(205)
+	waitFor(t, "a 205 outside the codes to mark the host unhealthy", func() bool { return !h.Healthy() })
+	status.Store(204)
+	waitFor(t, "a 204 inside the codes to mark it healthy", h.Healthy)
+
+	// Without codes, only 200 is healthy (MOSN's default).
+	p2 := mosnProbe(&config.HTTPCheckConfig{}, "10.0.0.1:80", "tcp")
+	if !p2.ok(200) || p2.ok(204) || p2.method != "GET" || p2.path != "/" || p2.host != "10.0.0.1:80" {
+		t.Fatalf("defaults: %+v ok(204)=%v", p2, p2.ok(204))
+	}
+	if p3 := mosnProbe(&config.HTTPCheckConfig{Scheme: "https", Domain: "a.example:8443"}, "10.0.0.1:80", "tcp"); p3.tlsName != "a.example" {
+		t.Fatalf("https server name %q, want a.example", p3.tlsName)
+	}
+}
+
+func TestHealthCheckTimingInitialDelayAndJitter(t *testing.T) {
+	l := acceptingListener(t)
+	hc := fastCheck("")
+	hc.Interval = config.Duration{Duration: time.Hour}
+	hc.IntervalJitter = config.Duration{Duration: time.Minute}
+	hc.InitialDelaySeconds = config.Duration{Duration: 7 * time.Second}
+	m := newTestManager(t, stats.New(), config.Cluster{Name: "c", Hosts: []config.Host{{Address: l.Addr().String()}}, HealthCheck: hc})
+	c := m.Get("c")
+	waits := make(chan time.Duration, 10)
+	tick := make(chan time.Time)
+	c.after = func(d time.Duration) <-chan time.Time { waits <- d; return tick }
+	c.jitter = func(n int64) int64 {
+		if n != int64(time.Minute) {
+			t.Errorf("jitter drawn from [0, %v), want [0, 1m)", time.Duration(n))
+		}
+		return int64(3 * time.Second)
+	}
+	m.Start(context.Background())
+	if d := <-waits; d != 7*time.Second {
+		t.Fatalf("first wait %v, want the initial delay 7s", d)
+	}
+	tick <- time.Now()
+	if d := <-waits; d != time.Hour+3*time.Second {
+		t.Fatalf("wait after a check %v, want the interval plus the jitter drawn (1h3s)", d)
+	}
 }

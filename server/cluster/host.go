@@ -4,10 +4,11 @@ import "sync/atomic"
 
 // Host is one upstream address of a cluster.
 type Host struct {
-	index   int // position in the cluster's host list
-	address string
-	network string
-	weight  int
+	index    int // position in the cluster's host list
+	address  string
+	hostname string // config's hostname, "" if none
+	network  string
+	weight   int
 
 	healthy atomic.Bool
 	active  atomic.Int64 // requests or sessions in flight, for least-request
@@ -28,6 +29,9 @@ func newHost(index int, network, address string, weight int) *Host {
 
 // Address returns the host's address ("ip:port" or a unix socket path).
 func (h *Host) Address() string { return h.address }
+
+// Hostname returns the host's configured name ("" if none).
+func (h *Host) Hostname() string { return h.hostname }
 
 // Healthy reports whether the host may be picked.
 func (h *Host) Healthy() bool { return h.healthy.Load() }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 
@@ -16,6 +17,9 @@ import (
 type Manager struct {
 	clusters map[string]*Cluster
 	log      *logrus.Entry
+	// ids numbers the process's connections, upstream and downstream
+	// (MOSN's connection_id and upstream_connection_id).
+	ids atomic.Uint64
 
 	mu      sync.Mutex
 	started bool
@@ -63,7 +67,7 @@ func NewManager(cfgs []config.Cluster, reg *stats.Registry, log *logrus.Entry, o
 		if cm == nil {
 			cm = stats.NewClusterMetrics(reg, cfg.Name, HostAddresses(cfg))
 		}
-		c, err := newCluster(cfg, reg, cm, log)
+		c, err := newCluster(cfg, reg, cm, log, &m.ids)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
@@ -81,6 +85,10 @@ func HostAddresses(cfg config.Cluster) []string {
 	}
 	return out
 }
+
+// NextConnID numbers a downstream connection (upstream ones are numbered
+// by the cluster): ids are unique in the process.
+func (m *Manager) NextConnID() uint64 { return m.ids.Add(1) }
 
 // Get returns the named cluster, or nil.
 func (m *Manager) Get(name string) *Cluster { return m.clusters[name] }

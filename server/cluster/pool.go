@@ -20,6 +20,8 @@ type Conn struct {
 	// pool never touches it.
 	Attached any
 	host     *Host
+	cl       *Cluster
+	id       uint64
 	uses     int          // exchanges completed on it before this one
 	idleAt   time.Time    // when it went back to the pool
 	open     *stats.Gauge // the cluster's open connections, which Close leaves
@@ -27,16 +29,28 @@ type Conn struct {
 }
 
 // Close closes the connection, which stops counting among the cluster's
-// open connections (once, however often it is called).
+// open connections and frees its place under max_connections (once,
+// however often it is called, from any goroutine).
 func (c *Conn) Close() error {
-	if !c.closed.Swap(true) {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	err := c.Conn.Close()
+	if c.open != nil {
 		c.open.Dec()
 	}
-	return c.Conn.Close()
+	if c.cl != nil {
+		c.cl.lim.releaseConn()
+	}
+	return err
 }
 
 // Host returns the host the connection goes to.
 func (c *Conn) Host() *Host { return c.host }
+
+// ID is the connection's number in the process (MOSN's
+// upstream_connection_id).
+func (c *Conn) ID() uint64 { return c.id }
 
 // Reused reports whether the connection carried an exchange before: a
 // failure before any response byte may then be the upstream having closed
@@ -96,6 +110,20 @@ func (p *pool) put(c *Conn, now time.Time, maxIdle time.Duration) (ok bool, stal
 	return true, stale
 }
 
+// takeOldest removes and returns the connection pooled longest, or nil.
+func (p *pool) takeOldest() *Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) == 0 {
+		return nil
+	}
+	c := p.idle[0]
+	copy(p.idle, p.idle[1:])
+	p.idle[len(p.idle)-1] = nil
+	p.idle = p.idle[:len(p.idle)-1]
+	return c
+}
+
 // drain empties the pool and returns what it held; closed pools refuse
 // connections from now on.
 func (p *pool) drain(closeForGood bool) []*Conn {
@@ -135,17 +163,55 @@ func (c *Cluster) Idle(h *Host) *Conn {
 }
 
 // Connect opens a new connection to h within the connect timeout, counting
-// the attempt; a failure is a *ConnectError.
+// the attempt; a failure is a *ConnectError. At the cluster's
+// max_connections it first closes a pooled connection of another host to
+// make room; with none, it waits — as one of at most max_pending_requests
+// requests — until ctx ends for a connection to close or one of h's to come
+// back to the pool (which it returns then); with no room to wait it fails
+// with an *OverflowError.
 func (c *Cluster) Connect(ctx context.Context, h *Host) (*Conn, error) {
-	return c.dialHost(ctx, h)
+	counted := false
+	for !c.lim.takeConn() {
+		if c.evictIdle() {
+			continue
+		}
+		if !counted {
+			c.lim.cxOverflow.Inc()
+			counted = true
+		}
+		if err := c.lim.wait(ctx); err != nil {
+			return nil, err
+		}
+		if conn := c.Idle(h); conn != nil {
+			return conn, nil
+		}
+	}
+	conn, err := c.dialHost(ctx, h)
+	if err != nil {
+		c.lim.releaseConn()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// evictIdle closes the longest pooled connection of the cluster's first
+// host that has one, to make room under max_connections; false if none has.
+func (c *Cluster) evictIdle() bool {
+	for _, h := range c.hosts {
+		if conn := h.pool.takeOldest(); conn != nil {
+			conn.Close()
+			return true
+		}
+	}
+	return false
 }
 
 // Put gives conn back to its host's pool once its exchange has ended
-// cleanly; it is closed instead when the host is unhealthy or its pool is
-// full or closed.
+// cleanly; it is closed instead when the host is unhealthy, its pool is
+// full or closed, or it has carried max_request_per_conn requests.
 func (c *Cluster) Put(conn *Conn) {
 	conn.uses++
-	if !conn.host.Healthy() {
+	if !conn.host.Healthy() || c.maxUses > 0 && conn.uses >= c.maxUses {
 		conn.Close()
 		return
 	}
@@ -155,7 +221,9 @@ func (c *Cluster) Put(conn *Conn) {
 	}
 	if !ok {
 		conn.Close()
+		return
 	}
+	c.lim.wake() // a request waiting for a connection to this host may take it
 }
 
 // Discard closes conn: its exchange failed or left it unusable.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -51,9 +52,11 @@ type httpProxy struct {
 	exchanges sync.Pool // *exchange
 	idle      *HTTPRuntime
 	idleList  *idleList // this proxy's idle connections, in idle
-	// done, if set, is called at the end of every request with what it
-	// did (WithRequestObserver).
-	done func(info *RequestInfo)
+	// observers are called at the end of every request with what it did
+	// (WithRequestObserver).
+	observers []func(info *RequestInfo)
+	// pick draws a weighted cluster: [0, n).
+	pick func(n int) int
 }
 
 // HTTPOption sets what an HTTP proxy takes besides its config.
@@ -67,11 +70,17 @@ func WithHTTPRuntime(poller *HTTPRuntime) HTTPOption {
 }
 
 // WithRequestObserver calls observe at the end of every request with its
-// record (an access log, latency histograms). observe runs on the
-// request's goroutine, must not block for long, and must not keep info or
-// its byte slices.
+// record (an access log, latency histograms); observers given in several
+// options are all called, in order. observe runs on the request's
+// goroutine, must not block for long, and must not keep info or its byte
+// slices.
 func WithRequestObserver(observe func(info *RequestInfo)) HTTPOption {
-	return func(p *httpProxy) { p.done = observe }
+	return func(p *httpProxy) { p.observers = append(p.observers, observe) }
+}
+
+// withPick draws weighted clusters with pick instead of at random (tests).
+func withPick(pick func(n int) int) HTTPOption {
+	return func(p *httpProxy) { p.pick = pick }
 }
 
 // NewHTTP builds the HTTP proxy for listener, routing with router over clusters.
@@ -93,14 +102,10 @@ func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.
 	if f := findFilter(listener); f != nil && f.HTTP != nil {
 		cfg = *f.HTTP
 	}
-	routes, err := compileRoutes(router)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: listener %s: router: %w", listener.Name, err)
-	}
 	p := &httpProxy{
 		base:            newBase(listener.Name, "http_proxy", reg, log),
-		routes:          routes,
 		clusters:        clusters,
+		pick:            rand.IntN,
 		idleTimeout:     orDefault(cfg.IdleTimeout.Duration, config.DefaultIdleTimeout),
 		upstreamTimeout: orDefault(cfg.UpstreamTimeout.Duration, config.DefaultUpstreamTimeout),
 		headerTimeout:   orDefault(cfg.RequestHeaderTimeout.Duration, config.DefaultRequestHeaderTimeout),
@@ -115,6 +120,13 @@ func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.
 	for _, o := range opts {
 		o(p)
 	}
+	// The weighted draws go through p.pick, read per draw: an option may
+	// replace it after the routes are built.
+	routes, err := compileRoutes(router, func(n int) int { return p.pick(n) })
+	if err != nil {
+		return nil, fmt.Errorf("proxy: listener %s: router: %w", listener.Name, err)
+	}
+	p.routes = routes
 	if p.idle == nil {
 		p.idle = NewHTTPRuntime(p.log)
 	}
@@ -168,7 +180,7 @@ func (p *httpProxy) handle(nc net.Conn) {
 
 // newConn prepares a downstream connection; the caller tracks and serves it.
 func (p *httpProxy) newConn(nc net.Conn) *httpConn {
-	c := &httpConn{p: p, nc: nc, raw: newRawIO(nc), phase: phaseReading}
+	c := &httpConn{p: p, nc: nc, raw: newRawIO(nc), phase: phaseReading, id: p.clusters.NextConnID()}
 	c.rawless = c.raw == nil
 	if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.clientIP = tcp.IP.String()

@@ -78,6 +78,9 @@ func (c *httpConn) bodyStep(x *exchange, mode int, deadline time.Time) error {
 			b.buf = c.p.bufs.get(upstreamBufSize)
 		}
 		room := len(b.buf.b)
+		if x.bufLimit > 0 && x.bufLimit < room {
+			room = x.bufLimit // conn_buffer_limit_bytes
+		}
 		if !b.chunked && b.left < int64(room) {
 			room = int(b.left) // never read past a known end
 		}
@@ -254,7 +257,7 @@ func (c *httpConn) pumpBody(x *exchange, up *cluster.Conn) {
 		x.pumpErr = err
 		// The upstream has half a request: it is of no use any more, and
 		// closing it wakes the exchange waiting on it.
-		_ = up.Conn.Close()
+		_ = up.Close()
 	}
 	x.pumpDone.Store(true)
 }

@@ -58,6 +58,7 @@ type httpConn struct {
 	// holds it (made anew when it wakes: an idle connection is kept small).
 	raw      *rawIO
 	clientIP string // "" for unix sockets
+	id       uint64 // the connection's number in the process (MOSN's connection_id)
 	remove   func()
 
 	// The read buffer, taken when bytes arrive and given back at the

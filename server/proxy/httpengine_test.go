@@ -28,11 +28,11 @@ func TestRequestInfoAtTheEnd(t *testing.T) {
 	})
 	infos := make(chan RequestInfo, 4)
 	e := startTunedHTTP(t, func(p *httpProxy) {
-		p.done = func(info *RequestInfo) {
+		p.observers = append(p.observers, func(info *RequestInfo) {
 			cp := *info
 			cp.Request = nil // its slices are not ours after the call
 			infos <- cp
-		}
+		})
 	}, config.HTTPProxyConfig{}, singleRoute(0), appCluster(be.addr(), closedAddr(t)))
 	c := dial(t, e.addr)
 	br := bufio.NewReader(c)

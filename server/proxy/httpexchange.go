@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -59,6 +60,21 @@ type exchange struct {
 	up      *cluster.Conn
 	body    reqBody
 	respDec http1.ChunkedDecoder
+
+	// What the request was routed to, and what its routing needs on the
+	// way: header operations resolved into hbuf, extra head fields of a
+	// local answer (a redirect's Location), the hosts earlier tries used,
+	// whether the request can be sent again (its body was whole before it
+	// went out), whether it holds a retry of the cluster's budget, and
+	// the cap of one upstream read or write (conn_buffer_limit_bytes).
+	res       routeResult
+	hbuf      []byte
+	resolved  []resolvedField
+	extraHead []byte
+	avoid     []*cluster.Host
+	replay    bool
+	retryHeld bool
+	bufLimit  int
 	// The request body pump: a goroutine that streams a body which had not
 	// fully arrived with its head, while the exchange waits for the answer.
 	pump     sync.WaitGroup
@@ -91,6 +107,13 @@ func (p *httpProxy) putExchange(x *exchange) {
 	x.ob, x.staged, x.iov, x.deferred = x.outBuf.b[:0], nil, [2][]byte{}, false
 	x.ur, x.uw = 0, 0
 	x.up = nil
+	x.res, x.extraHead, x.replay, x.retryHeld, x.bufLimit = routeResult{}, nil, false, false, 0
+	x.hbuf, x.resolved = x.hbuf[:0], x.resolved[:0]
+	clear(x.avoid)
+	x.avoid = x.avoid[:0]
+	if cap(x.hbuf) > 16<<10 {
+		x.hbuf = nil
+	}
 	p.bufs.put(x.body.buf)
 	x.body = reqBody{dec: x.body.dec}
 	x.pumping, x.pumpErr, x.pumpTo = false, nil, nil
@@ -116,6 +139,7 @@ func (c *httpConn) serveRequest() (keepAlive, responded bool) {
 	x := c.p.getExchange()
 	x.info.Listener = c.p.name
 	x.info.Downstream = c.clientIP
+	x.info.Remote, x.info.Local, x.info.ConnID = c.nc.RemoteAddr(), c.nc.LocalAddr(), c.id
 	x.info.Start = time.Now()
 	c.p.metrics.Active().Inc()
 	keepAlive, responded = c.exchange(x)
@@ -145,8 +169,8 @@ func (c *httpConn) endRequest(x *exchange) {
 	x.info.BytesReceived = x.body.read
 	x.info.Duration = time.Since(x.info.Start)
 	c.p.observeRequest(x)
-	if c.p.done != nil {
-		c.p.done(&x.info)
+	for _, observe := range c.p.observers {
+		observe(&x.info)
 	}
 	c.p.putExchange(x)
 }
@@ -209,10 +233,10 @@ func (c *httpConn) exchange(x *exchange) (keepAlive, responded bool) {
 	case req.IsMethod(http.MethodConnect):
 		return c.answerLocal(x, noClusterLabel, http.StatusMethodNotAllowed, "CONNECT is not supported\n", true), true
 	case c.p.maxBodyBytes > 0 && req.ContentLength > c.p.maxBodyBytes:
-		x.info.Flags |= FlagBadRequest
+		x.info.Flags |= FlagBadRequest | FlagRequestTooLarge
 		return c.answerLocal(x, noClusterLabel, http.StatusRequestEntityTooLarge, "request body too large\n", true), true
 	}
-	res, ok := c.p.routes.match(req.Host, pathOf(req.Path), req.Headers)
+	res, ok := c.p.routes.match(req.Host, req.Method, pathOf(req.Path), req.Headers)
 	switch {
 	case !ok:
 		x.info.Flags |= FlagNoRoute
@@ -220,6 +244,12 @@ func (c *httpConn) exchange(x *exchange) (keepAlive, responded bool) {
 	case res.direct != nil:
 		x.info.Flags |= FlagLocalResponse
 		return c.answerLocal(x, noClusterLabel, res.direct.Status, res.direct.Body, false), true
+	case res.redirect != nil:
+		x.info.Flags |= FlagLocalResponse
+		x.extraHead = append(x.extraHead[:0:0], "Location: "...)
+		x.extraHead = res.redirect.appendLocation(x.extraHead, req)
+		x.extraHead = append(x.extraHead, "\r\n"...)
+		return c.answerLocal(x, noClusterLabel, res.redirect.code, "", false), true
 	}
 	// An Upgrade request (a WebSocket handshake) is proxied here as a plain
 	// request: Upgrade and Connection are hop-by-hop, so the upstream sees
@@ -254,6 +284,7 @@ func (c *httpConn) readHead(x *exchange) error {
 					}
 					head := buf[:end]
 					c.r += end
+					x.info.HeadBytes = skipped + end
 					return http1.ParseRequest(head, &x.req, c.p.maxHeaders)
 				}
 				from = next
@@ -299,6 +330,7 @@ func (c *httpConn) refuse(x *exchange, err error) bool {
 // proxy sends the request to the routed cluster and streams the answer back.
 func (c *httpConn) proxy(x *exchange, res routeResult) (keepAlive, responded bool) {
 	x.info.Cluster = res.cluster
+	x.res = res
 	cl := c.p.clusters.Get(res.cluster)
 	if cl == nil || cl.HealthyCount() == 0 {
 		if cl != nil {
@@ -307,12 +339,30 @@ func (c *httpConn) proxy(x *exchange, res routeResult) (keepAlive, responded boo
 		x.info.Flags |= FlagNoHealthyUpstream
 		return c.answerLocal(x, res.cluster, http.StatusServiceUnavailable, "no healthy upstream\n", false), true
 	}
+	if err := cl.StartRequest(); err != nil {
+		// The cluster's max_requests are in flight.
+		x.toUpstream(cl, false)
+		c.p.log.WithError(err).Debug("upstream request refused")
+		x.info.Flags |= FlagUpstreamOverflow
+		return c.answerLocal(x, res.cluster, http.StatusServiceUnavailable, "upstream overflow\n", false), true
+	}
+	defer func() {
+		if x.retryHeld {
+			cl.EndRetry()
+			x.retryHeld = false
+		}
+		cl.EndRequest()
+	}()
+	x.bufLimit = cl.BufferLimit()
 	c.composeRequest(x)
 	// The body bytes that came with the head are decoded now: a framing
 	// error in them is answered before anything goes upstream.
 	if err := c.bodyStep(x, bodyStage, time.Time{}); err != nil {
 		return c.bodyRefused(x, res.cluster, err)
 	}
+	// Only a request that goes out whole in the first write can be sent
+	// again: a body streamed after it is gone.
+	x.replay = x.body.done
 	if x.req.Expect100 && !x.body.done {
 		// Answered here, so that the client sends its body; the upstream
 		// sees no Expect.
@@ -320,16 +370,111 @@ func (c *httpConn) proxy(x *exchange, res routeResult) (keepAlive, responded boo
 			return false, false
 		}
 	}
-	timeout := res.timeout
-	if timeout <= 0 {
-		timeout = c.p.upstreamTimeout
-	}
 	x.toUpstream(cl, true)
-	up, err := c.send(x, cl, timeout)
+	up, err := c.sendRetrying(x, cl, res.action)
 	if err != nil {
 		return c.upstreamFailed(x, res.cluster, err)
 	}
 	return c.forwardResponse(x, cl, up)
+}
+
+// retryBackoff is MOSN's pause before a retry.
+const retryBackoff = 10 * time.Millisecond
+
+// sendRetrying sends the request and returns the upstream connection with
+// the response head read, trying again as the route's retry policy says
+// (MOSN's retry_on): on a 5xx (or one of its status_codes), a reset before
+// the answer, a per-try timeout (retry_timeout) or connect failures on
+// every host — at most num_retries times, within the route's timeout
+// (MOSN's global timeout: till the response head, every try included), and
+// only while the cluster's retry budget allows and the request can be sent
+// again whole. An answer not retried goes to the client as it came.
+func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction) (*cluster.Conn, error) {
+	timeout := c.p.upstreamTimeout
+	var policy *retryPolicy
+	if a != nil {
+		if a.timeout > 0 {
+			timeout = a.timeout
+		}
+		policy = a.retry
+	}
+	deadline := time.Now().Add(timeout)
+	left := 0
+	if policy != nil {
+		left = policy.retries
+	}
+	for {
+		try, perTry := deadline, false
+		if policy != nil && policy.perTry > 0 {
+			if t := time.Now().Add(policy.perTry); t.Before(deadline) {
+				try, perTry = t, true
+			}
+		}
+		up, err := c.send(x, cl, try)
+		again := left > 0 && x.replay && time.Now().Before(deadline) && !c.closedNow()
+		switch {
+		case err == nil && (!again || !policy.retriesStatus(x.resp.Status)):
+			return up, nil
+		case err != nil && (!again || !retriable(err, perTry)):
+			return nil, err
+		case !c.takeRetry(x, cl):
+			return up, err // over the budget: what came goes to the client
+		}
+		if err == nil {
+			c.p.log.WithField("cluster", cl.Name()).WithField("status", x.resp.Status).Debug("upstream answer retried")
+			c.dropAnswer(x, cl, up)
+		} else {
+			c.p.log.WithError(err).WithField("cluster", cl.Name()).Debug("upstream request retried")
+		}
+		left--
+		x.info.Retries++
+		x.avoid = append(x.avoid, x.tried...)
+		x.tried = x.tried[:0]
+		x.resp.Reset()
+		x.ur, x.uw = 0, 0
+		time.Sleep(retryBackoff)
+	}
+}
+
+// retriable: a failure a retry policy tries again — a connect failure on
+// every host tried, a per-try timeout, the upstream closing or garbling
+// the exchange before its answer; not the route's timeout, a circuit
+// breaker, a body that failed on the client's side or a client gone.
+func retriable(err error, perTry bool) bool {
+	var ce *cluster.ConnectError
+	switch {
+	case errors.Is(err, errUpstreamTimeout):
+		return perTry
+	case errors.As(err, &ce):
+		return true
+	case errors.Is(err, cluster.ErrOverflow), errors.Is(err, cluster.ErrNoHealthyHost),
+		errors.Is(err, errClosed), errors.Is(err, errClientGone), errors.Is(err, errBodyTooLarge):
+		return false
+	}
+	var pe *http1.Error
+	return !errors.As(err, &pe) || pe.Status == http1.StatusBadGateway
+}
+
+// takeRetry reserves the request's place in the cluster's retry budget
+// (one for all its retries); false, flagged, when it is spent.
+func (c *httpConn) takeRetry(x *exchange, cl *cluster.Cluster) bool {
+	if x.retryHeld {
+		return true
+	}
+	if !cl.StartRetry() {
+		x.info.Flags |= FlagRetryOverflow | FlagUpstreamOverflow
+		return false
+	}
+	x.retryHeld = true
+	return true
+}
+
+// dropAnswer throws away an answer that is retried, with its connection.
+func (c *httpConn) dropAnswer(x *exchange, cl *cluster.Cluster, up *cluster.Conn) {
+	c.setUpstream(nil)
+	x.up = nil
+	up.Host().Release()
+	cl.Discard(up)
 }
 
 // bodyRefused answers a request whose body broke its framing or its limit.
@@ -364,6 +509,9 @@ func (c *httpConn) upstreamFailed(x *exchange, clusterLabel string, err error) (
 	case errors.Is(err, errUpstreamTimeout):
 		status = http.StatusGatewayTimeout
 		x.info.Flags |= FlagUpstreamTimeout
+	case errors.Is(err, cluster.ErrOverflow):
+		status = http.StatusServiceUnavailable
+		x.info.Flags |= FlagUpstreamOverflow
 	case errors.Is(err, cluster.ErrNoHealthyHost):
 		status = http.StatusServiceUnavailable
 		x.info.Flags |= FlagNoHealthyUpstream
@@ -396,27 +544,37 @@ func replayable(req *http1.Request) bool {
 }
 
 // send picks hosts, connects and sends until one answers with a response
-// head, which it returns with its upstream connection (the host acquired).
-// A connect failure sends nothing, so the request goes to the next host,
-// each tried once; a pooled connection that the upstream had closed is
-// replaced by a fresh one for a replayable request.
-func (c *httpConn) send(x *exchange, cl *cluster.Cluster, timeout time.Duration) (*cluster.Conn, error) {
+// head, which it returns with its upstream connection (the host acquired),
+// by deadline. A connect failure sends nothing, so the request goes to the
+// next host, each tried once; a pooled connection that the upstream had
+// closed is replaced by a fresh one for a replayable request. Hosts an
+// earlier try used (x.avoid) are picked last.
+func (c *httpConn) send(x *exchange, cl *cluster.Cluster, deadline time.Time) (*cluster.Conn, error) {
 	replay := replayable(&x.req)
 	var lastErr error
 	var h *cluster.Host
 	fresh := false // the next attempt reconnects to h
 	for {
 		if !fresh {
-			if h = cl.Pick(x.tried); h == nil {
+			if h = c.pickHost(x, cl); h == nil {
 				break
 			}
 			x.tried = append(x.tried, h)
 		}
-		up, err := c.upstreamConn(x, cl, h, fresh, replay)
+		up, err := c.upstreamConn(x, cl, h, fresh, replay, deadline)
 		fresh = false
 		x.info.Attempts++
 		x.info.Upstream = h
 		if err != nil {
+			var ce *cluster.ConnectError
+			if !errors.As(err, &ce) {
+				// A circuit breaker, or the deadline while waiting for a
+				// connection: another host would fare no better.
+				if errors.Is(err, context.DeadlineExceeded) {
+					return nil, fmt.Errorf("%w: %w", errUpstreamTimeout, err)
+				}
+				return nil, err
+			}
 			x.info.Flags |= FlagUpstreamConnectFail
 			lastErr = err
 			if c.closedNow() {
@@ -425,7 +583,7 @@ func (c *httpConn) send(x *exchange, cl *cluster.Cluster, timeout time.Duration)
 			continue
 		}
 		h.Acquire()
-		err = c.roundTrip(x, up, timeout)
+		err = c.roundTrip(x, up, deadline)
 		if err == nil {
 			return up, nil
 		}
@@ -446,10 +604,26 @@ func (c *httpConn) send(x *exchange, cl *cluster.Cluster, timeout time.Duration)
 	return nil, lastErr
 }
 
+// pickHost picks a host not tried in this try, one no earlier try used if
+// there is one.
+func (c *httpConn) pickHost(x *exchange, cl *cluster.Cluster) *cluster.Host {
+	if len(x.avoid) > 0 {
+		n := len(x.avoid)
+		x.avoid = append(x.avoid, x.tried...)
+		h := cl.Pick(x.avoid)
+		x.avoid = x.avoid[:n]
+		if h != nil {
+			return h
+		}
+	}
+	return cl.Pick(x.tried)
+}
+
 // upstreamConn returns a connection to h: a pooled one unless fresh, else a
 // new one. A pooled one for a request that cannot be sent twice is first
-// checked for an upstream close.
-func (c *httpConn) upstreamConn(x *exchange, cl *cluster.Cluster, h *cluster.Host, fresh, replay bool) (*cluster.Conn, error) {
+// checked for an upstream close. A wait for a connection under the
+// cluster's max_connections ends at deadline.
+func (c *httpConn) upstreamConn(x *exchange, cl *cluster.Cluster, h *cluster.Host, fresh, replay bool, deadline time.Time) (*cluster.Conn, error) {
 	for !fresh {
 		up := cl.Idle(h)
 		if up == nil {
@@ -463,6 +637,8 @@ func (c *httpConn) upstreamConn(x *exchange, cl *cluster.Cluster, h *cluster.Hos
 	}
 	ctx, done := c.dialContext()
 	defer done()
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	start := time.Now()
 	up, err := cl.Connect(ctx, h)
 	x.info.UpstreamConnect = time.Since(start)
@@ -471,16 +647,18 @@ func (c *httpConn) upstreamConn(x *exchange, cl *cluster.Cluster, h *cluster.Hos
 
 // roundTrip sends the request head and the body bytes staged with it in
 // one write, starts the pump for the rest of the body, and reads the
-// response head.
-func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, timeout time.Duration) error {
+// response head by deadline.
+func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, deadline time.Time) error {
 	if !c.setUpstream(up) {
 		return errClosed
 	}
 	x.up = up
+	x.info.UpstreamConnID, x.info.UpstreamLocal = up.ID(), up.LocalAddr()
 	sent := time.Now()
 	x.upstreamSent(up.Host(), sent)
-	_ = up.SetReadDeadline(sent.Add(timeout))
-	if err := c.sendRequest(x, up, timeout); err != nil {
+	x.info.RequestSent = sent.Sub(x.info.Start)
+	_ = up.SetReadDeadline(deadline)
+	if err := c.sendRequest(x, up, deadline); err != nil {
 		if isTimeout(err) {
 			return fmt.Errorf("%w: %w", errUpstreamTimeout, err)
 		}
@@ -504,25 +682,27 @@ func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, timeout time.Duratio
 		}
 		return err
 	}
-	x.info.UpstreamResponse = time.Since(sent)
+	now := time.Now()
+	x.info.UpstreamResponse = now.Sub(sent)
+	x.info.ResponseReceived = now.Sub(x.info.Start)
 	return nil
 }
 
 // sendRequest sends the composed head, with the body bytes staged after it.
 // A request without more body to stream goes out from inside the wait for
 // its answer, whose first bytes it reads.
-func (c *httpConn) sendRequest(x *exchange, up *cluster.Conn, timeout time.Duration) error {
+func (c *httpConn) sendRequest(x *exchange, up *cluster.Conn, deadline time.Time) error {
 	if r := upstreamRaw(up); r != nil && len(x.staged) == 0 && x.body.done {
 		wrote, n, err := r.sendThenRead(x.ob, x.upBuf.b)
 		x.uw = n
 		if err != nil || wrote == len(x.ob) {
 			return err
 		}
-		_ = up.SetWriteDeadline(time.Now().Add(timeout))
+		_ = up.SetWriteDeadline(deadline)
 		_, err = up.Write(x.ob[wrote:])
 		return err
 	}
-	_ = up.SetWriteDeadline(time.Now().Add(timeout))
+	_ = up.SetWriteDeadline(deadline)
 	return x.writeRequest(up)
 }
 
@@ -597,6 +777,15 @@ func (c *httpConn) readResponseHead(x *exchange, up *cluster.Conn) error {
 	}
 }
 
+// readRoom is how much one read of a response body may take: the buffer,
+// or less under conn_buffer_limit_bytes.
+func (x *exchange) readRoom() int {
+	if x.bufLimit > 0 && x.bufLimit < len(x.upBuf.b) {
+		return x.bufLimit
+	}
+	return len(x.upBuf.b)
+}
+
 // growUpstream makes room after the unparsed upstream bytes.
 func (x *exchange) growUpstream(bufs *bufPool) {
 	if x.ur > 0 {
@@ -661,6 +850,7 @@ func (c *httpConn) forwardResponse(x *exchange, cl *cluster.Cluster, up *cluster
 	reuse := !resp.Close && in != inUntilClose
 	c.p.answered(x, x.info.Cluster, resp.Status)
 	x.info.Status = resp.Status
+	x.info.resp, x.info.route = resp, x.res.action
 	x.ob = x.ob[:0]
 	x.staged = nil
 	x.composeResponse(isHead, in, chunkOut, closeAfter)
@@ -751,7 +941,7 @@ func (c *httpConn) copyLength(x *exchange, cl *cluster.Cluster, up *cluster.Conn
 	}
 	for left > 0 {
 		_ = up.SetReadDeadline(time.Now().Add(c.p.idleTimeout))
-		m := min(int64(len(x.upBuf.b)), left)
+		m := min(int64(x.readRoom()), left)
 		got, err := up.Read(x.upBuf.b[:m])
 		if got > 0 {
 			left -= int64(got)
@@ -828,7 +1018,7 @@ func (c *httpConn) copyStream(x *exchange, cl *cluster.Cluster, up *cluster.Conn
 		}
 		_ = up.SetReadDeadline(time.Now().Add(c.p.idleTimeout))
 		x.ur, x.uw = 0, 0
-		n, err := up.Read(x.upBuf.b)
+		n, err := up.Read(x.upBuf.b[:x.readRoom()])
 		x.uw = n
 		if n == 0 && err != nil {
 			if err == io.EOF && !chunkedIn {

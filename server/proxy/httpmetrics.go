@@ -38,7 +38,7 @@ func WithHTTPMetrics(m *stats.HTTPListenerMetrics) HTTPOption {
 // RouteClusters lists the clusters router's routes lead to, sorted, each
 // once: the cluster labels of an HTTP listener's series.
 func RouteClusters(router *config.Router) ([]string, error) {
-	routes, err := compileRoutes(router)
+	routes, err := compileRoutes(router, nil)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: router: %w", err)
 	}

@@ -17,22 +17,48 @@ func pathOf(target []byte) []byte {
 }
 
 // composeRequest writes the upstream request head into x.ob: the method
-// and target (origin-form), Host, the end-to-end fields as the client sent
-// them, X-Forwarded-For with the client's address appended,
-// X-Forwarded-Proto, and the body's framing. Hop-by-hop fields, those the
-// Connection header names, and Expect stay behind.
+// and target (origin-form; its path rewritten as the route says), Host
+// (rewritten likewise), the end-to-end fields as the client sent them with
+// the route's header operations applied, X-Forwarded-For with the client's
+// address appended, X-Forwarded-Proto, and the body's framing. Hop-by-hop
+// fields, those the Connection header names, and Expect stay behind.
 func (c *httpConn) composeRequest(x *exchange) {
 	req := &x.req
+	a := x.res.action
+	var ops *headerOps
+	if a != nil && !a.reqOps.empty() {
+		ops = &a.reqOps
+		x.hbuf, x.resolved = ops.resolve(req.Headers, &x.info, x.hbuf[:0], x.resolved[:0])
+	}
 	b := x.ob[:0]
 	b = append(b, req.Method...)
 	b = append(b, ' ')
-	if len(req.Path) == 0 || req.Path[0] == '?' {
-		b = append(b, '/') // "http://host" or "http://host?q"
+	path := pathOf(req.Path)
+	var rewritten bool
+	if a != nil && (len(a.prefixRewrite) > 0 || a.regexRewrite != nil) {
+		p := path
+		if len(p) == 0 {
+			p = []byte("/")
+		}
+		b, rewritten = a.rewritePath(b, p, x.res.matched)
+		b = append(b, req.Path[len(path):]...)
+	} else {
+		if len(req.Path) == 0 || req.Path[0] == '?' {
+			b = append(b, '/') // "http://host" or "http://host?q"
+		}
+		b = append(b, req.Path...)
 	}
-	b = append(b, req.Path...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
-	b = append(b, req.Host...)
+	b = append(b, x.upstreamHost(ops)...)
 	b = append(b, "\r\n"...)
+	if rewritten {
+		// As MOSN, the path the client asked for goes along.
+		b = append(b, "X-Mosn-Original-Path: "...)
+		b = append(b, path...)
+		b = append(b, "\r\n"...)
+	}
+	ownXFF := c.clientIP != "" && (ops == nil || !ops.touches([]byte("x-forwarded-for")))
+	ownXFP := ops == nil || !ops.touches([]byte("x-forwarded-proto"))
 	var xff [][]byte
 	var xffStore [4][]byte
 	xff = xffStore[:0]
@@ -41,7 +67,11 @@ func (c *httpConn) composeRequest(x *exchange) {
 		case k.HopByHop(), k == http1.KindHost, k == http1.KindContentLength, k == http1.KindExpect,
 			k == http1.KindXForwardedProto:
 			continue
-		case k == http1.KindXForwardedFor && c.clientIP != "":
+		case ops != nil && ops.touches(h.Name):
+			continue
+		case rewritten && http1.EqualFold(h.Name, "x-mosn-original-path"):
+			continue
+		case k == http1.KindXForwardedFor && ownXFF:
 			xff = append(xff, h.Value)
 			continue
 		case req.ConnectionOption(h.Name):
@@ -49,7 +79,10 @@ func (c *httpConn) composeRequest(x *exchange) {
 		}
 		b = appendField(b, h.Name, h.Value)
 	}
-	if c.clientIP != "" {
+	if ops != nil {
+		b = x.appendResolved(b, "host")
+	}
+	if ownXFF {
 		b = append(b, "X-Forwarded-For: "...)
 		for _, v := range xff {
 			b = append(b, v...)
@@ -58,7 +91,9 @@ func (c *httpConn) composeRequest(x *exchange) {
 		b = append(b, c.clientIP...)
 		b = append(b, "\r\n"...)
 	}
-	b = append(b, "X-Forwarded-Proto: http\r\n"...)
+	if ownXFP {
+		b = append(b, "X-Forwarded-Proto: http\r\n"...)
+	}
 	switch {
 	case req.Chunked:
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
@@ -70,11 +105,67 @@ func (c *httpConn) composeRequest(x *exchange) {
 	x.ob = append(b, "\r\n"...)
 }
 
+// upstreamHost is the Host the request goes upstream with: the client's,
+// or a host set by the header operations, then, as MOSN, host_rewrite, or
+// else auto_host_rewrite_header's field if the request has it.
+func (x *exchange) upstreamHost(ops *headerOps) []byte {
+	host := x.req.Host
+	if ops != nil {
+		if v, ok := x.resolvedValue("host"); ok {
+			host = v
+		}
+	}
+	a := x.res.action
+	switch {
+	case a == nil:
+	case len(a.hostRewrite) > 0:
+		host = a.hostRewrite
+	case a.hostHeader != "":
+		v, ok := []byte(nil), false
+		if ops != nil && ops.touches([]byte(a.hostHeader)) {
+			v, ok = x.resolvedValue(a.hostHeader)
+		} else {
+			v, ok = headerValue(x.req.Headers, a.hostHeader)
+		}
+		if ok && len(v) > 0 {
+			host = v
+		}
+	}
+	return host
+}
+
+// resolvedValue is the final value of a field the header operations
+// touch, if it is present.
+func (x *exchange) resolvedValue(name string) ([]byte, bool) {
+	for _, f := range x.resolved {
+		if f.name == name {
+			return x.hbuf[f.from:f.to], f.present
+		}
+	}
+	return nil, false
+}
+
+// appendResolved writes the fields the header operations leave present,
+// but skip.
+func (x *exchange) appendResolved(b []byte, skip string) []byte {
+	for _, f := range x.resolved {
+		if f.present && f.name != skip {
+			b = appendField(b, []byte(f.name), x.hbuf[f.from:f.to])
+		}
+	}
+	return b
+}
+
 // composeResponse writes the client's response head into x.ob: the
 // upstream's status and end-to-end fields, the body's framing for the
 // client, and whether the connection stays open.
 func (x *exchange) composeResponse(isHead bool, in int, chunkOut, closeAfter bool) {
 	resp := &x.resp
+	var ops *headerOps
+	if a := x.res.action; a != nil && !a.respOps.empty() {
+		ops = &a.respOps
+		x.hbuf, x.resolved = ops.resolve(resp.Headers, &x.info, x.hbuf[:0], x.resolved[:0])
+	}
 	b := appendStatusLine(x.ob, resp.Status, resp.Reason)
 	for _, h := range resp.Headers {
 		switch k := http1.Kind(h.Name); {
@@ -82,8 +173,13 @@ func (x *exchange) composeResponse(isHead bool, in int, chunkOut, closeAfter boo
 			continue
 		case resp.ConnectionOption(h.Name):
 			continue
+		case ops != nil && ops.touches(h.Name):
+			continue
 		}
 		b = appendField(b, h.Name, h.Value)
+	}
+	if ops != nil {
+		b = x.appendResolved(b, "")
 	}
 	switch {
 	case in == inLength:
@@ -151,6 +247,7 @@ func (c *httpConn) answerLocal(x *exchange, clusterLabel string, status int, bod
 		x.info.Cluster = clusterLabel
 	}
 	b := appendStatusLine(x.ob[:0], status, nil)
+	b = append(b, x.extraHead...)
 	if http1.BodyAllowed(false, status) {
 		if body != "" {
 			b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)

@@ -3,9 +3,9 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/mosnlite/mosnlite/config"
 	"github.com/mosnlite/mosnlite/server/proxy/http1"
@@ -30,61 +30,76 @@ type virtualHost struct {
 }
 
 type route struct {
-	path    []byte // exact path; nil if unset
-	prefix  []byte // path prefix; empty matches everything
+	path    []byte         // exact path; nil if unset
+	prefix  []byte         // path prefix; empty matches everything
+	regex   *regexp.Regexp // path regular expression (unanchored, as MOSN); nil if unset
 	headers []headerMatcher
+	// matched is what prefix_rewrite replaces: the prefix, the path, or —
+	// as MOSN does — a regex route's expression as text.
+	matched []byte
 
-	cluster string        // route to this cluster, or
-	timeout time.Duration // override of the upstream timeout, 0 = none
-	direct  *config.DirectResponse
+	action   *routeAction // to a cluster, or
+	redirect *redirectAction
+	direct   *config.DirectResponse
 }
 
 // headerMatcher is a config.HeaderMatcher with its name lower-cased.
 type headerMatcher struct {
-	name  string
-	value []byte // nil: presence is enough
+	name   string
+	value  []byte         // nil: presence is enough
+	regex  *regexp.Regexp // instead of value
+	method bool           // MOSN's "method": the request method, not a header
 }
 
-// routeResult is what a request routes to: a cluster or a direct response.
-// Rewrites and header operations that routes may carry belong here, read
-// by the exchange when it composes the upstream request.
+// routeResult is what a request routes to: a cluster (with the route's
+// rewrites, header operations, timeout and retry policy in action), a
+// redirect or a direct response.
 type routeResult struct {
-	cluster string
-	timeout time.Duration
-	direct  *config.DirectResponse
+	cluster  string
+	action   *routeAction
+	redirect *redirectAction
+	direct   *config.DirectResponse
+	matched  []byte // the path part the route matched, for prefix_rewrite
 }
 
-func compileRoutes(r *config.Router) (*routeTable, error) {
+// compileRoutes compiles r. pick draws a weighted cluster: a number in
+// [0, n).
+func compileRoutes(r *config.Router, pick func(n int) int) (*routeTable, error) {
 	t := &routeTable{exact: map[string]*virtualHost{}}
 	if r == nil {
 		return t, nil
 	}
+	global := compileHeaderOps(nil, r.RequestHeadersToAdd, r.RequestHeadersToRemove)
+	globalResp := compileHeaderOps(nil, r.ResponseHeadersToAdd, r.ResponseHeadersToRemove)
 	for i, vcfg := range r.VirtualHosts {
 		vh := &virtualHost{name: vcfg.Name}
+		vhReq := compileHeaderOps(nil, vcfg.RequestHeadersToAdd, vcfg.RequestHeadersToRemove)
+		vhResp := compileHeaderOps(nil, vcfg.ResponseHeadersToAdd, vcfg.ResponseHeadersToRemove)
 		for j, rc := range vcfg.Routers {
-			rt := route{prefix: []byte(rc.Match.Prefix)}
-			if rc.Match.Path != "" {
-				rt.path = []byte(rc.Match.Path)
-			}
-			for _, hm := range rc.Match.Headers {
-				m := headerMatcher{name: strings.ToLower(hm.Name)}
-				if hm.Value != "" {
-					m.value = []byte(hm.Value)
-				}
-				rt.headers = append(rt.headers, m)
+			where := fmt.Sprintf("virtual host %d (%s) route %d", i, vcfg.Name, j)
+			rt, err := compileRoute(rc, where)
+			if err != nil {
+				return nil, err
 			}
 			switch {
 			case rc.Route != nil:
-				rt.cluster = rc.Route.ClusterName
-				rt.timeout = rc.Route.Timeout.Duration
+				// MOSN applies the route's header operations, then the
+				// virtual host's, then the route table's.
+				a, err := compileAction(rc.Route, [2]headerOps{vhReq, global}, [2]headerOps{vhResp, globalResp}, pick)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", where, err)
+				}
+				rt.action = a
+			case rc.Redirect != nil:
+				rt.redirect = compileRedirect(rc.Redirect)
 			case rc.DirectResponse != nil:
 				d := *rc.DirectResponse
 				if d.Status < 100 || d.Status > 999 {
-					return nil, fmt.Errorf("virtual host %d (%s) route %d: bad direct_response status %d", i, vcfg.Name, j, d.Status)
+					return nil, fmt.Errorf("%s: bad direct_response status %d", where, d.Status)
 				}
 				rt.direct = &d
 			default:
-				return nil, fmt.Errorf("virtual host %d (%s) route %d: neither route nor direct_response", i, vcfg.Name, j)
+				return nil, fmt.Errorf("%s: neither route, redirect nor direct_response", where)
 			}
 			vh.routes = append(vh.routes, rt)
 		}
@@ -111,6 +126,40 @@ func compileRoutes(r *config.Router) (*routeTable, error) {
 	return t, nil
 }
 
+// compileRoute compiles a route's match.
+func compileRoute(rc config.Route, where string) (route, error) {
+	rt := route{prefix: []byte(rc.Match.Prefix)}
+	rt.matched = rt.prefix
+	switch {
+	case rc.Match.Prefix != "":
+	case rc.Match.Path != "":
+		rt.path = []byte(rc.Match.Path)
+		rt.matched = rt.path
+	case rc.Match.Regex != "":
+		re, err := regexp.Compile(rc.Match.Regex)
+		if err != nil {
+			return route{}, fmt.Errorf("%s: match.regex: %w", where, err)
+		}
+		rt.regex, rt.matched = re, []byte(rc.Match.Regex)
+	}
+	for _, hm := range rc.Match.Headers {
+		m := headerMatcher{name: strings.ToLower(hm.Name)}
+		switch {
+		case hm.Regex:
+			re, err := regexp.Compile(hm.Value)
+			if err != nil {
+				return route{}, fmt.Errorf("%s: header %s: %w", where, hm.Name, err)
+			}
+			m.regex = re
+		case hm.Value != "":
+			m.value = []byte(hm.Value)
+		}
+		m.method = m.name == "method"
+		rt.headers = append(rt.headers, m)
+	}
+	return rt, nil
+}
+
 // clusters returns every cluster name the table routes to.
 func (t *routeTable) clusters() []string {
 	seen := map[string]bool{}
@@ -120,9 +169,14 @@ func (t *routeTable) clusters() []string {
 			return
 		}
 		for _, r := range vh.routes {
-			if r.direct == nil && !seen[r.cluster] {
-				seen[r.cluster] = true
-				out = append(out, r.cluster)
+			if r.action == nil {
+				continue
+			}
+			for _, name := range r.action.clusters() {
+				if !seen[name] {
+					seen[name] = true
+					out = append(out, name)
+				}
 			}
 		}
 	}
@@ -137,18 +191,24 @@ func (t *routeTable) clusters() []string {
 	return out
 }
 
-// match routes a request by its Host, path (without the query) and
-// headers. ok is false when no virtual host or no route matches.
-func (t *routeTable) match(host, path []byte, h []http1.Header) (routeResult, bool) {
+// match routes a request by its Host, method, path (without the query) and
+// headers. ok is false when no virtual host or no route matches. A
+// weighted split picks its cluster here, once per request.
+func (t *routeTable) match(host, method, path []byte, h []http1.Header) (routeResult, bool) {
 	vh := t.virtualHost(host)
 	if vh == nil {
 		return routeResult{}, false
 	}
 	for i := range vh.routes {
 		r := &vh.routes[i]
-		if r.matches(path, h) {
-			return routeResult{cluster: r.cluster, timeout: r.timeout, direct: r.direct}, true
+		if !r.matches(method, path, h) {
+			continue
 		}
+		res := routeResult{action: r.action, redirect: r.redirect, direct: r.direct, matched: r.matched}
+		if r.action != nil {
+			res.cluster = r.action.pickCluster()
+		}
+		return res, true
 	}
 	return routeResult{}, false
 }
@@ -180,29 +240,48 @@ func (t *routeTable) virtualHost(host []byte) *virtualHost {
 	return t.any
 }
 
-func (r *route) matches(path []byte, h []http1.Header) bool {
-	if r.path != nil {
+func (r *route) matches(method, path []byte, h []http1.Header) bool {
+	switch {
+	case r.path != nil:
 		if !bytes.Equal(path, r.path) {
 			return false
 		}
-	} else if !bytes.HasPrefix(path, r.prefix) {
-		return false
-	}
-	for _, hm := range r.headers {
-		found, present := false, false
-		for _, f := range h {
-			if !http1.EqualFold(f.Name, hm.name) {
-				continue
-			}
-			present = true
-			if hm.value == nil || bytes.Equal(f.Value, hm.value) {
-				found = true
-				break
-			}
-		}
-		if !found || !present {
+	case r.regex != nil:
+		if !r.regex.Match(path) {
 			return false
 		}
+	case !bytes.HasPrefix(path, r.prefix):
+		return false
+	}
+	for i := range r.headers {
+		if !r.headers[i].matches(method, h) {
+			return false
+		}
+	}
+	return true
+}
+
+// matches: some field of that name has the value (or matches the regular
+// expression, or is present at all when neither is set); "method" is
+// matched against the request method.
+func (hm *headerMatcher) matches(method []byte, h []http1.Header) bool {
+	if hm.method {
+		return hm.valueMatches(method)
+	}
+	for _, f := range h {
+		if http1.EqualFold(f.Name, hm.name) && hm.valueMatches(f.Value) {
+			return true
+		}
+	}
+	return false
+}
+
+func (hm *headerMatcher) valueMatches(v []byte) bool {
+	switch {
+	case hm.regex != nil:
+		return hm.regex.Match(v)
+	case hm.value != nil:
+		return bytes.Equal(v, hm.value)
 	}
 	return true
 }

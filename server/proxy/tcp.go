@@ -17,8 +17,12 @@ import (
 type tcpProxy struct {
 	*base
 	cluster     *cluster.Cluster
+	clusters    *cluster.Manager
 	idleTimeout time.Duration
 	metrics     *stats.TCPListenerMetrics
+	// observers are called at the end of every session with its record
+	// (WithSessionObserver).
+	observers []func(info *RequestInfo)
 }
 
 // TCPOption sets what a TCP proxy takes besides its config.
@@ -29,6 +33,14 @@ type TCPOption func(*tcpProxy)
 // series.
 func WithTCPMetrics(m *stats.TCPListenerMetrics) TCPOption {
 	return func(p *tcpProxy) { p.metrics = m }
+}
+
+// WithSessionObserver calls observe at the end of every session that ends
+// in this process (one moved to a successor ends there) with its record:
+// start, duration, bytes each way, addresses, the upstream host, flags. It
+// runs on the session's goroutine and must not keep info.
+func WithSessionObserver(observe func(info *RequestInfo)) TCPOption {
+	return func(p *tcpProxy) { p.observers = append(p.observers, observe) }
 }
 
 // NewTCP builds the TCP proxy for listener; its filter names the cluster,
@@ -55,6 +67,7 @@ func newTCP(listener config.Listener, clusters *cluster.Manager, reg *stats.Regi
 	p := &tcpProxy{
 		base:        newBase(listener.Name, "tcp_proxy", reg, log),
 		cluster:     cl,
+		clusters:    clusters,
 		idleTimeout: orDefault(f.TCP.IdleTimeout.Duration, config.DefaultIdleTimeout),
 	}
 	for _, o := range opts {
@@ -74,7 +87,7 @@ func (p *tcpProxy) Serve(l net.Listener) error {
 func (p *tcpProxy) handle(nc net.Conn) {
 	p.metrics.Sessions().Inc()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &tcpSession{p: p, down: nc, ctx: ctx, cancel: cancel, started: time.Now()}
+	s := &tcpSession{p: p, down: nc, ctx: ctx, cancel: cancel, started: time.Now(), id: p.clusters.NextConnID()}
 	s.remove = p.tracker.AddSince(s, s.started)
 	go s.run()
 }

@@ -155,7 +155,7 @@ func (p *tcpProxy) Adopt(h Handover) (Held, error) {
 	}
 	host := p.hostOf(up)
 	s := &tcpSession{p: p, down: down, up: up, upc: p.cluster.Inherited(up, host), host: host,
-		ctx: ctx, cancel: cancel, started: started}
+		ctx: ctx, cancel: cancel, started: started, id: p.clusters.NextConnID()}
 	s.initPipes(h.ToUpstream, h.ToDownstream)
 	return &heldTCP{s: s, since: h.StartedAt}, nil
 }

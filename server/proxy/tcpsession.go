@@ -30,6 +30,9 @@ type tcpSession struct {
 	// here, in the one that accepted it.
 	started time.Time
 
+	id    uint64 // the downstream connection's number (MOSN's connection_id)
+	flags ResponseFlags
+
 	mu     sync.Mutex
 	up     net.Conn      // to the upstream host (upc's socket); nil until connected
 	upc    *cluster.Conn // the cluster's record of it: open until closed
@@ -61,6 +64,9 @@ type pipe struct {
 	buf      []byte
 	pending  []byte
 	rx, tx   *stats.Counter // counted on read from src / write to dst; either may be nil
+	// n counts this session's bytes on the counted side (read from the
+	// client, or written to it), for its record.
+	n atomic.Int64
 }
 
 // Drain does nothing: a TCP session runs to its natural end.
@@ -86,13 +92,16 @@ func (s *tcpSession) Close() error {
 }
 
 // recordEnd records the end of a session that ends here, not one a successor
-// carries on: its duration since the original accept.
+// carries on: its duration since the original accept, in the metrics and
+// for the observers.
 func (s *tcpSession) recordEnd() {
 	s.mu.Lock()
 	moved := s.moved
 	s.mu.Unlock()
 	if !moved {
-		s.p.metrics.Session(time.Since(s.started))
+		d := time.Since(s.started)
+		s.p.metrics.Session(d)
+		s.observe(d)
 	}
 }
 
@@ -106,6 +115,17 @@ func (s *tcpSession) run() {
 
 	upc, err := s.p.cluster.DialContext(s.ctx)
 	if err != nil {
+		var ce *cluster.ConnectError
+		switch {
+		case errors.Is(err, cluster.ErrOverflow):
+			s.flags |= FlagUpstreamOverflow
+			log.WithError(err).Debug("tcp session refused")
+			return
+		case errors.Is(err, cluster.ErrNoHealthyHost):
+			s.flags |= FlagNoHealthyUpstream
+		case errors.As(err, &ce):
+			s.flags |= FlagUpstreamConnectFail
+		}
 		if s.ctx.Err() == nil {
 			log.WithError(err).Warn("tcp upstream connect failed")
 		}
@@ -124,10 +144,43 @@ func (s *tcpSession) run() {
 }
 
 // initPipes sets up both directions, starting with what a predecessor had
-// read and not yet written (nil for a new session).
+// read and not yet written (nil for a new session). A cluster's
+// conn_buffer_limit_bytes bounds what each direction holds.
 func (s *tcpSession) initPipes(toUp, toDown []byte) {
-	s.toUp = pipe{src: s.down, dst: s.up, buf: make([]byte, bufSize), pending: toUp, rx: s.p.rxBytes}
-	s.toDown = pipe{src: s.up, dst: s.down, buf: make([]byte, bufSize), pending: toDown, tx: s.p.txBytes}
+	size := bufSize
+	if l := s.p.cluster.BufferLimit(); l > 0 && l < size {
+		size = l
+	}
+	s.toUp = pipe{src: s.down, dst: s.up, buf: make([]byte, size), pending: toUp, rx: s.p.rxBytes}
+	s.toDown = pipe{src: s.up, dst: s.down, buf: make([]byte, size), pending: toDown, tx: s.p.txBytes}
+}
+
+// observe gives the observers the record of a session that ended here
+// after d.
+func (s *tcpSession) observe(d time.Duration) {
+	if len(s.p.observers) == 0 {
+		return
+	}
+	info := RequestInfo{
+		Listener: s.p.name, Start: s.started, Duration: d,
+		Remote: s.down.RemoteAddr(), Local: s.down.LocalAddr(), ConnID: s.id,
+		Cluster: s.p.cluster.Name(), Upstream: s.host,
+		BytesReceived: s.toUp.n.Load(), BytesSent: s.toDown.n.Load(), Flags: s.flags,
+	}
+	if tcp, ok := info.Remote.(*net.TCPAddr); ok {
+		info.Downstream = tcp.IP.String()
+	}
+	if s.upc != nil {
+		info.UpstreamConnID, info.UpstreamLocal = s.upc.ID(), s.upc.LocalAddr()
+	} else if s.up != nil {
+		info.UpstreamLocal = s.up.LocalAddr()
+	}
+	if s.host != nil {
+		info.Attempts = 1
+	}
+	for _, observe := range s.p.observers {
+		observe(&info)
+	}
 }
 
 // pump runs both copy directions until the session ends or moves.
@@ -186,6 +239,7 @@ func (s *tcpSession) copy(p *pipe) error {
 			s.touch()
 			if p.rx != nil {
 				p.rx.Add(float64(n))
+				p.n.Add(int64(n))
 			}
 			p.pending = p.buf[:n]
 			if werr := s.flushAll(p); werr != nil {
@@ -241,6 +295,7 @@ func (s *tcpSession) flush(p *pipe) error {
 			s.touch()
 			if p.tx != nil {
 				p.tx.Add(float64(n))
+				p.n.Add(int64(n))
 			}
 		}
 		if err != nil {

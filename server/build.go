@@ -84,7 +84,7 @@ func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
 			}
-			p, err := newProxy(l, srv, clusters, s.reg, log, httpRT)
+			p, err := s.newProxy(l, srv, clusters, log, httpRT)
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
 			}
@@ -97,13 +97,22 @@ func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 	return clusters, parts, nil
 }
 
-func newProxy(l config.Listener, srv *config.Server, clusters *cluster.Manager, reg *stats.Registry, log *logrus.Entry,
+func (s *Server) newProxy(l config.Listener, srv *config.Server, clusters *cluster.Manager, log *logrus.Entry,
 	httpRT *proxy.HTTPRuntime) (proxy.Proxy, error) {
 	if len(l.FilterChains) != 1 || len(l.FilterChains[0].Filters) != 1 {
 		return nil, fmt.Errorf("want exactly one filter chain with one filter")
 	}
 	f := l.FilterChains[0].Filters[0]
 	log = log.WithField("listener", l.Name)
+	// One line per request or session in each of the listener's access logs.
+	var observers []func(*proxy.RequestInfo)
+	for i, al := range l.AccessLogs {
+		o, err := s.access.Observer(al)
+		if err != nil {
+			return nil, fmt.Errorf("access_logs[%d]: %w", i, err)
+		}
+		observers = append(observers, o)
+	}
 	switch {
 	case f.HTTP != nil:
 		r := srv.Router(f.HTTP.RouterConfigName)
@@ -114,11 +123,18 @@ func newProxy(l config.Listener, srv *config.Server, clusters *cluster.Manager, 
 		if err != nil {
 			return nil, err
 		}
-		return proxy.NewHTTP(l, r, clusters, reg, log.WithField("component", "http_proxy"), proxy.WithHTTPRuntime(httpRT),
-			proxy.WithHTTPMetrics(stats.NewHTTPListenerMetrics(reg, l.Name, routed)))
+		opts := []proxy.HTTPOption{proxy.WithHTTPRuntime(httpRT),
+			proxy.WithHTTPMetrics(stats.NewHTTPListenerMetrics(s.reg, l.Name, routed))}
+		for _, o := range observers {
+			opts = append(opts, proxy.WithRequestObserver(o))
+		}
+		return proxy.NewHTTP(l, r, clusters, s.reg, log.WithField("component", "http_proxy"), opts...)
 	case f.TCP != nil:
-		return proxy.NewTCP(l, clusters, reg, log.WithField("component", "tcp_proxy"),
-			proxy.WithTCPMetrics(stats.NewTCPListenerMetrics(reg, l.Name, f.TCP.Cluster)))
+		opts := []proxy.TCPOption{proxy.WithTCPMetrics(stats.NewTCPListenerMetrics(s.reg, l.Name, f.TCP.Cluster))}
+		for _, o := range observers {
+			opts = append(opts, proxy.WithSessionObserver(o))
+		}
+		return proxy.NewTCP(l, clusters, s.reg, log.WithField("component", "tcp_proxy"), opts...)
 	default:
 		return nil, fmt.Errorf("filter type %q has no config", f.Type)
 	}

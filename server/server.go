@@ -9,7 +9,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/mosnlite/mosnlite/config"
 	"github.com/mosnlite/mosnlite/listener"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
+	"github.com/mosnlite/mosnlite/server/accesslog"
 	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/service"
 	"github.com/mosnlite/mosnlite/service/stats"
@@ -84,6 +87,12 @@ type Options struct {
 	// get otherwise (Manifest.Env: what the process manager gave only the
 	// first process of the lineage); read at each handoff.
 	Carry func() map[string]string
+	// Stdout and Stderr are where an access log_path of "stdout" or
+	// "stderr" writes (nil: the process's).
+	Stdout, Stderr io.Writer
+	// AccessLogFlush is how long an access log line may wait in memory
+	// (0: accesslog.DefaultFlushInterval; Envoy's --file-flush-interval-msec).
+	AccessLogFlush time.Duration
 }
 
 // Events are the lifecycle's notifications to the caller — the process
@@ -127,9 +136,12 @@ func defaultEffects(opts Options) effects {
 	if fx.now == nil {
 		fx.now = time.Now
 	}
-	if opts.Envoy != nil {
+	switch {
+	case opts.Envoy != nil:
 		fx.style = newEnvoyStyle
-	} else {
+	case opts.Config != nil && opts.Config.UpgradeDisabled():
+		fx.style = newNoUpgradeStyle
+	default:
 		fx.style = newMOSNStyle
 	}
 	return fx
@@ -144,6 +156,9 @@ type Server struct {
 	log   *logrus.Entry
 	reg   *stats.Registry
 	m     *processMetrics
+	// access are the access log files, shared by every plane of the
+	// process; closed (flushed) when it stops.
+	access *accesslog.Set
 
 	udsDir string
 
@@ -203,7 +218,16 @@ func newServer(opts Options, fx effects) (*Server, error) {
 		}
 	}
 	reg := stats.New()
+	stdout, stderr := opts.Stdout, opts.Stderr
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
 	s := &Server{
+		access: accesslog.NewSet(stdout, stderr, accesslog.FileOptions{FlushInterval: opts.AccessLogFlush},
+			opts.Log.WithField("component", "accesslog")),
 		opts:       opts,
 		fx:         fx,
 		cfg:        opts.Config,
@@ -278,6 +302,9 @@ func (s *Server) finish(err error) {
 		s.state = StateStopped
 		s.mu.Unlock()
 		s.m.live.Set(0)
+		if err := s.access.Close(); err != nil {
+			s.log.WithError(err).Warn("access logs: close")
+		}
 		close(s.done)
 	})
 }
@@ -325,4 +352,13 @@ func (s *Server) parts() []*part {
 		return nil
 	}
 	return append([]*part(nil), s.plane.parts...)
+}
+
+// ReopenLogs flushes the access logs and opens their files again (SIGUSR1,
+// after logrotate moved them).
+func (s *Server) ReopenLogs() error {
+	if err := s.access.Reopen(); err != nil {
+		return fmt.Errorf("server: access logs: %w", err)
+	}
+	return nil
 }

@@ -121,6 +121,9 @@ func cmdEnvoy(args []string, stdout, stderr io.Writer) int {
 		Envoy:              &server.EnvoyOptions{Options: f.opts},
 		ExecTime:           execTime,
 		CommandLineOptions: f.commandLineOptions(path, procs),
+		Stdout:             stdout, Stderr: stderr,
+		// Envoy's --file-flush-interval-msec: how often access logs are written.
+		AccessLogFlush: f.fileFlushInterval,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "mosnlite: %v\n", err)

@@ -181,6 +181,8 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 		Activated:   act,
 		Instance:    instanceName(os.Getenv),
 		Carry:       mgr.carry,
+		Stdout:      stdout,
+		Stderr:      stderr,
 	})
 	if err != nil {
 		for _, a := range act {
@@ -305,7 +307,7 @@ func serveLoop(srv *server.Server, sigs <-chan os.Signal, lg *logs, h loopHooks)
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGUSR1:
-				if err := lg.reopen(); err != nil {
+				if err := errors.Join(lg.reopen(), srv.ReopenLogs()); err != nil {
 					log.WithError(err).Error("reopen log files")
 				} else {
 					log.Info("log files reopened")

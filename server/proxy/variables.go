@@ -282,4 +282,3 @@ func cookieValue(req *http1.Request, name string) ([]byte, bool) {
 	}
 	return nil, false
 }
-

@@ -51,7 +51,7 @@ func mosnExamples() map[string]mosnExample {
 			}
 		}},
 		"uds_tcp_proxy.json":         {check: tcpEcho("uds_in")},
-		"http1_disable_upgrade.json": {refused: []string{"disable_upgrade: disable_upgrade (MOSN's switch that turns the hot upgrade off) is not supported by mosnlite"}},
+		"http1_disable_upgrade.json": {check: httpVia("l", "web GET /hello")},
 		"http1_tls_server.json":      {refused: []string{"tls_context.status: true (TLS, MOSN's tls_context) is not supported by mosnlite yet"}},
 		"proxy_fallback_tcp.json": {refused: []string{"fallback_for_unknown_protocol (MOSN's fallback to the tcp_proxy filter)",
 			`several network filters ("proxy", "tcp_proxy")`}},

@@ -83,7 +83,7 @@ func (b *featureBackend) addr() string { return b.ln.Addr().String() }
 // test's: each upstream port of the fixture is a backend here, 9104 a
 // closed port.
 type featureEnv struct {
-	dir, cfgPath, accessLog, listen, admin string
+	dir, cfgPath, accessLog, listen, admin    string
 	blue, green, bad, limited, checkA, checkB *featureBackend
 	client                                    *http.Client
 }
@@ -412,9 +412,9 @@ func TestMOSNDisableUpgrade(t *testing.T) {
 	port := freePort(t)
 	uds := filepath.Join(dir, "uds")
 	cfg := obj{
-		"close_graceful": true, // MOSN's deprecated name of disable_upgrade
-		"uds_dir":        uds,
-		"servers": []obj{{"listeners": []obj{httpListener("web", addr(port), "r")}, "routers": []obj{router("r", "web")}}},
+		"close_graceful":  true, // MOSN's deprecated name of disable_upgrade
+		"uds_dir":         uds,
+		"servers":         []obj{{"listeners": []obj{httpListener("web", addr(port), "r")}, "routers": []obj{router("r", "web")}}},
 		"cluster_manager": obj{"clusters": []obj{cluster("web", web.addr())}},
 	}
 	path := writeJSON(t, dir, "mosn.json", cfg)

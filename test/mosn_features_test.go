@@ -349,7 +349,7 @@ func TestMOSNRouteFeaturesEndToEnd(t *testing.T) {
 	// Every request above has its line, with MOSN's variables filled.
 	t.Run("access log", func(t *testing.T) {
 		lines := accessLines(t, e.accessLog, "rw1", "h1", "r0", "d1", "t1", "p0")
-		re := regexp.MustCompile(`^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3} id=rw1 GET /old/page 200 sent=\d+ recv=0 cluster=blue host=\S+ from=127\.0\.0\.1:\d+ listener=ingress took=\S+s flag=false$`)
+		re := regexp.MustCompile(`^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3} id=rw1 GET /old/page 200 sent=\d+ recv=0 cluster=blue host=blue-1 from=127\.0\.0\.1:\d+ listener=ingress took=\S+s flag=false$`)
 		if !re.MatchString(lines["rw1"]) {
 			t.Errorf("line of rw1 %q\n does not match %s", lines["rw1"], re)
 		}

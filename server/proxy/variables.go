@@ -148,13 +148,11 @@ func (info *RequestInfo) AppendVariable(b []byte, v Variable) []byte {
 	case varDownstreamRemote:
 		return appendAddr(b, info.Remote)
 	case varUpstreamHost:
-		switch {
-		case info.Upstream == nil:
+		// MOSN's: the host's hostname, "-" without one.
+		if info.Upstream == nil || info.Upstream.Hostname() == "" {
 			return append(b, notFound...)
-		case info.Upstream.Hostname() != "":
-			return append(b, info.Upstream.Hostname()...)
 		}
-		return append(b, info.Upstream.Address()...)
+		return append(b, info.Upstream.Hostname()...)
 	case varUpstreamCluster:
 		if info.Cluster == "" || info.Cluster == noClusterLabel {
 			return append(b, notFound...)

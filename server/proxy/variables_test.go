@@ -46,7 +46,7 @@ func TestVariablesOfAnHTTPExchange(t *testing.T) {
 	lines := make(chan map[string]string, 1)
 	e := startTunedHTTP(t, func(p *httpProxy) {
 		p.observers = append(p.observers, func(info *RequestInfo) { lines <- render(t, info, names...) })
-	}, config.HTTPProxyConfig{}, router, appCluster(be.addr()))
+	}, config.HTTPProxyConfig{}, router, config.Cluster{Name: "app", Hosts: []config.Host{{Address: be.addr(), Hostname: "app-1"}}})
 	c := dial(t, e.addr)
 	br := bufio.NewReader(c)
 	head := "POST /api/x%20y?a=1&b=two HTTP/1.1\r\nHost: h\r\nX-Req: r1\r\nCookie: sid=abc; z=1\r\nContent-Length: 5\r\n\r\n"
@@ -63,7 +63,7 @@ func TestVariablesOfAnHTTPExchange(t *testing.T) {
 		"request_method": "POST", "request_path": "/api/x y", "request_uri": "/api/x%20y?a=1&b=two", "request_arg": "a=1&b=two",
 		"request_arg_b": "two", "Http1_request_header_X-Req": "r1", "response_header_x-up": "proxied", "response_code": "200",
 		"bytes_sent": "12", "bytes_received": "5", "request_length": fmt.Sprint(len(head) + 5), "upstream_cluster": "app",
-		"upstream_host": be.addr(), "downstream_remote_address": local, "downstream_local_address": e.addr, "listener_port": port,
+		"upstream_host": "app-1", "downstream_remote_address": local, "downstream_local_address": e.addr, "listener_port": port,
 		"cookie_sid": "abc", "response_flag": "false", "protocol": "Http1", "request_scheme": "http",
 	}
 	for k, w := range want {
@@ -97,7 +97,7 @@ func TestVariablesOfATCPSession(t *testing.T) {
 	echo := startEcho(t)
 	lines := make(chan map[string]string, 1)
 	names := []string{"bytes_received", "bytes_sent", "upstream_host", "upstream_cluster", "request_method", "response_flag", "listener_name"}
-	m := newManager(t, nil, config.Cluster{Name: "echo", Hosts: []config.Host{{Address: echo.addr}}})
+	m := newManager(t, nil, config.Cluster{Name: "echo", Hosts: []config.Host{{Address: echo.addr, Hostname: "echo-1"}}})
 	p, err := newTCP(tcpListener("echo", 0), m, nil, quietLog(), WithSessionObserver(func(info *RequestInfo) {
 		lines <- render(t, info, names...)
 	}))
@@ -110,7 +110,7 @@ func TestVariablesOfATCPSession(t *testing.T) {
 	io.Copy(io.Discard, c)
 	c.Close()
 	got := <-lines
-	for k, w := range map[string]string{"bytes_received": "9", "bytes_sent": "9", "upstream_host": echo.addr,
+	for k, w := range map[string]string{"bytes_received": "9", "bytes_sent": "9", "upstream_host": "echo-1",
 		"upstream_cluster": "echo", "request_method": "-", "response_flag": "false"} {
 		if got[k] != w {
 			t.Errorf("%%%s%% = %q, want %q", k, got[k], w)

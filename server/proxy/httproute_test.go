@@ -483,3 +483,31 @@ func TestConnBufferLimitBoundsReads(t *testing.T) {
 	}
 	_ = stats.New
 }
+
+// auto_host_rewrite_header takes the upstream Host from a request field
+// when the request has it; host_rewrite wins over it.
+func TestAutoHostRewriteHeader(t *testing.T) {
+	be, seen := recordingBackend(t, 200)
+	router := &config.Router{VirtualHosts: []config.VirtualHost{{Domains: []string{"*"}, Routers: []config.Route{
+		{Match: config.RouteMatch{Prefix: "/fixed"}, Route: &config.RouteAction{ClusterName: "app", HostRewrite: "fixed.svc", AutoHostRewriteHeader: "X-Host"}},
+		{Match: config.RouteMatch{Prefix: "/"}, Route: &config.RouteAction{ClusterName: "app", AutoHostRewriteHeader: "X-Host"}},
+	}}}}
+	e := startHTTP(t, config.HTTPProxyConfig{}, router, appCluster(be.addr()))
+	c := dial(t, e.addr)
+	br := bufio.NewReader(c)
+	for _, tc := range []struct{ req, host string }{
+		{"GET /a HTTP/1.1\r\nHost: public\r\nX-Host: chosen.svc\r\n\r\n", "chosen.svc"},
+		{"GET /a HTTP/1.1\r\nHost: public\r\n\r\n", "public"},
+		{"GET /fixed HTTP/1.1\r\nHost: public\r\nX-Host: chosen.svc\r\n\r\n", "fixed.svc"},
+	} {
+		io.WriteString(c, tc.req)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if r := <-seen; r.host != tc.host {
+			t.Errorf("%q: backend saw Host %q, want %q", tc.req, r.host, tc.host)
+		}
+	}
+}

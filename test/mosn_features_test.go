@@ -83,9 +83,9 @@ func (b *featureBackend) addr() string { return b.ln.Addr().String() }
 // test's: each upstream port of the fixture is a backend here, 9104 a
 // closed port.
 type featureEnv struct {
-	dir, cfgPath, accessLog, listen, admin    string
-	blue, green, bad, limited, checkA, checkB *featureBackend
-	client                                    *http.Client
+	dir, cfgPath, accessLog, tcpLog, listen, tcpListen, admin string
+	blue, green, bad, limited, checkA, checkB                 *featureBackend
+	client                                                    *http.Client
 }
 
 func newFeatureEnv(t *testing.T) *featureEnv {
@@ -98,11 +98,13 @@ func newFeatureEnv(t *testing.T) *featureEnv {
 	e.limited, e.checkA, e.checkB = newFeatureBackend(t, "limited"), newFeatureBackend(t, "checked-a"), newFeatureBackend(t, "checked-b")
 	e.bad.status.Store(503)
 	closed := addr(freePort(t)) // nobody listens there
-	e.listen, e.admin = addr(freePort(t)), addr(freePort(t))
-	e.accessLog = filepath.Join(e.dir, "logs", "access.log")
+	echo := newEchoBackend(t)
+	e.listen, e.tcpListen, e.admin = addr(freePort(t)), addr(freePort(t)), addr(freePort(t))
+	e.accessLog, e.tcpLog = filepath.Join(e.dir, "logs", "access.log"), filepath.Join(e.dir, "logs", "tcp_access.log")
 	s := string(raw)
 	for old, now := range map[string]string{
-		"0.0.0.0:2046": e.listen, "127.0.0.1:9101": e.blue.addr(), "127.0.0.1:9102": e.green.addr(),
+		"0.0.0.0:2046": e.listen, "0.0.0.0:2047": e.tcpListen, "127.0.0.1:9108": echo.addr(),
+		"/home/admin/mosn/logs/tcp_access.log": e.tcpLog, "127.0.0.1:9101": e.blue.addr(), "127.0.0.1:9102": e.green.addr(),
 		"127.0.0.1:9103": e.bad.addr(), "127.0.0.1:9104": closed, "127.0.0.1:9105": e.limited.addr(),
 		"127.0.0.1:9106": e.checkA.addr(), "127.0.0.1:9107": e.checkB.addr(),
 		"/home/admin/mosn/logs/access.log": e.accessLog, "/home/admin/mosn/logs/mosn.pid": filepath.Join(e.dir, "mosn.pid"),
@@ -119,6 +121,9 @@ func newFeatureEnv(t *testing.T) *featureEnv {
 	_, port, _ := net.SplitHostPort(e.admin)
 	cfg["admin"] = obj{"address": obj{"socket_address": obj{"address": "127.0.0.1", "port_value": atoi(port)}}}
 	cfg["uds_dir"] = filepath.Join(e.dir, "uds")
+	// mosnlite's own: the old process exits once drained instead of
+	// watching its successor for 5s (keeps the test short).
+	cfg["upgrade_watch_period"] = "0s"
 	e.cfgPath = writeJSON(t, e.dir, "mosn.json", cfg)
 	e.client = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	t.Cleanup(e.client.CloseIdleConnections)
@@ -362,6 +367,39 @@ func TestMOSNRouteFeaturesEndToEnd(t *testing.T) {
 		}
 		if !strings.Contains(lines["t1"], "flag=true") || !strings.Contains(lines["d1"], "cluster=- host=- ") {
 			t.Errorf("flags or empty values: %q, %q", lines["t1"], lines["d1"])
+		}
+	})
+
+	// A tcp_proxy session has its line at its end, HTTP variables "-".
+	t.Run("tcp access log", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", e.tcpListen, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		msg := "ping-12345"
+		if _, err := io.WriteString(c, msg); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+			t.Fatalf("echo: %q %v", buf, err)
+		}
+		from := c.LocalAddr().String()
+		c.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, c)
+		c.Close()
+		want := "tcp from=" + from + " host=echo-1 cluster=echo recv=10 sent=10 method=- flag=false"
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			b, _ := os.ReadFile(e.tcpLog)
+			if strings.Contains(string(b), want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("tcp access log has no %q:\n%s", want, b)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 

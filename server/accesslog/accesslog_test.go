@@ -195,3 +195,31 @@ func TestSetSharesFilesAndStdout(t *testing.T) {
 		t.Fatalf("stdout %q", out.String())
 	}
 }
+
+// BenchmarkLine is the cost of one access log line on the request's
+// goroutine (rendering MOSN's default format into the buffer), with the
+// writer flushing to a file beside it.
+func BenchmarkLine(b *testing.B) {
+	f, err := Compile("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := OpenFile(filepath.Join(b.TempDir(), "a.log"), nil, FileOptions{FlushInterval: 10 * time.Millisecond}, quietLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	var req http1.Request
+	head := []byte("GET /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n")
+	if err := http1.ParseRequest(head, &req, 100); err != nil {
+		b.Fatal(err)
+	}
+	info := &proxy.RequestInfo{Listener: "ingress", Start: time.Now(), Duration: time.Millisecond, Request: &req, Status: 200,
+		Remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}, Local: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2045}}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			w.Line(func(buf []byte) []byte { return f.Append(buf, info) })
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -214,7 +215,15 @@ func (info *RequestInfo) AppendVariable(b []byte, v Variable) []byte {
 	return append(b, val...)
 }
 
+// appendAddr appends a as MOSN prints it ("127.0.0.1:80", "[::1]:80", a
+// unix path), "-" for none; a TCP address without allocating.
 func appendAddr(b []byte, a net.Addr) []byte {
+	if t, ok := a.(*net.TCPAddr); ok && t != nil {
+		ap := t.AddrPort()
+		if ap.Addr().IsValid() {
+			return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).AppendTo(b)
+		}
+	}
 	if a == nil || a.String() == "" {
 		return append(b, notFound...)
 	}

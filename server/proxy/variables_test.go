@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -114,6 +115,25 @@ func TestVariablesOfATCPSession(t *testing.T) {
 		"upstream_cluster": "echo", "request_method": "-", "response_flag": "false"} {
 		if got[k] != w {
 			t.Errorf("%%%s%% = %q, want %q", k, got[k], w)
+		}
+	}
+}
+
+// Addresses print as MOSN's (net.Addr's String), IPv4-mapped ones as IPv4.
+func TestAppendAddr(t *testing.T) {
+	for _, tc := range []struct {
+		a    net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 80}, "10.0.0.1:80"},
+		{&net.TCPAddr{IP: net.ParseIP("::1"), Port: 8080}, "[::1]:8080"},
+		{&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 1, Zone: "eth0"}, "[fe80::1%eth0]:1"},
+		{&net.UnixAddr{Name: "/run/a.sock", Net: "unix"}, "/run/a.sock"},
+		{&net.UnixAddr{Name: "", Net: "unix"}, "-"},
+		{nil, "-"},
+	} {
+		if got := string(appendAddr(nil, tc.a)); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.a, got, tc.want)
 		}
 	}
 }

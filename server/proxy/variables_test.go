@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mosnlite/mosnlite/config"
 )
@@ -136,4 +137,30 @@ func TestAppendAddr(t *testing.T) {
 			t.Errorf("%v: %q, want %q", tc.a, got, tc.want)
 		}
 	}
+}
+
+// A tcp_proxy session over the cluster's max_connections is closed at
+// once, its record flagged; the session holding the place is untouched.
+func TestTCPSessionOverMaxConnections(t *testing.T) {
+	echo := startEcho(t)
+	flags := make(chan ResponseFlags, 2)
+	m := newManager(t, nil, config.Cluster{Name: "echo", Hosts: []config.Host{{Address: echo.addr}},
+		CircuitBreakers: []config.Thresholds{{MaxConnections: 1}}})
+	p, err := newTCP(tcpListener("echo", 0), m, nil, quietLog(), WithSessionObserver(func(info *RequestInfo) { flags <- info.Flags }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, p)
+	first := dial(t, addr)
+	roundTrip(t, first, "holds the place")
+	second := dial(t, addr)
+	_ = second.SetDeadline(time.Now().Add(10 * time.Second))
+	if n, err := second.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("second session: read %d, %v; want it closed", n, err)
+	}
+	if f := <-flags; f&FlagUpstreamOverflow == 0 {
+		t.Fatalf("second session's flags %#x, want upstream overflow", f)
+	}
+	roundTrip(t, first, "still served")
+	first.Close()
 }

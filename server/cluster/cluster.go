@@ -5,6 +5,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -50,6 +51,9 @@ type Cluster struct {
 	maxUses     int
 	bufferLimit int
 	ids         *atomic.Uint64 // the process's connection ids
+	// tlsRoots verify an https health check (nil: the system's CAs, as
+	// MOSN's); injectable for tests.
+	tlsRoots *x509.CertPool
 	// after and jitter time the health checks; injectable for tests.
 	after  func(time.Duration) <-chan time.Time
 	jitter func(n int64) int64 // [0, n)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -108,13 +109,15 @@ func (c *Cluster) probe(ctx context.Context, h *Host) error {
 	default:
 		return nil
 	}
+	p.roots = c.tlsRoots
 	return p.run(ctx, conn)
 }
 
 // httpProbe is one HTTP health check request and what answers are healthy.
 type httpProbe struct {
 	method, path, host string
-	tlsName            string // scheme https: the server name to verify
+	tlsName            string         // scheme https: the server name to verify
+	roots              *x509.CertPool // the CAs it is verified with (nil: the system's)
 	ok                 func(status int) bool
 }
 
@@ -170,7 +173,7 @@ func (p httpProbe) run(ctx context.Context, conn net.Conn) error {
 		}
 	}
 	if p.tlsName != "" {
-		tc := tls.Client(conn, &tls.Config{ServerName: p.tlsName, MinVersion: tls.VersionTLS12})
+		tc := tls.Client(conn, &tls.Config{ServerName: p.tlsName, RootCAs: p.roots, MinVersion: tls.VersionTLS12})
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return fmt.Errorf("tls handshake: %w", err)
 		}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -179,4 +180,38 @@ func TestHealthCheckTimingInitialDelayAndJitter(t *testing.T) {
 	if d := <-waits; d != time.Hour+3*time.Second {
 		t.Fatalf("wait after a check %v, want the interval plus the jitter drawn (1h3s)", d)
 	}
+}
+
+// MOSN's scheme https: the check speaks TLS, verifies the server's
+// certificate for the domain, and flips the host on the status as over
+// plain HTTP; a certificate no trusted CA signed marks the host down.
+func TestMOSNHTTPSCheck(t *testing.T) {
+	var status atomic.Int32
+	status.Store(200)
+	var overTLS atomic.Bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		overTLS.Store(r.TLS != nil && r.URL.Path == "/health")
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer srv.Close()
+	hc := fastCheck("")
+	hc.Protocol = config.ProtocolHTTP1
+	hc.HTTPCheck = &config.HTTPCheckConfig{Scheme: "https", Path: "/health", Domain: "example.com"}
+	m := newTestManager(t, stats.New(),
+		config.Cluster{Name: "trusted", Hosts: []config.Host{{Address: srv.Listener.Addr().String()}}, HealthCheck: hc},
+		config.Cluster{Name: "untrusted", Hosts: []config.Host{{Address: srv.Listener.Addr().String()}}, HealthCheck: hc})
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	m.Get("trusted").tlsRoots = roots
+	m.Start(context.Background())
+	trusted, untrusted := m.Get("trusted").Hosts()[0], m.Get("untrusted").Hosts()[0]
+	waitFor(t, "the host with an unverifiable certificate to go down", func() bool { return !untrusted.Healthy() })
+	waitFor(t, "a check over TLS", overTLS.Load)
+	if !trusted.Healthy() {
+		t.Fatal("the verified host is down while it answers 200")
+	}
+	status.Store(503)
+	waitFor(t, "a 503 over TLS to mark the host unhealthy", func() bool { return !trusted.Healthy() })
+	status.Store(200)
+	waitFor(t, "a 200 over TLS to mark it healthy again", trusted.Healthy)
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // MaxFileSize is the largest config file Load reads. A real config is a few
@@ -21,7 +22,10 @@ const MaxFileSize = 16 << 20
 // value of the wrong type, a refused MOSN feature, a semantic error — yields
 // a *ValidationError listing every problem found, each with its JSON path.
 // Inert fields that are set are listed in the config's Warnings.
-func Parse(data []byte) (*Config, error) {
+func Parse(data []byte) (*Config, error) { return parse(data, time.Now()) }
+
+// parse is Parse at time now (a certificate's validity is checked against it).
+func parse(data []byte, now time.Time) (*Config, error) {
 	root, err := parseTree(data)
 	if err != nil {
 		return nil, &ValidationError{Problems: []Problem{{Msg: err.Error()}}}
@@ -46,6 +50,7 @@ func Parse(data []byte) (*Config, error) {
 			ps.list = append(ps.list, p)
 		}
 	}
+	c.loadTLS(ps, ws, now, ps.list)
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
@@ -86,11 +91,14 @@ var ErrNotRegular = errors.New("not a regular file")
 // ErrTooLarge is wrapped by Load's error for a file over MaxFileSize.
 var ErrTooLarge = fmt.Errorf("larger than %d MiB", MaxFileSize>>20)
 
-// readFile reads a regular file of at most MaxFileSize bytes. It opens
-// without blocking (O_NONBLOCK: a FIFO with no writer would block an open
-// for reading) and checks the type on the open file, so that nothing can be
-// swapped in between.
-func readFile(path string) ([]byte, error) {
+// readFile reads a regular file of at most MaxFileSize bytes (see readFileLimit).
+func readFile(path string) ([]byte, error) { return readFileLimit(path, MaxFileSize, ErrTooLarge) }
+
+// readFileLimit reads a regular file of at most limit bytes, failing with
+// tooLarge (wrapped) past it. It opens without blocking (O_NONBLOCK: a FIFO
+// with no writer would block an open for reading) and checks the type on the
+// open file, so that nothing can be swapped in between.
+func readFileLimit(path string, limit int64, tooLarge error) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		var pe *fs.PathError
@@ -107,15 +115,15 @@ func readFile(path string) ([]byte, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("read %s: %w (%s)", path, ErrNotRegular, fileKind(st.Mode()))
 	}
-	if st.Size() > MaxFileSize {
-		return nil, fmt.Errorf("read %s: %w (%d bytes)", path, ErrTooLarge, st.Size())
+	if st.Size() > limit {
+		return nil, fmt.Errorf("read %s: %w (%d bytes)", path, tooLarge, st.Size())
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	if len(data) > MaxFileSize { // it grew while we read
-		return nil, fmt.Errorf("read %s: %w", path, ErrTooLarge)
+	if int64(len(data)) > limit { // it grew while we read
+		return nil, fmt.Errorf("read %s: %w", path, tooLarge)
 	}
 	return data, nil
 }

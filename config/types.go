@@ -152,7 +152,7 @@ type Listener struct {
 	ListenerFilters       []TypedConfig `json:"listener_filters,omitempty"`
 	FilterChains          []FilterChain `json:"filter_chains,omitempty"`
 	StreamFilters         []TypedConfig `json:"stream_filters,omitempty"`
-	Inspector             bool          `json:"inspector,omitempty"` // plain connections on a TLS listener; no effect without TLS
+	Inspector             bool          `json:"inspector,omitempty"` // plain connections too on a TLS listener
 	ConnectionIdleTimeout *Duration     `json:"connection_idle_timeout,omitempty"`
 	DefaultReadBufferSize int           `json:"default_read_buffer_size,omitempty" inert:"read buffer tuning"`
 	// LogPath and LogLevel are MOSN 0.x listener fields that MOSN 1.x ignores.
@@ -162,6 +162,9 @@ type Listener struct {
 	// DisableMigration (mosnlite) turns off live connection migration on
 	// upgrade for this listener: its connections drain in the old process.
 	DisableMigration bool `json:"disable_migration,omitempty"`
+	// TLSHandshakeTimeout (mosnlite) bounds a TLS handshake, from accept
+	// to its end (default 10s).
+	TLSHandshakeTimeout Duration `json:"tls_handshake_timeout,omitzero"`
 }
 
 // AccessLog is one access log of a listener: a line per HTTP request (per

@@ -48,6 +48,11 @@ type Cluster struct {
 
 	// MaxIdleConns (mosnlite) is the HTTP upstream pool size per host (default 64).
 	MaxIdleConns int `json:"max_idle_conns_per_host,omitempty"`
+
+	// TLS is the upstream TLS context in effect, set by Parse: the cluster's
+	// tls_context, or cluster_manager.tls_context with cluster_manager_tls,
+	// when it is on; nil for plain connections.
+	TLS *TLSConfig `json:"-"`
 }
 
 // Thresholds are the limits of a circuit breaker (MOSN uses the first set).
@@ -65,7 +70,7 @@ type Host struct {
 	Hostname   string    `json:"hostname,omitempty"` // the host's name in access logs (%upstream_host%)
 	Weight     int       `json:"weight,omitempty"`   // 1-128, as MOSN (default 1)
 	Metadata   *Metadata `json:"metadata,omitempty" inert:"host metadata for subset load balancing, which mosnlite refuses"`
-	TLSDisable bool      `json:"tls_disable,omitempty"` // no upstream TLS for this host; there is none anyway
+	TLSDisable bool      `json:"tls_disable,omitempty"` // plain connections to this host in a TLS cluster
 	Network    string    `json:"network,omitempty"`     // mosnlite: tcp (default) or unix
 }
 
@@ -170,29 +175,41 @@ type SlowStartConfig struct {
 	MinWeightPercent  float64   `json:"min_weight_percent,omitempty"`
 }
 
-// TLSConfig is MOSN's tls_context, parsed whole. mosnlite has no TLS yet:
-// a context with Status true is refused; with Status false MOSN ignores the
-// rest, and so does mosnlite.
+// TLSConfig is MOSN's tls_context, parsed whole. A context with Status
+// false is ignored, as in MOSN. For one that is on, Parse reads and checks
+// its certificates, key and CA bundle and resolves its settings into Loaded
+// (see tls.go); the classes of its fields are in the README.
 type TLSConfig struct {
-	Status            bool       `json:"status,omitempty"`
-	Type              string     `json:"type,omitempty"`
-	ServerName        string     `json:"server_name,omitempty"`
-	CACert            string     `json:"ca_cert,omitempty"`
-	CertChain         string     `json:"cert_chain,omitempty"`
-	PrivateKey        string     `json:"private_key,omitempty"`
-	VerifyClient      bool       `json:"verify_client,omitempty"`
-	RequireClientCert bool       `json:"require_client_cert,omitempty"`
-	InsecureSkip      bool       `json:"insecure_skip,omitempty"`
-	CipherSuites      string     `json:"cipher_suites,omitempty"`
-	EcdhCurves        string     `json:"ecdh_curves,omitempty"`
-	MinVersion        string     `json:"min_version,omitempty"`
-	MaxVersion        string     `json:"max_version,omitempty"`
-	ALPN              string     `json:"alpn,omitempty"`
-	Ticket            string     `json:"ticket,omitempty"`
-	Fallback          bool       `json:"fall_back,omitempty"`
-	ExtendVerify      Raw        `json:"extend_verify,omitzero"`
-	Callbacks         []string   `json:"callbacks,omitempty"`
-	SdsConfig         *SdsConfig `json:"sds_source,omitempty"`
+	Status            bool   `json:"status,omitempty"`
+	Type              string `json:"type,omitempty"` // a MOSN TLS extension: refused
+	ServerName        string `json:"server_name,omitempty"`
+	CACert            string `json:"ca_cert,omitempty"`    // a file, or inline PEM
+	CertChain         string `json:"cert_chain,omitempty"` // a file, or inline PEM
+	PrivateKey        string `json:"private_key,omitempty"`
+	VerifyClient      bool   `json:"verify_client,omitempty"`
+	RequireClientCert bool   `json:"require_client_cert,omitempty"`
+	InsecureSkip      bool   `json:"insecure_skip,omitempty"`
+	CipherSuites      string `json:"cipher_suites,omitempty"` // MOSN's names, ":" between them
+	EcdhCurves        string `json:"ecdh_curves,omitempty"`   // "," between them
+	MinVersion        string `json:"min_version,omitempty"`   // TLS_AUTO, TLSv1_0 … TLSv1_3, any case
+	MaxVersion        string `json:"max_version,omitempty"`
+	ALPN              string `json:"alpn,omitempty"` // "," between them
+	// Ticket is stored by MOSN and used nowhere.
+	Ticket       string     `json:"ticket,omitempty"`
+	Fallback     bool       `json:"fall_back,omitempty"`
+	ExtendVerify Raw        `json:"extend_verify,omitzero"`
+	Callbacks    []string   `json:"callbacks,omitempty"`
+	SdsConfig    *SdsConfig `json:"sds_source,omitempty"`
+
+	// SessionTicketKeys (mosnlite) are files of session ticket keys, 80
+	// bytes (Envoy's format) or 32 each; the first encrypts new tickets,
+	// every one decrypts. Without them a listener uses keys the first
+	// generation made, which every successor inherits.
+	SessionTicketKeys []string `json:"session_ticket_keys,omitempty"`
+
+	// Loaded is what Parse read and resolved for a context that is on; nil
+	// for one that is off (or a config built in Go and not parsed).
+	Loaded *TLSMaterial `json:"-"`
 }
 
 // SdsConfig says where certificates come from over SDS (MOSN's fields carry

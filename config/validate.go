@@ -79,7 +79,7 @@ func (v *validator) config(c *Config) {
 	for i := range c.ClusterManager.Clusters {
 		v.cluster(&c.ClusterManager.Clusters[i], index("cluster_manager.clusters", i), clusterNames)
 	}
-	v.tls(c.ClusterManager.TLSContext, "cluster_manager.tls_context")
+	v.tls(c.ClusterManager.TLSContext, "cluster_manager.tls_context", tlsCluster)
 	v.service(c.Admin, "admin")
 	v.service(c.Pprof, "pprof")
 	v.service(c.Metrics, "metrics")
@@ -422,6 +422,7 @@ func (v *validator) listener(l *Listener, path, serverPath string, routers map[s
 	if l.ConnectionIdleTimeout != nil {
 		v.duration(field(path, "connection_idle_timeout"), l.ConnectionIdleTimeout.Duration, 0)
 	}
+	v.duration(field(path, "tls_handshake_timeout"), l.TLSHandshakeTimeout.Duration, 0)
 	for i, f := range l.ListenerFilters {
 		if f.Type == "" && f.Config.IsZero() && f.GoPluginConfig.IsZero() {
 			continue
@@ -456,9 +457,13 @@ func (v *validator) listener(l *Listener, path, serverPath string, routers map[s
 		if fc.TLSContext != nil && len(fc.TLSContextSet) > 0 {
 			v.ps.add(fcp, "tls_context and tls_context_set are mutually exclusive (as in MOSN)")
 		}
-		v.tls(fc.TLSContext, field(fcp, "tls_context"))
+		role := tlsHTTPListener
+		if len(fc.Filters) > 0 && fc.Filters[0].TCP != nil {
+			role = tlsTCPListener
+		}
+		v.tls(fc.TLSContext, field(fcp, "tls_context"), role)
 		for j := range fc.TLSContextSet {
-			v.tls(&fc.TLSContextSet[j], index(field(fcp, "tls_context_set"), j))
+			v.tls(&fc.TLSContextSet[j], index(field(fcp, "tls_context_set"), j), role)
 		}
 		fp := field(fcp, "filters")
 		if len(fc.Filters) != 1 {
@@ -476,14 +481,6 @@ func (v *validator) listener(l *Listener, path, serverPath string, routers map[s
 			v.filter(&fc.Filters[j], index(fp, j), serverPath, routers)
 		}
 	}
-}
-
-// tls refuses a TLS context that is on: mosnlite has no TLS yet.
-func (v *validator) tls(t *TLSConfig, path string) {
-	if t == nil || !t.Status {
-		return
-	}
-	v.ps.add(field(path, "status"), "true (TLS, MOSN's tls_context) is not supported by mosnlite yet")
 }
 
 // address checks a listening network and address and that no other
@@ -621,7 +618,8 @@ func (v *validator) cluster(c *Cluster, path string, names map[string]string) {
 			}
 		}
 	}
-	v.tls(c.TLSContext, field(path, "tls_context"))
+	v.tls(c.TLSContext, field(path, "tls_context"), tlsCluster)
+	v.tlsHostNames(c, path)
 	hosts := map[string]string{}
 	for i, h := range c.Hosts {
 		hp := index(field(path, "hosts"), i)

@@ -86,6 +86,17 @@ func envoyTable() []EnvoyName {
 		{"envoy_server_concurrency", "", "gauge", "(GOMAXPROCS)", "threads running Go code at once"},
 		{"envoy_server_memory_allocated", "", "gauge", "(Go runtime)", "bytes of live heap objects"},
 		{"envoy_server_memory_heap_size", "", "gauge", "(Go runtime)", "bytes of heap reserved from the OS"},
+		{"envoy_listener_ssl_handshake", tagListener, "counter", TLSDownstreamHandshakes, "TLS handshakes with clients that completed"},
+		{"envoy_listener_ssl_session_reused", tagListener, "counter", TLSDownstreamResumed, "TLS handshakes with clients that resumed a session"},
+		{"envoy_listener_ssl_connection_error", tagListener, "counter", TLSDownstreamFailures, "TLS handshakes with clients that failed, not counting client certificate verification and timeouts (every reason but " + TLSReasonNoCert + ", " + TLSReasonBadCert + ", " + TLSReasonTimeout + ")"},
+		{"envoy_listener_ssl_fail_verify_no_cert", tagListener, "counter", TLSDownstreamFailures, "TLS handshakes that failed because the client sent no certificate where one is required (reason " + TLSReasonNoCert + ")"},
+		{"envoy_listener_ssl_fail_verify_error", tagListener, "counter", TLSDownstreamFailures, "TLS handshakes that failed because the client's certificate did not verify (reason " + TLSReasonBadCert + ")"},
+		{"envoy_listener_downstream_cx_transport_socket_connect_timeout", tagListener, "counter", TLSDownstreamFailures, "TLS handshakes with clients that timed out (reason " + TLSReasonTimeout + ")"},
+		{"envoy_cluster_ssl_handshake", tagCluster, "counter", TLSUpstreamHandshakes, "TLS handshakes with upstream hosts that completed"},
+		{"envoy_cluster_ssl_session_reused", tagCluster, "counter", TLSUpstreamResumed, "TLS handshakes with upstream hosts that resumed a session"},
+		{"envoy_cluster_ssl_connection_error", tagCluster, "counter", TLSUpstreamFailures, "TLS handshakes with upstream hosts that failed, not counting the verification of the host's certificate (every reason but " + TLSReasonBadServer + ")"},
+		{"envoy_cluster_ssl_fail_verify_error", tagCluster, "counter", TLSUpstreamFailures, "TLS handshakes that failed because the upstream's certificate did not verify (reason " + TLSReasonBadServer + ")"},
+		{"envoy_server_days_until_first_cert_expiring", "", "gauge", TLSCertificateExpiry, "whole days until the first of the certificates in use expires (0 once one has), present while one is"},
 	}
 }
 
@@ -99,6 +110,13 @@ type envoyNamer struct {
 	help  map[string]string
 	proto map[string]string // listener name → "http" or "tcp"
 	out   []outSeries
+	// sums are Envoy series made of several of ours (the TLS failure
+	// reasons an Envoy counter lumps together), by name and tag.
+	sums     map[[3]string]float64
+	sumOrder [][3]string
+	// firstExpiry is the least time until a certificate expires (ok: there is one).
+	firstExpiry   float64
+	firstExpiryOK bool
 }
 
 func newEnvoyNamer(r *Registry, e Exposition) *envoyNamer {
@@ -133,6 +151,12 @@ func (n *envoyNamer) name(samples []Sample, hists []histsample.Histogram) []outS
 		if !n.histogram(&hists[i]) {
 			n.out = append(n.out, n.r.mosnliteHistogram(&hists[i]))
 		}
+	}
+	for _, k := range n.sumOrder {
+		n.emit(k[0], KindCounter, n.sums[k], k[1], k[2])
+	}
+	if n.firstExpiryOK {
+		n.gauge("envoy_server_days_until_first_cert_expiring", max(math.Floor(n.firstExpiry/86400), 0))
 	}
 	n.gauge("envoy_server_total_connections", connections)
 	n.gauge("envoy_server_concurrency", float64(runtime.GOMAXPROCS(0)))
@@ -193,6 +217,36 @@ func (n *envoyNamer) sample(s Sample) bool {
 		n.emit("envoy_cluster_membership_healthy", s.Kind, s.Value, tagCluster, l("cluster"))
 	case ClusterHosts:
 		n.emit("envoy_cluster_membership_total", s.Kind, s.Value, tagCluster, l("cluster"))
+	case TLSDownstreamHandshakes:
+		n.emit("envoy_listener_ssl_handshake", s.Kind, s.Value, tagListener, n.listenerAddress(listener))
+	case TLSDownstreamResumed:
+		n.emit("envoy_listener_ssl_session_reused", s.Kind, s.Value, tagListener, n.listenerAddress(listener))
+	case TLSDownstreamFailures:
+		name := "envoy_listener_ssl_connection_error"
+		switch l("reason") {
+		case TLSReasonNoCert:
+			name = "envoy_listener_ssl_fail_verify_no_cert"
+		case TLSReasonBadCert:
+			name = "envoy_listener_ssl_fail_verify_error"
+		case TLSReasonTimeout:
+			name = "envoy_listener_downstream_cx_transport_socket_connect_timeout"
+		}
+		n.sum(name, s.Value, tagListener, n.listenerAddress(listener))
+	case TLSUpstreamHandshakes:
+		n.emit("envoy_cluster_ssl_handshake", s.Kind, s.Value, tagCluster, l("cluster"))
+	case TLSUpstreamResumed:
+		n.emit("envoy_cluster_ssl_session_reused", s.Kind, s.Value, tagCluster, l("cluster"))
+	case TLSUpstreamFailures:
+		name := "envoy_cluster_ssl_connection_error"
+		if l("reason") == TLSReasonBadServer {
+			name = "envoy_cluster_ssl_fail_verify_error"
+		}
+		n.sum(name, s.Value, tagCluster, l("cluster"))
+	case TLSCertificateExpiry:
+		if !n.firstExpiryOK || s.Value < n.firstExpiry {
+			n.firstExpiry, n.firstExpiryOK = s.Value, true
+		}
+		return false // the per-certificate series stays: Envoy has none
 	case ServerLive:
 		n.emit("envoy_server_live", s.Kind, s.Value)
 	case ServerGeneration:
@@ -237,6 +291,18 @@ func (n *envoyNamer) emit(name string, kind Kind, v float64, tags ...string) {
 }
 
 func (n *envoyNamer) gauge(name string, v float64) { n.emit(name, KindGauge, v) }
+
+// sum adds v to the counter name{tag=value}, emitted once every sample is seen.
+func (n *envoyNamer) sum(name string, v float64, tag, value string) {
+	k := [3]string{name, tag, value}
+	if _, ok := n.sums[k]; !ok {
+		if n.sums == nil {
+			n.sums = map[[3]string]float64{}
+		}
+		n.sumOrder = append(n.sumOrder, k)
+	}
+	n.sums[k] += v
+}
 
 // listenerAddress is Envoy's listener tag: the bound address with ":" as
 // "_" (as in Envoy's stat names), or the name if the address is unknown.

@@ -70,7 +70,65 @@ func envoyRegistry(t *testing.T, now time.Time) *Registry {
 	reg.Counter("server.upgrades_total", "Upgrades completed.").Add(2)
 	RegisterProcess(reg, Build{Version: "1.2.3", Commit: "abc", GoVersion: "go1.26"},
 		func() time.Time { return now.Add(-90500 * time.Millisecond) }, func() time.Time { return now.Add(-time.Hour) })
+	// TLS on web (handshakes, failures of every kind) and to api.
+	tw := NewTLSListenerMetrics(reg, "web")
+	tw.Handshake(false)
+	tw.Handshake(true)
+	tw.Handshake(true)
+	for _, r := range []string{TLSReasonTimeout, TLSReasonNoCert, TLSReasonBadCert, TLSReasonBadCert, TLSReasonClosed, TLSReasonVersion, TLSReasonNotTLS} {
+		tw.Failure(r)
+	}
+	ta := NewTLSClusterMetrics(reg, "api")
+	ta.Handshake(false)
+	for _, r := range []string{TLSReasonBadServer, TLSReasonAlert, TLSReasonTimeout} {
+		ta.Failure(r)
+	}
+	clock := func() time.Time { return now }
+	RegisterCertificateExpiry(reg, "listener", "web", TLSRoleCertChain, "01", "CN=web", now.Add(30*24*time.Hour+time.Hour), clock)
+	RegisterCertificateExpiry(reg, "cluster", "api", TLSRoleCACert, "02", "CN=ca", now.Add(400*24*time.Hour), clock)
 	return reg
+}
+
+// Envoy's TLS statistics: a counter of ours per reason lumps into Envoy's
+// connection_error, verification and timeout counters; the first
+// certificate to expire gives Envoy's days until it.
+func TestEnvoyTLSNames(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	_, fams := scrape(t, envoyRegistry(t, now))
+	web := []string{"envoy_listener_address", "127.0.0.1_8080"}
+	api := []string{"envoy_cluster_name", "api"}
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"envoy_listener_ssl_handshake", web, 3},
+		{"envoy_listener_ssl_session_reused", web, 2},
+		{"envoy_listener_ssl_connection_error", web, 3}, // closed, version, not_tls
+		{"envoy_listener_ssl_fail_verify_no_cert", web, 1},
+		{"envoy_listener_ssl_fail_verify_error", web, 2},
+		{"envoy_listener_downstream_cx_transport_socket_connect_timeout", web, 1},
+		{"envoy_cluster_ssl_handshake", api, 1},
+		{"envoy_cluster_ssl_session_reused", api, 0},
+		{"envoy_cluster_ssl_connection_error", api, 2}, // alert, timeout
+		{"envoy_cluster_ssl_fail_verify_error", api, 1},
+		{"envoy_server_days_until_first_cert_expiring", nil, 30},
+	} {
+		if got := find(t, fams, c.name, c.labels...).value; got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	// The per-certificate series has no Envoy counterpart: it keeps its name.
+	got := find(t, fams, "mosnlite_tls_certificate_seconds_until_expiration",
+		"scope", "listener", "name", "web", "role", "cert_chain", "serial", "01", "subject", "CN=web").value
+	if want := (30*24*time.Hour + time.Hour).Seconds(); got != want {
+		t.Errorf("seconds until expiration %v, want %v", got, want)
+	}
+	for _, gone := range []string{"mosnlite_tls_downstream_handshake_failures_total", "mosnlite_tls_upstream_handshakes_total"} {
+		if fams[gone] != nil {
+			t.Errorf("%s is exposed in Envoy naming", gone)
+		}
+	}
 }
 
 type promSample struct {

@@ -20,12 +20,12 @@ const (
 // Reasons a TLS handshake fails, the reason label of the failure counters.
 // Every one exists, at zero, for every TLS listener and cluster.
 const (
-	TLSReasonTimeout   = "timeout"    // not done within the handshake timeout
-	TLSReasonClosed    = "closed"     // the peer closed or reset the connection during it
-	TLSReasonNotTLS    = "not_tls"    // the first bytes are not a TLS record
-	TLSReasonVersion   = "version"    // no protocol version in common
-	TLSReasonCipher    = "cipher"     // no cipher suite or key exchange group in common
-	TLSReasonALPN      = "alpn"       // no application protocol in common
+	TLSReasonTimeout   = "timeout" // not done within the handshake timeout
+	TLSReasonClosed    = "closed"  // the peer closed or reset the connection during it
+	TLSReasonNotTLS    = "not_tls" // the first bytes are not a TLS record
+	TLSReasonVersion   = "version" // no protocol version in common
+	TLSReasonCipher    = "cipher"  // no cipher suite or key exchange group in common
+	TLSReasonALPN      = "alpn"    // no application protocol in common
 	TLSReasonNoCert    = "no_client_cert"
 	TLSReasonBadCert   = "bad_client_cert" // a client certificate that does not verify
 	TLSReasonBadServer = "bad_server_cert" // an upstream certificate that does not verify (upstream only)

@@ -52,6 +52,7 @@ func NewAdminHandler(info Info, reg *stats.Registry, clock func() time.Time, log
 		{"GET /server_info", "process: pid, version, state, generation, draining pid, uptime", a.serverInfo},
 		{"GET /listeners", "listeners and their bound addresses; ?format=json for Envoy's shape, ?format=text for name::address lines", a.listeners},
 		{"GET /config_dump", "the effective configuration", a.configDump},
+		{"GET /certs", "the TLS certificates in use (Envoy's shape): subject, SANs, serial, validity, days until expiration", a.certs},
 		{"GET /stats", "every stat as name: value lines, histograms as count, sum and percentiles; ?filter=REGEX, ?format=json|prometheus", a.stats},
 		{"GET /stats/prometheus", "every stat in the Prometheus format (OpenMetrics if asked), named as /metrics names them", a.prom.ServeHTTP},
 		{"GET /ready", "200 LIVE when serving, 503 and the state otherwise", a.ready},

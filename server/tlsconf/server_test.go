@@ -219,7 +219,9 @@ func TestHandshakeFailureReasons(t *testing.T) {
 				t.Errorf("plain HTTP on the TLS listener got %q, want a 400", got)
 			}
 		}},
-		{stats.TLSReasonVersion, func() { client(func(c *tls.Config) { c.MinVersion, c.MaxVersion = tls.VersionTLS10, tls.VersionTLS11 }) }},
+		{stats.TLSReasonVersion, func() {
+			client(func(c *tls.Config) { c.MinVersion, c.MaxVersion = tls.VersionTLS10, tls.VersionTLS11 })
+		}},
 		{stats.TLSReasonCipher, func() {
 			client(func(c *tls.Config) {
 				c.MaxVersion, c.CipherSuites = tls.VersionTLS12, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}

@@ -41,8 +41,10 @@ type TicketKey struct {
 	Created time.Time
 }
 
-func (k TicketKey) String() string                 { return "TicketKey(created " + k.Created.UTC().Format(time.RFC3339) + ", redacted)" }
-func (k TicketKey) GoString() string               { return k.String() }
+func (k TicketKey) String() string {
+	return "TicketKey(created " + k.Created.UTC().Format(time.RFC3339) + ", redacted)"
+}
+func (k TicketKey) GoString() string              { return k.String() }
 func (k TicketKey) Format(f fmt.State, verb rune) { _, _ = io.WriteString(f, k.String()) }
 
 // Ring is the lineage's generated session ticket keys, newest first.

@@ -151,7 +151,10 @@
 // export; the new one adds them to its registry. It also carries Env:
 // names and values a process manager gave the lineage that a successor
 // started outside it lacks (systemd's WATCHDOG_USEC), at most MaxEnv, each
-// bounded. After the ack the old one
+// bounded, and the lineage's TLS session ticket keys ("session_ticket_keys":
+// [{"key": base64 of 32 bytes, "created": RFC 3339}], at most 16; secret,
+// on this socket only, never logged), so that clients resume their TLS
+// sessions across the upgrade. After the ack the old one
 // sends, with Successor.SendCounters, what grew since its last send
 // ({"counters": [...], "histograms": [deltas], "more": bool}), and Bye when
 // drained; Follow hands each push to the caller (FollowHooks.Counts). A push

@@ -1,6 +1,7 @@
 package reconfig
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,11 +64,12 @@ func startOldLog(t *testing.T, dir string, timeout time.Duration, log *logrus.En
 			f := dupFile(t, o.ln)
 			defer f.Close()
 			return send(Manifest{
-				Generation: 3,
-				StartTime:  o.start,
-				Entries:    []ident.Spec{{Name: "web", Kind: ident.KindServer, Network: "tcp", Address: o.ln.Addr().String()}},
-				Counters:   []sample.Sample{{Name: "cx_total", Kind: sample.KindCounter, Value: 5}},
-				Histograms: []histsample.Histogram{testHistogram("rq_seconds", 3)},
+				Generation:        3,
+				StartTime:         o.start,
+				Entries:           []ident.Spec{{Name: "web", Kind: ident.KindServer, Network: "tcp", Address: o.ln.Addr().String()}},
+				Counters:          []sample.Sample{{Name: "cx_total", Kind: sample.KindCounter, Value: 5}},
+				Histograms:        []histsample.Histogram{testHistogram("rq_seconds", 3)},
+				SessionTicketKeys: []SessionTicketKey{{Key: bytes.Repeat([]byte{7}, SessionTicketKeySize), Created: o.start}},
 			}, []int{int(f.Fd())})
 		},
 		OnAck: func(s *Successor) {
@@ -143,6 +145,9 @@ func TestFullHandoff(t *testing.T) {
 	}
 	if h := up.Manifest().Histograms; len(h) != 1 || !reflect.DeepEqual(h[0], testHistogram("rq_seconds", 3)) {
 		t.Fatalf("histograms = %+v", h)
+	}
+	if k := up.Manifest().SessionTicketKeys; len(k) != 1 || !bytes.Equal(k[0].Key, bytes.Repeat([]byte{7}, SessionTicketKeySize)) || !k[0].Created.Equal(old.start) {
+		t.Fatalf("session ticket keys did not come through: %d", len(k))
 	}
 	files := up.Sockets()
 	if len(files) != 1 || files[0].Spec.Address != addr || files[0].Spec.Kind != "server" {

@@ -47,6 +47,43 @@ type Manifest struct {
 	// the process systemd started): names and values, opaque here, at most
 	// MaxEnv of them. Absent from an older old process.
 	Env map[string]string `json:"env,omitempty"`
+	// SessionTicketKeys are the lineage's TLS session ticket keys, so that
+	// a client resumes its session across the upgrade. Secret: they travel
+	// only here, on the 0600, peer-checked listen.sock, and never print.
+	// Absent from an older old process (then the new one makes its own).
+	SessionTicketKeys []SessionTicketKey `json:"session_ticket_keys,omitempty"`
+}
+
+// SessionTicketKey is one TLS session ticket key of the lineage and when it
+// was made. It prints without its key.
+type SessionTicketKey struct {
+	Key     []byte    `json:"key"`
+	Created time.Time `json:"created"`
+}
+
+func (k SessionTicketKey) String() string {
+	return "SessionTicketKey(created " + k.Created.UTC().Format(time.RFC3339) + ", redacted)"
+}
+func (k SessionTicketKey) GoString() string              { return k.String() }
+func (k SessionTicketKey) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(k.String())) }
+
+// Limits of Manifest.SessionTicketKeys.
+const (
+	MaxSessionTicketKeys = 16
+	SessionTicketKeySize = 32
+)
+
+// CheckSessionTicketKeys checks received session ticket keys.
+func CheckSessionTicketKeys(keys []SessionTicketKey) error {
+	if len(keys) > MaxSessionTicketKeys {
+		return fmt.Errorf("%d session ticket keys, at most %d", len(keys), MaxSessionTicketKeys)
+	}
+	for i, k := range keys {
+		if len(k.Key) != SessionTicketKeySize || k.Created.IsZero() {
+			return fmt.Errorf("session ticket key %d: %d bytes (want %d) or no creation time", i, len(k.Key), SessionTicketKeySize)
+		}
+	}
+	return nil
 }
 
 // Limits of Manifest.Env.
@@ -157,6 +194,10 @@ func readManifest(d *wire.Decoder) (Manifest, []*os.File, error) {
 		}
 	}
 	if err := checkEnv(m.Env); err != nil {
+		f.CloseFDs()
+		return Manifest{}, nil, badFrame("manifest: %v", err)
+	}
+	if err := CheckSessionTicketKeys(m.SessionTicketKeys); err != nil {
 		f.CloseFDs()
 		return Manifest{}, nil, badFrame("manifest: %v", err)
 	}

@@ -1,8 +1,10 @@
 package reconfig
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -316,5 +318,27 @@ func TestManifestEnvBounded(t *testing.T) {
 	}
 	if err := checkEnv(map[string]string{"WATCHDOG_USEC": "30000000"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestManifestSessionTicketKeys(t *testing.T) {
+	key := SessionTicketKey{Key: bytes.Repeat([]byte{0xab}, SessionTicketKeySize), Created: time.Unix(1700000000, 0)}
+	if err := CheckSessionTicketKeys([]SessionTicketKey{key}); err != nil {
+		t.Fatal(err)
+	}
+	many := make([]SessionTicketKey, MaxSessionTicketKeys+1)
+	for i := range many {
+		many[i] = key
+	}
+	for _, keys := range [][]SessionTicketKey{many, {{Key: key.Key[:16], Created: key.Created}}, {{Key: key.Key}}} {
+		if err := CheckSessionTicketKeys(keys); err == nil {
+			t.Errorf("accepted %d keys of %d bytes", len(keys), len(keys[0].Key))
+		}
+	}
+	// Secret: no format shows the key.
+	for _, out := range []string{fmt.Sprint(key), fmt.Sprintf("%v %+v %#v %s %x", key, key, []SessionTicketKey{key}, key, key)} {
+		if strings.Contains(strings.ToLower(out), "abab") || strings.Contains(out, "171 171") || !strings.Contains(out, "redacted") {
+			t.Errorf("a session ticket key prints as %q", out)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/server/proxy"
+	"github.com/mosnlite/mosnlite/server/tlsconf"
 	"github.com/mosnlite/mosnlite/service"
 	"github.com/mosnlite/mosnlite/service/stats"
 	"github.com/sirupsen/logrus"
@@ -84,21 +85,28 @@ func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
 			}
-			p, err := s.newProxy(l, srv, clusters, log, httpRT)
+			hs, err := tlsconf.NewServer(&l, tlsconf.ServerOptions{Registry: s.reg, Ring: s.ticketRing(), Now: s.fx.now,
+				HTTP: len(l.FilterChains) == 1 && len(l.FilterChains[0].Filters) == 1 && l.FilterChains[0].Filters[0].HTTP != nil})
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
 			}
-			if m, ok := p.(proxy.Migrator); ok && !l.DisableMigration {
+			p, err := s.newProxy(l, srv, clusters, log, httpRT, hs)
+			if err != nil {
+				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
+			}
+			// A TLS connection cannot move with its crypto state: it drains.
+			noMigration := l.DisableMigration || hs != nil
+			if m, ok := p.(proxy.Migrator); ok && !noMigration {
 				stats.MigrationCounters(s.reg, l.Name, m.Kind())
 			}
-			parts = append(parts, &part{spec: spec, proxy: p, noMigration: l.DisableMigration})
+			parts = append(parts, &part{spec: spec, proxy: p, noMigration: noMigration, tls: hs})
 		}
 	}
 	return clusters, parts, nil
 }
 
 func (s *Server) newProxy(l config.Listener, srv *config.Server, clusters *cluster.Manager, log *logrus.Entry,
-	httpRT *proxy.HTTPRuntime) (proxy.Proxy, error) {
+	httpRT *proxy.HTTPRuntime, hs *tlsconf.Server) (proxy.Proxy, error) {
 	if len(l.FilterChains) != 1 || len(l.FilterChains[0].Filters) != 1 {
 		return nil, fmt.Errorf("want exactly one filter chain with one filter")
 	}
@@ -128,11 +136,17 @@ func (s *Server) newProxy(l config.Listener, srv *config.Server, clusters *clust
 		for _, o := range observers {
 			opts = append(opts, proxy.WithRequestObserver(o))
 		}
+		if hs != nil {
+			opts = append(opts, proxy.WithHandshake(hs))
+		}
 		return proxy.NewHTTP(l, r, clusters, s.reg, log.WithField("component", "http_proxy"), opts...)
 	case f.TCP != nil:
 		opts := []proxy.TCPOption{proxy.WithTCPMetrics(stats.NewTCPListenerMetrics(s.reg, l.Name, f.TCP.Cluster))}
 		for _, o := range observers {
 			opts = append(opts, proxy.WithSessionObserver(o))
+		}
+		if hs != nil {
+			opts = append(opts, proxy.WithTCPHandshake(hs))
 		}
 		return proxy.NewTCP(l, clusters, s.reg, log.WithField("component", "tcp_proxy"), opts...)
 	default:

@@ -82,6 +82,7 @@ func (e *envoyStyle) begin(ctx context.Context) (lineage, predecessor, error) {
 		p.log.WithError(err).Warn("hot restart: parent stats")
 	}
 	p.socks = socks
+	lin.ticketKeys = ticketKeysFromWire(hr.SessionTicketKeys())
 	lin.firstStart, lin.drainingPID = first, hr.ParentPID()
 	lin.drainBound = e.o.ParentShutdownTime
 	p.log.WithField("listeners", len(socks)).Info("hot restart: took the parent's listeners")
@@ -114,8 +115,11 @@ func (e *envoyStyle) listen(h successorHooks) (endpoint, error) {
 		err := hr.Serve(envoy.ParentHooks{
 			ShutdownAdmin:   h.pauseAdmin,
 			ExportListeners: h.export,
-			Stats:           h.stats,
-			Histograms:      h.histograms,
+			SessionTicketKeys: func() []reconfig.SessionTicketKey {
+				return ticketKeysToWire(h.ticketKeys())
+			},
+			Stats:      h.stats,
+			Histograms: h.histograms,
 			Drain: func(succ *reconfig.Successor) {
 				// Before the reply: the child's next stats pull shows at
 				// least what our service ports show from now on.

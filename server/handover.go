@@ -52,6 +52,7 @@ func (s *Server) successorHooks() successorHooks {
 		pauseAdmin: s.pauseAdmin,
 		stats:      s.reg.Unfrozen,
 		histograms: s.reg.Histograms,
+		ticketKeys: s.ticketKeys,
 		terminate:  s.terminate,
 	}
 }
@@ -70,12 +71,13 @@ func (s *Server) manifest() lineage {
 	if s.opts.Carry != nil {
 		env = s.opts.Carry()
 	}
+	keys := s.ticketKeys()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return lineage{
 		generation: s.generation, firstStart: s.firstStart, counters: c, histograms: hs,
 		// The drain after the ack lasts at most graceful_timeout.
-		drainBound: s.gracefulTimeout(), env: env,
+		drainBound: s.gracefulTimeout(), env: env, ticketKeys: keys,
 	}
 }
 

@@ -175,6 +175,7 @@ func (s *Server) refusalLog(pid any) func(error) {
 
 // inherit takes what the lineage carries.
 func (s *Server) inherit(lin lineage, pid any) {
+	s.inheritTicketKeys(lin.ticketKeys)
 	s.reg.AddCounters(lin.counters)
 	s.refusalLog(pid)(s.reg.AddHistograms(lin.histograms))
 	s.mu.Lock()

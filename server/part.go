@@ -13,6 +13,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/listener"
 	"github.com/mosnlite/mosnlite/server/proxy"
+	"github.com/mosnlite/mosnlite/server/tlsconf"
 	"github.com/mosnlite/mosnlite/service"
 )
 
@@ -28,8 +29,10 @@ type part struct {
 	serving bool
 	stopped chan struct{} // closed when the accept loop has returned
 	// noMigration: the listener's connections drain on upgrade instead of
-	// moving to the successor (disable_migration).
+	// moving to the successor (disable_migration, or TLS).
 	noMigration bool
+	// tls is the listener's TLS, nil for a plain one.
+	tls *tlsconf.Server
 }
 
 func (p *part) String() string { return p.spec.String() }

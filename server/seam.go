@@ -6,6 +6,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig"
+	"github.com/mosnlite/mosnlite/server/tlsconf"
 	"github.com/mosnlite/mosnlite/service/stats/histsample"
 	"github.com/mosnlite/mosnlite/service/stats/sample"
 )
@@ -44,7 +45,8 @@ type lineage struct {
 	// drainingElsewhere: the predecessor is in another PID namespace;
 	// drainingPID is the pid it reports there.
 	drainingElsewhere bool
-	env               map[string]string // Manifest.Env (MOSN style)
+	env               map[string]string   // Manifest.Env (MOSN style)
+	ticketKeys        []tlsconf.TicketKey // TLS session ticket keys (secret)
 }
 
 // predecessor is the process this one takes over from, seen from the new side.
@@ -120,6 +122,7 @@ type successorHooks struct {
 	pauseAdmin func() time.Time
 	stats      func() []sample.Sample
 	histograms func() []histsample.Histogram
+	ticketKeys func() []tlsconf.TicketKey
 	terminate  func()
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/server/accesslog"
 	"github.com/mosnlite/mosnlite/server/cluster"
+	"github.com/mosnlite/mosnlite/server/tlsconf"
 	"github.com/mosnlite/mosnlite/service"
 	"github.com/mosnlite/mosnlite/service/stats"
 	"github.com/mosnlite/mosnlite/service/stats/histsample"
@@ -181,6 +182,8 @@ type Server struct {
 	exported      []stats.Sample
 	exportedHists []histsample.Histogram
 	handover      *handover // the handover to a successor in progress
+	// tickets are the lineage's TLS session ticket keys (tls.go).
+	tickets *tlsconf.Ring
 
 	quit     chan struct{} // closed to ask the process to stop gracefully
 	quitOnce sync.Once

@@ -40,6 +40,7 @@ func (m *mosnStyle) begin(ctx context.Context) (lineage, predecessor, error) {
 		// The kernel names a process of another PID namespace 0: the pid
 		// shown is then the one it reports there.
 		drainingElsewhere: up.OldPID() == 0 && mf.PID > 0, env: mf.Env,
+		ticketKeys: ticketKeysFromWire(mf.SessionTicketKeys),
 	}
 	return lin, &mosnPredecessor{up: up, log: m.s.log}, nil
 }
@@ -64,6 +65,7 @@ func (m *mosnStyle) serverConfig(h successorHooks) reconfig.ServerConfig {
 				mf := reconfig.Manifest{
 					Generation: uint64(lin.generation), StartTime: lin.firstStart,
 					Counters: lin.counters, Histograms: lin.histograms, DrainTimeout: lin.drainBound, Entries: specs, Env: lin.env,
+					SessionTicketKeys: ticketKeysToWire(lin.ticketKeys),
 				}
 				err := send(mf, fds)
 				if errors.Is(err, reconfig.ErrManifestTooLarge) && len(mf.Histograms) > 0 {

@@ -56,6 +56,13 @@ func (h *HotRestart) PassListenSockets(ctx context.Context) ([]ident.Socket, err
 		f.closeFiles()
 		return nil, err
 	}
+	if err := reconfig.CheckSessionTicketKeys(reply.SessionTicketKeys); err != nil {
+		f.closeFiles()
+		return nil, fmt.Errorf("envoy: pass listen sockets: %v: %w", err, ErrGarbled)
+	}
+	h.cmu.Lock()
+	h.ticketKeys = reply.SessionTicketKeys
+	h.cmu.Unlock()
 	if len(reply.Sockets) != len(f.files) {
 		n := len(f.files)
 		f.closeFiles()
@@ -70,6 +77,15 @@ func (h *HotRestart) PassListenSockets(ctx context.Context) ([]ident.Socket, err
 		out[i] = ident.Socket{Spec: e, File: f.files[i]}
 	}
 	return out, nil
+}
+
+// SessionTicketKeys are the TLS session ticket keys the parent passed with
+// its listening sockets (none before PassListenSockets, or from an older
+// parent).
+func (h *HotRestart) SessionTicketKeys() []reconfig.SessionTicketKey {
+	h.cmu.Lock()
+	defer h.cmu.Unlock()
+	return h.ticketKeys
 }
 
 // Stats are a parent's series, as a child pulls them.

@@ -15,6 +15,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+
+	"github.com/mosnlite/mosnlite/reconfig"
 )
 
 // dynamicBaseIDAttempts bounds the search for a free base id.
@@ -104,6 +106,7 @@ type HotRestart struct {
 	counters         StatsAdder    // see AttachStats
 	gone             chan struct{} // closed once the parent is terminated or lost
 	goneOnce         sync.Once
+	ticketKeys       []reconfig.SessionTicketKey // passed with the listeners
 
 	// Parent side.
 	pmu       sync.Mutex // one request at a time

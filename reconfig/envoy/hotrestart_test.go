@@ -1,6 +1,7 @@
 package envoy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,6 +59,7 @@ func (p *fakeProcess) hooks() ParentHooks {
 			}
 			return send([]ident.Spec{{Name: "proxy", Kind: ident.KindServer, Network: "tcp", Address: p.ln.Addr().String()}}, []int{fd})
 		},
+		SessionTicketKeys: func() []reconfig.SessionTicketKey { return []reconfig.SessionTicketKey{testTicketKey(p.start)} },
 		Stats: func() []sample.Sample {
 			p.mu.Lock()
 			defer p.mu.Unlock()
@@ -72,6 +74,10 @@ func (p *fakeProcess) hooks() ParentHooks {
 		},
 		Terminate: func() { p.once[2].Do(func() { close(p.terminated) }) },
 	}
+}
+
+func testTicketKey(created time.Time) reconfig.SessionTicketKey {
+	return reconfig.SessionTicketKey{Key: bytes.Repeat([]byte{9}, reconfig.SessionTicketKeySize), Created: created}
 }
 
 func (p *fakeProcess) setStats(s ...sample.Sample) {
@@ -230,6 +236,9 @@ func testTakeover(t *testing.T, abstract bool) {
 	}
 	if len(socks) != 1 {
 		t.Fatalf("got %d sockets", len(socks))
+	}
+	if k := h1.SessionTicketKeys(); len(k) != 1 || !bytes.Equal(k[0].Key, testTicketKey(p0.start).Key) || !k[0].Created.Equal(p0.start) {
+		t.Fatalf("session ticket keys did not come with the sockets (%d)", len(k))
 	}
 	s := socks[0]
 	if s.Spec.Name != "proxy" || s.Spec.Kind != "server" || s.Spec.Network != "tcp" || s.Spec.Address != p0.ln.Addr().String() {

@@ -18,6 +18,9 @@ type shutdownAdminReply struct {
 type passSocketsReply struct {
 	// Sockets are in descriptor order.
 	Sockets []ident.Spec `json:"sockets"`
+	// SessionTicketKeys are the lineage's TLS session ticket keys (secret;
+	// this socket is peer-checked). Absent from an older parent.
+	SessionTicketKeys []reconfig.SessionTicketKey `json:"session_ticket_keys,omitempty"`
 }
 
 // drainRequest comes with one descriptor: the child's end of the drain

@@ -31,6 +31,9 @@ type ParentHooks struct {
 	// (listener.Set.Export). It must not stop the listeners: the parent keeps
 	// accepting until Drain.
 	ExportListeners func(send func(specs []ident.Spec, fds []int) error) error
+	// SessionTicketKeys are the TLS session ticket keys the child takes
+	// with the listeners, so that clients resume their sessions on it.
+	SessionTicketKeys func() []reconfig.SessionTicketKey
 	// Stats returns this process's counters and gauges as the child should see
 	// them: the registry snapshot with StatMerger.Overlay applied, so that the
 	// gauges of a grandparent that still lives are included.
@@ -243,6 +246,9 @@ func (h *HotRestart) sendStats(c *net.UnixConn, hooks ParentHooks, req statsRequ
 
 func (h *HotRestart) passSocketsToChild(c *net.UnixConn, hooks ParentHooks, log *logrus.Entry) error {
 	reply := passSocketsReply{Sockets: []ident.Spec{}}
+	if hooks.SessionTicketKeys != nil {
+		reply.SessionTicketKeys = hooks.SessionTicketKeys()
+	}
 	if hooks.ExportListeners == nil {
 		return writeFrame(c, msgPassSocketsReply, reply, nil)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/server/tlsconf"
+	"github.com/mosnlite/mosnlite/service"
 	"github.com/mosnlite/mosnlite/service/stats"
 )
 
@@ -57,6 +59,9 @@ type Cluster struct {
 	// after and jitter time the health checks; injectable for tests.
 	after  func(time.Duration) <-chan time.Time
 	jitter func(n int64) int64 // [0, n)
+	// tls, if set, is the TLS of every connection to a host without
+	// tls_disable, handshaken within the connect timeout.
+	tls *tlsconf.Client
 
 	cxTotal      *stats.Counter
 	connectFail  *stats.Counter
@@ -105,11 +110,15 @@ func newCluster(cfg config.Cluster, reg *stats.Registry, m *stats.ClusterMetrics
 		host := newHost(i, h.Network, h.Address, h.Weight)
 		host.hostname = h.Hostname
 		host.pool.max = perHost
+		host.plain = h.TLSDisable
 		c.hosts = append(c.hosts, host)
 	}
 	if cfg.HealthCheck != nil {
 		hc := *cfg.HealthCheck
 		c.health = &hc
+	}
+	if c.tls, err = tlsconf.NewClient(&cfg, tlsconf.ClientOptions{Registry: reg}); err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", cfg.Name, err)
 	}
 	c.healthyHosts.Set(float64(len(c.hosts)))
 
@@ -163,7 +172,7 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 func (c *Cluster) dialHost(ctx context.Context, h *Host) (*Conn, error) {
 	c.cxTotal.Inc()
 	start := c.now()
-	nc, err := c.dial(ctx, h.network, h.address)
+	nc, err := c.connect(ctx, h, h.network, h.address)
 	if err != nil {
 		c.connectFail.Inc()
 		c.log.WithError(err).WithField("host", h.address).Debug("upstream connect failed")
@@ -192,6 +201,31 @@ func (c *Cluster) opened(nc net.Conn, h *Host) *Conn {
 func (c *Cluster) Inherited(nc net.Conn, h *Host) *Conn {
 	c.lim.addConn()
 	return c.opened(nc, h)
+}
+
+// connect opens a connection to h: plain, or with its TLS handshake done,
+// both within the connect timeout. A failed handshake is a failed connect:
+// nothing was sent, another host may be tried.
+// The address is h's, or (a health check's port) another port of it.
+func (c *Cluster) connect(ctx context.Context, h *Host, network, address string) (net.Conn, error) {
+	if c.tls == nil || h.plain {
+		return c.dial(ctx, network, address)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
+	defer cancel()
+	nc, err := c.dial(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return c.tls.Handshake(ctx, nc, address)
+}
+
+// Certificates describes the certificates of the cluster's TLS, none without.
+func (c *Cluster) Certificates() []service.CertificateSet {
+	if c.tls == nil {
+		return nil
+	}
+	return c.tls.Certificates()
 }
 
 // DialContext connects to a healthy host picked by the load balancer, within

@@ -95,7 +95,13 @@ func (c *Cluster) probe(ctx context.Context, h *Host) error {
 			address = net.JoinHostPort(host, strconv.Itoa(hcc.Port))
 		}
 	}
-	conn, err := c.dial(ctx, network, address)
+	var conn net.Conn
+	var err error
+	if hcc != nil && hcc.Scheme == "https" {
+		conn, err = c.dial(ctx, network, address) // the check's own TLS (run)
+	} else {
+		conn, err = c.connect(ctx, h, network, address) // with the cluster's TLS, as requests go
+	}
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}

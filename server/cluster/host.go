@@ -9,6 +9,7 @@ type Host struct {
 	hostname string // config's hostname, "" if none
 	network  string
 	weight   int
+	plain    bool // tls_disable: no TLS to this host in a TLS cluster
 
 	healthy atomic.Bool
 	active  atomic.Int64 // requests or sessions in flight, for least-request

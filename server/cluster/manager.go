@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/service"
 	"github.com/mosnlite/mosnlite/service/stats"
 )
 
@@ -89,6 +90,16 @@ func HostAddresses(cfg config.Cluster) []string {
 // NextConnID numbers a downstream connection (upstream ones are numbered
 // by the cluster): ids are unique in the process.
 func (m *Manager) NextConnID() uint64 { return m.ids.Add(1) }
+
+// Certificates describes the certificates of every cluster with TLS, in no
+// particular order.
+func (m *Manager) Certificates() []service.CertificateSet {
+	var out []service.CertificateSet
+	for _, c := range m.clusters {
+		out = append(out, c.Certificates()...)
+	}
+	return out
+}
 
 // Get returns the named cluster, or nil.
 func (m *Manager) Get(name string) *Cluster { return m.clusters[name] }

@@ -115,6 +115,35 @@ func (t *Tracker) AddSince(c Conn, since time.Time) (remove func()) {
 	return func() { t.Remove(c) }
 }
 
+// Replace tracks c in place of old: one connection that changed form (a
+// TLS handshake done: what serves it now is c), keeping its start and
+// state, so that the count never drops in between. It returns the function
+// that stops tracking c. As Add does, it drains, migrates or closes c at
+// once if the tracker does. An old that is no longer tracked (removed
+// meanwhile) makes Replace an Add.
+func (t *Tracker) Replace(old, c Conn) (remove func()) {
+	t.mu.Lock()
+	e, ok := t.conns[old]
+	if ok {
+		delete(t.conns, old)
+		t.conns[c] = e
+	}
+	draining, migrating, closing := t.draining, t.migrating, t.closing
+	t.mu.Unlock()
+	if !ok {
+		return t.Add(c)
+	}
+	switch {
+	case closing:
+		_ = c.Close()
+	case draining:
+		c.Drain()
+	case migrating:
+		migrateOrDrain(c)
+	}
+	return func() { t.Remove(c) }
+}
+
 func migrateOrDrain(c Conn) {
 	if m, ok := c.(Migratable); ok {
 		m.Migrate()

@@ -177,3 +177,46 @@ func TestAgeCarriesOver(t *testing.T) {
 		t.Fatal("removed conn still has an age")
 	}
 }
+
+// Replace keeps one connection counted through a change of form, with its
+// age, and tells the new form what the tracker is doing.
+func TestReplace(t *testing.T) {
+	g := stats.New().Gauge("g", "")
+	tr := New("l", g)
+	start := time.Unix(1000, 0)
+	tr.now = func() time.Time { return start }
+	hs := &fakeConn{}
+	tr.Add(hs)
+	tr.now = func() time.Time { return start.Add(time.Hour) }
+	served := &fakeConn{}
+	remove := tr.Replace(hs, served)
+	if tr.Len() != 1 || g.Value() != 1 {
+		t.Fatalf("after Replace: %d tracked, gauge %v; want 1", tr.Len(), g.Value())
+	}
+	if since, ok := tr.Since(served); !ok || !since.Equal(start) {
+		t.Errorf("replacement starts at %v (%v), want the original's %v", since, ok, start)
+	}
+	if _, ok := tr.State(hs); ok {
+		t.Error("the old form is still tracked")
+	}
+	tr.Drain()
+	if !(served.drains.Load() > 0) {
+		t.Error("Drain did not reach the replacement")
+	}
+	late := &fakeConn{}
+	tr.Replace(&fakeConn{}, late) // its old form was never (or no longer) tracked
+	if !(late.drains.Load() > 0) || tr.Len() != 2 {
+		t.Errorf("a replacement of an untracked conn: drained %v, %d tracked", (late.drains.Load() > 0), tr.Len())
+	}
+	tr.CloseAll()
+	closing := &fakeConn{}
+	tr.Add(hs)
+	tr.Replace(hs, closing)
+	if !(closing.closes.Load() > 0) {
+		t.Error("a replacement after CloseAll was not closed")
+	}
+	remove()
+	if _, ok := tr.State(served); ok {
+		t.Error("remove did not untrack the replacement")
+	}
+}

@@ -173,6 +173,10 @@ func (p *httpProxy) Serve(l net.Listener) error {
 }
 
 func (p *httpProxy) handle(nc net.Conn) {
+	if p.handshaker != nil {
+		p.begin(nc, p.serveNegotiated)
+		return
+	}
 	c := p.newConn(nc)
 	c.remove = p.tracker.Add(c)
 	go c.serve(startFresh)

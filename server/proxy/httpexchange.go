@@ -1090,7 +1090,7 @@ func (c *httpConn) flush(x *exchange) error {
 // peerClosed reports whether a pooled upstream connection was closed by the
 // upstream (or has unexpected bytes waiting): one non-blocking peek.
 func peerClosed(nc net.Conn) bool {
-	r := newRawIO(nc)
+	r := newRawIO(socketOf(nc))
 	if r == nil {
 		return false
 	}

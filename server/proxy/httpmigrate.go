@@ -108,6 +108,9 @@ func (c *httpConn) handover() (Handover, error) {
 // requests, held until Start. Its reader starts with what the predecessor
 // had buffered.
 func (p *httpProxy) Adopt(h Handover) (Held, error) {
+	if err := p.refuseAdopt(); err != nil {
+		return nil, err
+	}
 	if h.Kind != KindHTTP {
 		return nil, fmt.Errorf("proxy: listener %s is an http proxy, cannot take a %q connection", p.name, h.Kind)
 	}

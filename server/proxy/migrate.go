@@ -106,8 +106,14 @@ var errPaused = errors.New("paused for migration")
 // errMoved ends a connection's loop: a successor serves it now.
 var errMoved = errors.New("moved to a successor")
 
-// Migrate implements Migrator for both proxies.
+// Migrate implements Migrator for both proxies. A listener whose
+// connections begin with a handshake (TLS) cannot hand them over with
+// their crypto state: they drain instead.
 func (b *base) Migrate(park func(*Parked)) {
+	if b.handshaker != nil {
+		b.tracker.Drain()
+		return
+	}
 	b.park.Store(&park)
 	b.tracker.Migrate()
 }
@@ -118,6 +124,15 @@ func (b *base) parkFunc() func(*Parked) {
 		return *f
 	}
 	return nil
+}
+
+// refuseAdopt refuses a connection offered to a listener that
+// terminates TLS: it would be served without its TLS.
+func (b *base) refuseAdopt() error {
+	if b.handshaker == nil {
+		return nil
+	}
+	return fmt.Errorf("proxy: listener %s terminates TLS: connections do not move to it", b.name)
 }
 
 // dupConn returns a close-on-exec duplicate of nc's descriptor (listener.Dup:

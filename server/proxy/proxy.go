@@ -52,6 +52,9 @@ type base struct {
 	sleep   func(time.Duration) // accept backoff; injectable
 	// park receives connections paused for a move; nil until Migrate.
 	park atomic.Pointer[func(*Parked)]
+	// handshaker, if set, begins every connection (TLS); such a
+	// listener's connections never move.
+	handshaker Handshaker
 }
 
 func newBase(name, component string, reg *stats.Registry, log *logrus.Entry) *base {

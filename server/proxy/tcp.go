@@ -10,6 +10,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/config"
 	"github.com/mosnlite/mosnlite/server/cluster"
+	"github.com/mosnlite/mosnlite/server/conntrack"
 	"github.com/mosnlite/mosnlite/service/stats"
 )
 
@@ -85,9 +86,24 @@ func (p *tcpProxy) Serve(l net.Listener) error {
 }
 
 func (p *tcpProxy) handle(nc net.Conn) {
-	p.metrics.Sessions().Inc()
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &tcpSession{p: p, down: nc, ctx: ctx, cancel: cancel, started: time.Now(), id: p.clusters.NextConnID()}
+	if p.handshaker != nil {
+		started := time.Now() // a session's time counts from its accept, handshake included
+		p.begin(nc, func(c net.Conn, _ string, placeholder conntrack.Conn) {
+			s := p.newSession(c, started)
+			s.remove = p.tracker.Replace(placeholder, s)
+			s.run()
+		})
+		return
+	}
+	s := p.newSession(nc, time.Now())
 	s.remove = p.tracker.AddSince(s, s.started)
 	go s.run()
+}
+
+// newSession makes the session of an accepted connection; the caller
+// tracks and runs it.
+func (p *tcpProxy) newSession(nc net.Conn, started time.Time) *tcpSession {
+	p.metrics.Sessions().Inc()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &tcpSession{p: p, down: nc, ctx: ctx, cancel: cancel, started: started, id: p.clusters.NextConnID()}
 }

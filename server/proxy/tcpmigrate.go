@@ -133,6 +133,9 @@ func (s *tcpSession) dirEnded() {
 // Adopt implements Migrator: a session moved here, both sockets connected,
 // held until Start.
 func (p *tcpProxy) Adopt(h Handover) (Held, error) {
+	if err := p.refuseAdopt(); err != nil {
+		return nil, err
+	}
 	if h.Kind != KindTCP {
 		return nil, fmt.Errorf("proxy: listener %s is tcp_proxy, cannot take a %q connection", p.name, h.Kind)
 	}

@@ -1,0 +1,66 @@
+package proxy
+
+import (
+	"net"
+
+	"github.com/mosnlite/mosnlite/server/conntrack"
+)
+
+// Handshaker begins every connection a listener accepts before the proxy
+// serves it: a TLS listener's handshake (tlsconf.Server). Handshake runs on
+// the connection's own goroutine, bounded by its own timeout, and returns
+// the connection to serve and the application protocol negotiated ("" for
+// none); on failure it has closed nc. Closing nc ends it at once.
+type Handshaker interface {
+	Handshake(nc net.Conn) (net.Conn, string, error)
+}
+
+// handshaking stands in the tracker for a connection whose handshake runs:
+// a drain waits for it (it finishes its handshake, then drains as what it
+// became), a close ends it.
+type handshaking struct{ nc net.Conn }
+
+func (h *handshaking) Drain()       {}
+func (h *handshaking) Close() error { return h.nc.Close() }
+
+// begin runs the listener's handshake on nc in a goroutine of its own,
+// tracked meanwhile, then calls serve on that goroutine with what to
+// serve; serve tracks it in place of placeholder (Tracker.Replace).
+func (b *base) begin(nc net.Conn, serve func(c net.Conn, proto string, placeholder conntrack.Conn)) {
+	h := &handshaking{nc: nc}
+	remove := b.tracker.Add(h)
+	go func() {
+		c, proto, err := b.handshaker.Handshake(nc)
+		if err != nil {
+			// Counted by reason; a log line per abusive client would be unbounded.
+			b.log.WithError(err).WithField("client", remoteString(nc)).Debug("handshake failed")
+			remove()
+			return
+		}
+		serve(c, proto, h)
+	}()
+}
+
+// WithHandshake makes an HTTP proxy begin every connection with h (a TLS
+// listener). Its connections then never move to a successor: they drain.
+func WithHandshake(h Handshaker) HTTPOption {
+	return func(p *httpProxy) { p.handshaker = h }
+}
+
+// WithTCPHandshake is WithHandshake for a TCP proxy.
+func WithTCPHandshake(h Handshaker) TCPOption {
+	return func(p *tcpProxy) { p.handshaker = h }
+}
+
+// serveNegotiated serves an HTTP connection whose handshake is done, by
+// the protocol it negotiated: HTTP/1.1 ("http/1.1", none, or a plain
+// connection the inspector let through) is the only one offered for now.
+// Where HTTP/2 lands (issue 13), "h2" is served here by its server.
+func (p *httpProxy) serveNegotiated(nc net.Conn, proto string, placeholder conntrack.Conn) {
+	switch proto {
+	default:
+		c := p.newConn(nc)
+		c.remove = p.tracker.Replace(placeholder, c)
+		c.serve(startFresh)
+	}
+}

@@ -85,10 +85,20 @@ func stopped(stop <-chan struct{}) bool {
 	}
 }
 
+// dialer opens a client connection to target (plain TCP, or TLS done).
+type dialer func(target string) (net.Conn, error)
+
+func dialPlain(target string) (net.Conn, error) { return net.DialTimeout("tcp", target, 2*time.Second) }
+
 // keepAliveHTTP sends requests over one raw keep-alive connection at a time,
 // reconnecting only when the server said Connection: close. Any error on a
 // request counts as a failure: nothing is retried.
 func keepAliveHTTP(target, path string) func(<-chan struct{}, *tally, int) {
+	return keepAliveHTTPWith(dialPlain, target, path)
+}
+
+// keepAliveHTTPWith is keepAliveHTTP over connections dial opens.
+func keepAliveHTTPWith(dial dialer, target, path string) func(<-chan struct{}, *tally, int) {
 	return func(stop <-chan struct{}, t *tally, worker int) {
 		var c net.Conn
 		var br *bufio.Reader
@@ -100,7 +110,7 @@ func keepAliveHTTP(target, path string) func(<-chan struct{}, *tally, int) {
 		for n := 0; !stopped(stop); n++ {
 			if c == nil {
 				var err error
-				if c, err = net.DialTimeout("tcp", target, 2*time.Second); err != nil {
+				if c, err = dial(target); err != nil {
 					t.fail("keepalive dial: %v", err)
 					time.Sleep(10 * time.Millisecond)
 					continue
@@ -138,9 +148,14 @@ func keepAliveHTTP(target, path string) func(<-chan struct{}, *tally, int) {
 
 // connPerRequestHTTP dials a new connection for every request.
 func connPerRequestHTTP(target, path string) func(<-chan struct{}, *tally, int) {
+	return connPerRequestHTTPWith(dialPlain, target, path)
+}
+
+// connPerRequestHTTPWith is connPerRequestHTTP over connections dial opens.
+func connPerRequestHTTPWith(dial dialer, target, path string) func(<-chan struct{}, *tally, int) {
 	return func(stop <-chan struct{}, t *tally, worker int) {
 		for n := 0; !stopped(stop); n++ {
-			c, err := net.DialTimeout("tcp", target, 2*time.Second)
+			c, err := dial(target)
 			if err != nil {
 				t.fail("conn-per-request dial: %v", err)
 				time.Sleep(10 * time.Millisecond)

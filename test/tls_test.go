@@ -289,9 +289,9 @@ func TestTLSListenersAndUpstreams(t *testing.T) {
 				Listener, Cluster, ServerName string
 				CertChain                     []struct {
 					Path, Subject       string
-					SerialNumber        string `json:"serial_number"`
-					DaysUntilExpiration string `json:"days_until_expiration"`
-					ExpirationTime      string `json:"expiration_time"`
+					SerialNumber        string                 `json:"serial_number"`
+					DaysUntilExpiration string                 `json:"days_until_expiration"`
+					ExpirationTime      string                 `json:"expiration_time"`
 					SubjectAltNames     []struct{ DNS string } `json:"subject_alt_names"`
 				} `json:"cert_chain"`
 				CACert []struct {

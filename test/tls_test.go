@@ -9,6 +9,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -468,6 +470,8 @@ func TestTLSRotationAcrossUpgrades(t *testing.T) {
 			t.Fatalf("generation %d exited %d after handing off", gen-1, code)
 		}
 		cur = next
+		// Each generation serves some of the load before the next one.
+		waitGrowth(t, l, 3)
 	}
 	l.finish()
 	t.Logf("load:\n%s", l.report())
@@ -511,6 +515,10 @@ func TestTLSRotationAcrossUpgrades(t *testing.T) {
 	if n := counterSum(page, "mosnlite_tls_downstream_sessions_resumed_total", `listener="web"`); n < upgrades {
 		t.Errorf("resumed sessions counted across generations: %v, want at least %d", n, upgrades)
 	}
+	// TLS connections drain: none moved.
+	if n := counterSum(page, "mosnlite_server_connections_migrated_total", `listener="web"`); n != 0 {
+		t.Errorf("%v TLS connections migrated", n)
+	}
 	if n := counterSum(page, "mosnlite_tls_downstream_handshakes_total", `listener="web"`); n < float64(checked) {
 		t.Errorf("handshakes counted across generations: %v, fewer than the %d new connections", n, checked)
 	}
@@ -519,3 +527,114 @@ func TestTLSRotationAcrossUpgrades(t *testing.T) {
 // genSerial is the serial of generation gen's certificate in the rotation
 // test, as /certs and serialOf show it.
 func genSerial(gen int) string { return fmt.Sprintf("%x", big.NewInt(1000+int64(gen)).Bytes()) }
+
+// TestTLSConfigErrors: certificates and keys are checked at load, and what
+// is wrong is named with its JSON path; an expired certificate only warns.
+func TestTLSConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	p := newPorts(t)
+	ca := tlstest.NewCA(t, "config CA")
+	good := ca.Issue(t, tlstest.Opts{CN: "good.test", DNS: []string{"good.test"}})
+	other := ca.Issue(t, tlstest.Opts{CN: "other.test"})
+	expired := ca.Issue(t, tlstest.Opts{CN: "expired.test", NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	cert, key := good.Write(t, dir, "good")
+	_, otherKey := other.Write(t, dir, "other")
+	expCert, expKey := expired.Write(t, dir, "expired")
+	garbled := filepath.Join(dir, "garbled.crt")
+	if err := os.WriteFile(garbled, []byte("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	write := func(name string, ctx obj) string {
+		return writeJSON(t, dir, name, mosnConfig(filepath.Join(dir, "uds"), p, "5s",
+			[]obj{withTLS(httpListener("https", addr(port), "r"), ctx)},
+			[]obj{router("r", "web")}, []obj{cluster("web", "127.0.0.1:1")}))
+	}
+	const path = "servers[0].listeners[0].filter_chains[0].tls_context."
+	for _, c := range []struct {
+		name string
+		ctx  obj
+		want string
+	}{
+		{"key of another certificate", tlsContext(cert, otherKey, nil), path + "private_key"},
+		{"garbled certificate", tlsContext(garbled, key, nil), path + "cert_chain"},
+		{"missing key", tlsContext(cert, filepath.Join(dir, "absent.key"), nil), path + "private_key"},
+	} {
+		out, err := exec.Command(binPath, "--mode", "validate", "-c", write("bad.json", c.ctx)).CombinedOutput()
+		if exitCode(err) != 1 || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: exit %d, %q; want 1 naming %s", c.name, exitCode(err), out, c.want)
+		}
+	}
+	// Expired: a warning naming it, and the listener serves (refusing it is
+	// the client's call).
+	cfg := write("expired.json", tlsContext(expCert, expKey, nil))
+	pr := startMosn(t, "mosnlite", cfg, p)
+	pr.waitLog(`level=warning.*`+regexp.QuoteMeta(path+"cert_chain")+`.*expired`, readyTimeout)
+	insecure := &tls.Config{InsecureSkipVerify: true}
+	if _, _, st, err := httpsGet(addr(port), "/", insecure); err != nil || serialOf(st) != serialHex(expired.Cert) {
+		t.Fatalf("the expired certificate is not served: %v", err)
+	}
+}
+
+// waitGrowth waits until every load in l has answered n more requests.
+func waitGrowth(t *testing.T, l *load, n int64) {
+	t.Helper()
+	from := map[string]int64{}
+	for _, name := range l.order {
+		from[name] = l.byName[name].ok.Load()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, name := range l.order {
+		for l.byName[name].ok.Load() < from[name]+n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no progress: %s", name, l.byName[name])
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// TestTLSResumptionAcrossEnvoyHotRestart: in Envoy's style too, the
+// session ticket keys go with the listening sockets, so a client's session
+// from epoch 0 resumes on epoch 1, which presents the rotated certificate
+// to a new client.
+func TestTLSResumptionAcrossEnvoyHotRestart(t *testing.T) {
+	e := &envoyEnv{upgradeEnv: newUpgradeEnv(t)}
+	ca := tlstest.NewCA(t, "envoy style CA")
+	config := func(epoch int) string {
+		l := ca.Issue(t, tlstest.Opts{CN: "www.example.test", DNS: []string{"www.example.test"}, Serial: 1000 + int64(epoch)})
+		c, k := l.Write(t, e.dir, fmt.Sprintf("epoch%d", epoch))
+		cfg := mosnConfig(e.uds, e.p, "5s",
+			[]obj{withTLS(httpListener("web", addr(e.httpPort), "r"), tlsContext(c, k, nil))},
+			[]obj{router("r", "web")}, []obj{cluster("web", e.web.addr())})
+		return writeJSON(t, e.dir, fmt.Sprintf("c%d.json", epoch), cfg)
+	}
+	idFile := filepath.Join(e.dir, "base-id")
+	e.cfg = config(0)
+	startProc(t, "epoch0", "-c", e.cfg, "--restart-epoch", "0", "--use-dynamic-base-id", "--base-id-path", idFile,
+		"--drain-time-s", "1", "--drain-strategy", "immediate")
+	e.waitGeneration(1)
+	b, err := os.ReadFile(idFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.base, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+		t.Fatal(err)
+	}
+	web := addr(e.httpPort)
+	resumer := tlsClientConfig(ca.Pool(), "www.example.test")
+	resumer.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	if code, _, st, err := httpsGet(web, "/", resumer); err != nil || code != 200 || serialOf(st) != genSerial(0) {
+		t.Fatalf("epoch 0: %d %v serial %s", code, err, serialOf(st))
+	}
+	e.cfg = config(1)
+	e.epoch(1, "--drain-time-s", "1", "--drain-strategy", "immediate", "--parent-shutdown-time-s", "30")
+	e.waitGeneration(2)
+	code, _, st, err := httpsGet(web, "/", resumer)
+	if err != nil || code != 200 || !st.DidResume {
+		t.Fatalf("epoch 1: %d %v resumed=%v", code, err, st.DidResume)
+	}
+	if _, _, st, err := httpsGet(web, "/", tlsClientConfig(ca.Pool(), "www.example.test")); err != nil || serialOf(st) != genSerial(1) {
+		t.Fatalf("epoch 1, a new client: serial %s (%v), want %s", serialOf(st), err, genSerial(1))
+	}
+}

@@ -489,31 +489,42 @@ func SerialHex(c *x509.Certificate) string {
 	return hex.EncodeToString(c.SerialNumber.Bytes())
 }
 
+// HTTPListenerALPN are the application protocols the HTTP listener speaks
+// over TLS, the ones its alpn may offer (any other is dropped with a
+// warning), and what it offers when alpn is empty. HTTP/2 adds "h2" here;
+// the proxy serves each connection by the protocol its handshake
+// negotiated (proxy.Handshaker).
+func HTTPListenerALPN() []string { return []string{"http/1.1"} }
+
 // alpn resolves a context's alpn list: MOSN's names only (others are
 // dropped, as MOSN does), and for the HTTP listener and an upstream client
-// only what mosnlite speaks there (HTTP/1.1; "h2" waits for HTTP/2).
+// only what mosnlite speaks there (HTTPListenerALPN; HTTP/1.1 upstream).
 func (ld *tlsLoader) alpn(list, path string, role tlsRole) []string {
+	speaks := []string{"http/1.1"}
+	if role == tlsHTTPListener {
+		speaks = HTTPListenerALPN()
+	}
 	var out, dropped []string
 	for _, p := range splitList(list, ",") {
 		p = strings.ToLower(p)
 		switch {
 		case !slices.Contains(tlsALPN, p):
 			ld.ws.add(path, "%q is not a protocol MOSN knows (h2, http/1.1, sofa): not offered, as in MOSN", p)
-		case role != tlsTCPListener && p != "http/1.1":
+		case role != tlsTCPListener && !slices.Contains(speaks, p):
 			dropped = append(dropped, p)
 		case !slices.Contains(out, p):
 			out = append(out, p)
 		}
 	}
 	if len(dropped) > 0 {
-		where := "this HTTP listener serves HTTP/1.1 only (HTTP/2 is not there yet)"
+		where := "this HTTP listener speaks " + strings.Join(speaks, ", ") + " only"
 		if role == tlsCluster {
 			where = "mosnlite speaks HTTP/1.1 to upstreams"
 		}
 		ld.ws.add(path, "%s not offered: %s", strings.Join(dropped, ", "), where)
 	}
 	if role == tlsHTTPListener && len(out) == 0 {
-		out = []string{"http/1.1"}
+		out = speaks
 	}
 	return out
 }

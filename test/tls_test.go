@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,7 +164,8 @@ func TestTLSListenersAndUpstreams(t *testing.T) {
 				ctx(wild, "wild", obj{"alpn": "http/1.1"})),
 			withTLS(httpListener("mtls", mtls, "r"),
 				ctx(mtlsLeaf, "mtls", obj{"ca_cert": caPath, "verify_client": true, "require_client_cert": true})),
-			withTLS(tcpListener("tcps", tcps, "echo"), ctx(def, "tcpdefault", nil)),
+			// Inline PEM, as MOSN allows.
+			withTLS(tcpListener("tcps", tcps, "echo"), tlsContext(string(def.CertPEM), string(def.KeyPEM), nil)),
 		},
 		[]obj{router("r", "web",
 			prefixRoute("/up/verified", "up_verified"), prefixRoute("/up/mtls", "up_mtls"),
@@ -637,4 +639,74 @@ func TestTLSResumptionAcrossEnvoyHotRestart(t *testing.T) {
 	if _, _, st, err := httpsGet(web, "/", tlsClientConfig(ca.Pool(), "www.example.test")); err != nil || serialOf(st) != genSerial(1) {
 		t.Fatalf("epoch 1, a new client: serial %s (%v), want %s", serialOf(st), err, genSerial(1))
 	}
+}
+
+// TestTLSRotationBySIGHUP: the certificate files replaced in place, then
+// SIGHUP: the successor (same binary, same config) presents the new
+// certificate to every new connection.
+func TestTLSRotationBySIGHUP(t *testing.T) {
+	e := newUpgradeEnv(t)
+	ca := tlstest.NewCA(t, "sighup CA")
+	issue := func(serial int64) {
+		l := ca.Issue(t, tlstest.Opts{CN: "www.example.test", DNS: []string{"www.example.test"}, Serial: serial})
+		l.Write(t, e.dir, "live") // the same paths every time
+	}
+	issue(1001)
+	cfg := mosnConfig(e.uds, e.p, "5s",
+		[]obj{withTLS(httpListener("web", addr(e.httpPort), "r"),
+			tlsContext(filepath.Join(e.dir, "live.crt"), filepath.Join(e.dir, "live.key"), nil))},
+		[]obj{router("r", "web")}, []obj{cluster("web", e.web.addr())})
+	cfgPath := writeJSON(t, e.dir, "c.json", cfg)
+	logPath := filepath.Join(e.dir, "mosnlite.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	// Output to a file: the successor inherits it and outlives this process.
+	cmd := exec.Command(binPath, "start", "-c", cfgPath)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	waitHTTP(t, e.p.adminURL("/ready"), 200, readyTimeout)
+	web := addr(e.httpPort)
+	client := tlsClientConfig(ca.Pool(), "www.example.test")
+	if _, _, st, err := httpsGet(web, "/", client); err != nil || serialOf(st) != genSerial(1) {
+		t.Fatalf("before: serial %s (%v)", serialOf(st), err)
+	}
+
+	issue(1002)
+	cmd.Process.Signal(syscall.SIGHUP)
+	var info map[string]interface{}
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		getJSON(t, e.p.adminURL("/server_info"), &info)
+		if int(info["generation"].(float64)) == 2 && info["state"] == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("no generation 2 after SIGHUP: %v\n%s", info, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	succ := int(info["pid"].(float64))
+	t.Cleanup(func() { syscall.Kill(succ, syscall.SIGKILL) })
+	if _, _, st, err := httpsGet(web, "/", client); err != nil || serialOf(st) != genSerial(2) {
+		t.Fatalf("after SIGHUP: serial %s (%v), want %s", serialOf(st), err, genSerial(2))
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("old process after SIGHUP: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("old process did not exit after SIGHUP")
+	}
+	syscall.Kill(succ, syscall.SIGTERM)
+	waitGone(t, succ, 10*time.Second)
 }

@@ -656,22 +656,7 @@ func TestTLSRotationBySIGHUP(t *testing.T) {
 		[]obj{withTLS(httpListener("web", addr(e.httpPort), "r"),
 			tlsContext(filepath.Join(e.dir, "live.crt"), filepath.Join(e.dir, "live.key"), nil))},
 		[]obj{router("r", "web")}, []obj{cluster("web", e.web.addr())})
-	cfgPath := writeJSON(t, e.dir, "c.json", cfg)
-	logPath := filepath.Join(e.dir, "mosnlite.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	// Output to a file: the successor inherits it and outlives this process.
-	cmd := exec.Command(binPath, "start", "-c", cfgPath)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill() })
+	d := startDetached(t, writeJSON(t, e.dir, "c.json", cfg), filepath.Join(e.dir, "mosnlite.log"))
 	waitHTTP(t, e.p.adminURL("/ready"), 200, readyTimeout)
 	web := addr(e.httpPort)
 	client := tlsClientConfig(ca.Pool(), "www.example.test")
@@ -680,33 +665,11 @@ func TestTLSRotationBySIGHUP(t *testing.T) {
 	}
 
 	issue(1002)
-	cmd.Process.Signal(syscall.SIGHUP)
-	var info map[string]interface{}
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		getJSON(t, e.p.adminURL("/server_info"), &info)
-		if int(info["generation"].(float64)) == 2 && info["state"] == "running" {
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("no generation 2 after SIGHUP: %v\n%s", info, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	succ := int(info["pid"].(float64))
-	t.Cleanup(func() { syscall.Kill(succ, syscall.SIGKILL) })
+	succ := d.sighup(t, e.p, 2)
 	if _, _, st, err := httpsGet(web, "/", client); err != nil || serialOf(st) != genSerial(2) {
 		t.Fatalf("after SIGHUP: serial %s (%v), want %s", serialOf(st), err, genSerial(2))
 	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("old process after SIGHUP: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("old process did not exit after SIGHUP")
-	}
+	d.waitExit(t)
 	syscall.Kill(succ, syscall.SIGTERM)
 	waitGone(t, succ, 10*time.Second)
 }

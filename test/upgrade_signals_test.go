@@ -87,24 +87,76 @@ func TestPeerOfAnotherUIDRefused(t *testing.T) {
 	e.assertServes("v2")
 }
 
-func TestSIGHUPReloadsConfig(t *testing.T) {
-	e := newUpgradeEnv(t)
-	cfg := e.config("c.json", "v1", false, "5s")
-	logPath := filepath.Join(e.dir, "gen1.log")
+// detached is a mosnlite started with its output to a file: the
+// successor it starts on SIGHUP inherits the file and outlives it.
+type detached struct {
+	cmd     *exec.Cmd
+	exited  chan error
+	logPath string
+}
+
+func startDetached(t *testing.T, cfg, logPath string) *detached {
+	t.Helper()
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	// Output to a file: the successor inherits it and outlives this process.
 	cmd := exec.Command(binPath, "start", "-c", cfg)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	d := &detached{cmd: cmd, exited: make(chan error, 1), logPath: logPath}
+	go func() { d.exited <- cmd.Wait() }()
 	t.Cleanup(func() { cmd.Process.Kill() })
+	return d
+}
+
+// sighup sends SIGHUP and waits until admin shows the successor running as
+// generation gen; it returns the successor's pid (killed at the end of the
+// test).
+func (d *detached) sighup(t *testing.T, p ports, gen int) int {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	var info map[string]interface{}
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		getJSON(t, p.adminURL("/server_info"), &info)
+		if int(info["generation"].(float64)) == gen && info["state"] == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(d.logPath)
+			t.Fatalf("no generation %d after SIGHUP: %v\n%s", gen, info, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	succ := int(info["pid"].(float64))
+	t.Cleanup(func() { syscall.Kill(succ, syscall.SIGKILL) })
+	if succ == d.cmd.Process.Pid {
+		t.Fatalf("generation %d has the old pid", gen)
+	}
+	return succ
+}
+
+// waitExit waits for the process to exit 0 after handing over.
+func (d *detached) waitExit(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-d.exited:
+		if err != nil {
+			t.Fatalf("old process after SIGHUP: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("old process did not exit after SIGHUP")
+	}
+}
+
+func TestSIGHUPReloadsConfig(t *testing.T) {
+	e := newUpgradeEnv(t)
+	cfg := e.config("c.json", "v1", false, "5s")
+	d := startDetached(t, cfg, filepath.Join(e.dir, "gen1.log"))
 	waitHTTP(t, e.p.adminURL("/ready"), 200, readyTimeout)
 
 	l := newLoad()
@@ -113,34 +165,8 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 
 	// Edit the config file in place, then SIGHUP: a reload with one signal.
 	e.config("c.json", "v2", false, "5s")
-	cmd.Process.Signal(syscall.SIGHUP)
-
-	var info map[string]interface{}
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		getJSON(t, e.p.adminURL("/server_info"), &info)
-		if int(info["generation"].(float64)) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("no generation 2 after SIGHUP: %v\n%s", info, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	succ := int(info["pid"].(float64))
-	t.Cleanup(func() { syscall.Kill(succ, syscall.SIGKILL) })
-	if succ == cmd.Process.Pid {
-		t.Fatal("generation 2 has the old pid")
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("old process after SIGHUP: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("old process did not exit after SIGHUP")
-	}
+	succ := d.sighup(t, e.p, 2)
+	d.waitExit(t)
 	if code, body := get(t, "http://"+addr(e.httpPort)+"/version"); code != 200 || body != "v2" {
 		t.Fatalf("after SIGHUP: %d %q", code, body)
 	}
@@ -150,7 +176,7 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 			t.Errorf("%s across SIGHUP: %s", name, tl)
 		}
 	}
-	b, _ := os.ReadFile(logPath)
+	b, _ := os.ReadFile(d.logPath)
 	if !strings.Contains(string(b), "SIGHUP upgrade: successor serves") {
 		t.Errorf("old process did not log the SIGHUP result:\n%s", b)
 	}

@@ -103,7 +103,13 @@ func (t *Tracker) AddSince(c Conn, since time.Time) (remove func()) {
 	t.conns[c] = entry{state: Active, since: since}
 	draining, migrating, closing := t.draining, t.migrating, t.closing
 	t.mu.Unlock()
+	return t.catchUp(c, draining, migrating, closing)
+}
 
+// catchUp tells a connection just tracked what the tracker is doing
+// (closing, draining or migrating all it holds) and returns the function
+// that stops tracking it.
+func (t *Tracker) catchUp(c Conn, draining, migrating, closing bool) (remove func()) {
 	switch {
 	case closing:
 		_ = c.Close()
@@ -133,15 +139,7 @@ func (t *Tracker) Replace(old, c Conn) (remove func()) {
 	if !ok {
 		return t.Add(c)
 	}
-	switch {
-	case closing:
-		_ = c.Close()
-	case draining:
-		c.Drain()
-	case migrating:
-		migrateOrDrain(c)
-	}
-	return func() { t.Remove(c) }
+	return t.catchUp(c, draining, migrating, closing)
 }
 
 func migrateOrDrain(c Conn) {

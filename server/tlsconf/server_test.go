@@ -252,18 +252,7 @@ func TestHandshakeFailureReasons(t *testing.T) {
 // A slow client cannot hold a handshake open past the timeout, even
 // dribbling bytes.
 func TestHandshakeTimeoutBoundsASlowClient(t *testing.T) {
-	dir := t.TempDir()
-	ctx := leafContext(t, dir, "srv", tlstest.NewCA(t, "ca").Issue(t, tlstest.Opts{DNS: []string{"srv.test"}}), nil)
-	s, err := NewServer(listenerOf(parseConfig(t, obj{"tls_handshake_timeout": "200ms"}, obj{"tls_context": ctx}, nil)), ServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := serveTLS(t, s)
-	c, err := net.Dial("tcp", ts.addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ts, c := dialServer(t, tlstest.NewCA(t, "ca"), obj{"tls_handshake_timeout": "200ms"})
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() { // a byte every 50 ms: never a whole ClientHello
@@ -292,19 +281,8 @@ func TestHandshakeTimeoutBoundsASlowClient(t *testing.T) {
 // With the inspector on, a plain connection is served plain, its bytes
 // untouched; a TLS one is terminated.
 func TestInspectorServesPlainAndTLS(t *testing.T) {
-	dir := t.TempDir()
 	ca := tlstest.NewCA(t, "ca")
-	ctx := leafContext(t, dir, "srv", ca.Issue(t, tlstest.Opts{DNS: []string{"srv.test"}}), nil)
-	s, err := NewServer(listenerOf(parseConfig(t, obj{"inspector": true}, obj{"tls_context": ctx}, nil)), ServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := serveTLS(t, s)
-	c, err := net.Dial("tcp", ts.addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ts, c := dialServer(t, ca, obj{"inspector": true})
 	c.Write([]byte("ping"))
 	r := ts.next(t)
 	if r.err != nil {
@@ -466,4 +444,23 @@ func TestRingRotation(t *testing.T) {
 			t.Errorf("a ticket key prints as %q", out)
 		}
 	}
+}
+
+// dialServer serves a listener (with the fields of listener) whose one
+// context has a certificate of ca for srv.test, and dials it; the
+// connection closes at the end of the test.
+func dialServer(t *testing.T, ca *tlstest.CA, listener obj) (*tlsServer, net.Conn) {
+	t.Helper()
+	ctx := leafContext(t, t.TempDir(), "srv", ca.Issue(t, tlstest.Opts{DNS: []string{"srv.test"}}), nil)
+	s, err := NewServer(listenerOf(parseConfig(t, listener, obj{"tls_context": ctx}, nil)), ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := serveTLS(t, s)
+	c, err := net.Dial("tcp", ts.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return ts, c
 }

@@ -208,7 +208,11 @@ func TestNginxConfAccepted(t *testing.T) {
 	}
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "nginx.conf")
-	text := nginxConf(st, dir, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", 8, 5000)
+	cert, err := makeBenchCert(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := nginxConf(st, dir, "127.0.0.1:1", "127.0.0.1:7", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", cert, 8, 5000)
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +222,11 @@ func TestNginxConfAccepted(t *testing.T) {
 }
 
 func TestMosnliteConfigShape(t *testing.T) {
-	b, err := mosnliteConfig("/tmp/x", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:6", "127.0.0.1:4", "127.0.0.1:5", 8)
+	cert, err := makeBenchCert(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := mosnliteConfig("/tmp/x", "127.0.0.1:1", "127.0.0.1:7", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:6", "127.0.0.1:4", "127.0.0.1:5", cert, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,8 +234,11 @@ func TestMosnliteConfigShape(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mosnlite rejects the bench config: %v\n%s", err, b)
 	}
-	if len(cfg.Servers) != 1 || len(cfg.Servers[0].Listeners) != 2 || cfg.Admin == nil || cfg.Pprof == nil || len(cfg.ClusterManager.Clusters) != 2 {
+	if len(cfg.Servers) != 1 || len(cfg.Servers[0].Listeners) != 3 || cfg.Admin == nil || cfg.Pprof == nil || len(cfg.ClusterManager.Clusters) != 2 {
 		t.Errorf("parsed config: %+v", cfg)
+	}
+	if l := cfg.Servers[0].Listeners[1]; len(l.TLSContexts()) != 1 || l.TLSContexts()[0].Loaded == nil || l.Address != "127.0.0.1:7" {
+		t.Errorf("the HTTPS listener: %+v", l)
 	}
 	for _, want := range []string{`"type": "proxy"`, `"type": "tcp_proxy"`, `"cluster": "sink"`, `"cluster_name": "backend"`, `"address": "127.0.0.1:4"`} {
 		if !bytes.Contains(b, []byte(want)) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -35,6 +36,8 @@ type loadSpec struct {
 	// closeEach sends every request with Connection: close over a new
 	// connection.
 	closeEach bool
+	// tls, if set, makes every connection a TLS one, with this config.
+	tls *tls.Config
 }
 
 // goHTTPLoad runs spec and records every request's latency.
@@ -111,7 +114,7 @@ func httpWorker(ctx context.Context, spec loadSpec, pace func(k int) time.Time) 
 			}
 		}
 		if conn == nil {
-			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", spec.addr)
+			c, err := dialLoad(ctx, spec)
 			if err != nil {
 				// A dial cut by the window's end is not an error: the
 				// dialer honours the deadline before ctx reports it.
@@ -138,6 +141,14 @@ func httpWorker(ctx context.Context, spec loadSpec, pace func(k int) time.Time) 
 		}
 	}
 	return lat, errs
+}
+
+// dialLoad opens one load connection: TCP, or TLS with its handshake done.
+func dialLoad(ctx context.Context, spec loadSpec) (net.Conn, error) {
+	if spec.tls != nil {
+		return (&tls.Dialer{Config: spec.tls}).DialContext(ctx, "tcp", spec.addr)
+	}
+	return (&net.Dialer{}).DialContext(ctx, "tcp", spec.addr)
 }
 
 // roundTrip sends one request and reads its answer: ok if 2xx/3xx with the

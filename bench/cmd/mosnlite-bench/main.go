@@ -60,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.mosnlite, "mosnlite", "", "mosnlite binary to use (default: go build ./cmd/mosnlite)")
 	fs.StringVar(&o.nginx, "nginx", "", "nginx binary (default: nginx in PATH)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of mosnlite under the first keep-alive load to this file (and under the fixed-rate load to this file + \".fixed-rate\")")
-	fs.StringVar(&o.only, "only", "", "measure only these, comma-separated: keepalive, connclose, cpu, idle, tcp")
+	fs.StringVar(&o.only, "only", "", "measure only these, comma-separated: keepalive, connclose, tlskeepalive, handshakes, cpu, idle, tcp")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -83,19 +83,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 // target is one column: where its HTTP and TCP traffic goes, and the
 // process whose CPU and memory are measured (nil for the backend).
 type target struct {
-	name     string
-	httpAddr string
-	tcpAddr  string
-	proc     *proc
-	profile  string // write a CPU profile of the keep-alive load here
+	name      string
+	httpAddr  string
+	httpsAddr string // "" for the backend: TLS is measured on the proxies
+	tcpAddr   string
+	proc      *proc
+	profile   string // write a CPU profile of the keep-alive load here
 }
 
 // result is everything measured on one target in one run.
 type result struct {
 	keepAlive, connClose httpResult
-	cpu                  cpuResult  // proxies only
-	idle                 idleResult // proxies only
-	tcp                  tcpResult
+	// Over TLS (proxies only): keep-alive, and a full handshake per request.
+	tlsKeepAlive, handshakes httpResult
+	cpu                      cpuResult  // proxies only
+	idle                     idleResult // proxies only
+	tcp                      tcpResult
 }
 
 func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
@@ -136,7 +139,11 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	defer b.close()
 
-	addrs := make([]string, 4)
+	cert, err := makeBenchCert(dir)
+	if err != nil {
+		return err
+	}
+	addrs := make([]string, 6)
 	for i := range addrs {
 		if addrs[i], err = freePort(); err != nil {
 			return err
@@ -148,12 +155,12 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	ml, err := startMosnlite(ctx, mosnliteBin, dir, addrs[0], addrs[1], pprofAddr, b, o.connections)
+	ml, err := startMosnlite(ctx, mosnliteBin, dir, addrs[0], addrs[4], addrs[1], pprofAddr, b, cert, o.connections)
 	if err != nil {
 		return err
 	}
 	defer ml.stop(syscall.SIGTERM, 5*time.Second)
-	ng, err := startNginx(ctx, nginxBin, stream, dir, addrs[2], addrs[3], b, o.connections, o.idleConns)
+	ng, err := startNginx(ctx, nginxBin, stream, dir, addrs[2], addrs[5], addrs[3], b, cert, o.connections, o.idleConns)
 	if err != nil {
 		return err
 	}
@@ -161,8 +168,8 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	targets := [numCols]target{
 		colDirect:   {name: "direct", httpAddr: b.httpAddr(), tcpAddr: b.sinkAddr()},
-		colMosnlite: {name: "mosnlite", httpAddr: addrs[0], tcpAddr: addrs[1], proc: ml},
-		colNginx:    {name: "nginx", httpAddr: addrs[2], tcpAddr: addrs[3], proc: ng},
+		colMosnlite: {name: "mosnlite", httpAddr: addrs[0], httpsAddr: addrs[4], tcpAddr: addrs[1], proc: ml},
+		colNginx:    {name: "nginx", httpAddr: addrs[2], httpsAddr: addrs[5], tcpAddr: addrs[3], proc: ng},
 	}
 	loaderName := "built-in Go load generator"
 	if wrkBin != "" {
@@ -172,7 +179,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		mosnliteVersion(mosnliteBin), nginxVersion(nginxBin), o.connections, o.duration, loaderName,
 		o.rate, o.cpuDuration, o.idleConns, o.streams, o.duration, runtime.NumCPU())
 
-	todo, err := selected(steps(o, wrkBin, b, pprofAddr, logf), o.only)
+	todo, err := selected(steps(o, wrkBin, b, cert, pprofAddr, logf), o.only)
 	if err != nil {
 		return err
 	}
@@ -236,7 +243,7 @@ type step struct {
 	run         func(ctx context.Context, t target, r *result) error
 }
 
-func steps(o options, wrkBin string, b *backend, pprofAddr string, logf func(string, ...any)) []step {
+func steps(o options, wrkBin string, b *backend, cert benchCert, pprofAddr string, logf func(string, ...any)) []step {
 	return []step{
 		{name: "keepalive", run: func(ctx context.Context, t target, r *result) error {
 			var prof *profileFetch
@@ -262,6 +269,22 @@ func steps(o options, wrkBin string, b *backend, pprofAddr string, logf func(str
 				return err
 			}
 			logf("%-8s HTTP conn-per-request %v", t.name, r.connClose)
+			return nil
+		}},
+		{name: "tlskeepalive", proxiesOnly: true, run: func(ctx context.Context, t target, r *result) error {
+			var err error
+			if r.tlsKeepAlive, err = measureHTTPS(ctx, o, cert, t, false); err != nil {
+				return err
+			}
+			logf("%-8s HTTPS keep-alive %v", t.name, r.tlsKeepAlive)
+			return nil
+		}},
+		{name: "handshakes", proxiesOnly: true, run: func(ctx context.Context, t target, r *result) error {
+			var err error
+			if r.handshakes, err = measureHTTPS(ctx, o, cert, t, true); err != nil {
+				return err
+			}
+			logf("%-8s HTTPS full handshake per request %v", t.name, r.handshakes)
 			return nil
 		}},
 		{name: "cpu", proxiesOnly: true, run: func(ctx context.Context, t target, r *result) error {
@@ -332,7 +355,7 @@ func selected(all []step, only string) ([]step, error) {
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("-only: unknown measurement %q (want keepalive, connclose, cpu, idle, tcp)", name)
+			return nil, fmt.Errorf("-only: unknown measurement %q (want keepalive, connclose, tlskeepalive, handshakes, cpu, idle, tcp)", name)
 		}
 	}
 	return out, nil

@@ -14,10 +14,10 @@ import (
 )
 
 // mosnliteConfig is the bench's mosnlite config: an HTTP proxy listener routing
-// everything to the backend, a TCP proxy listener to the sink, and the admin
+// everything to the backend, the same over TLS (cert), a TCP proxy listener to the sink, and the admin
 // port (for readiness), and pprof when pprofAddr is set. Built as JSON because a filter's "config" object is
 // decoded by type and has no marshalable field in config.Filter.
-func mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, pprofAddr, backendHTTP, backendTCP string, conns int) ([]byte, error) {
+func mosnliteConfig(dir, httpAddr, httpsAddr, tcpAddr, adminAddr, pprofAddr, backendHTTP, backendTCP string, cert benchCert, conns int) ([]byte, error) {
 	filter := func(typ string, cfg map[string]any) map[string]any {
 		return map[string]any{"filter_chains": []any{map[string]any{"filters": []any{
 			map[string]any{"type": typ, "config": cfg},
@@ -25,6 +25,11 @@ func mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, pprofAddr, backendHTTP, b
 	}
 	httpL := filter("proxy", map[string]any{"router_config_name": "bench"})
 	httpL["name"], httpL["address"], httpL["network"] = "bench_http", httpAddr, "tcp"
+	httpsL := filter("proxy", map[string]any{"router_config_name": "bench"})
+	httpsL["name"], httpsL["address"], httpsL["network"] = "bench_https", httpsAddr, "tcp"
+	httpsL["filter_chains"].([]any)[0].(map[string]any)["tls_context"] = map[string]any{
+		"status": true, "cert_chain": cert.certPath, "private_key": cert.keyPath,
+	}
 	tcpL := filter("tcp_proxy", map[string]any{"cluster": "sink"})
 	tcpL["name"], tcpL["address"], tcpL["network"] = "bench_tcp", tcpAddr, "tcp"
 	cfg := map[string]any{
@@ -34,7 +39,7 @@ func mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, pprofAddr, backendHTTP, b
 			"default_log_path":  "stderr",
 			"default_log_level": "warn",
 			"graceful_timeout":  "2s",
-			"listeners":         []any{httpL, tcpL},
+			"listeners":         []any{httpL, httpsL, tcpL},
 			"routers": []any{map[string]any{
 				"router_config_name": "bench",
 				"virtual_hosts": []any{map[string]any{
@@ -68,12 +73,12 @@ func mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, pprofAddr, backendHTTP, b
 
 // startMosnlite writes the config, validates it and runs `mosnlite start`,
 // ready once the admin port answers /ready with 200.
-func startMosnlite(ctx context.Context, bin, dir, httpAddr, tcpAddr, pprofAddr string, b *backend, conns int) (*proc, error) {
+func startMosnlite(ctx context.Context, bin, dir, httpAddr, httpsAddr, tcpAddr, pprofAddr string, b *backend, cert benchCert, conns int) (*proc, error) {
 	adminAddr, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := mosnliteConfig(dir, httpAddr, tcpAddr, adminAddr, pprofAddr, b.httpAddr(), b.sinkAddr(), conns)
+	cfg, err := mosnliteConfig(dir, httpAddr, httpsAddr, tcpAddr, adminAddr, pprofAddr, b.httpAddr(), b.sinkAddr(), cert, conns)
 	if err != nil {
 		return nil, fmt.Errorf("mosnlite: render config: %w", err)
 	}

@@ -83,7 +83,7 @@ func streamModule(v string, exists func(string) bool) (nginxStream, error) {
 // backend, and a stream{} TCP proxy to the sink. Keep-alive request limits
 // are lifted on both sides so that, as with mosnlite, a connection is never
 // closed by a request count; each worker may hold every idle connection.
-func nginxConf(st nginxStream, dir, httpAddr, tcpAddr, backendHTTP, backendTCP string, conns, idle int) string {
+func nginxConf(st nginxStream, dir, httpAddr, httpsAddr, tcpAddr, backendHTTP, backendTCP string, cert benchCert, conns, idle int) string {
 	var b strings.Builder
 	if st.modulePath != "" {
 		fmt.Fprintf(&b, "load_module %s;\n", st.modulePath)
@@ -115,6 +115,17 @@ http {
             proxy_set_header Connection "";
         }
     }
+    server {
+        listen %[8]s ssl;
+        ssl_certificate %[9]s;
+        ssl_certificate_key %[10]s;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
 }
 stream {
     upstream sink { server %[5]s; }
@@ -123,14 +134,14 @@ stream {
         proxy_pass sink;
     }
 }
-`, dir, httpAddr, tcpAddr, backendHTTP, backendTCP, conns, max(4096, idle+1024))
+`, dir, httpAddr, tcpAddr, backendHTTP, backendTCP, conns, max(4096, idle+1024), httpsAddr, cert.certPath, cert.keyPath)
 	return b.String()
 }
 
 // startNginx writes the config into dir and runs nginx in the foreground.
-func startNginx(ctx context.Context, bin string, st nginxStream, dir, httpAddr, tcpAddr string, b *backend, conns, idle int) (*proc, error) {
+func startNginx(ctx context.Context, bin string, st nginxStream, dir, httpAddr, httpsAddr, tcpAddr string, b *backend, cert benchCert, conns, idle int) (*proc, error) {
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxConf(st, dir, httpAddr, tcpAddr, b.httpAddr(), b.sinkAddr(), conns, idle)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(nginxConf(st, dir, httpAddr, httpsAddr, tcpAddr, b.httpAddr(), b.sinkAddr(), cert, conns, idle)), 0o644); err != nil {
 		return nil, fmt.Errorf("nginx: write config: %w", err)
 	}
 	if out, err := exec.Command(bin, "-t", "-q", "-p", dir, "-c", conf, "-g", "daemon off;").CombinedOutput(); err != nil {
@@ -141,8 +152,10 @@ func startNginx(ctx context.Context, bin string, st nginxStream, dir, httpAddr, 
 		return nil, err
 	}
 	err = p.waitReady(ctx, 10*time.Second, func() error {
-		if err := dialable(httpAddr); err != nil {
-			return err
+		for _, a := range []string{httpAddr, httpsAddr} {
+			if err := dialable(a); err != nil {
+				return err
+			}
 		}
 		return dialable(tcpAddr)
 	})

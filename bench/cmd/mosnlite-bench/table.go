@@ -66,6 +66,10 @@ func resultRows(res [numCols]result, o options) []row {
 		{metric: "HTTP keep-alive p50 latency", format: fmtLatency, better: "lower"},
 		{metric: "HTTP keep-alive p99 latency", format: fmtLatency, better: "lower"},
 		{metric: "HTTP conn-per-request req/s", format: fmtRate, better: "higher"},
+		{metric: "HTTPS keep-alive req/s", format: fmtRate, better: "higher"},
+		{metric: "HTTPS keep-alive p99 latency", format: fmtLatency, better: "lower"},
+		{metric: "HTTPS full handshakes/s (conn per request)", format: fmtRate, better: "higher"},
+		{metric: "HTTPS errors", format: fmtCount},
 		{metric: fmt.Sprintf("CPU µs per request at %.0f req/s", o.rate), format: fmtMicros, better: "lower"},
 		{metric: "  req/s answered in that test", format: fmtRate},
 		{metric: fmt.Sprintf("RSS bytes per idle conn (%d idle)", o.idleConns), format: fmtCount, better: "lower"},
@@ -77,8 +81,8 @@ func resultRows(res [numCols]result, o options) []row {
 		{metric: "TCP errors", format: fmtCount},
 	}
 	// The step each row comes from, for -only.
-	from := []string{"keepalive", "keepalive", "keepalive", "connclose", "cpu", "cpu", "idle", "idle", "idle", "idle",
-		"", "tcp", "tcp"}
+	from := []string{"keepalive", "keepalive", "keepalive", "connclose", "tlskeepalive", "tlskeepalive", "handshakes", "",
+		"cpu", "cpu", "idle", "idle", "idle", "idle", "", "tcp", "tcp"}
 	for i, r := range res {
 		proxy := i != colDirect
 		cells := []float64{
@@ -86,6 +90,10 @@ func resultRows(res [numCols]result, o options) []row {
 			float64(r.keepAlive.P50),
 			float64(r.keepAlive.P99),
 			r.connClose.ReqPerSec,
+			proxyOnly(proxy, r.tlsKeepAlive.ReqPerSec),
+			proxyOnly(proxy, float64(r.tlsKeepAlive.P99)),
+			proxyOnly(proxy, r.handshakes.ReqPerSec),
+			proxyOnly(proxy, float64(r.tlsKeepAlive.Errors+r.handshakes.Errors)),
 			proxyOnly(proxy, float64(r.cpu.PerRequest)),
 			proxyOnly(proxy, r.cpu.Achieved),
 			proxyOnly(proxy, r.idle.PerConn),

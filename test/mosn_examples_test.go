@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mosnlite/mosnlite/server/tlsconf/tlstest"
 )
 
 // mosnExample is what one config of testdata/mosn-examples must do. The
@@ -52,7 +54,12 @@ func mosnExamples() map[string]mosnExample {
 		}},
 		"uds_tcp_proxy.json":         {check: tcpEcho("uds_in")},
 		"http1_disable_upgrade.json": {check: httpVia("l", "web GET /hello")},
-		"http1_tls_server.json":      {refused: []string{"tls_context.status: true (TLS, MOSN's tls_context) is not supported by mosnlite yet"}},
+		"http1_tls_server.json": {check: func(t *testing.T, ex *runningExample, _ obj) {
+			code, body, st, err := httpsGet(ex.listeners["l"], "/hello", tlsClientConfig(ex.ca.Pool(), "example.test"))
+			if err != nil || code != 200 || !strings.Contains(body, "web GET /hello") || st.NegotiatedProtocol != "http/1.1" {
+				t.Errorf("HTTPS through l: %d %q %v (ALPN %q)", code, body, err, st.NegotiatedProtocol)
+			}
+		}},
 		"proxy_fallback_tcp.json": {refused: []string{"fallback_for_unknown_protocol (MOSN's fallback to the tcp_proxy filter)",
 			`several network filters ("proxy", "tcp_proxy")`}},
 		"http1_jwt_authn.json": {refused: []string{`stream filter "jwt_authn" (MOSN's JWT authentication) is not supported by mosnlite`}},
@@ -114,6 +121,7 @@ func TestMOSNExampleShapes(t *testing.T) {
 type runningExample struct {
 	listeners    map[string]string // listener name → its address now
 	admin, pprof string
+	ca           *tlstest.CA // signed the certificate of every TLS context, for example.test
 }
 
 // runExample rewrites cfg's ports and paths to this test's (a free port for
@@ -124,7 +132,7 @@ func runExample(t *testing.T, cfg obj, check func(*testing.T, *runningExample, o
 	web := newHTTPBackend(t, "web")
 	echo := newEchoBackend(t)
 	uecho := newUnixEcho(t, filepath.Join(dir, "backend.sock"))
-	ex := &runningExample{listeners: map[string]string{}}
+	ex := &runningExample{listeners: map[string]string{}, ca: tlstest.NewCA(t, "examples CA")}
 	ports := map[string]string{} // old port → new address
 
 	tcpClusters := map[string]bool{}
@@ -142,6 +150,11 @@ func runExample(t *testing.T, cfg obj, check func(*testing.T, *runningExample, o
 				ex.listeners[name] = ports[port]
 			}
 			for _, fc := range list(l["filter_chains"]) {
+				if tc, ok := fc["tls_context"].(obj); ok && tc["cert_chain"] != nil {
+					// The example's certificate files: made here.
+					leaf := ex.ca.Issue(t, tlstest.Opts{CN: "example.test", DNS: []string{"example.test"}})
+					tc["cert_chain"], tc["private_key"] = leaf.Write(t, dir, name)
+				}
 				for _, f := range list(fc["filters"]) {
 					if f["type"] == "tcp_proxy" {
 						c, _ := f["config"].(obj)

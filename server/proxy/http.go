@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -186,6 +187,10 @@ func (p *httpProxy) handle(nc net.Conn) {
 func (p *httpProxy) newConn(nc net.Conn) *httpConn {
 	c := &httpConn{p: p, nc: nc, raw: newRawIO(nc), phase: phaseReading, id: p.clusters.NextConnID()}
 	c.rawless = c.raw == nil
+	c.scheme = "http"
+	if _, ok := nc.(*tls.Conn); ok {
+		c.scheme = "https"
+	}
 	if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.clientIP = tcp.IP.String()
 	}

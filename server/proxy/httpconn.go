@@ -59,6 +59,7 @@ type httpConn struct {
 	raw      *rawIO
 	clientIP string // "" for unix sockets
 	id       uint64 // the connection's number in the process (MOSN's connection_id)
+	scheme   string // "https" over TLS, else "http": X-Forwarded-Proto
 	remove   func()
 
 	// The read buffer, taken when bytes arrive and given back at the

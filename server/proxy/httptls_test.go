@@ -44,6 +44,9 @@ func TestHTTPOverTLSConn(t *testing.T) {
 	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s", r.URL.Path, b)
+		if xfp := r.Header.Get("X-Forwarded-Proto"); xfp != "https" {
+			t.Errorf("X-Forwarded-Proto over TLS: %q", xfp)
+		}
 	})
 	reg := stats.New()
 	m := newManager(t, reg, appCluster(be.addr()))

@@ -20,7 +20,7 @@ func pathOf(target []byte) []byte {
 // and target (origin-form; its path rewritten as the route says), Host
 // (rewritten likewise), the end-to-end fields as the client sent them with
 // the route's header operations applied, X-Forwarded-For with the client's
-// address appended, X-Forwarded-Proto, and the body's framing. Hop-by-hop
+// address appended, X-Forwarded-Proto (https over TLS), and the body's framing. Hop-by-hop
 // fields, those the Connection header names, and Expect stay behind.
 func (c *httpConn) composeRequest(x *exchange) {
 	req := &x.req
@@ -92,7 +92,9 @@ func (c *httpConn) composeRequest(x *exchange) {
 		b = append(b, "\r\n"...)
 	}
 	if ownXFP {
-		b = append(b, "X-Forwarded-Proto: http\r\n"...)
+		b = append(b, "X-Forwarded-Proto: "...)
+		b = append(b, c.scheme...)
+		b = append(b, "\r\n"...)
 	}
 	switch {
 	case req.Chunked:

@@ -233,11 +233,11 @@ func (s *Server) handle(c *net.UnixConn) {
 	if s.cfg.OnRequest != nil {
 		if err := s.cfg.OnRequest(newPID); err != nil {
 			log.WithError(err).Warn("upgrade request refused")
+			s.spare.refill()
+			<-s.busy // free for the next request before this one hears its answer
 			c.SetWriteDeadline(time.Now().Add(busyWriteTimeout))
 			c.Write(append([]byte{'R'}, wire.Bound(err.Error(), maxRefusal)...))
 			s.untrackClose(c)
-			s.spare.refill()
-			<-s.busy
 			return
 		}
 	}

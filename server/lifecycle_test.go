@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/internal/freeport"
 	"github.com/mosnlite/mosnlite/listener"
 	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig"
@@ -324,14 +326,15 @@ func newEnv(t *testing.T, web, admin string) *env {
 	return &env{t: t, dir: dir, web: web, admin: admin, cfg: cfg, timers: newFakeTimers(), style: newFakeStyle(), alive: true}
 }
 
+// freeAddr is a 127.0.0.1 address that was free a moment ago, outside the
+// kernel's ephemeral range (see internal/freeport).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 }
 
 func (e *env) server(opts ...func(*Options)) *Server {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mosnlite/mosnlite/internal/freeport"
 )
 
 func buildBinary(dir string) (string, error) {
@@ -213,19 +214,16 @@ func (p *proc) running() bool {
 	}
 }
 
-// freePort returns a 127.0.0.1 port that was free a moment ago, and never
-// one it returned before in this test binary: bound and closed one after the
-// other, port 0 may be given out twice, and two listeners of one config
-// would then clash.
+// freePort returns a 127.0.0.1 port that was free a moment ago, outside the
+// kernel's ephemeral range (no outgoing connection takes it before the
+// process binds it), and never one it returned before in this test binary.
 func freePort(t testing.TB) int {
 	t.Helper()
 	for i := 0; i < 100; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := freeport.Port() // below the ephemeral range: see the package
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
 		if _, dup := handedOut.LoadOrStore(p, true); !dup {
 			return p
 		}

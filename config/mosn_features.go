@@ -127,7 +127,7 @@ func protocolFeature(p string) string {
 // Empty is allowed (it means Http1, or the downstream protocol upstream).
 func protocolProblem(p string) string {
 	switch p {
-	case ProtocolHTTP1, ProtocolAuto, "":
+	case ProtocolHTTP1, ProtocolHTTP2, ProtocolAuto, "":
 		return ""
 	}
 	if strings.Contains(p, ",") {
@@ -142,10 +142,10 @@ func protocolProblem(p string) string {
 		return ""
 	}
 	if f := protocolFeature(p); f != "" {
-		return fmt.Sprintf("%q (%s) is not supported by mosnlite (it serves %s, and %s as %s)", p, f, ProtocolHTTP1, ProtocolAuto, ProtocolHTTP1)
+		return fmt.Sprintf("%q (%s) is not supported by mosnlite (it serves %s, %s and %s)", p, f, ProtocolHTTP1, ProtocolHTTP2, ProtocolAuto)
 	}
-	if strings.EqualFold(p, ProtocolHTTP1) || strings.EqualFold(p, ProtocolAuto) {
-		return fmt.Sprintf("%q: MOSN's protocol names are case-sensitive (want %s or %s)", p, ProtocolHTTP1, ProtocolAuto)
+	if strings.EqualFold(p, ProtocolHTTP1) || strings.EqualFold(p, ProtocolHTTP2) || strings.EqualFold(p, ProtocolAuto) {
+		return fmt.Sprintf("%q: MOSN's protocol names are case-sensitive (want %s, %s or %s)", p, ProtocolHTTP1, ProtocolHTTP2, ProtocolAuto)
 	}
-	return fmt.Sprintf("%q (a MOSN protocol extension) is not supported by mosnlite (it serves %s and %s)", p, ProtocolHTTP1, ProtocolAuto)
+	return fmt.Sprintf("%q (a MOSN protocol extension) is not supported by mosnlite (it serves %s, %s and %s)", p, ProtocolHTTP1, ProtocolHTTP2, ProtocolAuto)
 }

@@ -218,9 +218,6 @@ func (r *resolver) httpFilter(h *HTTPProxyConfig, l *Listener, path string) {
 	if h.IdleTimeout.Duration == 0 && l.ConnectionIdleTimeout != nil {
 		h.IdleTimeout = *l.ConnectionIdleTimeout
 	}
-	if h.DownstreamProtocol == ProtocolAuto {
-		r.ws.add(field(path, "downstream_protocol"), "Auto: mosnlite serves HTTP/1.x here (MOSN's Auto also detects HTTP/2 and RPC protocols)")
-	}
 	r.extendConfig(h, field(path, "extend_config"))
 }
 

@@ -42,6 +42,7 @@ const (
 // HTTP protocol names as MOSN writes them.
 const (
 	ProtocolHTTP1 = "Http1"
+	ProtocolHTTP2 = "Http2"
 	ProtocolAuto  = "Auto"
 )
 
@@ -197,10 +198,12 @@ type Filter struct {
 // HTTPProxyConfig is the HTTP/1.1 reverse proxy filter: MOSN's Proxy.
 type HTTPProxyConfig struct {
 	Name string `json:"name,omitempty"`
-	// DownstreamProtocol: Http1, or Auto (MOSN detects the protocol; mosnlite
-	// serves HTTP/1.x). Empty means Http1.
+	// DownstreamProtocol: Http1, Http2 (h2c with prior knowledge; h2 by
+	// ALPN once TLS negotiates it), or Auto (the HTTP/2 preface detected,
+	// else HTTP/1.x). Empty means Http1.
 	DownstreamProtocol string `json:"downstream_protocol,omitempty"`
-	// UpstreamProtocol: Http1, or Auto/empty (MOSN: the downstream protocol).
+	// UpstreamProtocol: Http1, Http2 (prior knowledge), or Auto/empty (as
+	// MOSN: the protocol the downstream connection speaks).
 	UpstreamProtocol           string `json:"upstream_protocol,omitempty"`
 	FallbackForUnknownProtocol bool   `json:"fallback_for_unknown_protocol,omitempty" refuse:"fallback_for_unknown_protocol (MOSN's fallback to the tcp_proxy filter)"`
 	RouterConfigName           string `json:"router_config_name,omitempty"`
@@ -219,6 +222,14 @@ type HTTPProxyConfig struct {
 	MaxRequestHeadersCount int      `json:"max_request_headers_count,omitempty"`
 	RequestHeaderTimeout   Duration `json:"request_header_timeout,omitzero"`
 	MaxRequestBodyBytes    int64    `json:"max_request_body_bytes,omitempty"`
+	// HTTP/2 (both sides): streams a client may open at once (default
+	// 100), and the receive windows we advertise per stream (default 256
+	// KiB) and per connection (default 1 MiB), as Envoy's
+	// http2_protocol_options name them. Header limits are the request
+	// limits above.
+	HTTP2MaxConcurrentStreams        uint32 `json:"http2_max_concurrent_streams,omitempty"`
+	HTTP2InitialStreamWindowSize     uint32 `json:"http2_initial_stream_window_size,omitempty"`
+	HTTP2InitialConnectionWindowSize uint32 `json:"http2_initial_connection_window_size,omitempty"`
 }
 
 // TCPProxyConfig is the TCP proxy filter: MOSN's StreamProxy.

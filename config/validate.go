@@ -263,6 +263,8 @@ func (v *validator) route(r *Route, path string) {
 		}
 		if msg := protocolProblem(a.UpstreamProtocol); msg != "" {
 			v.ps.add(field(ap, "upstream_protocol"), "%s", msg)
+		} else if a.UpstreamProtocol == ProtocolHTTP2 {
+			v.ps.add(field(ap, "upstream_protocol"), "%q on a route is not supported by mosnlite yet: set upstream_protocol on the proxy filter", a.UpstreamProtocol)
 		}
 		if rp := a.RetryPolicy; rp != nil {
 			rpp := field(ap, "retry_policy")
@@ -541,6 +543,14 @@ func (v *validator) filter(f *Filter, path, serverPath string, routers map[strin
 		v.duration(field(cp, "idle_timeout"), h.IdleTimeout.Duration, 0)
 		v.duration(field(cp, "upstream_timeout"), h.UpstreamTimeout.Duration, 0)
 		v.duration(field(cp, "request_header_timeout"), h.RequestHeaderTimeout.Duration, 0)
+		for _, w := range []struct {
+			name string
+			n    uint32
+		}{{"http2_initial_stream_window_size", h.HTTP2InitialStreamWindowSize}, {"http2_initial_connection_window_size", h.HTTP2InitialConnectionWindowSize}} {
+			if w.n != 0 && (w.n < 65535 || w.n > 1<<31-1) {
+				v.ps.add(field(cp, w.name), "%d: out of range (65535-2147483647, RFC 9113 §6.9)", w.n)
+			}
+		}
 		if n := h.MaxRequestHeadersKB; n < 0 || n > MaxRequestHeadersKBLimit {
 			v.ps.add(field(cp, "max_request_headers_kb"), "%d: out of range (1-%d)", n, MaxRequestHeadersKBLimit)
 		}

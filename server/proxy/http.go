@@ -12,6 +12,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/config"
 	"github.com/mosnlite/mosnlite/server/cluster"
+	"github.com/mosnlite/mosnlite/server/proxy/h2"
 	"github.com/mosnlite/mosnlite/service/stats"
 )
 
@@ -31,6 +32,9 @@ const (
 	lingerTimeout  = 500 * time.Millisecond
 	discardTimeout = 5 * time.Second
 	noClusterLabel = stats.NoCluster
+	// upstreamH2IdleTimeout closes an upstream HTTP/2 connection that has
+	// carried no stream for this long.
+	upstreamH2IdleTimeout = time.Minute
 )
 
 // httpProxy is the HTTP/1.1 reverse proxy of one listener.
@@ -58,6 +62,12 @@ type httpProxy struct {
 	observers []func(info *RequestInfo)
 	// pick draws a weighted cluster: [0, n).
 	pick func(n int) int
+
+	// HTTP/2 (http2.go): the protocols configured, the limits of a
+	// downstream connection, the upstream connections.
+	downstreamProto, upstreamProto string
+	h2cfg                          h2.Config
+	h2up                           *h2Pool
 }
 
 // HTTPOption sets what an HTTP proxy takes besides its config.
@@ -117,6 +127,9 @@ func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.
 		handoff:         idleHandoff,
 		bufSize:         httpReadBufSize,
 		bufs:            &bufPool{},
+		downstreamProto: cfg.DownstreamProtocol,
+		upstreamProto:   cfg.UpstreamProtocol,
+		h2cfg:           h2Settings(cfg),
 	}
 	for _, o := range opts {
 		o(p)
@@ -132,6 +145,7 @@ func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.
 		p.idle = NewHTTPRuntime(p.log)
 	}
 	p.idleList = p.idle.list(p.idleTimeout)
+	p.h2up = newH2Pool(h2.Config{Log: p.log, IdleTimeout: upstreamH2IdleTimeout})
 	routed := routes.clusters()
 	for _, name := range routed {
 		if clusters.Get(name) == nil {
@@ -178,6 +192,17 @@ func (p *httpProxy) handle(nc net.Conn) {
 		p.begin(nc, p.serveNegotiated)
 		return
 	}
+	switch p.downstreamProto {
+	case config.ProtocolHTTP2:
+		go p.ServeHTTP2(nc, nil)
+	case config.ProtocolAuto:
+		go p.detect(nc)
+	default:
+		p.serveHTTP1(nc)
+	}
+}
+
+func (p *httpProxy) serveHTTP1(nc net.Conn) {
 	c := p.newConn(nc)
 	c.remove = p.tracker.Add(c)
 	go c.serve(startFresh)

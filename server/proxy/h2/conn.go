@@ -189,6 +189,8 @@ type Conn struct {
 	calmSince      time.Time
 	emptyData      int
 	busy           bool
+	opened         bool // server: our SETTINGS went out (a GOAWAY may follow)
+	shutdownAsked  bool // server: Shutdown came before that
 
 	handlersDone sync.WaitGroup
 	done         chan struct{}
@@ -211,7 +213,11 @@ func newConn(nc net.Conn, r io.Reader, server bool, cfg Config) *Conn {
 	c.br = bufio.NewReaderSize(r, 16<<10)
 	c.fr = http2.NewFramer(c.bw, c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(headerTableSize, nil)
-	c.fr.MaxHeaderListSize = cfg.MaxHeaderListSize
+	// The framer decodes up to twice the limit, so that a list (or one
+	// field) somewhat over it is still read whole and answered (431) on
+	// its stream; only one past that is cut, and a single field past it is
+	// a connection error (COMPRESSION_ERROR), as x/net's framer has it.
+	c.fr.MaxHeaderListSize = uint32(min(2*uint64(cfg.MaxHeaderListSize), maxWindow))
 	c.fr.SetMaxReadFrameSize(minFrameSize)
 	c.fr.SetReuseFrames()
 	c.henc = hpack.NewEncoder(&c.hbuf)
@@ -821,6 +827,12 @@ func (c *Conn) Shutdown() {
 		}
 		return
 	}
+	if !c.opened {
+		// A GOAWAY may not come before our SETTINGS: it follows them.
+		c.shutdownAsked = true
+		c.mu.Unlock()
+		return
+	}
 	c.goAway = goAwayGraceful
 	c.pingTimer = time.AfterFunc(c.cfg.PingTimeout, c.finalGoAway)
 	c.mu.Unlock()
@@ -888,4 +900,27 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// headerListSize is a header list's size as RFC 9113 §6.5.2 counts it.
+func headerListSize(fs []hpack.HeaderField) uint32 {
+	var n uint64
+	for _, f := range fs {
+		n += uint64(len(f.Name) + len(f.Value) + 32)
+	}
+	return uint32(min(n, maxWindow))
+}
+
+// overLimits reports a received header list over the configured limits.
+func (c *Conn) overLimits(f *http2.MetaHeadersFrame) bool {
+	return f.Truncated || headerListSize(f.Fields) > c.cfg.MaxHeaderListSize ||
+		c.cfg.MaxHeaderCount > 0 && len(f.RegularFields()) > c.cfg.MaxHeaderCount
+}
+
+// Fresh reports a server connection on which the client has opened no
+// stream yet.
+func (c *Conn) Fresh() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastPeerStream == 0
 }

@@ -65,6 +65,13 @@ func (c *Conn) serve() error {
 	if err := c.writeOpening(); err != nil {
 		return err
 	}
+	c.mu.Lock()
+	c.opened = true
+	asked := c.shutdownAsked
+	c.mu.Unlock()
+	if asked {
+		c.Shutdown()
+	}
 	f, err := c.fr.ReadFrame()
 	if err != nil {
 		return err
@@ -132,7 +139,7 @@ func (c *Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	st.header = append([]hpack.HeaderField(nil), f.Fields...)
 	st.gotHeader = true
 	st.declaredLen = n
-	st.tooLarge = f.Truncated || c.cfg.MaxHeaderCount > 0 && len(f.RegularFields()) > c.cfg.MaxHeaderCount
+	st.tooLarge = c.overLimits(f)
 	if f.StreamEnded() {
 		st.recvDone = true
 		if n > 0 {
@@ -216,7 +223,7 @@ func (c *Conn) headersOfStreamLocked(st *Stream, f *http2.MetaHeadersFrame) erro
 		}
 		st.header = append([]hpack.HeaderField(nil), f.Fields...)
 		st.gotHeader = true
-		st.tooLarge = f.Truncated
+		st.tooLarge = f.Truncated || headerListSize(f.Fields) > c.cfg.MaxHeaderListSize
 		if !st.lenExempt && status != 204 && status != 304 {
 			st.declaredLen = n
 		}

@@ -194,9 +194,9 @@ func (p *httpProxy) handle(nc net.Conn) {
 	}
 	switch p.downstreamProto {
 	case config.ProtocolHTTP2:
-		go p.ServeHTTP2(nc, nil)
+		go p.trackH2(nc, nil)()
 	case config.ProtocolAuto:
-		go p.detect(nc)
+		p.detect(nc)
 	default:
 		p.serveHTTP1(nc)
 	}

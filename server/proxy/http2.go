@@ -66,6 +66,12 @@ func (hc *h2Conn) Close() error { return hc.c.Close() }
 // ServeHTTP2 serves nc as an HTTP/2 server connection until it ends; it
 // tracks the connection, and returns once every stream is done.
 func (p *httpProxy) ServeHTTP2(nc net.Conn, prefix []byte) {
+	p.trackH2(nc, prefix)()
+}
+
+// trackH2 prepares and tracks an HTTP/2 connection at once (so that a
+// drain's wait sees it from its accept on) and returns what serves it.
+func (p *httpProxy) trackH2(nc net.Conn, prefix []byte) (serve func()) {
 	hc := &h2Conn{p: p}
 	if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		hc.clientIP = tcp.IP.String()
@@ -85,11 +91,20 @@ func (p *httpProxy) ServeHTTP2(nc net.Conn, prefix []byte) {
 	}
 	hc.c = h2.NewServer(countingConn{nc, p}, prefix, cfg, hc.serveStream)
 	remove := p.tracker.Add(hc)
-	defer remove()
-	if err := hc.c.Serve(); err != nil {
-		p.log.WithError(err).WithField("client", hc.clientIP).Debug("http2 connection ended")
+	return func() {
+		defer remove()
+		if err := hc.c.Serve(); err != nil {
+			p.log.WithError(err).WithField("client", hc.clientIP).Debug("http2 connection ended")
+		}
 	}
 }
+
+// detecting is a connection of an Auto listener while its first bytes
+// are awaited: tracked, so that a drain waits for it; closed by CloseAll.
+type detecting struct{ nc net.Conn }
+
+func (d *detecting) Drain()       {}
+func (d *detecting) Close() error { return d.nc.Close() }
 
 // countingConn counts a downstream connection's bytes in the listener's
 // counters.
@@ -125,12 +140,21 @@ func (c countingConn) CloseWrite() error {
 // detect serves a connection of an Auto listener: HTTP/2 if it starts with
 // the client preface, else HTTP/1.x. It looks without consuming (a peek),
 // so that the HTTP/1 engine reads the request from the socket as always.
+// The connection is tracked throughout: the engine's own entry is added
+// before the placeholder's is removed.
 func (p *httpProxy) detect(nc net.Conn) {
-	if isH2, ok := p.peekPreface(nc); ok && isH2 {
-		p.ServeHTTP2(nc, nil)
-		return
-	}
-	p.serveHTTP1(nc)
+	d := &detecting{nc: nc}
+	removeD := p.tracker.Add(d)
+	go func() {
+		if isH2, ok := p.peekPreface(nc); ok && isH2 {
+			serve := p.trackH2(nc, nil)
+			removeD()
+			serve()
+			return
+		}
+		p.serveHTTP1(nc)
+		removeD()
+	}()
 }
 
 // peekPreface waits, within the header timeout, for enough of the first

@@ -794,9 +794,19 @@ func (c *Conn) shutdownNow() {
 	}
 	c.lingering = true
 	c.mu.Unlock()
-	err := c.write(func(*http2.Framer) error { return nil }) // flush
+	// Flush and half-close under the write lock: a flush left to a writer
+	// queued behind us would come after our FIN.
 	cw, ok := c.nc.(interface{ CloseWrite() error })
-	if err != nil || !ok || cw.CloseWrite() != nil {
+	err := c.lockWrite()
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err == nil && ok {
+		err = cw.CloseWrite()
+	}
+	c.wmu.Unlock()
+	c.writers.Add(-1)
+	if err != nil || !ok {
 		c.closeWith(ErrConnClosed)
 		return
 	}

@@ -212,7 +212,7 @@ func TestNginxConfAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := nginxConf(st, dir, "127.0.0.1:1", "127.0.0.1:7", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", cert, 8, 5000)
+	text := nginxConf(st, dir, "127.0.0.1:1", "127.0.0.1:7", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", cert, 8, 5000, h2Ports{"127.0.0.1:17", "127.0.0.1:18", "127.0.0.1:19"})
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestMosnliteConfigShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := mosnliteConfig("/tmp/x", "127.0.0.1:1", "127.0.0.1:7", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:6", "127.0.0.1:4", "127.0.0.1:5", cert, 8)
+	b, err := mosnliteConfig("/tmp/x", "127.0.0.1:1", "127.0.0.1:7", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:6", "127.0.0.1:4", "127.0.0.1:5", cert, 8, h2Ports{"127.0.0.1:17", "127.0.0.1:18", "127.0.0.1:19"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,13 +234,14 @@ func TestMosnliteConfigShape(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mosnlite rejects the bench config: %v\n%s", err, b)
 	}
-	if len(cfg.Servers) != 1 || len(cfg.Servers[0].Listeners) != 3 || cfg.Admin == nil || cfg.Pprof == nil || len(cfg.ClusterManager.Clusters) != 2 {
+	if len(cfg.Servers) != 1 || len(cfg.Servers[0].Listeners) != 5 || cfg.Admin == nil || cfg.Pprof == nil || len(cfg.ClusterManager.Clusters) != 3 {
 		t.Errorf("parsed config: %+v", cfg)
 	}
 	if l := cfg.Servers[0].Listeners[1]; len(l.TLSContexts()) != 1 || l.TLSContexts()[0].Loaded == nil || l.Address != "127.0.0.1:7" {
 		t.Errorf("the HTTPS listener: %+v", l)
 	}
-	for _, want := range []string{`"type": "proxy"`, `"type": "tcp_proxy"`, `"cluster": "sink"`, `"cluster_name": "backend"`, `"address": "127.0.0.1:4"`} {
+	for _, want := range []string{`"type": "proxy"`, `"type": "tcp_proxy"`, `"cluster": "sink"`, `"cluster_name": "backend"`, `"address": "127.0.0.1:4"`,
+		`"downstream_protocol": "Http2"`, `"upstream_protocol": "Http2"`, `"cluster_name": "grpc"`, `"address": "127.0.0.1:19"`} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("config lacks %s:\n%s", want, b)
 		}

@@ -21,6 +21,10 @@ import (
 	"time"
 )
 
+// h2Conns is how many HTTP/2 connections the h2c and gRPC loads open;
+// -connections streams are spread over them.
+const h2Conns = 4
+
 type options struct {
 	duration    time.Duration
 	warmup      time.Duration
@@ -60,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.mosnlite, "mosnlite", "", "mosnlite binary to use (default: go build ./cmd/mosnlite)")
 	fs.StringVar(&o.nginx, "nginx", "", "nginx binary (default: nginx in PATH)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of mosnlite under the first keep-alive load to this file (and under the fixed-rate load to this file + \".fixed-rate\")")
-	fs.StringVar(&o.only, "only", "", "measure only these, comma-separated: keepalive, connclose, tlskeepalive, handshakes, cpu, idle, tcp")
+	fs.StringVar(&o.only, "only", "", "measure only these, comma-separated: keepalive, connclose, tlskeepalive, handshakes, cpu, idle, h2c, grpc, tcp")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -87,8 +91,12 @@ type target struct {
 	httpAddr  string
 	httpsAddr string // "" for the backend: TLS is measured on the proxies
 	tcpAddr   string
-	proc      *proc
-	profile   string // write a CPU profile of the keep-alive load here
+	// h2cAddr and grpcAddr take HTTP/2 with prior knowledge: proxied to
+	// the HTTP/1 backend, and gRPC to the h2c gRPC backend (for the
+	// direct column, that backend itself).
+	h2cAddr, grpcAddr string
+	proc              *proc
+	profile           string // write a CPU profile of the keep-alive load here
 }
 
 // result is everything measured on one target in one run.
@@ -99,6 +107,7 @@ type result struct {
 	cpu                      cpuResult  // proxies only
 	idle                     idleResult // proxies only
 	tcp                      tcpResult
+	h2c, grpc                httpResult
 }
 
 func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
@@ -143,7 +152,13 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	addrs := make([]string, 6)
+	hb, err := startH2Backend(o.bodySize)
+	if err != nil {
+		return err
+	}
+	defer hb.close()
+
+	addrs := make([]string, 10)
 	for i := range addrs {
 		if addrs[i], err = freePort(); err != nil {
 			return err
@@ -155,21 +170,21 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	ml, err := startMosnlite(ctx, mosnliteBin, dir, addrs[0], addrs[4], addrs[1], pprofAddr, b, cert, o.connections)
+	ml, err := startMosnlite(ctx, mosnliteBin, dir, addrs[0], addrs[4], addrs[1], pprofAddr, b, cert, o.connections, h2Ports{addrs[6], addrs[7], hb.addr()})
 	if err != nil {
 		return err
 	}
 	defer ml.stop(syscall.SIGTERM, 5*time.Second)
-	ng, err := startNginx(ctx, nginxBin, stream, dir, addrs[2], addrs[5], addrs[3], b, cert, o.connections, o.idleConns)
+	ng, err := startNginx(ctx, nginxBin, stream, dir, addrs[2], addrs[5], addrs[3], b, cert, o.connections, o.idleConns, h2Ports{addrs[8], addrs[9], hb.addr()})
 	if err != nil {
 		return err
 	}
 	defer ng.stop(syscall.SIGTERM, 5*time.Second)
 
 	targets := [numCols]target{
-		colDirect:   {name: "direct", httpAddr: b.httpAddr(), tcpAddr: b.sinkAddr()},
-		colMosnlite: {name: "mosnlite", httpAddr: addrs[0], httpsAddr: addrs[4], tcpAddr: addrs[1], proc: ml},
-		colNginx:    {name: "nginx", httpAddr: addrs[2], httpsAddr: addrs[5], tcpAddr: addrs[3], proc: ng},
+		colDirect:   {name: "direct", httpAddr: b.httpAddr(), tcpAddr: b.sinkAddr(), h2cAddr: hb.addr(), grpcAddr: hb.addr()},
+		colMosnlite: {name: "mosnlite", httpAddr: addrs[0], httpsAddr: addrs[4], tcpAddr: addrs[1], h2cAddr: addrs[6], grpcAddr: addrs[7], proc: ml},
+		colNginx:    {name: "nginx", httpAddr: addrs[2], httpsAddr: addrs[5], tcpAddr: addrs[3], h2cAddr: addrs[8], grpcAddr: addrs[9], proc: ng},
 	}
 	loaderName := "built-in Go load generator"
 	if wrkBin != "" {
@@ -314,6 +329,8 @@ func steps(o options, wrkBin string, b *backend, cert benchCert, pprofAddr strin
 			logf("%-8s memory %v", t.name, r.idle)
 			return nil
 		}},
+		h2Step("h2c", o, false, logf),
+		h2Step("grpc", o, true, logf),
 		{name: "tcp", run: func(ctx context.Context, t target, r *result) error {
 			var err error
 			if r.tcp, err = tcpLoad(ctx, b, t.tcpAddr, o.streams, o.duration); err != nil {
@@ -326,6 +343,22 @@ func steps(o options, wrkBin string, b *backend, cert benchCert, pprofAddr strin
 			return nil
 		}},
 	}
+}
+
+// h2Step measures h2c requests or gRPC unary calls (grpc) on a target.
+func h2Step(name string, o options, grpc bool, logf func(string, ...any)) step {
+	return step{name: name, run: func(ctx context.Context, t target, r *result) error {
+		addr, res, what := t.h2cAddr, &r.h2c, "h2c request"
+		if grpc {
+			addr, res, what = t.grpcAddr, &r.grpc, "gRPC call"
+		}
+		*res = h2Load(ctx, addr, h2Conns, max(1, o.connections/h2Conns), o.duration, grpc, o.bodySize)
+		if res.Requests == 0 {
+			return fmt.Errorf("%s: no %s answered (%d errors)", t.name, what, res.Errors)
+		}
+		logf("%-8s %-4s %v", t.name, name, *res)
+		return nil
+	}}
 }
 
 // measures reports whether -only selects the named step.
@@ -355,7 +388,7 @@ func selected(all []step, only string) ([]step, error) {
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("-only: unknown measurement %q (want keepalive, connclose, tlskeepalive, handshakes, cpu, idle, tcp)", name)
+			return nil, fmt.Errorf("-only: unknown measurement %q (want keepalive, connclose, tlskeepalive, handshakes, cpu, idle, h2c, grpc, tcp)", name)
 		}
 	}
 	return out, nil

@@ -17,7 +17,7 @@ import (
 // everything to the backend, the same over TLS (cert), a TCP proxy listener to the sink, and the admin
 // port (for readiness), and pprof when pprofAddr is set. Built as JSON because a filter's "config" object is
 // decoded by type and has no marshalable field in config.Filter.
-func mosnliteConfig(dir, httpAddr, httpsAddr, tcpAddr, adminAddr, pprofAddr, backendHTTP, backendTCP string, cert benchCert, conns int) ([]byte, error) {
+func mosnliteConfig(dir, httpAddr, httpsAddr, tcpAddr, adminAddr, pprofAddr, backendHTTP, backendTCP string, cert benchCert, conns int, h2 h2Ports) ([]byte, error) {
 	filter := func(typ string, cfg map[string]any) map[string]any {
 		return map[string]any{"filter_chains": []any{map[string]any{"filters": []any{
 			map[string]any{"type": typ, "config": cfg},
@@ -32,6 +32,10 @@ func mosnliteConfig(dir, httpAddr, httpsAddr, tcpAddr, adminAddr, pprofAddr, bac
 	}
 	tcpL := filter("tcp_proxy", map[string]any{"cluster": "sink"})
 	tcpL["name"], tcpL["address"], tcpL["network"] = "bench_tcp", tcpAddr, "tcp"
+	h2cL := filter("proxy", map[string]any{"router_config_name": "bench", "downstream_protocol": "Http2", "upstream_protocol": "Http1"})
+	h2cL["name"], h2cL["address"], h2cL["network"] = "bench_h2c", h2.h2c, "tcp"
+	grpcL := filter("proxy", map[string]any{"router_config_name": "grpc", "downstream_protocol": "Http2", "upstream_protocol": "Http2"})
+	grpcL["name"], grpcL["address"], grpcL["network"] = "bench_grpc", h2.grpc, "tcp"
 	cfg := map[string]any{
 		"uds_dir": filepath.Join(dir, "uds"),
 		"servers": []any{map[string]any{
@@ -39,18 +43,8 @@ func mosnliteConfig(dir, httpAddr, httpsAddr, tcpAddr, adminAddr, pprofAddr, bac
 			"default_log_path":  "stderr",
 			"default_log_level": "warn",
 			"graceful_timeout":  "2s",
-			"listeners":         []any{httpL, httpsL, tcpL},
-			"routers": []any{map[string]any{
-				"router_config_name": "bench",
-				"virtual_hosts": []any{map[string]any{
-					"name":    "all",
-					"domains": []string{"*"},
-					"routers": []any{map[string]any{
-						"match": map[string]any{"prefix": "/"},
-						"route": map[string]any{"cluster_name": "backend"},
-					}},
-				}},
-			}},
+			"listeners":         []any{httpL, httpsL, tcpL, h2cL, grpcL},
+			"routers":           []any{routeAll("bench", "backend"), routeAll("grpc", "grpc")},
 		}},
 		"cluster_manager": map[string]any{"clusters": []any{
 			map[string]any{
@@ -62,6 +56,10 @@ func mosnliteConfig(dir, httpAddr, httpsAddr, tcpAddr, adminAddr, pprofAddr, bac
 				"name": "sink", "lb_type": "LB_ROUNDROBIN",
 				"hosts": []any{map[string]any{"address": backendTCP}},
 			},
+			map[string]any{
+				"name": "grpc", "lb_type": "LB_ROUNDROBIN",
+				"hosts": []any{map[string]any{"address": h2.grpcBackend}},
+			},
 		}},
 		"admin": map[string]any{"address": adminAddr},
 	}
@@ -71,14 +69,29 @@ func mosnliteConfig(dir, httpAddr, httpsAddr, tcpAddr, adminAddr, pprofAddr, bac
 	return json.MarshalIndent(cfg, "", "  ")
 }
 
+// routeAll is a router sending every request to cluster.
+func routeAll(name, cluster string) map[string]any {
+	return map[string]any{
+		"router_config_name": name,
+		"virtual_hosts": []any{map[string]any{
+			"name":    "all",
+			"domains": []string{"*"},
+			"routers": []any{map[string]any{
+				"match": map[string]any{"prefix": "/"},
+				"route": map[string]any{"cluster_name": cluster},
+			}},
+		}},
+	}
+}
+
 // startMosnlite writes the config, validates it and runs `mosnlite start`,
 // ready once the admin port answers /ready with 200.
-func startMosnlite(ctx context.Context, bin, dir, httpAddr, httpsAddr, tcpAddr, pprofAddr string, b *backend, cert benchCert, conns int) (*proc, error) {
+func startMosnlite(ctx context.Context, bin, dir, httpAddr, httpsAddr, tcpAddr, pprofAddr string, b *backend, cert benchCert, conns int, h2 h2Ports) (*proc, error) {
 	adminAddr, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := mosnliteConfig(dir, httpAddr, httpsAddr, tcpAddr, adminAddr, pprofAddr, b.httpAddr(), b.sinkAddr(), cert, conns)
+	cfg, err := mosnliteConfig(dir, httpAddr, httpsAddr, tcpAddr, adminAddr, pprofAddr, b.httpAddr(), b.sinkAddr(), cert, conns, h2)
 	if err != nil {
 		return nil, fmt.Errorf("mosnlite: render config: %w", err)
 	}

@@ -83,7 +83,7 @@ func streamModule(v string, exists func(string) bool) (nginxStream, error) {
 // backend, and a stream{} TCP proxy to the sink. Keep-alive request limits
 // are lifted on both sides so that, as with mosnlite, a connection is never
 // closed by a request count; each worker may hold every idle connection.
-func nginxConf(st nginxStream, dir, httpAddr, httpsAddr, tcpAddr, backendHTTP, backendTCP string, cert benchCert, conns, idle int) string {
+func nginxConf(st nginxStream, dir, httpAddr, httpsAddr, tcpAddr, backendHTTP, backendTCP string, cert benchCert, conns, idle int, h2 h2Ports) string {
 	var b strings.Builder
 	if st.modulePath != "" {
 		fmt.Fprintf(&b, "load_module %s;\n", st.modulePath)
@@ -126,6 +126,24 @@ http {
             proxy_set_header Connection "";
         }
     }
+    upstream grpcbackend {
+        server %[13]s;
+        keepalive %[6]d;
+    }
+    server {
+        listen %[11]s http2;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+    server {
+        listen %[12]s http2;
+        location / {
+            grpc_pass grpc://grpcbackend;
+        }
+    }
 }
 stream {
     upstream sink { server %[5]s; }
@@ -134,14 +152,14 @@ stream {
         proxy_pass sink;
     }
 }
-`, dir, httpAddr, tcpAddr, backendHTTP, backendTCP, conns, max(4096, idle+1024), httpsAddr, cert.certPath, cert.keyPath)
+`, dir, httpAddr, tcpAddr, backendHTTP, backendTCP, conns, max(4096, idle+1024), httpsAddr, cert.certPath, cert.keyPath, h2.h2c, h2.grpc, h2.grpcBackend)
 	return b.String()
 }
 
 // startNginx writes the config into dir and runs nginx in the foreground.
-func startNginx(ctx context.Context, bin string, st nginxStream, dir, httpAddr, httpsAddr, tcpAddr string, b *backend, cert benchCert, conns, idle int) (*proc, error) {
+func startNginx(ctx context.Context, bin string, st nginxStream, dir, httpAddr, httpsAddr, tcpAddr string, b *backend, cert benchCert, conns, idle int, h2 h2Ports) (*proc, error) {
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxConf(st, dir, httpAddr, httpsAddr, tcpAddr, b.httpAddr(), b.sinkAddr(), cert, conns, idle)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(nginxConf(st, dir, httpAddr, httpsAddr, tcpAddr, b.httpAddr(), b.sinkAddr(), cert, conns, idle, h2)), 0o644); err != nil {
 		return nil, fmt.Errorf("nginx: write config: %w", err)
 	}
 	if out, err := exec.Command(bin, "-t", "-q", "-p", dir, "-c", conf, "-g", "daemon off;").CombinedOutput(); err != nil {

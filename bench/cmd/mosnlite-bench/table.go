@@ -77,12 +77,17 @@ func resultRows(res [numCols]result, o options) []row {
 		{metric: "  RSS MB with them", format: fmtMB},
 		{metric: "  RSS MB after they closed", format: fmtMB, better: "lower"},
 		{metric: "HTTP errors", format: fmtCount},
+		{metric: "h2c req/s", format: fmtRate, better: "higher"},
+		{metric: "h2c p99 latency", format: fmtLatency, better: "lower"},
+		{metric: "gRPC unary calls/s", format: fmtRate, better: "higher"},
+		{metric: "gRPC unary p99 latency", format: fmtLatency, better: "lower"},
+		{metric: "h2c and gRPC errors", format: fmtCount},
 		{metric: "TCP throughput MB/s", format: fmtMBps, better: "higher"},
 		{metric: "TCP errors", format: fmtCount},
 	}
 	// The step each row comes from, for -only.
 	from := []string{"keepalive", "keepalive", "keepalive", "connclose", "tlskeepalive", "tlskeepalive", "handshakes", "",
-		"cpu", "cpu", "idle", "idle", "idle", "idle", "", "tcp", "tcp"}
+		"cpu", "cpu", "idle", "idle", "idle", "idle", "", "h2c", "h2c", "grpc", "grpc", "", "tcp", "tcp"}
 	for i, r := range res {
 		proxy := i != colDirect
 		cells := []float64{
@@ -101,6 +106,11 @@ func resultRows(res [numCols]result, o options) []row {
 			proxyOnly(proxy, float64(r.idle.Idle)),
 			proxyOnly(proxy, float64(r.idle.After)),
 			float64(r.keepAlive.Errors + r.connClose.Errors),
+			r.h2c.ReqPerSec,
+			float64(r.h2c.P99),
+			r.grpc.ReqPerSec,
+			float64(r.grpc.P99),
+			float64(r.h2c.Errors + r.grpc.Errors),
 			r.tcp.MBps,
 			float64(r.tcp.Errors),
 		}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -246,5 +247,31 @@ func TestLoadRefusesNonRegularFiles(t *testing.T) {
 	if _, err := Load(filepath.Join(dir, "missing.json")); err == nil || !errors.Is(err, os.ErrNotExist) ||
 		strings.Count(err.Error(), "missing.json") != 1 {
 		t.Errorf("missing file: %v (want the path named once)", err)
+	}
+}
+
+func TestHTTP2ProtocolsOnTheFilterNotOnARoute(t *testing.T) {
+	const tmpl = `{"servers": [{"listeners": [{"name": "web", "address": "127.0.0.1:8080",
+      "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "%s", "upstream_protocol": "%s", "router_config_name": "r",
+        "http2_initial_stream_window_size": %d}}]}]}],
+    "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"], "routers": [
+      {"match": {"prefix": "/"}, "route": {"cluster_name": "c", "upstream_protocol": "%s"}}]}]}]}],
+  "cluster_manager": {"clusters": [{"name": "c", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:9000"}]}]}}`
+	for _, down := range []string{"Http2", "Auto"} {
+		if _, err := Parse([]byte(fmt.Sprintf(tmpl, down, "Http2", 0, ""))); err != nil {
+			t.Errorf("downstream %s, upstream Http2: %v", down, err)
+		}
+	}
+	_, err := Parse([]byte(fmt.Sprintf(tmpl, "Http2", "", 0, "Http2")))
+	if err == nil || !strings.Contains(err.Error(), "route.upstream_protocol") || !strings.Contains(err.Error(), "set upstream_protocol on the proxy filter") {
+		t.Errorf("route-level Http2: %v, want a refusal naming the field", err)
+	}
+	_, err = Parse([]byte(fmt.Sprintf(tmpl, "Http2", "", 1000, "")))
+	if err == nil || !strings.Contains(err.Error(), "http2_initial_stream_window_size") {
+		t.Errorf("window of 1000 bytes: %v, want an out-of-range error", err)
+	}
+	_, err = Parse([]byte(fmt.Sprintf(tmpl, "http2", "", 0, "")))
+	if err == nil || !strings.Contains(err.Error(), "case-sensitive") {
+		t.Errorf("downstream http2: %v, want the case error", err)
 	}
 }

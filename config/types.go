@@ -227,9 +227,9 @@ type HTTPProxyConfig struct {
 	// KiB) and per connection (default 1 MiB), as Envoy's
 	// http2_protocol_options name them. Header limits are the request
 	// limits above.
-	HTTP2MaxConcurrentStreams        uint32 `json:"http2_max_concurrent_streams,omitempty"`
-	HTTP2InitialStreamWindowSize     uint32 `json:"http2_initial_stream_window_size,omitempty"`
-	HTTP2InitialConnectionWindowSize uint32 `json:"http2_initial_connection_window_size,omitempty"`
+	HTTP2MaxConcurrentStreams        int `json:"http2_max_concurrent_streams,omitempty"`
+	HTTP2InitialStreamWindowSize     int `json:"http2_initial_stream_window_size,omitempty"`
+	HTTP2InitialConnectionWindowSize int `json:"http2_initial_connection_window_size,omitempty"`
 }
 
 // TCPProxyConfig is the TCP proxy filter: MOSN's StreamProxy.

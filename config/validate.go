@@ -543,9 +543,12 @@ func (v *validator) filter(f *Filter, path, serverPath string, routers map[strin
 		v.duration(field(cp, "idle_timeout"), h.IdleTimeout.Duration, 0)
 		v.duration(field(cp, "upstream_timeout"), h.UpstreamTimeout.Duration, 0)
 		v.duration(field(cp, "request_header_timeout"), h.RequestHeaderTimeout.Duration, 0)
+		if n := h.HTTP2MaxConcurrentStreams; n < 0 || n > 1<<31-1 {
+			v.ps.add(field(cp, "http2_max_concurrent_streams"), "%d: out of range (1-2147483647)", n)
+		}
 		for _, w := range []struct {
 			name string
-			n    uint32
+			n    int
 		}{{"http2_initial_stream_window_size", h.HTTP2InitialStreamWindowSize}, {"http2_initial_connection_window_size", h.HTTP2InitialConnectionWindowSize}} {
 			if w.n != 0 && (w.n < 65535 || w.n > 1<<31-1) {
 				v.ps.add(field(cp, w.name), "%d: out of range (65535-2147483647, RFC 9113 §6.9)", w.n)

@@ -34,9 +34,9 @@ type HTTP2Server interface {
 // h2Settings are the HTTP/2 limits of a proxy, from its filter config.
 func h2Settings(cfg config.HTTPProxyConfig) h2.Config {
 	return h2.Config{
-		MaxConcurrentStreams: cfg.HTTP2MaxConcurrentStreams,
-		StreamWindow:         cfg.HTTP2InitialStreamWindowSize,
-		ConnWindow:           cfg.HTTP2InitialConnectionWindowSize,
+		MaxConcurrentStreams: uint32(cfg.HTTP2MaxConcurrentStreams), // validated by config
+		StreamWindow:         uint32(cfg.HTTP2InitialStreamWindowSize),
+		ConnWindow:           uint32(cfg.HTTP2InitialConnectionWindowSize),
 	}
 }
 

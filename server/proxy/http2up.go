@@ -174,11 +174,13 @@ func (x *h2Exchange) proxyH2(cl *cluster.Cluster, timeout time.Duration) {
 	end := x.requestEnded()
 	var us *h2.Stream
 	var lastErr error
+	var tried []*cluster.Host
 	for attempt := 0; attempt < 3 && us == nil; attempt++ {
-		h := cl.Pick(nil)
+		h := cl.Pick(tried)
 		if h == nil {
 			break
 		}
+		tried = append(tried, h)
 		x.info.Attempts++
 		x.info.Upstream = h
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)

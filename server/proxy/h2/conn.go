@@ -644,10 +644,7 @@ func (c *Conn) onData(f *http2.DataFrame) error {
 		supd, cupd = st.takeCreditLocked(), c.takeConnCreditLocked()
 	}
 	if f.StreamEnded() {
-		st.recvDone = true
-		if st.sendDone {
-			c.closeStreamLocked(st)
-		}
+		c.receivedEndLocked(st)
 	}
 	st.cond.Broadcast()
 	c.mu.Unlock()
@@ -709,6 +706,15 @@ func (c *Conn) resetStream(id uint32, code http2.ErrCode) {
 		return
 	}
 	_ = c.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(id, code) })
+}
+
+// receivedEndLocked records END_STREAM from the peer: the stream closes
+// if our side has ended too.
+func (c *Conn) receivedEndLocked(st *Stream) {
+	st.recvDone = true
+	if st.sendDone {
+		c.closeStreamLocked(st)
+	}
 }
 
 // closeStreamLocked forgets a stream whose both sides are done (or that

@@ -228,10 +228,7 @@ func (c *Conn) headersOfStreamLocked(st *Stream, f *http2.MetaHeadersFrame) erro
 			st.declaredLen = n
 		}
 		if f.StreamEnded() {
-			st.recvDone = true
-			if st.sendDone {
-				c.closeStreamLocked(st)
-			}
+			c.receivedEndLocked(st)
 		}
 		st.cond.Broadcast()
 		c.mu.Unlock()
@@ -249,10 +246,7 @@ func (c *Conn) headersOfStreamLocked(st *Stream, f *http2.MetaHeadersFrame) erro
 		return nil
 	}
 	st.trailer = append([]hpack.HeaderField(nil), f.Fields...)
-	st.recvDone = true
-	if st.sendDone {
-		c.closeStreamLocked(st)
-	}
+	c.receivedEndLocked(st)
 	st.cond.Broadcast()
 	c.mu.Unlock()
 	return nil

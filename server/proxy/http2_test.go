@@ -157,11 +157,15 @@ func TestHTTP2DownstreamToHTTP1Upstream(t *testing.T) {
 	if n := e.downstreamConns(); n != 1 {
 		t.Errorf("downstream connections = %v, want 1", n)
 	}
+	// A record is made once the stream ended, after the client has its
+	// answer.
+	waitFor(t, "5 request records", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(infos) == 5
+	})
 	mu.Lock()
 	defer mu.Unlock()
-	if len(infos) != 5 {
-		t.Fatalf("%d request records, want 5", len(infos))
-	}
 	last := infos[3]
 	if last.Status != 200 || last.Cluster != "app" || last.BytesReceived != 1<<20 || last.BytesSent != 1<<20 ||
 		string(last.Request.Path) != "/echo?n=1" || last.Upstream == nil {

@@ -3,6 +3,7 @@ module github.com/mosnlite/mosnlite
 go 1.26.8
 
 require (
+	github.com/gorilla/websocket v1.5.3
 	github.com/json-iterator/go v1.1.12
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3

@@ -1,5 +1,7 @@
 package config
 
+import "strings"
+
 // Router is a named route table referenced by an HTTP proxy filter: MOSN's
 // RouterConfiguration.
 type Router struct {
@@ -83,6 +85,29 @@ type RouteAction struct {
 	RequestHeadersToRemove  []string            `json:"request_headers_to_remove,omitempty"`
 	ResponseHeadersToAdd    []HeaderValueOption `json:"response_headers_to_add,omitempty"`
 	ResponseHeadersToRemove []string            `json:"response_headers_to_remove,omitempty"`
+	// mosnlite's own field, in the shape of Envoy's RouteAction (MOSN has
+	// no route-level upgrade switch): HTTP/1.1 upgrades allowed or refused
+	// by protocol. Upgrades not listed are allowed.
+	UpgradeConfigs []UpgradeConfig `json:"upgrade_configs,omitempty"`
+}
+
+// UpgradeConfig allows or refuses one kind of HTTP/1.1 upgrade (the
+// Upgrade header's protocol, e.g. "websocket") on a route: Envoy's
+// RouteAction.UpgradeConfig.
+type UpgradeConfig struct {
+	UpgradeType string `json:"upgrade_type,omitempty"` // case-insensitive
+	Enabled     *bool  `json:"enabled,omitempty"`      // default true
+}
+
+// UpgradeEnabled reports whether the route lets protocol upgrade, and
+// whether the route says anything about it.
+func (a *RouteAction) UpgradeEnabled(protocol string) (enabled, listed bool) {
+	for _, u := range a.UpgradeConfigs {
+		if strings.EqualFold(u.UpgradeType, protocol) {
+			return u.Enabled == nil || *u.Enabled, true
+		}
+	}
+	return true, false
 }
 
 // WeightedCluster is one cluster of a traffic split.

@@ -278,6 +278,20 @@ func (v *validator) route(r *Route, path string) {
 				}
 			}
 		}
+		seenUpgrade := map[string]bool{}
+		for i, u := range a.UpgradeConfigs {
+			up := field(index(field(ap, "upgrade_configs"), i), "upgrade_type")
+			name := strings.ToLower(u.UpgradeType)
+			switch {
+			case name == "":
+				v.ps.add(up, "required (the Upgrade protocol, e.g. websocket)")
+			case !validToken(name):
+				v.ps.add(up, "%q: not a protocol name", u.UpgradeType)
+			case seenUpgrade[name]:
+				v.ps.add(up, "%q: listed twice", u.UpgradeType)
+			}
+			seenUpgrade[name] = true
+		}
 		v.headerOps(ap, a.RequestHeadersToAdd, a.RequestHeadersToRemove, a.ResponseHeadersToAdd, a.ResponseHeadersToRemove)
 	}
 	if rd := r.Redirect; rd != nil {

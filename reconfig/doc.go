@@ -185,20 +185,22 @@
 //	Start the accepted ones               close its copies of the accepted ones;
 //	(pending bytes written first)         resume the refused ones
 //
-// The ack's "migration" list names the listeners (and their kind, "tcp" or
-// "http") the new process takes connections for; the old process offers
-// only those. A new process that sends no list (an older version, or
+// The ack's "migration" list names the listeners (and their kind, "tcp",
+// "http" or "http_tunnel": an HTTP listener's upgraded connections) the new
+// process takes connections for; the old process offers only those (a
+// connection of a kind not listed stays with it). A new process that sends no list (an older version, or
 // AcceptConnections never called) gets no offers, and an old process that
 // ignores the list drains as before: both directions stay compatible.
 //
 // An offer's payload:
 //
-//	{"id": 7, "listener": "web", "kind": "http"|"tcp",
+//	{"id": 7, "listener": "web", "kind": "http"|"tcp"|"http_tunnel",
 //	 "started_at": "RFC 3339", "deadline": "RFC 3339",
-//	 "to_upstream": base64, "to_downstream": base64,   // tcp: read, not yet written
+//	 "to_upstream": base64, "to_downstream": base64,   // tcp, http_tunnel: read, not yet written
 //	 "buffered": base64, "requests": 12}               // http: read, not yet parsed
 //
-// with its fds: tcp [downstream, upstream], http [downstream]. A receiver
+// with its fds: tcp and http_tunnel [downstream, upstream], http
+// [downstream]. A receiver
 // refuses (with the reason, in the result) an offer whose JSON or fields
 // are bad, whose fd count does not match its kind, with more than 4 MiB in
 // any buffer, for a listener it does not serve, or past its deadline; the

@@ -11,6 +11,9 @@ import (
 const (
 	ConnKindTCP  = "tcp"  // a TCP proxy session: fds [downstream, upstream]
 	ConnKindHTTP = "http" // an idle HTTP/1.1 downstream connection: fds [downstream]
+	// ConnKindTunnel is an HTTP/1.1 connection upgraded to another protocol
+	// (a WebSocket): fds [downstream, upstream], moved like a TCP session.
+	ConnKindTunnel = "http_tunnel"
 )
 
 // DefaultMigrateTimeout bounds one migration batch, from the first offer to
@@ -48,8 +51,8 @@ type ConnOffer struct {
 	// to the other.
 	ToUpstream   []byte `json:"to_upstream,omitempty"`
 	ToDownstream []byte `json:"to_downstream,omitempty"`
-	// Buffered (http): read from the client, not yet parsed; Requests: how
-	// many requests the connection carried so far.
+	// Buffered (http): read from the client, not yet parsed; Requests
+	// (http, http_tunnel): how many requests the connection carried so far.
 	Buffered []byte `json:"buffered,omitempty"`
 	Requests uint64 `json:"requests,omitempty"`
 	// Deadline is the batch's deadline, set by Server.Migrate: the new
@@ -92,7 +95,7 @@ type MigrationResult struct {
 // unknown kind.
 func connFDs(kind string) int {
 	switch kind {
-	case ConnKindTCP:
+	case ConnKindTCP, ConnKindTunnel:
 		return 2
 	case ConnKindHTTP:
 		return 1
@@ -131,6 +134,8 @@ func parseOffer(payload []byte, nfds int) (ConnOffer, error) {
 		return bad("a tcp session with http fields")
 	case o.Kind == ConnKindHTTP && (len(o.ToUpstream) > 0 || len(o.ToDownstream) > 0):
 		return bad("an http connection with tcp pending data")
+	case o.Kind == ConnKindTunnel && len(o.Buffered) > 0:
+		return bad("an http tunnel with unparsed request bytes")
 	}
 	return o, nil
 }

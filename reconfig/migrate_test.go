@@ -353,10 +353,12 @@ func TestMigrateGarbledOffers(t *testing.T) {
 		fds     int
 	}{
 		{[]byte(`{"id":1,`), 1}, // not JSON: its id is lost
-		{offer(ConnOffer{ID: 2, Listener: "tcp", Kind: ConnKindTCP, StartedAt: now}), 1},   // one socket short
-		{offer(ConnOffer{ID: 3, Listener: "web", Kind: "udp", StartedAt: now}), 1},         // unknown kind
-		{offer(ConnOffer{ID: 4, Listener: "web", Kind: ConnKindHTTP}), 1},                  // no age
-		{offer(ConnOffer{ID: 5, Listener: "nope", Kind: ConnKindHTTP, StartedAt: now}), 1}, // no such listener (the handler says)
+		{offer(ConnOffer{ID: 2, Listener: "tcp", Kind: ConnKindTCP, StartedAt: now}), 1},    // one socket short
+		{offer(ConnOffer{ID: 3, Listener: "web", Kind: "udp", StartedAt: now}), 1},          // unknown kind
+		{offer(ConnOffer{ID: 4, Listener: "web", Kind: ConnKindHTTP}), 1},                   // no age
+		{offer(ConnOffer{ID: 5, Listener: "nope", Kind: ConnKindHTTP, StartedAt: now}), 1},  // no such listener (the handler says)
+		{offer(ConnOffer{ID: 6, Listener: "web", Kind: ConnKindTunnel, StartedAt: now}), 1}, // a tunnel has two sockets
+		{offer(ConnOffer{ID: 7, Listener: "web", Kind: ConnKindTunnel, StartedAt: now, Buffered: []byte("GET")}), 2},
 	}
 	e.old.succ.wmu.Lock()
 	peer := e.old.succ.conn
@@ -367,7 +369,7 @@ func TestMigrateGarbledOffers(t *testing.T) {
 		}
 		closeFDs(fds)
 	}
-	commit, _ := json.Marshal(commitMsg{Batch: 99, IDs: []uint64{1, 2, 3, 4, 5}, Deadline: deadline})
+	commit, _ := json.Marshal(commitMsg{Batch: 99, IDs: []uint64{1, 2, 3, 4, 5, 6, 7}, Deadline: deadline})
 	if err := writeFrame(peer, typeConnCommit, flagOptional, commit, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +382,8 @@ func TestMigrateGarbledOffers(t *testing.T) {
 	for _, x := range r.Refused {
 		got[x.ID] = x.Reason
 	}
-	want := map[uint64]string{1: "offer not received", 2: "2 sockets, 1 arrived", 3: `unknown kind "udp"`, 4: "no started_at", 5: "no listener nope here"}
+	want := map[uint64]string{1: "offer not received", 2: "2 sockets, 1 arrived", 3: `unknown kind "udp"`, 4: "no started_at", 5: "no listener nope here",
+		6: "http_tunnel connection comes with 2 sockets, 1 arrived", 7: "an http tunnel with unparsed request bytes"}
 	if len(r.Accepted) != 0 || len(got) != len(want) {
 		t.Fatalf("result %+v", r)
 	}

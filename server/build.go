@@ -98,6 +98,9 @@ func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 			noMigration := l.DisableMigration || hs != nil
 			if m, ok := p.(proxy.Migrator); ok && !noMigration {
 				stats.MigrationCounters(s.reg, l.Name, m.Kind())
+				if m.Kind() == proxy.KindHTTP { // and its upgraded connections
+					stats.MigrationCounters(s.reg, l.Name, proxy.KindTunnel)
+				}
 			}
 			parts = append(parts, &part{spec: spec, proxy: p, noMigration: noMigration, tls: hs})
 		}

@@ -483,7 +483,8 @@ func TestStartTakesOverFromPredecessor(t *testing.T) {
 	if info.DrainingPID != 77 || !info.FirstStartTime.Equal(time.Unix(1000, 0)) || s.m.upgrades.Value() != 3 || s.m.listenersInherited.Value() != 1 {
 		t.Fatalf("info %+v upgrades %v inherited %v", info, s.m.upgrades.Value(), s.m.listenersInherited.Value())
 	}
-	if len(e.style.pred.acked) != 1 || e.style.pred.acked[0] != (reconfig.MigrationTarget{Listener: "web", Kind: "http"}) {
+	if len(e.style.pred.acked) != 2 || e.style.pred.acked[0] != (reconfig.MigrationTarget{Listener: "web", Kind: "http"}) ||
+		e.style.pred.acked[1] != (reconfig.MigrationTarget{Listener: "web", Kind: "http_tunnel"}) {
 		t.Fatalf("acked with targets %v", e.style.pred.acked)
 	}
 	close(e.style.pred.bye)

@@ -30,12 +30,16 @@ type migrationSender interface {
 // goroutine sends them in batches. Connections the successor refuses, and
 // every one after a batch failed, resume and drain here.
 type outbound struct {
-	send     migrationSender
-	reg      *stats.Registry
-	log      *logrus.Entry
-	parts    []*part // the parts whose connections move
-	onBatch  func()  // after each batch (pushes the counters)
-	onBroken func()  // once, when migration failed for good
+	send  migrationSender
+	reg   *stats.Registry
+	log   *logrus.Entry
+	parts []*part // the parts whose connections move
+	// takes is what the successor takes, by listener and kind: a
+	// connection of another kind (a tunnel, for a successor that takes
+	// none) stays here, without failing the batch of the others.
+	takes    map[reconfig.MigrationTarget]bool
+	onBatch  func() // after each batch (pushes the counters)
+	onBroken func() // once, when migration failed for good
 
 	wake chan struct{} // a connection parked
 	stop chan struct{}
@@ -82,6 +86,7 @@ func (s *Server) startMigration(send migrationSender, targets []reconfig.Migrati
 	if s.fx.now != nil {
 		o.now = s.fx.now
 	}
+	o.takes = want
 	for _, p := range parts {
 		m, ok := p.proxy.(proxy.Migrator)
 		if !ok {
@@ -127,7 +132,7 @@ func (o *outbound) counter(moved bool, listener, kind string) *stats.Counter {
 // enqueue is where connections park; it never blocks.
 func (o *outbound) enqueue(pk *proxy.Parked) {
 	o.mu.Lock()
-	if o.closed || o.broken {
+	if o.closed || o.broken || o.takes != nil && !o.takes[reconfig.MigrationTarget{Listener: pk.Listener, Kind: pk.Kind}] {
 		o.mu.Unlock()
 		o.fail(pk)
 		return
@@ -315,10 +320,13 @@ func (o *outbound) finish(log *logrus.Entry) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	f := logrus.Fields{"pending_bytes_moved": o.carried}
-	for _, kind := range []string{proxy.KindTCP, proxy.KindHTTP} {
+	for _, kind := range []string{proxy.KindTCP, proxy.KindHTTP, proxy.KindTunnel} {
 		f["moved_"+kind] = o.moved[kind]
 		f["failed_"+kind] = o.failed[kind]
-		f["drained_"+kind] = max(0, o.atStart[kind]-o.moved[kind])
 	}
+	// An HTTP listener's connections were counted at the start as http,
+	// tunnels among them.
+	f["drained_"+proxy.KindTCP] = max(0, o.atStart[proxy.KindTCP]-o.moved[proxy.KindTCP])
+	f["drained_"+proxy.KindHTTP] = max(0, o.atStart[proxy.KindHTTP]-o.moved[proxy.KindHTTP]-o.moved[proxy.KindTunnel])
 	log.WithFields(f).Info("handoff: connection migration summary")
 }

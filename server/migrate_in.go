@@ -40,6 +40,9 @@ func (s *Server) migrationTargets() ([]reconfig.MigrationTarget, *adopter) {
 		}
 		a.byName[p.spec.Name] = m
 		targets = append(targets, reconfig.MigrationTarget{Listener: p.spec.Name, Kind: m.Kind()})
+		if m.Kind() == proxy.KindHTTP { // and its upgraded connections
+			targets = append(targets, reconfig.MigrationTarget{Listener: p.spec.Name, Kind: proxy.KindTunnel})
+		}
 	}
 	return targets, a
 }
@@ -50,7 +53,7 @@ func (a *adopter) Hold(o reconfig.ConnOffer) error {
 	if !ok {
 		return fmt.Errorf("no listener %q takes connections here", o.Listener)
 	}
-	if m.Kind() != o.Kind {
+	if !proxy.Carries(m.Kind(), o.Kind) {
 		return fmt.Errorf("listener %q is %s here, the connection is %s", o.Listener, m.Kind(), o.Kind)
 	}
 	h, err := m.Adopt(proxy.Handover{
@@ -79,7 +82,7 @@ func (a *adopter) Start(ids []uint64) {
 		a.adopted[k] += v
 	}
 	a.mu.Unlock()
-	a.log.WithFields(logrus.Fields{"tcp": n[proxy.KindTCP], "http": n[proxy.KindHTTP]}).Info("migration: serving connections moved from the predecessor")
+	a.log.WithFields(logrus.Fields{"tcp": n[proxy.KindTCP], "http": n[proxy.KindHTTP], "http_tunnel": n[proxy.KindTunnel]}).Info("migration: serving connections moved from the predecessor")
 }
 
 // Release implements reconfig.ConnHandler.

@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -201,8 +203,9 @@ func TestAdopterRoutesByListenerAndKind(t *testing.T) {
 		part1("pinned", &fakeMigrator{kind: proxy.KindTCP}, true),
 	}}
 	targets, a := s.migrationTargets()
-	if len(targets) != 2 || targets[0] != (reconfig.MigrationTarget{Listener: "web", Kind: "http"}) || targets[1] != (reconfig.MigrationTarget{Listener: "tcp", Kind: "tcp"}) {
-		t.Fatalf("targets = %v", targets)
+	want := []reconfig.MigrationTarget{{Listener: "web", Kind: "http"}, {Listener: "web", Kind: "http_tunnel"}, {Listener: "tcp", Kind: "tcp"}}
+	if !slices.Equal(targets, want) {
+		t.Fatalf("targets = %v, want %v", targets, want)
 	}
 	for _, tc := range []struct {
 		o    reconfig.ConnOffer
@@ -211,9 +214,50 @@ func TestAdopterRoutesByListenerAndKind(t *testing.T) {
 		{reconfig.ConnOffer{ID: 1, Listener: "pinned", Kind: "tcp"}, `no listener "pinned"`},
 		{reconfig.ConnOffer{ID: 2, Listener: "web", Kind: "tcp"}, "is http here"},
 		{reconfig.ConnOffer{ID: 3, Listener: "tcp", Kind: "tcp"}, "not here"},
+		{reconfig.ConnOffer{ID: 4, Listener: "web", Kind: "http_tunnel"}, "not here"}, // to the HTTP listener's Adopt
+		{reconfig.ConnOffer{ID: 5, Listener: "tcp", Kind: "http_tunnel"}, "is tcp here"},
 	} {
 		if err := a.Hold(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Hold(%+v) = %v, want %q", tc.o, err, tc.want)
 		}
+	}
+}
+
+// A successor that takes an HTTP listener's connections but not its
+// tunnels (an older version): a tunnel stays here, and the batch of the
+// others goes on.
+func TestOutboundKeepsKindsTheSuccessorDoesNotTake(t *testing.T) {
+	s, hook := testServer(t)
+	web := &fakeMigrator{kind: proxy.KindHTTP, asked: make(chan func(*proxy.Parked), 1), drain: make(chan struct{})}
+	web.conns = make([]*proxy.Parked, 2)
+	send := &fakeSender{answer: func(offers []reconfig.ConnOffer) (reconfig.MigrationResult, error) {
+		r := reconfig.MigrationResult{}
+		for _, o := range offers {
+			if o.Kind != "http" {
+				return reconfig.MigrationResult{}, fmt.Errorf("offered a %s connection", o.Kind)
+			}
+			r.Accepted = append(r.Accepted, o.ID)
+		}
+		return r, nil
+	}}
+	o := s.startMigration(send, []reconfig.MigrationTarget{{Listener: "web", Kind: "http"}}, []*part{part1("web", web, false)}, s.log, func() {})
+	park := <-web.asked
+	tun, dt := parkedConn("web", proxy.KindTunnel, 0)
+	park(tun)
+	if decided(t, dt) {
+		t.Fatal("a tunnel moved to a successor that takes none")
+	}
+	a, da := parkedConn("web", "http", 0)
+	park(a)
+	if !decided(t, da) {
+		t.Fatal("the http connection did not move")
+	}
+	o.finish(s.log)
+	if got := s.reg.Counter("server.connection_migrations_failed_total", "", "listener", "web", "kind", "http_tunnel").Value(); got != 1 {
+		t.Fatalf("failed tunnels = %v, want 1", got)
+	}
+	e := hook.LastEntry()
+	if e == nil || e.Data["moved_http"] != 1 || e.Data["failed_http_tunnel"] != 1 || e.Data["drained_http"] != 1 {
+		t.Fatalf("summary: %v", e)
 	}
 }

@@ -280,7 +280,7 @@ func summary(t *testing.T, p *proc) map[string]int {
 	t.Helper()
 	line := p.waitLog(`connection migration summary`, time.Second)
 	out := map[string]int{}
-	for _, m := range regexp.MustCompile(`(\w+_(?:tcp|http)|pending_bytes_moved)=(\d+)`).FindAllStringSubmatch(line, -1) {
+	for _, m := range regexp.MustCompile(`(\w+_(?:tcp|http_tunnel|http)|pending_bytes_moved)=(\d+)`).FindAllStringSubmatch(line, -1) {
 		out[m[1]] = atoi(m[2])
 	}
 	return out

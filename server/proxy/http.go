@@ -52,6 +52,10 @@ type httpProxy struct {
 	handoff         time.Duration // idle this long, a connection goes to the poller
 	bufSize         int           // first read buffer of a request
 	metrics         *stats.HTTPListenerMetrics
+	// tunnels is what the sessions of upgraded connections share;
+	// upgrades counts the connections upgraded.
+	tunnels  *sessionOwner
+	upgrades *stats.Counter
 
 	bufs      *bufPool
 	exchanges sync.Pool // *exchange
@@ -131,6 +135,9 @@ func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.
 		upstreamProto:   cfg.UpstreamProtocol,
 		h2cfg:           h2Settings(cfg),
 	}
+	var tunnelsActive *stats.Gauge
+	p.upgrades, tunnelsActive = stats.HTTPUpgradeSeries(reg, listener.Name)
+	p.tunnels = &sessionOwner{base: p.base, kind: KindTunnel, idleTimeout: p.idleTimeout, active: tunnelsActive, clusters: clusters}
 	for _, o := range opts {
 		o(p)
 	}

@@ -111,6 +111,8 @@ type httpConn struct {
 	pipelined bool
 	// tailWritten: this wait began by writing a deferred tail.
 	tailWritten bool
+	// upgraded: a tunnel serves the socket now (httpupgrade.go).
+	upgraded bool
 }
 
 // ensureRaw gives the serving goroutine its non-blocking I/O helper.
@@ -256,6 +258,9 @@ func (c *httpConn) serve(start int) {
 		}
 		start = startFresh
 		keepAlive, responded := c.serveRequest()
+		if c.upgraded {
+			return
+		}
 		if !keepAlive {
 			// A client that asked for the close and sent nothing more gets
 			// a plain one, as nginx does; else the close lingers.

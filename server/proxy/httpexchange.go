@@ -51,8 +51,10 @@ type exchange struct {
 	// deferred: ob holds the answer's last bytes, for the connection's next
 	// wait to write (flushEnd).
 	deferred bool
-	staged   []byte // a large request body part already buffered, sent after ob
-	iov      [2][]byte
+	// upgrade: the request asks to switch protocols (httpupgrade.go).
+	upgrade bool
+	staged  []byte // a large request body part already buffered, sent after ob
+	iov     [2][]byte
 
 	upBuf  *buffer // upstream reads
 	ur, uw int     // upBuf.b[ur:uw] read and not consumed
@@ -104,7 +106,7 @@ func (p *httpProxy) putExchange(x *exchange) {
 	x.series, x.upCl, x.upActive, x.upHost, x.upSent, x.upEnd = nil, nil, false, nil, time.Time{}, time.Time{}
 	clear(x.tried)
 	x.tried = x.tried[:0]
-	x.ob, x.staged, x.iov, x.deferred = x.outBuf.b[:0], nil, [2][]byte{}, false
+	x.ob, x.staged, x.iov, x.deferred, x.upgrade = x.outBuf.b[:0], nil, [2][]byte{}, false, false
 	x.ur, x.uw = 0, 0
 	x.up = nil
 	x.res, x.extraHead, x.replay, x.retryHeld, x.bufLimit = routeResult{}, nil, false, false, 0
@@ -251,12 +253,12 @@ func (c *httpConn) exchange(x *exchange) (keepAlive, responded bool) {
 		x.extraHead = append(x.extraHead, "\r\n"...)
 		return c.answerLocal(x, noClusterLabel, res.redirect.code, "", false), true
 	}
-	// An Upgrade request (a WebSocket handshake) is proxied here as a plain
-	// request: Upgrade and Connection are hop-by-hop, so the upstream sees
-	// an ordinary request and gives an ordinary answer. This is where a
-	// tunnel takes over when it is built: a 101 from the upstream turns the
-	// connection into bytes copied both ways, which migrate like a TCP
-	// session (req.Upgrade, req.UpgradeAsked).
+	// An upgrade (a WebSocket handshake) goes upstream with its Upgrade
+	// and Connection; a 101 answer makes the connection a tunnel
+	// (httpupgrade.go).
+	if x.upgrade = upgradeRequested(req); x.upgrade && !res.upgradeAllowed(req.Upgrade) {
+		return c.refuseUpgrade(x, res), true
+	}
 	return c.proxy(x, res)
 }
 
@@ -374,6 +376,9 @@ func (c *httpConn) proxy(x *exchange, res routeResult) (keepAlive, responded boo
 	up, err := c.sendRetrying(x, cl, res.action)
 	if err != nil {
 		return c.upstreamFailed(x, res.cluster, err)
+	}
+	if x.resp.Status == http.StatusSwitchingProtocols {
+		return c.switchProtocols(x, cl, up)
 	}
 	return c.forwardResponse(x, cl, up)
 }
@@ -766,7 +771,7 @@ func (c *httpConn) readResponseHead(x *exchange, up *cluster.Conn) error {
 		}
 		switch s := x.resp.Status; {
 		case s == http.StatusSwitchingProtocols:
-			return errors.New("upstream switched protocols, which was not asked for")
+			return checkSwitch(x) // the final answer to an upgrade
 		case s < 200:
 			if informational++; informational > 8 {
 				return errors.New("upstream sent more than 8 informational responses")

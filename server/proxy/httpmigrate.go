@@ -3,8 +3,11 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"time"
+
+	"github.com/mosnlite/mosnlite/server/cluster"
 )
 
 // Kind implements Migrator.
@@ -105,11 +108,14 @@ func (c *httpConn) handover() (Handover, error) {
 }
 
 // Adopt implements Migrator: a downstream connection moved here between two
-// requests, held until Start. Its reader starts with what the predecessor
-// had buffered.
+// requests, held until Start, its reader starting with what the predecessor
+// had buffered; or a tunnel, both its sockets.
 func (p *httpProxy) Adopt(h Handover) (Held, error) {
 	if err := p.refuseAdopt(); err != nil {
 		return nil, err
+	}
+	if h.Kind == KindTunnel { // an upgraded connection (httpupgrade.go)
+		return p.tunnels.adopt(h, p.tunnelHost)
 	}
 	if h.Kind != KindHTTP {
 		return nil, fmt.Errorf("proxy: listener %s is an http proxy, cannot take a %q connection", p.name, h.Kind)
@@ -139,3 +145,15 @@ func (h *heldHTTP) Start() {
 }
 
 func (h *heldHTTP) Drop() { h.c.nc.Close() }
+
+// tunnelHost finds the cluster and host, among those the routes lead to, an
+// adopted tunnel's upstream socket is connected to; nils if none.
+func (p *httpProxy) tunnelHost(up net.Conn) (*cluster.Cluster, *cluster.Host) {
+	var cls []*cluster.Cluster
+	for _, name := range p.routes.clusters() {
+		if c := p.clusters.Get(name); c != nil {
+			cls = append(cls, c)
+		}
+	}
+	return findHost(up, cls...)
+}

@@ -20,7 +20,8 @@ func pathOf(target []byte) []byte {
 // and target (origin-form; its path rewritten as the route says), Host
 // (rewritten likewise), the end-to-end fields as the client sent them with
 // the route's header operations applied, X-Forwarded-For with the client's
-// address appended, X-Forwarded-Proto (https over TLS), and the body's framing. Hop-by-hop
+// address appended, X-Forwarded-Proto (https over TLS), the body's
+// framing, and an upgrade's Connection and Upgrade. Other hop-by-hop
 // fields, those the Connection header names, and Expect stay behind.
 func (c *httpConn) composeRequest(x *exchange) {
 	req := &x.req
@@ -90,6 +91,10 @@ func (c *httpConn) composeRequest(x *exchange) {
 		}
 		b = append(b, c.clientIP...)
 		b = append(b, "\r\n"...)
+	}
+	if x.upgrade {
+		b = append(b, "Connection: Upgrade\r\n"...)
+		b = appendField(b, []byte("Upgrade"), req.Upgrade)
 	}
 	if ownXFP {
 		b = append(b, "X-Forwarded-Proto: "...)

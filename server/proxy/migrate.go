@@ -16,7 +16,17 @@ import (
 const (
 	KindTCP  = "tcp"  // a TCP proxy session: downstream and upstream sockets
 	KindHTTP = "http" // an HTTP/1.1 downstream connection between requests
+	// KindTunnel is an HTTP/1.1 connection that switched protocols (a
+	// WebSocket): downstream and upstream sockets, moved like a TCP session
+	// and served by the HTTP listener of the same name.
+	KindTunnel = "http_tunnel"
 )
+
+// Carries reports whether a listener whose proxy is of kind listenerKind
+// takes connections of kind conn: its own, and an HTTP listener tunnels.
+func Carries(listenerKind, conn string) bool {
+	return conn == listenerKind || listenerKind == KindHTTP && conn == KindTunnel
+}
 
 // Handover is a connection on its way between processes: its sockets and
 // what its old owner had read but not yet written.
@@ -24,15 +34,17 @@ type Handover struct {
 	Listener  string
 	Kind      string
 	StartedAt time.Time
-	// Files are the sockets: tcp [downstream, upstream]; http [downstream].
+	// Files are the sockets: tcp and http_tunnel [downstream, upstream];
+	// http [downstream].
 	Files []*os.File
-	// ToUpstream and ToDownstream (tcp) were read from one side and not yet
-	// written to the other.
+	// ToUpstream and ToDownstream (tcp, http_tunnel) were read from one
+	// side and not yet written to the other.
 	ToUpstream, ToDownstream []byte
 	// Buffered (http) was read from the client and not yet parsed: the
 	// beginning of the next request, possibly pipelined.
 	Buffered []byte
-	// Requests (http) is how many requests the connection carried so far.
+	// Requests (http, http_tunnel) is how many requests the connection
+	// carried so far.
 	Requests uint64
 }
 

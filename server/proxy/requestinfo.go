@@ -28,6 +28,7 @@ const (
 	FlagBadRequest      ResponseFlags = 0x20000 // DPE: the request was refused by the parser or a limit
 	FlagLocalResponse   ResponseFlags = 0x40000 // a direct_response or redirect route answered
 	FlagRetryOverflow   ResponseFlags = 0x80000 // a retry was wanted but the retry budget was spent
+	FlagUpgradeRefused  ResponseFlags = 0x100000 // the route refuses the protocol upgrade asked for (403)
 )
 
 // failureFlags are the flags that make MOSN's %response_flag% "true".

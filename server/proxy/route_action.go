@@ -35,6 +35,10 @@ type routeAction struct {
 	// reqOps and respOps are the header operations of the route, then its
 	// virtual host's, then the route table's, in MOSN's order.
 	reqOps, respOps headerOps
+
+	// upgrades: the upgrade protocols (lower case) the route allows (true)
+	// or refuses (false); one not listed is allowed (httpupgrade.go).
+	upgrades map[string]bool
 }
 
 type splitCluster struct {
@@ -53,6 +57,12 @@ func compileAction(a *config.RouteAction, vhAndGlobalReq, vhAndGlobalResp [2]hea
 	ra := &routeAction{cluster: a.ClusterName, pick: pick, timeout: a.Timeout.Duration,
 		prefixRewrite: []byte(a.PrefixRewrite), hostRewrite: []byte(a.HostRewrite),
 		hostHeader: strings.ToLower(a.AutoHostRewriteHeader)}
+	for _, u := range a.UpgradeConfigs {
+		if ra.upgrades == nil {
+			ra.upgrades = map[string]bool{}
+		}
+		ra.upgrades[strings.ToLower(u.UpgradeType)], _ = a.UpgradeEnabled(u.UpgradeType)
+	}
 	for _, w := range a.WeightedClusters {
 		if w.Cluster.Weight <= 0 {
 			continue

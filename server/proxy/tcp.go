@@ -17,10 +17,10 @@ import (
 // tcpProxy relays every accepted connection to a host of one cluster.
 type tcpProxy struct {
 	*base
-	cluster     *cluster.Cluster
-	clusters    *cluster.Manager
-	idleTimeout time.Duration
-	metrics     *stats.TCPListenerMetrics
+	cluster  *cluster.Cluster
+	clusters *cluster.Manager
+	metrics  *stats.TCPListenerMetrics
+	owner    *sessionOwner // what its sessions share
 	// observers are called at the end of every session with its record
 	// (WithSessionObserver).
 	observers []func(info *RequestInfo)
@@ -66,10 +66,9 @@ func newTCP(listener config.Listener, clusters *cluster.Manager, reg *stats.Regi
 		reg = stats.New()
 	}
 	p := &tcpProxy{
-		base:        newBase(listener.Name, "tcp_proxy", reg, log),
-		cluster:     cl,
-		clusters:    clusters,
-		idleTimeout: orDefault(f.TCP.IdleTimeout.Duration, config.DefaultIdleTimeout),
+		base:     newBase(listener.Name, "tcp_proxy", reg, log),
+		cluster:  cl,
+		clusters: clusters,
 	}
 	for _, o := range opts {
 		o(p)
@@ -77,6 +76,8 @@ func newTCP(listener config.Listener, clusters *cluster.Manager, reg *stats.Regi
 	if p.metrics == nil {
 		p.metrics = stats.NewTCPListenerMetrics(reg, listener.Name, cl.Name())
 	}
+	p.owner = &sessionOwner{base: p.base, kind: KindTCP, cluster: cl, clusters: clusters, ended: p.sessionEnded,
+		idleTimeout: orDefault(f.TCP.IdleTimeout.Duration, config.DefaultIdleTimeout)}
 	return p, nil
 }
 
@@ -105,5 +106,5 @@ func (p *tcpProxy) handle(nc net.Conn) {
 func (p *tcpProxy) newSession(nc net.Conn, started time.Time) *tcpSession {
 	p.metrics.Sessions().Inc()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &tcpSession{p: p, down: nc, ctx: ctx, cancel: cancel, started: started, id: p.clusters.NextConnID()}
+	return &tcpSession{p: p.owner, down: nc, ctx: ctx, cancel: cancel, started: started, id: p.clusters.NextConnID()}
 }

@@ -76,25 +76,26 @@ func (s *tcpSession) handOver() {
 	park := s.p.parkFunc()
 	down, err := dupConn(s.down, "downstream")
 	if err != nil {
-		s.p.log.WithError(err).Warn("tcp session cannot move; it stays")
+		s.p.log.WithError(err).WithField("kind", s.p.kind).Warn("session cannot move; it stays")
 		s.decide(false)
 		return
 	}
 	up, err := dupConn(s.up, "upstream")
 	if err != nil {
 		down.Close()
-		s.p.log.WithError(err).Warn("tcp session cannot move; it stays")
+		s.p.log.WithError(err).WithField("kind", s.p.kind).Warn("session cannot move; it stays")
 		s.decide(false)
 		return
 	}
 	since, _ := s.p.tracker.Since(s)
 	park(NewParked(Handover{
 		Listener:     s.p.name,
-		Kind:         KindTCP,
+		Kind:         s.p.kind,
 		StartedAt:    since,
 		Files:        []*os.File{down, up},
 		ToUpstream:   bytes.Clone(s.toUp.pending),
 		ToDownstream: bytes.Clone(s.toDown.pending),
+		Requests:     s.requests,
 	}, s.decide))
 }
 
@@ -139,8 +140,15 @@ func (p *tcpProxy) Adopt(h Handover) (Held, error) {
 	if h.Kind != KindTCP {
 		return nil, fmt.Errorf("proxy: listener %s is tcp_proxy, cannot take a %q connection", p.name, h.Kind)
 	}
+	return p.owner.adopt(h, p.hostOf)
+}
+
+// adopt makes the held session of a handover of o's kind: both sockets,
+// connected, and what was read and not yet written. hostOf, if set, names
+// the cluster and host the upstream socket is connected to.
+func (o *sessionOwner) adopt(h Handover, hostOf func(net.Conn) (*cluster.Cluster, *cluster.Host)) (Held, error) {
 	if len(h.Files) != 2 {
-		return nil, fmt.Errorf("proxy: listener %s: a tcp session needs 2 sockets, got %d", p.name, len(h.Files))
+		return nil, fmt.Errorf("proxy: listener %s: a %s session needs 2 sockets, got %d", o.name, o.kind, len(h.Files))
 	}
 	down, err := fileConn(h.Files[0], "downstream")
 	if err != nil {
@@ -156,26 +164,44 @@ func (p *tcpProxy) Adopt(h Handover) (Held, error) {
 	if started.IsZero() {
 		started = time.Now()
 	}
-	host := p.hostOf(up)
-	s := &tcpSession{p: p, down: down, up: up, upc: p.cluster.Inherited(up, host), host: host,
-		ctx: ctx, cancel: cancel, started: started, id: p.clusters.NextConnID()}
-	s.initPipes(h.ToUpstream, h.ToDownstream)
+	s := &tcpSession{p: o, down: down, up: up, ctx: ctx, cancel: cancel, started: started,
+		id: o.clusters.NextConnID(), requests: h.Requests}
+	limit := 0
+	if hostOf != nil {
+		cl, host := hostOf(up)
+		s.host = host
+		if cl != nil {
+			s.upc = cl.Inherited(up, host)
+			limit = cl.BufferLimit()
+		}
+	}
+	s.initPipes(h.ToUpstream, h.ToDownstream, limit)
 	return &heldTCP{s: s, since: h.StartedAt}, nil
 }
 
-// hostOf finds the cluster host an adopted upstream socket is connected to,
-// for least-request accounting; nil if none matches.
-func (p *tcpProxy) hostOf(up net.Conn) *cluster.Host {
+// hostOf finds the host an adopted upstream socket is connected to (nil if
+// none matches), for least-request accounting; the session's cluster
+// counts the connection as open either way.
+func (p *tcpProxy) hostOf(up net.Conn) (*cluster.Cluster, *cluster.Host) {
+	_, h := findHost(up, p.cluster)
+	return p.cluster, h
+}
+
+// findHost returns the cluster among cls, and its host, whose address an
+// upstream socket is connected to; nils if none.
+func findHost(up net.Conn, cls ...*cluster.Cluster) (*cluster.Cluster, *cluster.Host) {
 	ra := up.RemoteAddr()
 	if ra == nil {
-		return nil
+		return nil, nil
 	}
-	for _, h := range p.cluster.Hosts() {
-		if h.Address() == ra.String() {
-			return h
+	for _, c := range cls {
+		for _, h := range c.Hosts() {
+			if h.Address() == ra.String() {
+				return c, h
+			}
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 type heldTCP struct {
@@ -184,14 +210,17 @@ type heldTCP struct {
 }
 
 func (h *heldTCP) Start() {
-	s := h.s
-	s.remove = s.p.tracker.AddSince(s, h.since)
-	go func() {
-		defer s.remove()
-		defer s.recordEnd()
-		defer s.Close()
-		s.pump(s.p.log.WithField("client", remoteString(s.down)))
-	}()
+	h.s.remove = h.s.p.tracker.AddSince(h.s, h.since)
+	go h.s.serve()
+}
+
+// serve pumps a tracked session that is connected already, until it ends
+// or moves.
+func (s *tcpSession) serve() {
+	defer s.remove()
+	defer s.recordEnd()
+	defer s.Close()
+	s.pump(s.p.log.WithField("client", remoteString(s.down)))
 }
 
 func (h *heldTCP) Drop() { h.s.Close() }

@@ -18,10 +18,30 @@ import (
 
 var errSessionIdle = errors.New("tcp session idle")
 
-// tcpSession is one proxied TCP connection: both sockets and both copy
-// directions, with any bytes read but not yet written kept in the pipes.
+// sessionOwner is what a byte session needs of the proxy that holds it: a
+// TCP proxy's sessions, or the tunnels of an HTTP proxy's upgraded
+// connections (httpupgrade.go).
+type sessionOwner struct {
+	*base
+	kind        string        // KindTCP or KindTunnel: what it moves as
+	idleTimeout time.Duration // nothing moved either way this long: the session ends
+	// cluster (tcp) is where a new session connects.
+	cluster *cluster.Cluster
+	// active, if set, follows the sessions pumping in this process.
+	active *stats.Gauge
+	// ended, if set, records the end of a session that ends in this
+	// process (not one a successor carries on) after d since its original
+	// accept.
+	ended func(s *tcpSession, d time.Duration)
+	// clusters numbers the connections (MOSN's connection_id).
+	clusters *cluster.Manager
+}
+
+// tcpSession is one proxied TCP connection, or an upgraded HTTP connection
+// (a tunnel): both sockets and both copy directions, with any bytes read but
+// not yet written kept in the pipes.
 type tcpSession struct {
-	p      *tcpProxy
+	p      *sessionOwner
 	down   net.Conn // accepted from the client
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -35,7 +55,7 @@ type tcpSession struct {
 
 	mu     sync.Mutex
 	up     net.Conn      // to the upstream host (upc's socket); nil until connected
-	upc    *cluster.Conn // the cluster's record of it: open until closed
+	upc    *cluster.Conn // the cluster's record of it, open until closed; nil for an adopted tunnel to no known host
 	host   *cluster.Host
 	closed bool
 	// Migration state, under mu. A move pauses both directions at a safe
@@ -55,6 +75,10 @@ type tcpSession struct {
 
 	toUp   pipe // client → upstream
 	toDown pipe // upstream → client
+
+	// requests (a tunnel) is how many requests the connection carried
+	// before its upgrade, passed on when it moves.
+	requests uint64
 }
 
 // pipe is one copy direction. pending holds bytes read from src and not yet
@@ -81,12 +105,15 @@ func (s *tcpSession) Close() error {
 		return nil
 	}
 	s.closed = true
-	upc := s.upc
+	up, upc := s.up, s.upc
 	s.mu.Unlock()
 	s.cancel()
 	err := s.down.Close()
-	if upc != nil {
+	switch {
+	case upc != nil:
 		_ = upc.Close()
+	case up != nil:
+		_ = up.Close()
 	}
 	return err
 }
@@ -98,10 +125,8 @@ func (s *tcpSession) recordEnd() {
 	s.mu.Lock()
 	moved := s.moved
 	s.mu.Unlock()
-	if !moved {
-		d := time.Since(s.started)
-		s.p.metrics.Session(d)
-		s.observe(d)
+	if !moved && s.p.ended != nil {
+		s.p.ended(s, time.Since(s.started))
 	}
 }
 
@@ -139,32 +164,34 @@ func (s *tcpSession) run() {
 	}
 	s.up, s.upc, s.host = upc.Conn, upc, upc.Host()
 	s.mu.Unlock()
-	s.initPipes(nil, nil)
+	s.initPipes(nil, nil, s.p.cluster.BufferLimit())
 	s.pump(log)
 }
 
 // initPipes sets up both directions, starting with what a predecessor had
-// read and not yet written (nil for a new session). A cluster's
-// conn_buffer_limit_bytes bounds what each direction holds.
-func (s *tcpSession) initPipes(toUp, toDown []byte) {
+// read and not yet written (nil for a new session). The upstream cluster's
+// conn_buffer_limit_bytes (limit, 0 for none) bounds what each direction
+// holds.
+func (s *tcpSession) initPipes(toUp, toDown []byte, limit int) {
 	size := bufSize
-	if l := s.p.cluster.BufferLimit(); l > 0 && l < size {
-		size = l
+	if limit > 0 && limit < size {
+		size = limit
 	}
 	s.toUp = pipe{src: s.down, dst: s.up, buf: make([]byte, size), pending: toUp, rx: s.p.rxBytes}
 	s.toDown = pipe{src: s.up, dst: s.down, buf: make([]byte, size), pending: toDown, tx: s.p.txBytes}
 }
 
-// observe gives the observers the record of a session that ended here
-// after d.
-func (s *tcpSession) observe(d time.Duration) {
-	if len(s.p.observers) == 0 {
+// sessionEnded records a TCP proxy session that ended here after d: in the
+// metrics, and for the observers.
+func (p *tcpProxy) sessionEnded(s *tcpSession, d time.Duration) {
+	p.metrics.Session(d)
+	if len(p.observers) == 0 {
 		return
 	}
 	info := RequestInfo{
-		Listener: s.p.name, Start: s.started, Duration: d,
+		Listener: p.name, Start: s.started, Duration: d,
 		Remote: s.down.RemoteAddr(), Local: s.down.LocalAddr(), ConnID: s.id,
-		Cluster: s.p.cluster.Name(), Upstream: s.host,
+		Cluster: p.cluster.Name(), Upstream: s.host,
 		BytesReceived: s.toUp.n.Load(), BytesSent: s.toDown.n.Load(), Flags: s.flags,
 	}
 	if tcp, ok := info.Remote.(*net.TCPAddr); ok {
@@ -178,7 +205,7 @@ func (s *tcpSession) observe(d time.Duration) {
 	if s.host != nil {
 		info.Attempts = 1
 	}
-	for _, observe := range s.p.observers {
+	for _, observe := range p.observers {
 		observe(&info)
 	}
 }
@@ -188,6 +215,10 @@ func (s *tcpSession) pump(log *logrus.Entry) {
 	if s.host != nil {
 		s.host.Acquire()
 		defer s.host.Release()
+	}
+	if s.p.active != nil {
+		s.p.active.Inc()
+		defer s.p.active.Dec()
 	}
 	s.touch()
 	errs := make(chan error, 2)
@@ -208,7 +239,7 @@ func (s *tcpSession) pump(log *logrus.Entry) {
 		if err := <-errs; err != nil {
 			// One direction failed or moved: end both (this unblocks the other).
 			if s.ctx.Err() == nil && !errors.Is(err, errSessionIdle) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errMoved) {
-				log.WithError(err).Debug("tcp session ended by error")
+				log.WithError(err).WithField("kind", s.p.kind).Debug("session ended by error")
 			}
 			s.Close()
 		}

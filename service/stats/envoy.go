@@ -58,6 +58,8 @@ func envoyTable() []EnvoyName {
 		{"envoy_http_downstream_cx_active", tagHTTP, "gauge", ListenerCxActive, "connections open on an HTTP listener"},
 		{"envoy_http_downstream_cx_rx_bytes_total", tagHTTP, "counter", ListenerRxBytes, "bytes received from HTTP clients"},
 		{"envoy_http_downstream_cx_tx_bytes_total", tagHTTP, "counter", ListenerTxBytes, "bytes sent to HTTP clients"},
+		{"envoy_http_downstream_cx_upgrades_total", tagHTTP, "counter", HTTPUpgrades, "connections upgraded (WebSocket) by a 101 answer"},
+		{"envoy_http_downstream_cx_upgrades_active", tagHTTP, "gauge", HTTPUpgradesActive, "upgraded connections (tunnels) open"},
 		{"envoy_http_downstream_rq_total", tagHTTP, "counter", HTTPRequests, "requests answered (a request the client abandons before its response is not counted)"},
 		{"envoy_http_downstream_rq_completed", tagHTTP, "counter", HTTPRequests, "requests answered"},
 		{"envoy_http_downstream_rq_xx", tagHTTP + ", " + tagCodeClass, "counter", HTTPRequests, "responses by status class 1-5"},
@@ -197,6 +199,8 @@ func (n *envoyNamer) sample(s Sample) bool {
 		n.emit("envoy_http_downstream_rq_xx", s.Kind, s.Value, tagHTTP, listener, tagCodeClass, codeClass(l("status_class")))
 	case HTTPRequestsActive:
 		n.emit("envoy_http_downstream_rq_active", s.Kind, s.Value, tagHTTP, listener)
+	case HTTPUpgrades, HTTPUpgradesActive:
+		n.emit("envoy_"+strings.Replace(s.Name, ".", "_", 1), s.Kind, s.Value, tagHTTP, listener)
 	case TCPSessions:
 		n.emit("envoy_tcp_downstream_cx_total", s.Kind, s.Value, tagTCP, listener)
 	case ClusterCxTotal:

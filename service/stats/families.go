@@ -20,6 +20,8 @@ const (
 	HTTPRequests        = "http.downstream_rq_total"
 	HTTPRequestsActive  = "http.downstream_rq_active"
 	HTTPRequestDuration = "http.downstream_rq_duration_seconds"
+	HTTPUpgrades        = "http.downstream_cx_upgrades_total"
+	HTTPUpgradesActive  = "http.downstream_cx_upgrades_active"
 
 	TCPSessions        = "tcp.downstream_sessions_total"
 	TCPSessionDuration = "tcp.session_duration_seconds"
@@ -98,6 +100,7 @@ func NewHTTPListenerMetrics(r *Registry, listener string, clusters []string) *HT
 		byClass:  map[string]*[6]HTTPRequestSeries{},
 		active:   r.Gauge(HTTPRequestsActive, "Downstream HTTP requests being served.", "listener", listener),
 	}
+	HTTPUpgradeSeries(r, listener)
 	for _, c := range append(clusters, NoCluster) {
 		if m.byClass[c] != nil {
 			continue
@@ -147,6 +150,13 @@ func (m *HTTPListenerMetrics) Request(cluster string, status int, d time.Duratio
 
 // Active is the gauge of requests being served.
 func (m *HTTPListenerMetrics) Active() *Gauge { return m.active }
+
+// HTTPUpgradeSeries registers HTTP listener listener's upgrade series: the
+// connections a 101 upgraded (WebSocket), and the tunnels open now.
+func HTTPUpgradeSeries(r *Registry, listener string) (upgrades *Counter, active *Gauge) {
+	return r.Counter(HTTPUpgrades, "Downstream connections upgraded to another protocol (WebSocket) by a 101 answer.", "listener", listener),
+		r.Gauge(HTTPUpgradesActive, "Upgraded (WebSocket) connections tunnelled now.", "listener", listener)
+}
 
 // ClusterMetrics are the upstream series of one cluster.
 type ClusterMetrics struct {

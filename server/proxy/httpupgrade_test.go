@@ -66,6 +66,11 @@ func tunnelGauge(reg *stats.Registry) float64 {
 	return reg.Gauge("http.downstream_cx_upgrades_active", "", "listener", "web").Value()
 }
 
+// openUpstream is the cluster's count of open upstream connections.
+func openUpstream(reg *stats.Registry) float64 {
+	return reg.Gauge(stats.ClusterCxActive, "", "cluster", "app").Value()
+}
+
 func TestUpgradeTunnelForwardsHeadersAndBytesBothWays(t *testing.T) {
 	be := startTCPBackend(t)
 	e := startHTTP(t, config.HTTPProxyConfig{}, upgradeRoute(), appCluster(be.addr))
@@ -120,6 +125,12 @@ func TestUpgradeTunnelForwardsHeadersAndBytesBothWays(t *testing.T) {
 	if e.p.Active() != 1 {
 		t.Fatalf("%d tracked connections, want 1 (the tunnel)", e.p.Active())
 	}
+	// The handshake request has ended: not in flight any more, on either
+	// side; the tunnel's upstream connection is open.
+	if a, u, o := e.reg.Gauge(stats.HTTPRequestsActive, "", "listener", "web").Value(),
+		e.reg.Gauge(stats.ClusterRequestsActive, "", "cluster", "app").Value(), openUpstream(e.reg); a != 0 || u != 0 || o != 1 {
+		t.Fatalf("requests active %v, upstream requests active %v, upstream connections open %v; want 0, 0, 1", a, u, o)
+	}
 
 	// Half-close, client first: the upstream sees EOF and can still answer.
 	c.CloseWrite()
@@ -134,8 +145,8 @@ func TestUpgradeTunnelForwardsHeadersAndBytesBothWays(t *testing.T) {
 	if err := e.p.Wait(waitCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if g := tunnelGauge(e.reg); g != 0 {
-		t.Fatalf("tunnel gauge %v after the end", g)
+	if g, o := tunnelGauge(e.reg), openUpstream(e.reg); g != 0 || o != 0 {
+		t.Fatalf("tunnel gauge %v, upstream connections open %v after the end; want 0, 0", g, o)
 	}
 	// Every byte counted once, each way: the handshake by the HTTP
 	// connection, the rest by the tunnel.
@@ -382,6 +393,11 @@ func TestUpgradeTunnelMovesToAnotherProxy(t *testing.T) {
 	held.Start()
 	waitFor(t, "the old proxy to let go", func() bool { return a.p.Active() == 0 && tunnelGauge(a.reg) == 0 })
 	waitFor(t, "the new proxy's tunnel gauge", func() bool { return tunnelGauge(regB) == 1 })
+	// The upstream connection is open in the process that holds it.
+	waitFor(t, "the old proxy's upstream connection count", func() bool { return openUpstream(a.reg) == 0 })
+	if o := openUpstream(regB); o != 1 {
+		t.Fatalf("new proxy: %v upstream connections open, want the tunnel's", o)
+	}
 	if b.Active() != 1 {
 		t.Fatalf("after the move: new proxy holds %d connections, want 1", b.Active())
 	}
@@ -407,6 +423,9 @@ func TestUpgradeTunnelMovesToAnotherProxy(t *testing.T) {
 	}
 	if err := b.Wait(waitCtx(t)); err != nil {
 		t.Fatal(err)
+	}
+	if o := openUpstream(regB); o != 0 {
+		t.Fatalf("new proxy: %v upstream connections open after the tunnel ended", o)
 	}
 }
 

@@ -267,6 +267,9 @@ func TestWebSocketTunnelsAcross10Upgrades(t *testing.T) {
 		var took time.Duration
 		cur, took = upgradeTimed(t, old, fmt.Sprintf("gen%d", i), config(i), i)
 		worst = max(worst, took)
+		if took >= 2*time.Second {
+			t.Errorf("upgrade %d: the old process exited %s after its ack: it waited out graceful_timeout", i-1, took)
+		}
 		s := summary(t, old)
 		if s["moved_http_tunnel"] != clients || s["failed_http_tunnel"] != 0 || s["drained_http"] != 0 {
 			t.Errorf("upgrade %d: migration summary %v, want %d tunnels moved, none failed or drained", i-1, s, clients)

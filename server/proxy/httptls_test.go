@@ -86,3 +86,60 @@ func TestHTTPOverTLSConn(t *testing.T) {
 	p.Drain()
 	expectEOF(t, br)
 }
+
+// A tunnel over a TLS client connection works like any other, and stays
+// when its listener's connections move: it has no socket of its own to
+// hand over.
+func TestUpgradeTunnelOverTLSConnStays(t *testing.T) {
+	be := startTCPBackend(t)
+	reg := stats.New()
+	m := newManager(t, reg, appCluster(be.addr))
+	p, err := newHTTP(httpListener(config.HTTPProxyConfig{}), upgradeRoute(), m, reg, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := listen(t)
+	tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(tl) }()
+	defer func() {
+		tl.Close()
+		<-done
+		p.CloseAll()
+		p.Wait(waitCtx(t))
+	}()
+	c, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, wsHandshake)
+	up := be.accept(t)
+	readRequest(t, up)
+	io.WriteString(up, switched+"over tls")
+	br := bufio.NewReader(c)
+	readSwitch(t, br)
+	if got := readN(t, br, 8); got != "over tls" {
+		t.Fatalf("client read %q", got)
+	}
+	parks := make(chan *Parked, 1)
+	p.Migrate(parkInto(parks)) // decided at once: it stays
+	send(t, c, up, payload(64<<10))
+	big := payload(256 << 10)
+	go up.Write(big)
+	if got := readN(t, br, len(big)); got != string(big) {
+		t.Fatal("bytes differ after the migration began")
+	}
+	if len(parks) != 0 {
+		t.Fatal("a TLS tunnel was offered to a successor")
+	}
+	c.CloseWrite()
+	if n, err := up.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("upstream after the client's close_notify: %d %v", n, err)
+	}
+	up.CloseWrite()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("client after the upstream's FIN: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/mosnlite/mosnlite/server/cluster"
@@ -33,8 +34,12 @@ func (s *tcpSession) Migrate() {
 // read and a write, or in the middle of a write (what is unwritten stays
 // pending). Expired deadlines wake whatever they wait on.
 func (s *tcpSession) pauseLocked() {
-	if s.ended > 0 || s.p.parkFunc() == nil {
-		s.moveTried = true // half-closed, or nobody to hand it to: it drains
+	if _, ok := s.down.(syscall.Conn); !ok || s.ended > 0 || s.p.parkFunc() == nil {
+		// A wrapped (TLS) client connection has no socket to hand over,
+		// and a pause could break it (a TLS write cut by a deadline is
+		// lost); a half-closed session is ending anyway; or nobody takes
+		// it: it drains.
+		s.moveTried = true
 		return
 	}
 	s.decided = make(chan struct{})

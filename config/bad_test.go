@@ -227,6 +227,18 @@ func TestBadConfigs(t *testing.T) {
 		{name: "header matcher without name", mut: func(t *testing.T, d obj) { at(t, route(t, d), "match")["headers"] = []any{obj{"value": "v"}} }, path: rpath + ".match.headers[0].name", msg: "required"},
 		{name: "route and direct response", mut: func(t *testing.T, d obj) { route(t, d)["direct_response"] = obj{"status": 200} }, path: rpath, msg: "route, redirect and direct_response are mutually exclusive"},
 		{name: "neither route nor direct response", mut: func(t *testing.T, d obj) { delete(route(t, d), "route") }, path: rpath, msg: "one of route, redirect or direct_response is required"},
+		{name: "upgrade config without type", mut: func(t *testing.T, d obj) {
+			at(t, route(t, d), "route")["upgrade_configs"] = []any{obj{"enabled": false}}
+		}, path: rpath + ".route.upgrade_configs[0].upgrade_type", msg: "required"},
+		{name: "upgrade type listed twice", mut: func(t *testing.T, d obj) {
+			at(t, route(t, d), "route")["upgrade_configs"] = []any{obj{"upgrade_type": "websocket"}, obj{"upgrade_type": "WebSocket", "enabled": false}}
+		}, path: rpath + ".route.upgrade_configs[1].upgrade_type", msg: `"WebSocket": listed twice`},
+		{name: "upgrade type not a token", mut: func(t *testing.T, d obj) {
+			at(t, route(t, d), "route")["upgrade_configs"] = []any{obj{"upgrade_type": "web socket"}}
+		}, path: rpath + ".route.upgrade_configs[0].upgrade_type", msg: "not a protocol name"},
+		{name: "upgrade enabled not a bool", mut: func(t *testing.T, d obj) {
+			at(t, route(t, d), "route")["upgrade_configs"] = []any{obj{"upgrade_type": "websocket", "enabled": "no"}}
+		}, path: rpath + ".route.upgrade_configs[0].enabled", msg: "expected a boolean"},
 		{name: "route to unknown cluster", mut: func(t *testing.T, d obj) { at(t, route(t, d), "route")["cluster_name"] = "nope" }, path: rpath + ".route.cluster_name", msg: `unknown cluster "nope"`},
 		{name: "direct response status out of range", mut: func(t *testing.T, d obj) {
 			delete(route(t, d), "route")

@@ -27,9 +27,13 @@ var (
 // a way the proxy passes on: HTTP/1.1, Connection lists upgrade, an Upgrade
 // value, and no body. An upgrade request with a body is proxied as a plain
 // request (its Upgrade stays behind, as every hop-by-hop field does): what
-// follows the body on the wire could not be told from the next request.
+// follows the body on the wire could not be told from the next request. So
+// is an upgrade to h2c, as Envoy does: HTTP/2 over cleartext is a protocol
+// of the hop (its HTTP2-Settings is a hop-by-hop field), not something to
+// tunnel to whichever upstream the route picks.
 func upgradeRequested(req *http1.Request) bool {
-	return req.Minor == 1 && req.UpgradeAsked && len(req.Upgrade) > 0 && !req.HasBody()
+	return req.Minor == 1 && req.UpgradeAsked && len(req.Upgrade) > 0 && !req.HasBody() &&
+		!bytes.EqualFold(bytes.TrimSpace(req.Upgrade), []byte("h2c"))
 }
 
 // upgradeAllowed reports whether the route refuses none of the protocols an

@@ -284,12 +284,13 @@ func TestUpgradeRouteMatchesProtocolNames(t *testing.T) {
 	}
 }
 
-func TestUpgradeWithBodyOrHTTP10IsAPlainRequest(t *testing.T) {
+func TestUpgradeWithBodyHTTP10OrH2CIsAPlainRequest(t *testing.T) {
 	be := startTCPBackend(t)
 	e := startHTTP(t, config.HTTPProxyConfig{}, upgradeRoute(), appCluster(be.addr))
 	for _, raw := range []string{
 		"POST /chat HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nhi",
 		"GET /chat HTTP/1.0\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+		"GET /chat HTTP/1.1\r\nHost: app\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: H2C\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
 	} {
 		c := dial(t, e.addr)
 		c.SetDeadline(time.Now().Add(20 * time.Second))

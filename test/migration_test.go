@@ -514,6 +514,48 @@ type rawFrameMsg struct {
 	fds     []int
 }
 
+// takeOffersAndDie plays a successor that takes connections for targets
+// (listener and kind) and dies after the old process's commit, before any
+// result: it returns the offers it got, whose sockets it has closed, as
+// every one it held closes when a process dies.
+func takeOffersAndDie(t *testing.T, uds string, targets []obj) []rawFrameMsg {
+	t.Helper()
+	c, hcc := fakeSuccessor(t, uds)
+	defer c.Close()
+	hc := hcc.(*net.UnixConn)
+	defer hc.Close()
+	hc.SetDeadline(time.Now().Add(10 * time.Second))
+	var received []int
+	defer func() {
+		for _, fd := range received {
+			syscall.Close(fd)
+		}
+	}()
+	man, err := readFrameFDs(hc)
+	received = append(received, man.fds...)
+	if err != nil || man.typ != 1 {
+		t.Fatalf("manifest: type %d, %v", man.typ, err)
+	}
+	ack, _ := json.Marshal(map[string]interface{}{"pid": os.Getpid(), "migration": targets})
+	if err := writeRawFrame(hc, 2, ack); err != nil {
+		t.Fatal(err)
+	}
+	var offers []rawFrameMsg
+	for {
+		f, err := readFrameFDs(hc)
+		received = append(received, f.fds...)
+		if err != nil {
+			t.Fatalf("after %d offers: %v", len(offers), err)
+		}
+		if f.typ == 16 {
+			offers = append(offers, f)
+		}
+		if f.typ == 17 {
+			return offers
+		}
+	}
+}
+
 // readFrameFDs reads one frame off hc with any fds that come with it.
 func readFrameFDs(hc *net.UnixConn) (rawFrameMsg, error) {
 	var m rawFrameMsg
@@ -599,52 +641,14 @@ func TestMigrationSuccessorDiesMidMigration(t *testing.T) {
 	slow.waitHeld(t)
 
 	mark := old.out.mark()
-	c, hcc := fakeSuccessor(t, dir+"/uds")
-	defer c.Close()
-	hc := hcc.(*net.UnixConn)
-	defer hc.Close()
-	hc.SetDeadline(time.Now().Add(10 * time.Second))
-	var received []int
-	defer func() {
-		for _, fd := range received {
-			syscall.Close(fd)
-		}
-	}()
-	man, err := readFrameFDs(hc)
-	received = append(received, man.fds...)
-	if err != nil || man.typ != 1 {
-		t.Fatalf("manifest: type %d, %v", man.typ, err)
+	offers := takeOffersAndDie(t, dir+"/uds", []obj{{"listener": "tcp", "kind": "tcp"}, {"listener": "web", "kind": "http"}})
+	sockets := 0
+	for _, f := range offers {
+		sockets += len(f.fds)
 	}
-	ack, _ := json.Marshal(map[string]interface{}{"pid": os.Getpid(), "migration": []obj{
-		{"listener": "tcp", "kind": "tcp"}, {"listener": "web", "kind": "http"}}})
-	if err := writeRawFrame(hc, 2, ack); err != nil {
-		t.Fatal(err)
+	if len(offers) != nStreams+1 || sockets != 2*nStreams+1 {
+		t.Fatalf("got %d offers with %d sockets, want %d and %d", len(offers), sockets, nStreams+1, 2*nStreams+1)
 	}
-	offers, sockets := 0, 0
-	for {
-		f, err := readFrameFDs(hc)
-		received = append(received, f.fds...)
-		if err != nil {
-			t.Fatalf("after %d offers: %v", offers, err)
-		}
-		if f.typ == 16 {
-			offers++
-			sockets += len(f.fds)
-		}
-		if f.typ == 17 {
-			break
-		}
-	}
-	if offers != nStreams+1 || sockets != 2*nStreams+1 {
-		t.Fatalf("got %d offers with %d sockets, want %d and %d", offers, sockets, nStreams+1, 2*nStreams+1)
-	}
-	// It dies: every socket it held closes with it, and no result comes.
-	for _, fd := range received {
-		syscall.Close(fd)
-	}
-	received = nil
-	hc.Close()
-	c.Close()
 
 	old.waitLogAfter(mark, `migration: batch failed`, 5*time.Second)
 	// The streams go on in the old process, every byte checked.

@@ -2,14 +2,11 @@ package test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -316,55 +313,17 @@ func TestWebSocketTunnelsResumeWhenSuccessorDies(t *testing.T) {
 	w.waitProgress(t, clients, make([]int64, clients), 20)
 
 	mark := old.out.mark()
-	c, hcc := fakeSuccessor(t, dir+"/uds")
-	defer c.Close()
-	hc := hcc.(*net.UnixConn)
-	defer hc.Close()
-	hc.SetDeadline(time.Now().Add(10 * time.Second))
-	var received []int
-	defer func() {
-		for _, fd := range received {
-			syscall.Close(fd)
-		}
-	}()
-	man, err := readFrameFDs(hc)
-	received = append(received, man.fds...)
-	if err != nil || man.typ != 1 {
-		t.Fatalf("manifest: type %d, %v", man.typ, err)
-	}
-	ack, _ := json.Marshal(map[string]interface{}{"pid": os.Getpid(), "migration": []obj{
-		{"listener": "web", "kind": "http"}, {"listener": "web", "kind": "http_tunnel"}}})
-	if err := writeRawFrame(hc, 2, ack); err != nil {
-		t.Fatal(err)
-	}
-	offers, sockets := 0, 0
-	for {
-		f, err := readFrameFDs(hc)
-		received = append(received, f.fds...)
-		if err != nil {
-			t.Fatalf("after %d offers: %v", offers, err)
-		}
-		if f.typ == 16 {
-			offers++
-			sockets += len(f.fds)
-			if !bytes.Contains(f.payload, []byte(`"kind":"http_tunnel"`)) {
-				t.Errorf("offer %s, want an http_tunnel", f.payload)
-			}
-		}
-		if f.typ == 17 {
-			break
+	offers := takeOffersAndDie(t, dir+"/uds", []obj{{"listener": "web", "kind": "http"}, {"listener": "web", "kind": "http_tunnel"}})
+	sockets := 0
+	for _, f := range offers {
+		sockets += len(f.fds)
+		if !bytes.Contains(f.payload, []byte(`"kind":"http_tunnel"`)) {
+			t.Errorf("offer %s, want an http_tunnel", f.payload)
 		}
 	}
-	if offers != clients || sockets != 2*clients {
-		t.Fatalf("got %d offers with %d sockets, want %d and %d", offers, sockets, clients, 2*clients)
+	if len(offers) != clients || sockets != 2*clients {
+		t.Fatalf("got %d offers with %d sockets, want %d and %d", len(offers), sockets, clients, 2*clients)
 	}
-	// It dies: every socket it held closes with it, and no result comes.
-	for _, fd := range received {
-		syscall.Close(fd)
-	}
-	received = nil
-	hc.Close()
-	c.Close()
 
 	old.waitLogAfter(mark, `migration: batch failed`, 5*time.Second)
 	w.waitProgress(t, clients, w.progress(clients), 40)

@@ -35,6 +35,33 @@ func selfSigned(t *testing.T) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
+// serveTLS serves p on a TLS listener of its own until the test ends, and
+// returns its address.
+func serveTLS(t *testing.T, p *httpProxy) string {
+	t.Helper()
+	l := listen(t)
+	tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(tl) }()
+	t.Cleanup(func() {
+		tl.Close()
+		<-done
+		p.CloseAll()
+		p.Wait(waitCtx(t))
+	})
+	return l.Addr().String()
+}
+
+func dialTLS(t *testing.T, addr string) *tls.Conn {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // The engine serves a connection it gets wrapped (a *tls.Conn, as a TLS
 // listener will hand it): keep-alive, body framing, the boundary. Such a
 // connection has no socket of its own to poll, so it waits for its next
@@ -55,22 +82,7 @@ func TestHTTPOverTLSConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.handoff = 10 * time.Millisecond
-	l := listen(t)
-	tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(tl) }()
-	defer func() {
-		tl.Close()
-		<-done
-		p.CloseAll()
-		p.Wait(waitCtx(t))
-	}()
-
-	c, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTLS(t, serveTLS(t, p))
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	br := bufio.NewReader(c)
 	for i := range 3 {
@@ -98,21 +110,7 @@ func TestUpgradeTunnelOverTLSConnStays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := listen(t)
-	tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(tl) }()
-	defer func() {
-		tl.Close()
-		<-done
-		p.CloseAll()
-		p.Wait(waitCtx(t))
-	}()
-	c, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTLS(t, serveTLS(t, p))
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	io.WriteString(c, wsHandshake)
 	up := be.accept(t)

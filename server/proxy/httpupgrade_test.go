@@ -53,6 +53,36 @@ func readSwitch(t *testing.T, br *bufio.Reader) *http.Response {
 	return resp
 }
 
+// openTunnel dials the proxy at addr, sends the handshake, lets the
+// upstream answer 101 followed by first, and returns the client (its
+// reader past the 101) and the upstream side of the tunnel.
+func openTunnel(t *testing.T, addr string, be *tcpBackend, first string) (c *net.TCPConn, cbr *bufio.Reader, up *net.TCPConn) {
+	t.Helper()
+	c = dial(t, addr)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, wsHandshake)
+	up = be.accept(t)
+	readRequest(t, up)
+	io.WriteString(up, switched+first)
+	cbr = bufio.NewReader(c)
+	readSwitch(t, cbr)
+	return c, cbr, up
+}
+
+// halfCloseBothWays half-closes the client's side, then the upstream's,
+// and checks that each FIN reaches the other end.
+func halfCloseBothWays(t *testing.T, c, up *net.TCPConn) {
+	t.Helper()
+	c.CloseWrite()
+	if n, err := up.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("upstream after the client's half-close: %d %v", n, err)
+	}
+	up.CloseWrite()
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("client after the upstream's half-close: %d %v", n, err)
+	}
+}
+
 func readN(t *testing.T, r io.Reader, n int) string {
 	t.Helper()
 	b := make([]byte, n)
@@ -166,15 +196,8 @@ func TestUpgradeTunnelForwardsHeadersAndBytesBothWays(t *testing.T) {
 func TestUpgradeUpstreamHalfClosesFirst(t *testing.T) {
 	be := startTCPBackend(t)
 	e := startHTTP(t, config.HTTPProxyConfig{}, upgradeRoute(), appCluster(be.addr))
-	c := dial(t, e.addr)
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	io.WriteString(c, wsHandshake)
-	up := be.accept(t)
-	readRequest(t, up)
-	io.WriteString(up, switched+"bye")
+	c, cbr, up := openTunnel(t, e.addr, be, "bye")
 	up.CloseWrite()
-	cbr := bufio.NewReader(c)
-	readSwitch(t, cbr)
 	if got, err := io.ReadAll(cbr); string(got) != "bye" || err != nil {
 		t.Fatalf("client read %q %v, want bye then EOF", got, err)
 	}
@@ -314,14 +337,7 @@ func TestUpgradeTunnelIdleTimeout(t *testing.T) {
 	be := startTCPBackend(t)
 	const idle = 300 * time.Millisecond
 	e := startHTTP(t, config.HTTPProxyConfig{IdleTimeout: config.Duration{Duration: idle}}, upgradeRoute(), appCluster(be.addr))
-	c := dial(t, e.addr)
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	io.WriteString(c, wsHandshake)
-	up := be.accept(t)
-	readRequest(t, up)
-	io.WriteString(up, switched)
-	cbr := bufio.NewReader(c)
-	readSwitch(t, cbr)
+	c, cbr, up := openTunnel(t, e.addr, be, "")
 	// Traffic keeps it open past the idle timeout…
 	for range 4 {
 		time.Sleep(idle / 2)
@@ -414,14 +430,7 @@ func TestUpgradeTunnelMovesToAnotherProxy(t *testing.T) {
 	if got := regB.Counter("listener.downstream_cx_rx_bytes_total", "", "listener", "web").Value(); got < float64(len(big)) {
 		t.Fatalf("new proxy rx = %v, want at least %d", got, len(big))
 	}
-	c.CloseWrite()
-	if n, err := up.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("upstream after client half-close: %d %v", n, err)
-	}
-	up.CloseWrite()
-	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("client after upstream half-close: %d %v", n, err)
-	}
+	halfCloseBothWays(t, c, up)
 	if err := b.Wait(waitCtx(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -433,14 +442,7 @@ func TestUpgradeTunnelMovesToAnotherProxy(t *testing.T) {
 func TestUpgradeTunnelResumesWhenNotMoved(t *testing.T) {
 	be := startTCPBackend(t)
 	a := startHTTP(t, config.HTTPProxyConfig{}, upgradeRoute(), appCluster(be.addr))
-	c := dial(t, a.addr)
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	io.WriteString(c, wsHandshake)
-	up := be.accept(t)
-	readRequest(t, up)
-	io.WriteString(up, switched)
-	cbr := bufio.NewReader(c)
-	readSwitch(t, cbr)
+	c, cbr, up := openTunnel(t, a.addr, be, "")
 	parks := make(chan *Parked, 1)
 	a.p.Migrate(parkInto(parks))
 	pk := awaitParked(t, parks)

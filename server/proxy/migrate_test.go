@@ -184,14 +184,7 @@ func TestTCPSessionMovesToAnotherProxy(t *testing.T) {
 		t.Fatalf("a moved session counted as accepted again: %v", got)
 	}
 	// Half-close passes through both ways and ends the session.
-	c.CloseWrite()
-	if n, err := up.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("upstream after client half-close: %d %v", n, err)
-	}
-	up.CloseWrite()
-	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("client after upstream half-close: %d %v", n, err)
-	}
+	halfCloseBothWays(t, c, up)
 	if err := b.Wait(waitCtx(t)); err != nil {
 		t.Fatal(err)
 	}

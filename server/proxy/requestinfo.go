@@ -24,10 +24,10 @@ const (
 	FlagNoRoute             ResponseFlags = 0x100  // NR: no route matched
 	FlagRequestTooLarge     ResponseFlags = 0x1000 // a request body over its limit (413)
 
-	FlagDownstreamReset ResponseFlags = 0x10000 // DC: the client went away mid-request
-	FlagBadRequest      ResponseFlags = 0x20000 // DPE: the request was refused by the parser or a limit
-	FlagLocalResponse   ResponseFlags = 0x40000 // a direct_response or redirect route answered
-	FlagRetryOverflow   ResponseFlags = 0x80000 // a retry was wanted but the retry budget was spent
+	FlagDownstreamReset ResponseFlags = 0x10000  // DC: the client went away mid-request
+	FlagBadRequest      ResponseFlags = 0x20000  // DPE: the request was refused by the parser or a limit
+	FlagLocalResponse   ResponseFlags = 0x40000  // a direct_response or redirect route answered
+	FlagRetryOverflow   ResponseFlags = 0x80000  // a retry was wanted but the retry budget was spent
 	FlagUpgradeRefused  ResponseFlags = 0x100000 // the route refuses the protocol upgrade asked for (403)
 )
 

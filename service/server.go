@@ -91,13 +91,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// just before its listener closed would see EOF. Instead keep-alives end
 	// (idle connections close now; every later response says Connection:
 	// close) and the connections are waited for.
+	// Keep-alives end before the listeners close: a request read once Serve
+	// has returned must already be answered with Connection: close.
+	s.srv.SetKeepAlivesEnabled(false)
 	s.mu.Lock()
 	s.shut = true
 	for _, l := range s.lns {
 		_ = l.Close() // stop accepting; already closed by the caller is fine
 	}
 	s.mu.Unlock()
-	s.srv.SetKeepAlivesEnabled(false)
 	t := time.NewTicker(shutdownPoll)
 	defer t.Stop()
 	for s.conns.Load() > 0 {

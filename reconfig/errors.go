@@ -21,3 +21,11 @@ var ErrManifestTooLarge = errors.New("reconfig: manifest too large")
 // the upgrade for a reason it gives (for example: it is PID 1 of a PID
 // namespace that the new process shares, see ServerConfig.OnRequest).
 var ErrUpgradeRefused = errors.New("upgrade refused")
+
+// ErrMigrationUnsettled is returned by Successor.Migrate when the successor
+// gave no answer to a batch it was sent whole — it is stopped or starved,
+// not dead — within the batch's timeout and StreamConfig.SettleTimeout after
+// it. It may yet serve any of the batch's connections: the caller must not
+// resume them (two processes would serve one connection), only close its
+// own copies of their sockets.
+var ErrMigrationUnsettled = errors.New("reconfig: migration batch unsettled")

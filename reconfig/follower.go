@@ -24,6 +24,7 @@ type Follower struct {
 	oldPID  int
 	handler ConnHandler
 	log     *logrus.Entry
+	now     func() time.Time // the clock migration batches are timed on
 
 	wmu    sync.Mutex
 	closed bool
@@ -32,7 +33,7 @@ type Follower struct {
 // NewFollower takes over conn, the stream from the predecessor oldPID; h
 // gets the connections it moves (nil refuses them all).
 func NewFollower(conn *net.UnixConn, oldPID int, h ConnHandler, log *logrus.Entry) *Follower {
-	return &Follower{conn: conn, oldPID: oldPID, handler: h, log: orDiscard(log).WithField("old_pid", oldPID)}
+	return &Follower{conn: conn, oldPID: oldPID, handler: h, log: orDiscard(log).WithField("old_pid", oldPID), now: time.Now}
 }
 
 // FollowHooks are what Follow calls, from its own goroutine; each may be nil.
@@ -57,7 +58,7 @@ type FollowHooks struct {
 // when it returns. After an error the stream is released and closed; after
 // a bye it stays open until Release or until the predecessor closes it.
 func (f *Follower) Follow(ctx context.Context, h FollowHooks) (err error) {
-	rx := newReceiver(f.handler, f.log)
+	rx := newReceiver(f.handler, f.log, f.now)
 	defer func() {
 		rx.releaseAll()
 		if err != nil {

@@ -45,6 +45,7 @@ const (
 	typeDone     msgType = 6 // new → old: bye handled, every counter is in
 	typeRelease  msgType = 7 // new → old: stop watching us (see the watch period)
 	typeHello    msgType = 8 // new → old, first on listen.sock: the handoff proof (see proof.go)
+	typeAbort    msgType = 9 // old → new, instead of taking an ack: the handoff is off, the old serves on
 
 	// Live connection migration, after the ack (see migrate.go).
 	typeConnOffer  msgType = 16 // old → new: one connection, its sockets as SCM_RIGHTS
@@ -72,6 +73,8 @@ func frameSpec(t wire.Type) (wire.TypeSpec, bool) {
 		return wire.TypeSpec{Name: "release", MaxPayload: maxSmallSize}, true
 	case typeHello:
 		return wire.TypeSpec{Name: "hello", MaxPayload: maxSmallSize}, true
+	case typeAbort:
+		return wire.TypeSpec{Name: "abort", MaxPayload: maxNackSize}, true
 	case typeConnOffer:
 		return wire.TypeSpec{Name: "connection offer", MaxPayload: maxOfferSize, MaxFDs: 2}, true
 	case typeConnCommit:

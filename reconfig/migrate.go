@@ -26,9 +26,9 @@ const (
 	maxNameLen      = 256     // listener names and kinds
 	maxBatchOffers  = 1 << 16 // offers held at once, ids in a commit or result
 	maxReasonLen    = 1024    // a refusal's reason
-	// resultGrace is how long past a batch's deadline the old process still
-	// reads the result: the new one never sends it after the deadline, so a
-	// result sent in time is never missed.
+	// resultGrace is how long past a batch's timeout the old process waits
+	// for the result before it warns that the new one is slow; it waits on
+	// (StreamConfig.SettleTimeout) rather than resume what it may serve.
 	resultGrace = time.Second
 )
 
@@ -55,9 +55,14 @@ type ConnOffer struct {
 	// (http, http_tunnel): how many requests the connection carried so far.
 	Buffered []byte `json:"buffered,omitempty"`
 	Requests uint64 `json:"requests,omitempty"`
-	// Deadline is the batch's deadline, set by Server.Migrate: the new
-	// process serves the connection only if it answers the commit before it.
-	Deadline time.Time `json:"deadline"`
+	// Timeout is the batch's time limit, set by Successor.Migrate: the new
+	// process serves the connection only if it answers the commit within
+	// Timeout of the batch's first offer reaching it, as its own clock
+	// measures (nothing compares clocks across processes). Deadline is the
+	// same limit as a wall-clock time, for a new process of an earlier
+	// version, which knows no Timeout.
+	Timeout  time.Duration `json:"timeout,omitempty"`
+	Deadline time.Time     `json:"deadline"`
 	// Files are the sockets, in the kind's order. The old side's caller owns
 	// them; on the new side they are open only while ConnHandler.Hold runs.
 	Files []*os.File `json:"-"`
@@ -65,9 +70,10 @@ type ConnOffer struct {
 
 // commitMsg ends a batch: the offers it consists of.
 type commitMsg struct {
-	Batch    uint64    `json:"batch"`
-	IDs      []uint64  `json:"ids"`
-	Deadline time.Time `json:"deadline"`
+	Batch    uint64        `json:"batch"`
+	IDs      []uint64      `json:"ids"`
+	Timeout  time.Duration `json:"timeout,omitempty"` // as ConnOffer.Timeout
+	Deadline time.Time     `json:"deadline"`          // for an earlier version
 }
 
 // Refusal is one offer the new process does not serve, and why.
@@ -126,8 +132,8 @@ func parseOffer(payload []byte, nfds int) (ConnOffer, error) {
 		return bad("a %s connection comes with %d sockets, %d arrived", o.Kind, connFDs(o.Kind), nfds)
 	case o.StartedAt.IsZero():
 		return bad("no started_at")
-	case o.Deadline.IsZero():
-		return bad("no deadline")
+	case o.Deadline.IsZero() && o.Timeout <= 0:
+		return bad("no timeout")
 	case len(o.ToUpstream) > maxPendingBytes || len(o.ToDownstream) > maxPendingBytes || len(o.Buffered) > maxPendingBytes:
 		return bad("pending data over the %d byte limit", maxPendingBytes)
 	case o.Kind == ConnKindTCP && (len(o.Buffered) > 0 || o.Requests > 0):
@@ -149,8 +155,8 @@ func parseCommit(payload []byte) (commitMsg, error) {
 	switch {
 	case c.Batch == 0:
 		return commitMsg{}, badFrame("migration commit: no batch number")
-	case c.Deadline.IsZero():
-		return commitMsg{}, badFrame("migration commit %d: no deadline", c.Batch)
+	case c.Deadline.IsZero() && c.Timeout <= 0:
+		return commitMsg{}, badFrame("migration commit %d: no timeout", c.Batch)
 	case len(c.IDs) > maxBatchOffers:
 		return commitMsg{}, badFrame("migration commit %d: %d offers, over the limit of %d", c.Batch, len(c.IDs), maxBatchOffers)
 	}

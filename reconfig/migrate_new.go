@@ -50,12 +50,30 @@ func (u *Upgrade) AcceptConnections(targets []MigrationTarget, h ConnHandler) er
 type receiver struct {
 	h       ConnHandler // nil: every offer is refused
 	log     *logrus.Entry
+	now     func() time.Time
 	held    map[uint64]bool
 	refused map[uint64]string
+	// first is when the batch in progress began here (its first offer
+	// arrived; zero between batches): its time limit runs from then, on
+	// this process's own (monotonic) clock.
+	first time.Time
 }
 
-func newReceiver(h ConnHandler, log *logrus.Entry) *receiver {
-	return &receiver{h: h, log: log, held: map[uint64]bool{}, refused: map[uint64]string{}}
+func newReceiver(h ConnHandler, log *logrus.Entry, now func() time.Time) *receiver {
+	return &receiver{h: h, log: log, now: now, held: map[uint64]bool{}, refused: map[uint64]string{}}
+}
+
+// deadline is when a batch with this time limit ends here: timeout after
+// its first offer arrived, or, from an earlier version that sends none,
+// its wall-clock deadline.
+func (r *receiver) deadline(timeout time.Duration, wall time.Time) time.Time {
+	if timeout <= 0 {
+		return wall
+	}
+	if r.first.IsZero() {
+		r.first = r.now()
+	}
+	return r.first.Add(timeout)
 }
 
 // offer takes one offer frame and its fds (closed here on every path).
@@ -79,7 +97,7 @@ func (r *receiver) offer(f frame) {
 	case len(r.held) >= maxBatchOffers:
 		r.refuse(o.ID, "too many offers in one batch")
 		return
-	case time.Now().After(o.Deadline):
+	case r.now().After(r.deadline(o.Timeout, o.Deadline)):
 		r.refuse(o.ID, "offer arrived after its deadline")
 		return
 	}
@@ -119,7 +137,9 @@ func (r *receiver) commit(f frame, w *Follower) (accepted int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	late := time.Now().After(c.Deadline)
+	deadline := r.deadline(c.Timeout, c.Deadline)
+	r.first = time.Time{} // the next offer begins the next batch
+	late := r.now().After(deadline)
 	res := resultMsg{Batch: c.Batch, Accepted: []uint64{}, Refused: []Refusal{}}
 	for _, id := range c.IDs {
 		switch {
@@ -143,9 +163,9 @@ func (r *receiver) commit(f frame, w *Follower) (accepted int, err error) {
 		return 0, fmt.Errorf("reconfig: encode migration result: %w", err)
 	}
 	// Never after the deadline: the old process resumes the batch then.
-	wd := c.Deadline
+	wd := deadline
 	if late {
-		wd = time.Now().Add(nackWriteTimeout) // nothing accepted: harmless whenever it arrives
+		wd = r.now().Add(nackWriteTimeout) // nothing accepted: harmless whenever it arrives
 	}
 	if err = w.writeBy(typeConnResult, flagOptional, p, wd); err != nil {
 		if len(res.Accepted) > 0 {

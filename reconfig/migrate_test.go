@@ -107,6 +107,8 @@ type migEnv struct {
 	h        *fakeHandler
 	cancel   context.CancelFunc
 	followed chan error
+	// skew is added to the new side's migration clock (tests move it on).
+	skew atomic.Int64
 }
 
 var testTargets = []MigrationTarget{{Listener: "web", Kind: ConnKindHTTP}, {Listener: "tcp", Kind: ConnKindTCP}}
@@ -134,6 +136,7 @@ func newMigEnv(t *testing.T, timeout time.Duration, h *fakeHandler, targets []Mi
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &migEnv{old: old, up: up, h: h, cancel: cancel, followed: make(chan error, 1)}
+	up.follower.now = func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) }
 	go func() { e.followed <- up.Follow(ctx, FollowHooks{}) }()
 	t.Cleanup(func() {
 		cancel()
@@ -253,10 +256,38 @@ func TestMigrateRoundTrip(t *testing.T) {
 	waitFDs(t, base-3) // s1, s2, us2 closed
 }
 
-// The new process holds an offer past the batch deadline: the old one
-// gives up (its caller resumes the batch), and the new one, answering
-// late, refuses everything and serves nothing.
-func TestMigrateTimeoutResumes(t *testing.T) {
+// fakeTimers stands in for StreamConfig.After: each call is recorded, and
+// its channel fires when the test says.
+type fakeTimers struct {
+	calls chan chan time.Time
+}
+
+func newFakeTimers() *fakeTimers { return &fakeTimers{calls: make(chan chan time.Time, 16)} }
+
+func (f *fakeTimers) after(time.Duration) <-chan time.Time {
+	c := make(chan time.Time, 1)
+	f.calls <- c
+	return c
+}
+
+// fire waits for the next timer to be asked for and fires it.
+func (f *fakeTimers) fire(t *testing.T) {
+	t.Helper()
+	select {
+	case c := <-f.calls:
+		c <- time.Now()
+	case <-time.After(testWait):
+		t.Fatal("no timer was asked for")
+	}
+}
+
+// A successor that answers a batch after its time limit (stopped, starved)
+// is waited for, not taken for dead: the old side resumes nothing until the
+// answer comes — here the new side's refusal of its late commit, after
+// which the old side resumes the offer, and the new one serves nothing.
+// (Before: Migrate gave up at the deadline and the caller resumed the batch
+// the successor might serve.)
+func TestMigrateWaitsForASlowSuccessor(t *testing.T) {
 	h := newFakeHandler()
 	entered, release := make(chan struct{}), make(chan struct{})
 	h.onHold = func(ConnOffer) {
@@ -264,32 +295,43 @@ func TestMigrateTimeoutResumes(t *testing.T) {
 		<-release
 	}
 	e := newMigEnv(t, 200*time.Millisecond, h, testTargets)
+	timers := newFakeTimers()
+	e.old.succ.cfg.After = timers.after
 	_, s := tcpPair(t)
-	base := fdCount(t)
 	f := dupFile(t, s)
-	done := make(chan error, 1)
+	type res struct {
+		r   MigrationResult
+		err error
+	}
+	done := make(chan res, 1)
 	go func() {
-		_, err := e.old.succ.Migrate([]ConnOffer{{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{f}}})
-		done <- err
+		r, err := e.old.succ.Migrate([]ConnOffer{{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{f}}})
+		done <- res{r, err}
 	}()
 	<-entered
-	err := <-done
-	if err == nil || !strings.Contains(err.Error(), "did not answer migration batch 1 by its deadline") {
-		t.Fatalf("Migrate = %v, want a deadline error", err)
+	timers.fire(t) // the batch is past due on our clock
+	select {
+	case c := <-timers.calls: // Migrate waits on, with a second timer, unfired
+		_ = c
+	case r := <-done:
+		t.Fatalf("Migrate returned at the batch's deadline: %+v, %v", r.r, r.err)
+	case <-time.After(testWait):
+		t.Fatal("Migrate neither returned nor waited on")
+	}
+	e.skew.Store(int64(time.Second)) // past the batch's limit on the new side's clock too
+	close(release)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Migrate = %v, want the late answer", r.err)
+	}
+	if len(r.r.Accepted) != 0 || !strings.Contains(r.r.Refused[1], "after the batch deadline") {
+		t.Fatalf("result %+v, want offer 1 refused as late", r.r)
 	}
 	f.Close()
-	close(release)
-	// The late commit is refused: the held socket is released, never started.
 	waitFor(t, "the late batch to be released", func() bool { _, rel := h.record(); return len(rel) == 1 })
 	if st, _ := h.record(); len(st) != 0 {
 		t.Fatalf("started %v after the deadline", st)
 	}
-	waitFDs(t, base)
-	// The stream is not trusted for reading any more: later batches fail at once.
-	if _, err := e.old.succ.Migrate([]ConnOffer{{ID: 2, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{dupFile(t, s)}}}); err == nil || !strings.Contains(err.Error(), "failed earlier") {
-		t.Fatalf("Migrate after a failed batch = %v", err)
-	}
-	// Counters and bye still go through.
 	if err := e.old.succ.Bye(); err != nil {
 		t.Fatal(err)
 	}
@@ -297,6 +339,56 @@ func TestMigrateTimeoutResumes(t *testing.T) {
 		t.Fatalf("Follow = %v, want the bye", err)
 	}
 	e.followed <- nil
+}
+
+// A successor that never answers within the settle bound leaves the batch
+// unsettled: Migrate says so (ErrMigrationUnsettled: resume none, it may
+// serve them) and shuts its write side, so that the successor, once it
+// reads on, ends its follow; the stream is not taken for its death.
+func TestMigrateUnsettledWhenTheSuccessorNeverAnswers(t *testing.T) {
+	h := newFakeHandler()
+	entered, release := make(chan struct{}), make(chan struct{})
+	h.onHold = func(ConnOffer) {
+		close(entered)
+		<-release
+	}
+	e := newMigEnv(t, 200*time.Millisecond, h, testTargets)
+	timers := newFakeTimers()
+	e.old.succ.cfg.After = timers.after
+	_, s := tcpPair(t)
+	f := dupFile(t, s)
+	defer f.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.old.succ.Migrate([]ConnOffer{{ID: 1, Listener: "web", Kind: ConnKindHTTP, StartedAt: time.Now(), Files: []*os.File{f}}})
+		done <- err
+	}()
+	<-entered
+	timers.fire(t)
+	timers.fire(t)
+	e.skew.Store(int64(time.Second))
+	err := <-done
+	if !errors.Is(err, ErrMigrationUnsettled) {
+		t.Fatalf("Migrate = %v, want ErrMigrationUnsettled", err)
+	}
+	select {
+	case <-e.old.succ.Gone():
+		t.Fatal("our own give-up closed Gone")
+	default:
+	}
+	close(release)
+	// The new side reads the end of the stream after the commit: its
+	// follow ends and it releases us — no death.
+	if err := <-e.followed; err == nil {
+		t.Fatal("Follow ended without error after the stream was shut")
+	}
+	e.followed <- nil
+	<-e.old.succ.Ended()
+	select {
+	case <-e.old.succ.Released():
+	default:
+		t.Fatalf("stream ended without a release: %v", e.old.succ.Err())
+	}
 }
 
 // The new process goes away between the offers and the result: the old one
@@ -374,7 +466,7 @@ func TestMigrateGarbledOffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.old.succ.wmu.Unlock()
-	r, err := e.old.succ.awaitResult(99, deadline)
+	r, err := e.old.succ.awaitResult(99, time.Until(deadline))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +570,7 @@ func checkOffer(t *testing.T, p []byte, nfds int) {
 		}
 		return
 	}
-	if o.ID == 0 || o.Listener == "" || connFDs(o.Kind) != nfds || o.StartedAt.IsZero() || o.Deadline.IsZero() ||
+	if o.ID == 0 || o.Listener == "" || connFDs(o.Kind) != nfds || o.StartedAt.IsZero() || (o.Deadline.IsZero() && o.Timeout <= 0) ||
 		len(o.ToUpstream) > maxPendingBytes || len(o.Buffered) > maxPendingBytes || o.Files != nil {
 		t.Fatalf("bad offer accepted: %+v", o)
 	}

@@ -35,6 +35,29 @@ type StreamConfig struct {
 	// ReportedPID is the successor's pid as it reports itself: logged in
 	// place of the pid when that is 0 (another PID namespace).
 	ReportedPID int
+	// Now and After are the clock and timers the stream is timed on
+	// (time.Now and time.After when nil; tests pass fakes).
+	Now   func() time.Time
+	After func(time.Duration) <-chan time.Time
+	// SettleTimeout bounds how long Migrate waits, past a batch's own
+	// timeout, for a slow successor's answer before it gives the batch up
+	// as unsettled (DefaultHandoffTimeout when zero; see
+	// ErrMigrationUnsettled).
+	SettleTimeout time.Duration
+}
+
+func (c StreamConfig) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c StreamConfig) after(d time.Duration) <-chan time.Time {
+	if c.After != nil {
+		return c.After(d)
+	}
+	return time.After(d)
 }
 
 func (c StreamConfig) maxCountsFrame() int {
@@ -58,8 +81,9 @@ type Successor struct {
 	cfg     StreamConfig
 	log     *logrus.Entry
 
-	wmu    sync.Mutex // writes
-	closed bool
+	wmu     sync.Mutex // writes
+	wclosed bool       // our write side is shut (a write failed, or Close)
+	closed  bool       // Close was called
 
 	// Migration: one batch at a time, under migMu.
 	migMu     sync.Mutex
@@ -67,9 +91,12 @@ type Successor struct {
 	migBroken error
 	results   chan resultMsg
 
-	done, released, gone             chan struct{}
-	doneOnce, releasedOnce, goneOnce sync.Once
-	goneErr                          error
+	// ended: the stream can no longer be read (for any reason); gone: it
+	// ended because the successor's end was closed (EOF or a reset: its
+	// kernel closed it, as on its exit or death).
+	done, released, ended, gone       chan struct{}
+	doneOnce, releasedOnce, endedOnce sync.Once
+	endErr                            error
 }
 
 // NewSuccessor starts the old side of a drain stream on conn, to the
@@ -83,11 +110,14 @@ func NewSuccessor(conn *net.UnixConn, pid int, targets []MigrationTarget, watch 
 	if cfg.MigrateTimeout <= 0 {
 		cfg.MigrateTimeout = DefaultMigrateTimeout
 	}
+	if cfg.SettleTimeout <= 0 {
+		cfg.SettleTimeout = DefaultHandoffTimeout
+	}
 	s := &Successor{
 		conn: conn, pid: pid, targets: validTargets(targets), watch: watch, cfg: cfg,
 		log:     orDiscard(cfg.Log).WithField("new_pid", wire.PIDLabel(pid, cfg.ReportedPID)),
 		results: make(chan resultMsg, 4),
-		done:    make(chan struct{}), released: make(chan struct{}), gone: make(chan struct{}),
+		done:    make(chan struct{}), released: make(chan struct{}), ended: make(chan struct{}), gone: make(chan struct{}),
 	}
 	go s.read()
 	return s
@@ -118,14 +148,24 @@ func (s *Successor) Done() <-chan struct{} { return s.done }
 // stopping on purpose or being upgraded itself.
 func (s *Successor) Released() <-chan struct{} { return s.released }
 
-// Gone is closed when the stream broke: EOF, a reset or garbage. A
-// Watchable successor that has not released us is then dead.
+// Gone is closed when the successor's end of the stream was closed: a read
+// found EOF or a reset, which only its kernel gives — on its exit or its
+// death. A Watchable successor that has not released us is then dead.
+// Nothing this process does closes Gone: a write of ours that fails or times
+// out (a successor stopped or starved, not reading) shuts only our write
+// side, and the successor, once it reads on, sees the end of the stream,
+// releases us and closes; garbage from it stops the reading but proves
+// nothing of its death. See Ended.
 func (s *Successor) Gone() <-chan struct{} { return s.gone }
 
-// Err is why the stream broke (after Gone).
+// Ended is closed when the stream can no longer be read: Gone, garbage, or
+// Close.
+func (s *Successor) Ended() <-chan struct{} { return s.ended }
+
+// Err is why the stream ended (after Ended).
 func (s *Successor) Err() error {
-	<-s.gone
-	return s.goneErr
+	<-s.ended
+	return s.endErr
 }
 
 // read takes every frame the successor sends: migration results (for the
@@ -135,12 +175,14 @@ func (s *Successor) read() {
 	for {
 		f, err := dec.Next()
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) {
-				err = fmt.Errorf("reconfig: new process (pid %d) closed the connection", s.pid)
-			} else {
-				err = fmt.Errorf("reconfig: from new process (pid %d): %w", s.pid, err)
+			switch {
+			case errors.Is(err, net.ErrClosed):
+				s.end(fmt.Errorf("reconfig: stream to new process (pid %d) closed here", s.pid), false)
+			case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
+				s.end(fmt.Errorf("reconfig: new process (pid %d) closed the connection", s.pid), true)
+			default:
+				s.end(fmt.Errorf("reconfig: from new process (pid %d): %w", s.pid, err), false)
 			}
-			s.setGone(err)
 			return
 		}
 		f.CloseFDs()
@@ -148,7 +190,7 @@ func (s *Successor) read() {
 		case typeConnResult:
 			r, err := parseResult(f.Payload)
 			if err != nil {
-				s.setGone(fmt.Errorf("reconfig: new process (pid %d): %w", s.pid, err))
+				s.end(fmt.Errorf("reconfig: new process (pid %d): %w", s.pid, err), false)
 				return
 			}
 			select {
@@ -160,16 +202,21 @@ func (s *Successor) read() {
 		case typeRelease:
 			s.releasedOnce.Do(func() { close(s.released) })
 		default:
-			s.setGone(fmt.Errorf("reconfig: new process (pid %d): %w", s.pid, badFrame("unexpected %s frame", typeName(f.Type))))
+			s.end(fmt.Errorf("reconfig: new process (pid %d): %w", s.pid, badFrame("unexpected %s frame", typeName(f.Type))), false)
 			return
 		}
 	}
 }
 
-func (s *Successor) setGone(err error) {
-	s.goneOnce.Do(func() {
-		s.goneErr = err
-		close(s.gone)
+// end records that the stream can no longer be read, and why; closed says
+// the successor's end was closed (see Gone).
+func (s *Successor) end(err error, closed bool) {
+	s.endedOnce.Do(func() {
+		s.endErr = err
+		if closed {
+			close(s.gone)
+		}
+		close(s.ended)
 		s.doneOnce.Do(func() { close(s.done) })
 	})
 }
@@ -252,8 +299,21 @@ func (s *Successor) Close() error {
 	if s.closed {
 		return nil
 	}
-	s.closed = true
+	s.closed, s.wclosed = true, true
 	return s.conn.Close()
+}
+
+// shutWriteLocked ends our side of the stream after a write failed or
+// timed out: a partial frame may be on it, so nothing more is written. Only
+// the write side is shut: the successor, alive but slow, reads what we sent
+// and then the end of the stream (and releases us); the reading here goes
+// on, so that its answers, its release or its death are still seen.
+func (s *Successor) shutWriteLocked() {
+	if s.wclosed {
+		return
+	}
+	s.wclosed = true
+	_ = s.conn.CloseWrite()
 }
 
 func (s *Successor) write(typ msgType, flags uint8, p []byte, fds []int) error {
@@ -263,7 +323,7 @@ func (s *Successor) write(typ msgType, flags uint8, p []byte, fds []int) error {
 }
 
 func (s *Successor) writeLocked(typ msgType, flags uint8, p []byte, fds []int) error {
-	if s.closed {
+	if s.wclosed {
 		return ErrNotHandedOff
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
@@ -271,8 +331,7 @@ func (s *Successor) writeLocked(typ msgType, flags uint8, p []byte, fds []int) e
 	s.conn.SetWriteDeadline(time.Time{})
 	if err != nil {
 		// A partial frame may be on the stream: nothing after it can be read.
-		s.closed = true
-		s.conn.Close()
+		s.shutWriteLocked()
 		return fmt.Errorf("reconfig: send %s to new process (pid %d): %w", typeName(typ), s.pid, err)
 	}
 	return nil
@@ -281,15 +340,21 @@ func (s *Successor) writeLocked(typ msgType, flags uint8, p []byte, fds []int) e
 // Migrate moves a batch of connections to the successor, in two phases: it
 // sends every offer with its sockets and then a commit; the successor holds
 // them without serving and answers with a result, after which it serves the
-// ones it accepted. The batch has a deadline (StreamConfig.MigrateTimeout):
-// the successor never answers after it, and Migrate waits for the answer
-// until a second past it.
+// ones it accepted. The batch has a time limit (StreamConfig.MigrateTimeout),
+// which each side measures on its own clock: the successor accepts nothing
+// once it has passed there.
 //
 // On success every offered ID is in exactly one of Accepted (close this
 // process's copies of those sockets, a plain close) and Refused (resume
-// them). On error the successor serves none of them: resume them all. After
-// an error (timeout, the stream broke, a garbled answer) every later Migrate
-// fails at once. Offers' Files stay the caller's. One batch runs at a time.
+// them). An error that is not ErrMigrationUnsettled means the successor
+// serves none of them: resume them all — the batch did not reach it whole,
+// or its end of the stream closed before a result came (the stream is in
+// order: a result it sent comes first). A successor that is alive but does
+// not answer (stopped, starved) is waited for, up to the time limit, a
+// grace and StreamConfig.SettleTimeout; then ErrMigrationUnsettled: it may
+// yet serve them, so the caller closes its copies and resumes none. After
+// an error every later Migrate fails at once. Offers' Files stay the
+// caller's. One batch runs at a time.
 func (s *Successor) Migrate(offers []ConnOffer) (MigrationResult, error) {
 	s.migMu.Lock()
 	defer s.migMu.Unlock()
@@ -311,13 +376,15 @@ func (s *Successor) Migrate(offers []ConnOffer) (MigrationResult, error) {
 	// or its commit never does.
 	s.batch++
 	batch := s.batch
-	deadline := time.Now().Add(s.cfg.MigrateTimeout)
+	start := s.cfg.now()
+	timeout := s.cfg.MigrateTimeout
+	wall := start.Add(timeout).Round(0) // for a successor of an earlier version
 	payloads := make([][]byte, len(offers))
 	fds := make([][]int, len(offers))
 	ids := make([]uint64, len(offers))
 	for i := range offers {
 		o := offers[i]
-		o.Deadline = deadline
+		o.Timeout, o.Deadline = timeout, wall
 		p, err := json.Marshal(o)
 		if err != nil {
 			return MigrationResult{}, fmt.Errorf("reconfig: encode connection offer %d: %w", o.ID, err)
@@ -331,7 +398,7 @@ func (s *Successor) Migrate(offers []ConnOffer) (MigrationResult, error) {
 			fds[i] = append(fds[i], fd)
 		}
 	}
-	commit, err := json.Marshal(commitMsg{Batch: batch, IDs: ids, Deadline: deadline})
+	commit, err := json.Marshal(commitMsg{Batch: batch, IDs: ids, Timeout: timeout, Deadline: wall})
 	if err != nil {
 		return MigrationResult{}, fmt.Errorf("reconfig: encode migration commit: %w", err)
 	}
@@ -341,7 +408,7 @@ func (s *Successor) Migrate(offers []ConnOffer) (MigrationResult, error) {
 	}
 	runtime.KeepAlive(offers)
 
-	res, err := s.awaitResult(batch, deadline.Add(resultGrace))
+	res, err := s.awaitResult(batch, timeout+resultGrace)
 	if err != nil {
 		s.migBroken = err
 		return MigrationResult{}, err
@@ -375,7 +442,7 @@ func checkOffers(offers []ConnOffer, targets []MigrationTarget) error {
 func (s *Successor) sendBatch(payloads [][]byte, fds [][]int, commit []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.closed {
+	if s.wclosed {
 		return ErrNotHandedOff
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.MigrateTimeout))
@@ -390,28 +457,50 @@ func (s *Successor) sendBatch(payloads [][]byte, fds [][]int, commit []byte) err
 	}
 	s.conn.SetWriteDeadline(time.Time{})
 	if err != nil {
-		s.closed = true
-		s.conn.Close()
+		// The commit did not go out whole: the successor accepts none.
+		s.shutWriteLocked()
 		return fmt.Errorf("reconfig: send connection offers to new process (pid %d): %w", s.pid, err)
 	}
 	return nil
 }
 
-// awaitResult waits for the answer to batch until deadline. Answers to
-// earlier batches are skipped.
-func (s *Successor) awaitResult(batch uint64, deadline time.Time) (resultMsg, error) {
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
+// awaitResult waits for the answer to batch: past due (on our clock) it
+// warns and waits on, for SettleTimeout, before it gives up on a batch the
+// successor may yet serve (ErrMigrationUnsettled). Answers to earlier
+// batches are skipped.
+func (s *Successor) awaitResult(batch uint64, due time.Duration) (resultMsg, error) {
+	timer := s.cfg.after(due)
+	late := false
 	for {
 		select {
 		case r := <-s.results:
 			if r.Batch == batch {
 				return r, nil
 			}
-		case <-s.gone:
-			return resultMsg{}, fmt.Errorf("reconfig: new process (pid %d) went away before answering migration batch %d: %w", s.pid, batch, s.goneErr)
-		case <-t.C:
-			return resultMsg{}, fmt.Errorf("reconfig: new process (pid %d) did not answer migration batch %d by its deadline", s.pid, batch)
+		case <-s.ended:
+			// The reader passes every result on before the stream ends.
+			for len(s.results) > 0 {
+				if r := <-s.results; r.Batch == batch {
+					return r, nil
+				}
+			}
+			select {
+			case <-s.gone:
+				// In order on the stream: a result it sent would have come first.
+				return resultMsg{}, fmt.Errorf("reconfig: new process (pid %d) went away before answering migration batch %d: %w", s.pid, batch, s.endErr)
+			default:
+				return resultMsg{}, fmt.Errorf("%w: batch %d: the stream from the new process (pid %d) cannot be read: %w", ErrMigrationUnsettled, batch, s.pid, s.endErr)
+			}
+		case <-timer:
+			if late {
+				s.wmu.Lock()
+				s.shutWriteLocked() // it reads the end of the stream once it reads on
+				s.wmu.Unlock()
+				return resultMsg{}, fmt.Errorf("%w: batch %d: the new process (pid %d) is alive but has not answered within %s", ErrMigrationUnsettled, batch, s.pid, due+s.cfg.SettleTimeout)
+			}
+			late = true
+			s.log.WithField("batch", batch).Warn("migration: the new process has not answered in time; waiting for its answer before anything is resumed here")
+			timer = s.cfg.after(s.cfg.SettleTimeout)
 		}
 	}
 }

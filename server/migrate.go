@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -226,6 +227,22 @@ func (o *outbound) sendBatch(batch []*proxy.Parked) {
 	o.mu.Unlock()
 
 	res, err := o.send.Migrate(offers)
+	if errors.Is(err, reconfig.ErrMigrationUnsettled) {
+		// The successor, alive but silent, may serve any of them: resuming
+		// one here would have two processes serve it. Our copies close.
+		o.log.WithError(err).WithField("connections", len(batch)).Warn("migration: batch unsettled; its connections are left to the successor, all that remain drain here")
+		for _, pk := range batch {
+			o.counter(false, pk.Listener, pk.Kind).Inc()
+			o.mu.Lock()
+			o.failed[pk.Kind]++
+			o.mu.Unlock()
+			pk.Moved()
+		}
+		o.breakDown()
+		o.answered()
+		o.onBatch()
+		return
+	}
 	if err != nil {
 		o.log.WithError(err).WithField("connections", len(batch)).Warn("migration: batch failed; its connections, and all that remain, drain here")
 		for _, pk := range batch {

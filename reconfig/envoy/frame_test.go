@@ -155,8 +155,10 @@ func TestGarbledFramesCloseDescriptors(t *testing.T) {
 		{"other version", append(rawHeader("MLH1", msgStatsReply, 2), "{}"...), false, ErrIncompatible},
 		{"oversized", rawHeader(frameMagic, msgStatsReply, maxStatsPayload+1), false, ErrGarbled},
 		{"oversized error reply", rawHeader(frameMagic, msgError, maxSmallPayload+1), false, ErrGarbled},
-		{"truncated payload", append(rawHeader(frameMagic, msgStatsReply, 100), "{}"...), true, io.ErrUnexpectedEOF},
+		{"truncated payload", append(rawHeader(frameMagic, msgPassSocketsReply, 100), "{}"...), true, io.ErrUnexpectedEOF},
 		{"truncated header", rawHeader(frameMagic, msgStatsReply, 0)[:6], true, io.ErrUnexpectedEOF},
+		// Refused from its header, before its payload is read.
+		{"descriptors on a type without, payload never sent", rawHeader(frameMagic, msgStatsReply, 100), false, ErrGarbled},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

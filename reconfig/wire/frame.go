@@ -228,6 +228,11 @@ func (d *Decoder) read() (Frame, bool, error) {
 	if uint64(n) > uint64(spec.MaxPayload) {
 		return fail(BadFrame("%s frame of %d bytes exceeds the %d byte limit of its type", spec.Name, n, spec.MaxPayload))
 	}
+	// Descriptors ride on a frame's first bytes: those over the type's limit
+	// are refused from the header, before the payload is read.
+	if len(fds) > spec.MaxFDs {
+		return fail(BadFrame("%s frame came with %d descriptors, its type carries at most %d", spec.Name, len(fds), spec.MaxFDs))
+	}
 	if !known {
 		if flags&FlagOptional == 0 {
 			return fail(BadFrame("unknown mandatory frame %s", spec.Name))

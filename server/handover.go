@@ -104,8 +104,15 @@ type handover struct {
 	stopOnce sync.Once
 	stopped  chan struct{} // Shutdown or terminate: finish, no watch
 	watched  chan struct{} // the watch is over
-	mu       sync.Mutex
-	reverted bool
+	// base is what the drain's bounds derive from: cut ends it (a
+	// Shutdown whose context ended), and what is left is closed at once.
+	base context.Context
+	cut  context.CancelFunc
+	// revertDone is closed once a revert has run (served again, or failed to).
+	revertDone chan struct{}
+	mu         sync.Mutex
+	reverting  bool // a revert has begun: a stop no longer ends the process
+	reverted   bool // it serves again
 }
 
 // onAck runs when a successor serves: stop accepting everywhere (the sockets
@@ -124,7 +131,8 @@ func (s *Server) onAck(succ successor) {
 	s.mu.Lock()
 	pl, base, baseHists, pred := s.plane, s.exported, s.exportedHists, s.pred
 	h := &handover{s: s, succ: succ, pol: s.style.policy(), pl: pl, log: log, acked: s.fx.now(),
-		stopped: make(chan struct{}), watched: make(chan struct{})}
+		stopped: make(chan struct{}), watched: make(chan struct{}), revertDone: make(chan struct{})}
+	h.base, h.cut = context.WithCancel(context.Background())
 	s.handover = h
 	s.mu.Unlock()
 	if pred != nil {
@@ -263,11 +271,11 @@ func (h *handover) migrationOver(out *outbound, cut context.Context, push func()
 func (h *handover) contexts() (ask, cut context.Context, cancel func()) {
 	g := h.s.gracefulTimeout()
 	if h.pol.exitWhenDrained {
-		c, cancel := context.WithTimeout(context.Background(), g)
+		c, cancel := context.WithTimeout(h.base, g)
 		return c, c, cancel
 	}
-	askCtx, askCancel := context.WithCancel(context.Background())
-	cutCtx, cutCancel := context.WithCancel(context.Background())
+	askCtx, askCancel := context.WithCancel(h.base)
+	cutCtx, cutCancel := context.WithCancel(h.base)
 	go func() {
 		select {
 		case <-h.stopped:
@@ -288,6 +296,20 @@ func (h *handover) contexts() (ask, cut context.Context, cancel func()) {
 // no more watch, and an Envoy parent closes what is left.
 func (h *handover) stop(context.Context) {
 	h.stopOnce.Do(func() { close(h.stopped) })
+}
+
+// stopUnlessReverting stops the handover (see stop) and reports true,
+// unless a revert has begun: then the process serves again, and what stops
+// it is the ordinary shutdown of what the revert serves (wait for
+// revertDone).
+func (h *handover) stopUnlessReverting() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.reverting {
+		return false
+	}
+	h.stop(context.Background())
+	return true
 }
 
 // watch keeps the sockets for the watch period: if the successor dies in it
@@ -317,6 +339,16 @@ func (h *handover) watch() {
 // plane's go on draining.
 func (h *handover) revert() {
 	s := h.s
+	defer close(h.revertDone)
+	h.mu.Lock()
+	select {
+	case <-h.stopped: // a Shutdown came first: it ends the process
+		h.mu.Unlock()
+		return
+	default:
+	}
+	h.reverting = true
+	h.mu.Unlock()
 	h.log.Warn("successor died after the ack; serving again")
 	s.m.upgradesReverted.Inc()
 	npl, err := s.build()

@@ -379,19 +379,38 @@ func (s *Server) follow(ctx context.Context, pred predecessor, bound time.Durati
 func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := s.gracefulContext(ctx)
 	defer cancel()
-	s.mu.Lock()
-	st, h, ep, pred := s.state, s.handover, s.endpoint, s.pred
-	s.mu.Unlock()
-	switch {
-	case st == StateStopped:
-		return s.Err()
-	case h != nil:
-		h.stop(ctx)
-		<-s.done
-		return s.Err()
-	case st == StateDraining:
-		<-s.done
-		return s.Err()
+	var st State
+	var h *handover
+	var ep endpoint
+	var pred predecessor
+	for {
+		s.mu.Lock()
+		st, h, ep, pred = s.state, s.handover, s.endpoint, s.pred
+		s.mu.Unlock()
+		switch {
+		case st == StateStopped:
+			return s.Err()
+		case h != nil && h.stopUnlessReverting():
+			return s.awaitDone(ctx, h)
+		case h != nil:
+			// The successor died and this process is serving again: once
+			// the revert is done, stop what it serves, as any running process.
+			select {
+			case <-h.revertDone:
+			case <-ctx.Done():
+				return fmt.Errorf("server: shutdown: %w", ctx.Err())
+			}
+			s.mu.Lock()
+			failed := s.handover == h // it could not serve again: the handover ends the process
+			s.mu.Unlock()
+			if failed {
+				return s.awaitDone(ctx, h)
+			}
+			continue
+		case st == StateDraining:
+			return s.awaitDone(ctx, nil)
+		}
+		break
 	}
 	if pred != nil {
 		pred.stop(ctx)
@@ -407,8 +426,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			if h != nil {
 				h.stop(ctx)
 			}
-			<-s.done
-			return s.Err()
+			return s.awaitDone(ctx, h)
 		}
 	}
 	s.setState(StateDraining)
@@ -421,6 +439,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.finish(nil)
 	return nil
+}
+
+// awaitDone waits for the process to be done (a handover's drain ends
+// it), until ctx ends: then what the handover h still drains is cut, and
+// Shutdown returns ctx's error without waiting further.
+func (s *Server) awaitDone(ctx context.Context, h *handover) error {
+	select {
+	case <-s.done:
+		return s.Err()
+	case <-ctx.Done():
+		if h != nil {
+			h.cut()
+		}
+		return fmt.Errorf("server: shutdown: %w", ctx.Err())
+	}
 }
 
 // stopFor stops accepting and closes every socket (nobody takes over: a new

@@ -240,6 +240,9 @@ type fakeSucc struct {
 	// it returns: a test observes there what must go in a later push,
 	// whatever the handover's goroutine has pushed by then.
 	onFirstSend func()
+	// byeBlock, when set, holds Bye until it is closed (a successor that
+	// does not confirm).
+	byeBlock chan struct{}
 }
 
 func newFakeSucc(watch bool) *fakeSucc {
@@ -270,8 +273,12 @@ func (f *fakeSucc) MigrationDone(m reconfig.MigrationDone) error {
 }
 func (f *fakeSucc) Bye() error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.byes++
+	block := f.byeBlock
+	f.mu.Unlock()
+	if block != nil {
+		<-block
+	}
 	return nil
 }
 func (f *fakeSucc) Watchable() bool           { return f.watch }
@@ -769,6 +776,77 @@ func TestTerminateWithoutHandover(t *testing.T) {
 	e.style.successorHooks().terminate()
 	waitDone(t, s)
 	refused(t, e.web)
+}
+
+// SIGTERM (Shutdown) just as the watch serves again after the successor
+// died: Shutdown waits for the revert, then stops what it serves, within
+// its context. (Before: it stopped the reverted handover and waited for a
+// done that handover never closes: it hung, and the process served on.)
+func TestShutdownDuringRevertStopsTheProcess(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		e := newEnv(t, "", "")
+		e.style.pol.watch = 5 * time.Second
+		s := startFresh(t, e)
+		succ := newFakeSucc(true)
+		e.style.successorHooks().onAck(succ)
+		res := make(chan error, 1)
+		s.log.Logger.AddHook(&onMessage{msg: "successor died after the ack; serving again", f: func() {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
+				defer cancel()
+				res <- s.Shutdown(ctx)
+			}()
+		}})
+		close(succ.gone)
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Fatalf("iteration %d: Shutdown = %v", i, err)
+			}
+		case <-time.After(2 * wait):
+			t.Fatalf("iteration %d: Shutdown did not return; state %s", i, s.getState())
+		}
+		waitDone(t, s)
+		refused(t, e.web)
+	}
+}
+
+// onMessage runs f when a log entry with message msg is written.
+type onMessage struct {
+	msg string
+	f   func()
+}
+
+func (h *onMessage) Levels() []logrus.Level { return logrus.AllLevels }
+func (h *onMessage) Fire(e *logrus.Entry) error {
+	if e.Message == h.msg {
+		h.f()
+	}
+	return nil
+}
+
+// Shutdown during a handover honours its context: when it ends, Shutdown
+// returns its error, and what the handover still drains is cut. (Before:
+// it waited for the handover whatever its context said.)
+func TestShutdownHonoursItsContextDuringAHandover(t *testing.T) {
+	e := newEnv(t, "", "")
+	s := startFresh(t, e)
+	succ := newFakeSucc(false)
+	succ.byeBlock = make(chan struct{}) // the handover cannot end
+	t.Cleanup(func() { close(succ.byeBlock) })
+	e.style.successorHooks().onAck(succ)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- s.Shutdown(ctx) }()
+	select {
+	case err := <-res:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown = %v, want its context's error", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Shutdown did not return when its context ended")
+	}
 }
 
 // SIGTERM while a successor's handoff completes: the handover finishes.

@@ -327,7 +327,7 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, reported *int, log *logrus
 		return fmt.Errorf("reconfig: new process (pid %v) did not %s: %w", wire.PIDLabel(newPID, *reported), what, err)
 	}
 
-	c.SetDeadline(deadline)
+	s.setDeadline(c, deadline)
 	if _, err := c.Write([]byte{'U'}); err != nil {
 		return nil, ackMsg{}, step("read our upgrade signal", err)
 	}
@@ -372,7 +372,7 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, reported *int, log *logrus
 	// token: compare pids then.
 	proof := ""
 	if hasToken {
-		hc.SetDeadline(deadline)
+		s.setDeadline(hc, deadline)
 		var h helloMsg
 		f, err := newDecoder(hc).Next()
 		switch {
@@ -404,12 +404,17 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, reported *int, log *logrus
 	}
 	log.WithField("listeners", n).Info("manifest sent, waiting for ack")
 
-	// Read until the ack deadline plus a grace: the new process refuses to
-	// ack after AckDeadline, so an ack sent in time is never missed.
-	hc.SetDeadline(deadline.Add(ackGrace))
-	f, err := newDecoder(hc).Next()
+	// Read until the ack deadline plus a grace. Past it the handoff is
+	// settled (see settle): an ack the new process sent in time is never
+	// lost, and it never counts itself the owner while we serve on.
+	s.setDeadline(hc, deadline.Add(ackGrace))
+	dec := newDecoder(hc)
+	f, err := dec.Next()
 	if err != nil {
-		return nil, ackMsg{}, step("ack", err)
+		if f, err = s.settle(hc, dec, err); err != nil {
+			return nil, ackMsg{}, step("ack", err)
+		}
+		log.Warn("ack found in the socket after the ack deadline: handing over")
 	}
 	f.CloseFDs()
 	var a ackMsg
@@ -430,11 +435,51 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, reported *int, log *logrus
 		}
 		return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %v) gave up: %s", wire.PIDLabel(newPID, *reported), wire.Bound(m.Reason, maxNackReason))
 	default:
+		s.abort(hc, "expected ack, got "+typeName(f.Type))
 		return nil, ackMsg{}, fmt.Errorf("reconfig: new process (pid %d): %w", newPID, badFrame("expected ack, got %s", typeName(f.Type)))
 	}
 	hc.SetDeadline(time.Time{})
 	ok = true
 	return hc, a, nil
+}
+
+// settle decides a handoff whose ack did not come while we waited (our
+// deadline, or Close): our read side is shut first, so that from then on
+// the new process's ack cannot be written (EPIPE), and what it sent before
+// is read. An ack there was sent in time: it counts itself the owner, and
+// the handoff goes on (the ack frame is returned). Anything else: we tell
+// it the handoff is off (an abort frame, which it reads before it counts
+// itself the owner) and serve on; why is returned.
+func (s *Server) settle(hc *net.UnixConn, dec *wire.Decoder, why error) (frame, error) {
+	_ = hc.CloseRead()
+	hc.SetReadDeadline(time.Time{}) // after the shut, a read never blocks
+	if f, err := dec.Next(); err == nil {
+		if f.Type == typeAck {
+			return f, nil
+		}
+		f.CloseFDs()
+	}
+	s.abort(hc, why.Error())
+	return frame{}, why
+}
+
+// abort tells the new process, best effort and bounded, that the handoff is
+// off: we serve on, it must not.
+func (s *Server) abort(hc *net.UnixConn, reason string) {
+	p, _ := json.Marshal(nackMsg{PID: s.pid, Reason: wire.Bound(reason, maxNackReason)})
+	hc.SetWriteDeadline(time.Now().Add(busyWriteTimeout))
+	_ = writeFrame(hc, typeAbort, flagOptional, p, nil)
+}
+
+// setDeadline sets c's deadline, or one already passed once Close has
+// begun, so that Close's interruption of a handoff is never undone.
+func (s *Server) setDeadline(c *net.UnixConn, t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		t = time.Now()
+	}
+	c.SetDeadline(t)
 }
 
 // sendManifest exports and sends the manifest with its descriptors. It
@@ -457,7 +502,7 @@ func (s *Server) sendManifest(hc *net.UnixConn, deadline time.Time, proof string
 		if limit := s.cfg.maxManifestSize(); len(p) > limit {
 			return fmt.Errorf("%w: %d bytes (%d counters, %d histograms), over the %d byte limit", ErrManifestTooLarge, len(p), len(m.Counters), len(m.Histograms), limit)
 		}
-		hc.SetDeadline(deadline)
+		s.setDeadline(hc, deadline)
 		sent = true
 		if err := writeFrame(hc, typeManifest, 0, p, fds); err != nil {
 			return fmt.Errorf("send manifest: %w", err)
@@ -481,12 +526,14 @@ func (s *Server) HandedOff() bool {
 	return s.handedOff
 }
 
-// Close stops accepting and aborts a handoff in progress (the old process
-// keeps serving; the new one fails). It waits for the Server's goroutines,
-// so it must not be called from OnAck or OnFail. If no handoff was acked and
-// reconfig.sock is still the socket this Server bound, the path is removed:
-// the proxy is stopping for good. An acked successor's drain stream is the
-// OnAck callee's to close.
+// Close stops accepting and ends a handoff in progress: one whose new
+// process has already acked goes on (OnAck runs, HandedOff reports true:
+// the paths are the successor's); any other fails, the new process told
+// so (the old process keeps serving; the new one gives up). It waits for
+// the Server's goroutines, so it must not be called from OnAck or OnFail.
+// If no handoff was acked and reconfig.sock is still the socket this
+// Server bound, the path is removed: the proxy is stopping for good. An
+// acked successor's drain stream is the OnAck callee's to close.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -497,11 +544,16 @@ func (s *Server) Close() error {
 	close(s.quit)
 	s.ln.Close()
 	for c := range s.active {
-		c.Close()
+		// Interrupted, not closed: a handoff waiting for its ack settles
+		// (an ack already sent goes on to a handover; otherwise the new
+		// process is told the handoff is off), the others fail.
+		c.SetDeadline(time.Now())
 	}
-	handedOff := s.handedOff
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.mu.Lock()
+	handedOff := s.handedOff
+	s.mu.Unlock()
 	if handedOff {
 		return nil
 	}

@@ -3,6 +3,7 @@ package reconfig
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -79,5 +80,47 @@ func TestStreamEndedHereIsNotDeath(t *testing.T) {
 	case <-s2.Gone():
 		t.Fatal("our own Close taken for the successor's death")
 	default:
+	}
+}
+
+// The old process, stalled past its ack deadline, wakes to a read timeout
+// while the ack the new one sent in time sits in its socket. It settles the
+// handoff: its reading shut, the ack is found, and the handoff goes on —
+// the new process, whose ack write succeeded, counts itself the owner, and
+// so does the old one. (Before: the timeout was taken as "no ack": the old
+// served on beside the new owner of reconfig.sock.)
+func TestAckSentInTimeIsFoundAtTheDeadline(t *testing.T) {
+	oldEnd, newEnd := unixPair(t)
+	u := &Upgrade{log: quietLog(), pid: 2, conn: newEnd, followDone: make(chan struct{})}
+	if err := u.Ack(testCtx(t, testWait)); err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{pid: 1, log: quietLog()}
+	f, err := srv.settle(oldEnd, newDecoder(oldEnd), os.ErrDeadlineExceeded)
+	if err != nil || f.Type != typeAck {
+		t.Fatalf("settle = %v, %v; want the ack", typeName(f.Type), err)
+	}
+}
+
+// No ack by the deadline: the old process calls the handoff off (abort)
+// and serves on. The new one's late ack fails, and it learns that the old
+// one serves on — not that it is gone, even once the old one closes the
+// connection: it must give up, not carry on beside it. (Before: the old
+// one closed without a word, the ack failed with EPIPE, and the new one
+// took that for the old one's death and carried on alone.)
+func TestAckAfterTheAbortGivesUp(t *testing.T) {
+	oldEnd, newEnd := unixPair(t)
+	srv := &Server{pid: 1, log: quietLog()}
+	if _, err := srv.settle(oldEnd, newDecoder(oldEnd), os.ErrDeadlineExceeded); err == nil {
+		t.Fatal("settle found an ack nobody sent")
+	}
+	oldEnd.Close()
+	u := &Upgrade{log: quietLog(), pid: 2, conn: newEnd, followDone: make(chan struct{})}
+	err := u.Ack(testCtx(t, testWait))
+	if err == nil || !strings.Contains(err.Error(), "called the handoff off") {
+		t.Fatalf("Ack = %v, want the old process's abort", err)
+	}
+	if u.PredecessorGone() {
+		t.Fatal("an old process that called the handoff off is taken for gone")
 	}
 }

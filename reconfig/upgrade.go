@@ -46,7 +46,11 @@ type Upgrade struct {
 	// ackFailedClosed: our ack could not be written because the old process
 	// had closed the handoff connection (see PredecessorGone).
 	ackFailedClosed bool
-	ackWritten      bool // an ack was attempted on the connection
+	// ackAborted: our ack could not be written because the old process
+	// had settled the handoff without it; it said so (abort): it serves on.
+	ackAborted  bool
+	abortReason string
+	ackWritten  bool // an ack was attempted on the connection
 	sockets         []ident.Socket
 	conn            *net.UnixConn // the handoff connection (accepted on listen.sock)
 	acked           bool
@@ -357,7 +361,15 @@ func (u *Upgrade) Ack(ctx context.Context) error {
 	p, _ := json.Marshal(ackMsg{PID: u.pid, Migration: u.targets, Watch: true})
 	u.ackWritten = true
 	if err := writeFrame(u.conn, typeAck, 0, p, nil); err != nil {
-		u.ackFailedClosed = errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			// The old process shut its reading: it settled the handoff
+			// without our ack (an abort follows: it serves on), or it is
+			// gone (its end closed, no abort).
+			u.ackAborted, u.ackFailedClosed = u.readAbort()
+		}
+		if u.ackAborted {
+			return fmt.Errorf("reconfig: send ack to old process (pid %v): it called the handoff off and serves on: %s", u.oldLabel(), u.abortReason)
+		}
 		return fmt.Errorf("reconfig: send ack to old process (pid %v): %w", u.oldLabel(), err)
 	}
 	u.conn.SetWriteDeadline(time.Time{})
@@ -367,18 +379,43 @@ func (u *Upgrade) Ack(ctx context.Context) error {
 	return nil
 }
 
+// readAbort reads, bounded, what the old process sent after it stopped
+// taking our ack: an abort (it serves on) or the end of the stream (it is
+// gone). Neither within the bound (it is alive but slow): not gone.
+func (u *Upgrade) readAbort() (aborted, closed bool) {
+	u.conn.SetReadDeadline(time.Now().Add(nackWriteTimeout))
+	defer u.conn.SetReadDeadline(time.Time{})
+	d := newDecoder(u.conn)
+	for {
+		f, err := d.Next()
+		if err != nil {
+			return false, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+		}
+		f.CloseFDs()
+		if f.Type == typeAbort {
+			var m nackMsg
+			if decodePayload(f, &m) == nil {
+				u.abortReason = wire.Bound(m.Reason, maxNackReason)
+			}
+			return true, false
+		}
+	}
+}
+
 // PredecessorGone reports, after a failed Ack, whether the old process went
 // away before reading our ack — it died, or stopped for good — so that
 // this process, already serving, carries on alone (Orphan) rather than
 // give up. The handoff connection tells: the ack could not be written
-// because the old process had closed its end, or it has closed it since.
+// because the old process had closed its end, or it has closed it since —
+// and it did not call the handoff off first (an abort: it had shut its
+// reading at its ack deadline, found no ack and serves on).
 // An ack refused before it was written (past the old process's deadline:
 // it serves on) says nothing of the sort: false. It needs no pid, so it
 // holds across PID namespaces, where the old process's pid reads 0 here.
 func (u *Upgrade) PredecessorGone() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.fresh || u.acked || !u.ackWritten || u.conn == nil {
+	if u.fresh || u.acked || !u.ackWritten || u.conn == nil || u.ackAborted {
 		return false
 	}
 	return u.ackFailedClosed || wire.PeerClosed(u.conn)

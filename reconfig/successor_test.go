@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +123,37 @@ func TestAckAfterTheAbortGivesUp(t *testing.T) {
 	}
 	if u.PredecessorGone() {
 		t.Fatal("an old process that called the handoff off is taken for gone")
+	}
+}
+
+// SIGTERM (Close) while a handoff waits for its ack: the new process is
+// told the handoff is off, so it gives up rather than carry on as the
+// owner of paths the stopping process then removes. (Before: Close closed
+// the connection without a word; the new process's ack failed with EPIPE,
+// it took the old one for dead and carried on alone, serving on unix paths
+// and a reconfig.sock the old one was removing.)
+func TestCloseDuringAHandoffCallsItOff(t *testing.T) {
+	dir := shortDir(t)
+	old := startOld(t, dir, testWait)
+	up, err := Begin(testCtx(t, testWait), dir, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Fail(nil) })
+	if err := old.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if old.srv.HandedOff() {
+		t.Fatal("handed off without an ack")
+	}
+	err = up.Ack(testCtx(t, testWait))
+	if err == nil || !strings.Contains(err.Error(), "called the handoff off") {
+		t.Fatalf("Ack after the old process's Close = %v, want its abort", err)
+	}
+	if up.PredecessorGone() {
+		t.Fatal("the new process would carry on as the owner")
+	}
+	if _, err := os.Stat(filepath.Join(dir, ReconfigSock)); !os.IsNotExist(err) {
+		t.Fatalf("reconfig.sock after a final Close: %v", err)
 	}
 }

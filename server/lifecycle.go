@@ -160,7 +160,7 @@ func (s *Server) execTime(began time.Time) time.Time {
 // refusalLog returns how refused histogram states from predecessor pid are
 // logged: the first error at warning level, later ones at debug level (the
 // error itself is bounded, see stats.Registry.AddHistograms).
-func (s *Server) refusalLog(pid any) func(error) {
+func (s *Server) refusalLog(pid any, what string) func(error) {
 	var once sync.Once
 	return func(err error) {
 		if err == nil {
@@ -169,15 +169,15 @@ func (s *Server) refusalLog(pid any) func(error) {
 		log := s.log.WithError(err).WithField("old_pid", pid)
 		level := logrus.DebugLevel
 		once.Do(func() { level = logrus.WarnLevel })
-		log.Log(level, "handoff: histograms from the predecessor refused; the others are carried")
+		log.Log(level, "handoff: "+what+" from the predecessor refused; the others are carried")
 	}
 }
 
 // inherit takes what the lineage carries.
 func (s *Server) inherit(lin lineage, pid any) {
 	s.inheritTicketKeys(lin.ticketKeys)
-	s.reg.AddCounters(lin.counters)
-	s.refusalLog(pid)(s.reg.AddHistograms(lin.histograms))
+	s.refusalLog(pid, "counters")(s.reg.AddCounters(lin.counters))
+	s.refusalLog(pid, "histograms")(s.reg.AddHistograms(lin.histograms))
 	s.mu.Lock()
 	s.generation = max(lin.generation, 1)
 	if !lin.firstStart.IsZero() {
@@ -341,10 +341,10 @@ func (s *Server) follow(ctx context.Context, pred predecessor, bound time.Durati
 		})
 	}
 	var record sync.Once
-	refusals := s.refusalLog(pid)
+	refusals, counterRefusals := s.refusalLog(pid, "histograms"), s.refusalLog(pid, "counters")
 	err := pred.follow(ctx, followHooks{
 		counts: func(c reconfig.Counts) {
-			s.reg.AddCounters(c.Counters)
+			counterRefusals(s.reg.AddCounters(c.Counters))
 			refusals(s.reg.AddHistograms(c.Histograms))
 			if !c.More {
 				signal()

@@ -322,3 +322,49 @@ func TestAckAfterPredecessorDeadlineFails(t *testing.T) {
 		}
 	}
 }
+
+// The old process is stalled (SIGSTOP) while the ack it waits for arrives
+// in time; it wakes past its ack deadline and its grace. It must not take
+// the timeout for "no ack": it settles the handoff, finds the ack in its
+// socket and hands over, so that exactly one process owns the proxy.
+// (Before: it served on, "upgrade failed; still serving", beside the new
+// process, which had acked, took reconfig.sock and served too.)
+func TestUpgradeStalledOldTakesAnAckSentInTime(t *testing.T) {
+	e := newUpgradeEnv(t)
+	c1 := withTop(t, withWatch(t, e.config("c1.json", "v1", false, "10s"), "0s"), "handoff_timeout", "2s")
+	gen1 := startMosn(t, "gen1", c1, e.p)
+	gen2 := startProc(t, "gen2", "start", "-c", c1)
+	gen2.waitLog("received manifest", readyTimeout)
+	gen2.signal(syscall.SIGSTOP)
+	gen1.waitLog("manifest sent, waiting for ack", readyTimeout)
+	// gen1's handoff began before this line: its deadline (2 s) and grace
+	// (1 s) are over by then.
+	over := time.Now().Add(3*time.Second + 500*time.Millisecond)
+	gen1.signal(syscall.SIGSTOP)
+	gen2.signal(syscall.SIGCONT)
+	if _, err := gen2.out.waitFor(regexpMust("acked: old process stops accepting|upgrade failed|gave up"), readyTimeout, 0); err != nil {
+		gen1.signal(syscall.SIGCONT)
+		t.Fatal(err)
+	}
+	if !strings.Contains(gen2.out.String(), "acked: old process stops accepting") {
+		// Starved past gen1's deadline before it could ack: gen2 gives up
+		// on its own (its check of the deadline), the case this test is not about.
+		gen1.signal(syscall.SIGCONT)
+		t.Skip("gen2 could not ack before gen1's deadline on this loaded machine")
+	}
+	// A stopped process shows nothing: its deadline passes by the clock.
+	time.Sleep(time.Until(over))
+	gen1.signal(syscall.SIGCONT)
+	line := gen1.waitLog("upgrade acked: stopped accepting|upgrade failed; still serving", readyTimeout)
+	if strings.Contains(line, "still serving") {
+		t.Fatalf("gen1 missed an ack sent in time and serves on: %s", line)
+	}
+	if code := gen1.wait(readyTimeout); code != 0 {
+		t.Fatalf("gen1 exited %d", code)
+	}
+	var info map[string]interface{}
+	getJSON(t, e.p.adminURL("/server_info"), &info)
+	if pid := int(info["pid"].(float64)); pid != gen2.pid() {
+		t.Fatalf("admin answers from pid %d, want gen2 (%d)", pid, gen2.pid())
+	}
+}

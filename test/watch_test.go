@@ -1,7 +1,11 @@
 package test
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -14,6 +18,12 @@ import (
 // upgrade_watch_period (the fixture turns the watch off).
 func withWatch(t *testing.T, path, watch string) string {
 	t.Helper()
+	return withTop(t, path, "upgrade_watch_period", watch)
+}
+
+// withTop sets a top-level field of the config at path.
+func withTop(t *testing.T, path, key string, value interface{}) string {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -22,7 +32,7 @@ func withWatch(t *testing.T, path, watch string) string {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	cfg["upgrade_watch_period"] = watch
+	cfg[key] = value
 	b, _ = json.Marshal(cfg)
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
@@ -138,3 +148,57 @@ func TestWatchReleasedByTheNextUpgradeAndByStop(t *testing.T) {
 }
 
 func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+
+// A successor that is stopped (SIGSTOP) right after its ack, while many idle
+// keep-alive connections migrate to it, is slow, not dead: the old
+// process's batch write times out, and that must not read as its death.
+// The old one never serves again beside it; once the successor runs on it
+// releases the old one, which drains and exits, and the successor serves
+// alone. (Before: the old process closed the stream on its own write
+// timeout, its watch took that for the successor's death, and it served
+// again beside a live successor that owned reconfig.sock.)
+func TestWatchStoppedSuccessorIsNotDead(t *testing.T) {
+	e := newUpgradeEnv(t)
+	c1 := withWatch(t, e.config("c1.json", "v1", false, "30s"), "10s")
+	gen1 := startMosn(t, "gen1", c1, e.p)
+	web := addr(e.httpPort)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 1500; i++ {
+		c, err := net.Dial("tcp", web)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(readyTimeout))
+		if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gen2 := startProc(t, "gen2", "start", "-c", c1)
+	gen2.waitLog("acked: old process stops accepting", readyTimeout)
+	gen2.signal(syscall.SIGSTOP)
+	// The old process's offers fill the stopped successor's socket: a batch
+	// write times out (the migration's 2 s limit) and the rest drains here.
+	gen1.waitLog("migration: batch (failed|unsettled)", readyTimeout)
+	gen2.signal(syscall.SIGCONT)
+	if code := gen1.wait(readyTimeout); code != 0 {
+		t.Fatalf("gen1 exited %d", code)
+	}
+	if strings.Contains(gen1.out.String(), "serving again") {
+		t.Fatal("gen1 served again while gen2 was only stopped")
+	}
+	if !gen2.running() {
+		t.Fatal("gen2 is not running")
+	}
+	var info map[string]interface{}
+	getJSON(t, e.p.adminURL("/server_info"), &info)
+	if pid := int(info["pid"].(float64)); pid != gen2.pid() {
+		t.Fatalf("admin answers from pid %d, want gen2 (%d)", pid, gen2.pid())
+	}
+}

@@ -1,6 +1,7 @@
 package envoy
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"sort"
@@ -14,7 +15,7 @@ import (
 // StatsAdder receives the parent's counter and histogram growth;
 // *stats.Registry is one. AddHistograms validates what it is given.
 type StatsAdder interface {
-	AddCounters([]sample.Sample)
+	AddCounters([]sample.Sample) error
 	AddHistograms([]histsample.Histogram) error
 }
 
@@ -225,14 +226,15 @@ func (h *HotRestart) SyncParentStats(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var cerr error
 	if st.Samples != nil {
-		into.AddCounters(m.Merge(st.Samples))
+		cerr = into.AddCounters(m.Merge(st.Samples))
 	}
 	d, herr := m.MergeHistograms(st.Histograms)
 	if err := into.AddHistograms(d); err != nil && herr == nil {
 		herr = err // not reached: the merger's deltas are consistent
 	}
-	return herr
+	return errors.Join(cerr, herr)
 }
 
 // RunStatsSync calls SyncParentStats every interval on the Config clock until

@@ -326,13 +326,44 @@ func (r *Registry) Counters() []Sample {
 // creating it if needed. Gauges in samples are ignored. A new process calls it
 // with the old process's counters at handoff, and again with what the old one
 // counted while it drained, so that no counter goes backwards.
-func (r *Registry) AddCounters(samples []Sample) {
+func (r *Registry) AddCounters(samples []Sample) error {
+	dropped := 0
 	for _, s := range samples {
 		if s.Kind != KindCounter || s.Value <= 0 || math.IsNaN(s.Value) || math.IsInf(s.Value, 0) {
 			continue
 		}
-		r.get(s.Name, "", KindCounter, s.Labels).add(s.Value)
+		m := r.getBounded(s.Name, s.Labels, MaxCarriedSeries)
+		if m == nil {
+			dropped++
+			continue
+		}
+		m.add(s.Value)
 	}
+	if dropped > 0 {
+		return fmt.Errorf("stats: %d carried counter series left out: the registry holds %d series, the limit for series a peer adds (MaxCarriedSeries)", dropped, MaxCarriedSeries)
+	}
+	return nil
+}
+
+// MaxCarriedSeries bounds the registry's size when a peer's counters add
+// series to it (AddCounters): a series new to it is refused beyond this
+// many, so that no peer grows our memory without bound.
+const MaxCarriedSeries = 1 << 17
+
+// getBounded is get for a counter, except that it creates no series once
+// the registry holds limit of them (nil then).
+func (r *Registry) getBounded(name string, labels []string, limit int) *metric {
+	if len(labels)%2 != 0 {
+		labels = append(labels, "")
+	}
+	key := seriesKey(name, labels)
+	r.mu.RLock()
+	m, n := r.series[key], len(r.series)
+	r.mu.RUnlock()
+	if m == nil && n >= limit {
+		return nil
+	}
+	return r.get(name, "", KindCounter, labels)
 }
 
 // Delta returns, for each counter in now, how much it grew since base (by key).

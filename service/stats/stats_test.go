@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -56,5 +57,31 @@ func TestDeltaAndAddCounters(t *testing.T) {
 	other.AddCounters([]Sample{{Name: "g", Kind: KindGauge, Value: 3}, {Name: "x_total", Labels: []string{"k", "v"}, Kind: KindCounter, Value: -1}})
 	if other.Gauge("g", "").Value() != 0 || other.Counter("x_total", "", "k", "v").Value() != 8 {
 		t.Fatal("AddCounters took a gauge or a negative value")
+	}
+}
+
+// A peer's counters add series only up to MaxCarriedSeries: beyond, new
+// series are refused with an error naming the limit, while those the
+// registry has still add up. (Before: no bound, a peer grew the registry
+// at will.)
+func TestAddCountersIsBounded(t *testing.T) {
+	r := New()
+	r.Counter("kept_total", "").Inc()
+	var flood []Sample
+	for i := 0; i < MaxCarriedSeries+10; i++ {
+		flood = append(flood, Sample{Name: "flood_total", Labels: []string{"i", strconv.Itoa(i)}, Kind: KindCounter, Value: 1})
+	}
+	flood = append(flood, Sample{Name: "kept_total", Kind: KindCounter, Value: 2})
+	err := r.AddCounters(flood)
+	if err == nil || !strings.Contains(err.Error(), "MaxCarriedSeries") {
+		t.Fatalf("AddCounters = %v, want the limit named", err)
+	}
+	if n := len(r.Snapshot()); n > MaxCarriedSeries {
+		t.Fatalf("%d series, over the limit of %d", n, MaxCarriedSeries)
+	}
+	for _, s := range r.Snapshot() {
+		if s.Name == "kept_total" && s.Value != 3 {
+			t.Fatalf("kept_total = %v, want 3", s.Value)
+		}
 	}
 }

@@ -276,14 +276,12 @@ func (s *Server) handle(c *net.UnixConn) {
 
 // acquire takes the one-handoff token, refusing while our own predecessor
 // still drains into us. A predecessor that has drained but still watches us
-// is released first: from now on our successor, not it, takes over if we
-// die. It returns why it refused, or "".
+// goes on watching: only once a successor of ours has acked does it stop
+// (the caller releases it in OnAck), so that an upgrade of ours that fails
+// leaves the safety net in place. It returns why it refused, or "".
 func (s *Server) acquire() string {
-	if s.pred != nil {
-		if !s.pred.followed() {
-			return "the previous process is still draining into this one"
-		}
-		s.pred.Release()
+	if s.pred != nil && !s.pred.followed() {
+		return "the previous process is still draining into this one"
 	}
 	select {
 	case s.busy <- struct{}{}:

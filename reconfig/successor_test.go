@@ -1,6 +1,8 @@
 package reconfig
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -155,5 +157,51 @@ func TestCloseDuringAHandoffCallsItOff(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, ReconfigSock)); !os.IsNotExist(err) {
 		t.Fatalf("reconfig.sock after a final Close: %v", err)
+	}
+}
+
+// A failed upgrade of ours leaves our predecessor watching us: the watch
+// ends only once a successor of ours has acked. (Before: the request alone
+// released it, and a failed upgrade left nothing to serve again if we died.)
+func TestFailedUpgradeKeepsThePredecessorWatching(t *testing.T) {
+	dir := shortDir(t)
+	a := startOld(t, dir, testWait)
+	b, err := Begin(testCtx(t, testWait), dir, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ack(testCtx(t, testWait)); err != nil {
+		t.Fatal(err)
+	}
+	<-a.acked
+	followed := make(chan error, 1)
+	go func() { followed <- b.Follow(context.Background(), FollowHooks{}) }()
+	if err := a.succ.Bye(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-followed; err != nil {
+		t.Fatal(err)
+	}
+	srvB, err := b.TakeOver(ServerConfig{Log: quietLog(), HandoffTimeout: testWait,
+		Export: func(send func(Manifest, []int) error) error { return send(Manifest{}, nil) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srvB.Close() })
+	c, err := Begin(testCtx(t, testWait), dir, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Fail(errors.New("config refused"))
+	select {
+	case <-a.succ.Released():
+		t.Fatal("a failed upgrade of B released A's watch")
+	case <-time.After(100 * time.Millisecond):
+	}
+	b.Release() // what B's OnAck does once a successor acks
+	select {
+	case <-a.succ.Released():
+	case <-time.After(testWait):
+		t.Fatal("Release did not reach A")
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -384,9 +385,7 @@ func (h *handover) revert() {
 	s.m.live.Set(1)
 	s.setState(StateRunning)
 	if h.pol.reclaim != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), s.handoffTimeout())
-		ep, err := h.pol.reclaim(ctx, s.successorHooks())
-		cancel()
+		ep, err := h.reclaim()
 		if err != nil {
 			h.log.WithError(err).Error("cannot take reconfig.sock back: this process cannot be upgraded")
 		} else {
@@ -398,6 +397,38 @@ func (h *handover) revert() {
 	}
 	if f := s.opts.Events.OnServingAgain; f != nil {
 		f(h.succ.PID())
+	}
+}
+
+// Reclaim attempts after a revert: at most reclaimAttempts, the pause
+// between two doubling from reclaimBackoff.
+const (
+	reclaimAttempts = 5
+	reclaimBackoff  = 100 * time.Millisecond
+)
+
+// reclaim makes this process reachable again after a revert, retrying a
+// failed attempt (a transient error: the upgrade lock held past an attempt's
+// bound, a bind that failed) a bounded number of times with backoff. It
+// returns the last error.
+func (h *handover) reclaim() (endpoint, error) {
+	s := h.s
+	backoff := reclaimBackoff
+	var err error
+	for i := 1; ; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), s.handoffTimeout())
+		var ep endpoint
+		ep, err = h.pol.reclaim(ctx, s.successorHooks())
+		cancel()
+		if err == nil {
+			return ep, nil
+		}
+		if i == reclaimAttempts {
+			return nil, fmt.Errorf("server: reclaim reconfig.sock: %d attempts: %w", i, err)
+		}
+		h.log.WithError(err).WithField("attempt", i).Warn("cannot take reconfig.sock back yet; retrying")
+		<-s.fx.after(backoff)
+		backoff *= 2
 	}
 }
 

@@ -102,6 +102,8 @@ type fakeStyle struct {
 	ep       *fakeEndpoint
 	listened chan struct{}
 	reclaims int
+	// reclaimFails is how many reclaims fail before one succeeds.
+	reclaimFails int
 }
 
 func newFakeStyle() *fakeStyle {
@@ -139,6 +141,9 @@ func (f *fakeStyle) policy() handoverPolicy {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.reclaims++
+			if f.reclaims <= f.reclaimFails {
+				return nil, errors.New("bind: address in use")
+			}
 			f.hooks = h
 			return &fakeEndpoint{}, nil
 		}
@@ -712,6 +717,36 @@ func TestWatchRevertsWhenTheSuccessorDies(t *testing.T) {
 	if s.m.upgradesReverted.Value() != 1 {
 		t.Fatal("reverted twice")
 	}
+}
+
+// A reclaim that fails is retried, bounded, with a growing pause: a
+// transient failure does not leave the process that serves again
+// unupgradable. (Before: one attempt.)
+func TestRevertRetriesTheReclaim(t *testing.T) {
+	e := newEnv(t, "", "")
+	e.style.pol.watch = 5 * time.Second
+	e.style.reclaimFails = 2
+	s := startFresh(t, e)
+	succ := newFakeSucc(true)
+	e.style.successorHooks().onAck(succ)
+	close(succ.gone)
+	e.timers.fire(t, reclaimBackoff)
+	e.timers.fire(t, 2*reclaimBackoff)
+	deadline := time.Now().Add(wait)
+	for !e.logged("took reconfig.sock back: upgradable again") {
+		if time.Now().After(deadline) {
+			t.Fatalf("reconfig.sock not taken back; %d attempts", e.style.reclaims)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	e.style.mu.Lock()
+	n := e.style.reclaims
+	e.style.mu.Unlock()
+	if n != 3 {
+		t.Fatalf("%d reclaim attempts, want 3", n)
+	}
+	mustGet(t, e.web, "/", "v1")
+	notDone(t, s)
 }
 
 // Released, or the watch period over: exit after the drain.

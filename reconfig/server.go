@@ -166,8 +166,7 @@ func Reclaim(ctx context.Context, dir string, cfg ServerConfig) (*Server, error)
 func (s *Server) serve() {
 	defer s.wg.Done()
 	defer s.spare.close()
-	var lastWarn time.Time
-	suppressed := 0
+	warn := wire.Throttle{Every: acceptWarnEvery}
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
@@ -177,11 +176,8 @@ func (s *Server) serve() {
 			if outOfFDs(err) && s.spare.release() {
 				continue // at once: the spare is ours for this accept
 			}
-			if time.Since(lastWarn) >= acceptWarnEvery {
-				s.log.WithError(err).WithField("suppressed", suppressed).Warn("accept on reconfig.sock")
-				lastWarn, suppressed = time.Now(), 0
-			} else {
-				suppressed++
+			if ok, n := warn.Allow(); ok {
+				s.log.WithError(err).WithField("suppressed", n).Warn("accept on reconfig.sock")
 			}
 			select {
 			case <-s.quit:

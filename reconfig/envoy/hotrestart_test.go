@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"io"
 	"net"
 	"os"
@@ -547,6 +549,44 @@ func TestParentRefusesAStranger(t *testing.T) {
 	case <-p0.adminShut:
 		t.Fatal("a stranger shut the admin down")
 	default:
+	}
+}
+
+// Strangers that keep knocking are refused, each one, but logged at most
+// once per interval (the others counted): no peer grows the log without
+// bound. (Before: one warning per refused peer.)
+func TestRefusedPeersAreLoggedBounded(t *testing.T) {
+	fam := newFamily(t, true)
+	cfg := fam.config(0)
+	l, hook := logtest.NewNullLogger()
+	cfg.Log = logrus.NewEntry(l)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	h0, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h0.Close() })
+	p0 := newFakeProcess(t)
+	serve(t, h0, p0.hooks())
+	pname, _ := h0.SocketNames()
+	for i := 0; i < 20; i++ {
+		c, err := net.Dial("unix", pname)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, _ = c.Read(make([]byte, 1)) // closed by the parent once refused
+		c.Close()
+	}
+	n := 0
+	for _, e := range hook.AllEntries() {
+		if e.Message == "refused a hot restart peer" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d warnings for 20 refused peers within the interval, want 1", n)
 	}
 }
 

@@ -59,6 +59,9 @@ type ParentHooks struct {
 func (h *HotRestart) Serve(hooks ParentHooks) error {
 	want := SocketName(h.opts.SocketPath, RoleChild, h.baseID, h.opts.RestartEpoch+1)
 	backoff := 5 * time.Millisecond
+	// Every peer may fail: the log says so at most every peerWarnEvery.
+	acceptWarn := wire.Throttle{Every: peerWarnEvery, Now: h.cfg.Now}
+	refusedWarn := wire.Throttle{Every: peerWarnEvery, Now: h.cfg.Now}
 	for {
 		c, err := h.ln.AcceptUnix()
 		if err != nil {
@@ -66,14 +69,18 @@ func (h *HotRestart) Serve(hooks ParentHooks) error {
 				return nil
 			}
 			// Out of descriptors and the like: back off and try again.
-			h.log.WithError(err).Warn("hot restart accept failed")
-			time.Sleep(backoff)
+			if ok, n := acceptWarn.Allow(); ok {
+				h.log.WithError(err).WithField("suppressed", n).Warn("hot restart accept failed")
+			}
+			<-h.cfg.After(backoff)
 			backoff = min(2*backoff, time.Second)
 			continue
 		}
 		backoff = 5 * time.Millisecond
 		if err := h.admit(c, want); err != nil {
-			h.log.WithError(err).Warn("refused a hot restart peer")
+			if ok, n := refusedWarn.Allow(); ok {
+				h.log.WithError(err).WithField("suppressed", n).Warn("refused a hot restart peer")
+			}
 			_ = c.Close()
 			continue
 		}
@@ -302,3 +309,7 @@ func (h *HotRestart) drainStream(c *net.UnixConn, f frame, log *logrus.Entry) *r
 	pid, _, _ := wire.PeerCred(c)
 	return reconfig.NewSuccessor(uc, pid, req.Migration, false, reconfig.StreamConfig{Log: log, WriteTimeout: h.cfg.RequestTimeout})
 }
+
+// peerWarnEvery bounds how often a failing accept or a refused peer is
+// logged (the lines in between are counted, "suppressed").
+const peerWarnEvery = 10 * time.Second

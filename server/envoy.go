@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync/atomic"
 
 	"errors"
 	"fmt"
@@ -111,6 +112,7 @@ func (e *envoyStyle) listen(h successorHooks) (endpoint, error) {
 		}
 	}
 	hr := e.hr
+	ep := envoyEndpoint{hr: hr, drained: new(atomic.Bool)}
 	go func() {
 		err := hr.Serve(envoy.ParentHooks{
 			ShutdownAdmin:   h.pauseAdmin,
@@ -122,13 +124,17 @@ func (e *envoyStyle) listen(h successorHooks) (endpoint, error) {
 			Histograms: h.histograms,
 			Drain: func(succ *reconfig.Successor) {
 				// Before the reply: the child's next stats pull shows at
-				// least what our service ports show from now on.
+				// least what our service ports show from now on, and the
+				// handover is under way (handedOff, Server.handover) by
+				// the time the child hears of it: a stop after it finds
+				// the handover, not a process that serves.
 				h.freeze()
+				ep.drained.Store(true)
 				if succ == nil {
-					go h.onAck(noSuccessor{})
+					h.onAck(noSuccessor{})
 					return
 				}
-				go h.onAck(succ)
+				h.onAck(succ)
 			},
 			Terminate: h.terminate,
 		})
@@ -136,7 +142,7 @@ func (e *envoyStyle) listen(h successorHooks) (endpoint, error) {
 			e.s.log.WithError(err).Warn("hot restart: parent socket stopped")
 		}
 	}()
-	return envoyEndpoint{hr: hr}, nil
+	return ep, nil
 }
 
 func (e *envoyStyle) policy() handoverPolicy {
@@ -238,7 +244,10 @@ func (p *envoyPredecessor) stop(ctx context.Context) {
 }
 
 // envoyEndpoint is this process's parent-role epoch socket.
-type envoyEndpoint struct{ hr *envoy.HotRestart }
+type envoyEndpoint struct {
+	hr      *envoy.HotRestart
+	drained *atomic.Bool // a child asked us to drain: the handover is under way
+}
 
 func (e envoyEndpoint) close() error {
 	if e.hr == nil {
@@ -247,4 +256,4 @@ func (e envoyEndpoint) close() error {
 	return e.hr.Close()
 }
 
-func (envoyEndpoint) handedOff() bool { return false }
+func (e envoyEndpoint) handedOff() bool { return e.drained != nil && e.drained.Load() }

@@ -16,7 +16,7 @@ import (
 // finds the predecessor and gives back a predecessor; on the old side it
 // makes the process reachable (an endpoint) and calls the successorHooks
 // when a successor arrives. One adapter per style: style_mosn.go
-// (reconfig.sock), style_envoy.go (Envoy's restart epochs).
+// (reconfig.sock), envoy.go (Envoy's restart epochs).
 
 // handoffStyle is one way processes hand over to each other.
 type handoffStyle interface {

@@ -120,6 +120,28 @@ func TestEnvoyStyleEpochs(t *testing.T) {
 	assertUpgradeRecorded(t, e1, 2, 1)
 }
 
+// An Envoy parent whose child asked it to drain says so: its endpoint
+// reports the handoff and its handover is under way by the time the child
+// has its reply, so that a stop then finds the handover. (Before: the
+// drain ran asynchronously and handedOff always said false.)
+func TestEnvoyStyleParentIsHandedOffOnceDrained(t *testing.T) {
+	e := newEnv(t, "", "")
+	o := envoy.DefaultOptions()
+	o.SocketPath = "@mosnlite-server-test-ho-" + filepath.Base(e.dir)
+	o.BaseID = 1 + (os.Getpid()+7)%100000
+	o.ParentShutdownTime = time.Minute
+	o.DrainStrategy = envoy.DrainImmediate
+	e0 := start(t, Options{Config: e.cfg, Log: quiet(), PID: os.Getpid(), Envoy: &EnvoyOptions{Options: o}})
+	o.RestartEpoch = 1
+	start(t, Options{Config: e.cfg, Log: quiet(), PID: os.Getpid(), Envoy: &EnvoyOptions{Options: o}})
+	e0.mu.Lock()
+	ep, h := e0.endpoint, e0.handover
+	e0.mu.Unlock()
+	if ep == nil || !ep.handedOff() || h == nil {
+		t.Fatalf("parent after its child's drain: handedOff=%v handover=%v", ep != nil && ep.handedOff(), h != nil)
+	}
+}
+
 // assertUpgradeRecorded checks what the successor s holds once its
 // predecessor is gone: one handoff of its own and the predecessor's
 // migration observed, and upgrade_info naming its generation and the

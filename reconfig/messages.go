@@ -117,6 +117,11 @@ type ackMsg struct {
 	// Absent (an older new process, or migration off) means none: the old
 	// process drains everything.
 	Migration []MigrationTarget `json:"migration,omitempty"`
+	// Dropped lists the manifest's listeners the new process does not
+	// serve (its config has them no more; it closed its copies): the old
+	// process closes them at the ack, so that their clients are refused
+	// rather than queued until it exits. Absent from an older new process.
+	Dropped []ident.Spec `json:"dropped,omitempty"`
 }
 
 type nackMsg struct {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
 )
 
@@ -264,6 +265,7 @@ func (s *Server) handle(c *net.UnixConn) {
 		Log: s.log, WriteTimeout: s.cfg.HandoffTimeout, MigrateTimeout: s.cfg.MigrateTimeout, MaxCountsFrame: s.cfg.MaxCountsFrame,
 		ReportedPID: max(ack.PID, reported),
 	})
+	succ.dropped = validDropped(ack.Dropped)
 	log.WithFields(logrus.Fields{"migration_targets": len(targets), "watch": ack.Watch}).Info("upgrade acked: stopped accepting on reconfig.sock")
 	if s.cfg.OnAck != nil {
 		s.cfg.OnAck(succ)
@@ -463,6 +465,17 @@ func (s *Server) abort(hc *net.UnixConn, reason string) {
 	p, _ := json.Marshal(nackMsg{PID: s.pid, Reason: wire.Bound(reason, maxNackReason)})
 	hc.SetWriteDeadline(time.Now().Add(busyWriteTimeout))
 	_ = writeFrame(hc, typeAbort, flagOptional, p, nil)
+}
+
+// validDropped keeps the well-formed entries of an ack's dropped list.
+func validDropped(specs []ident.Spec) []ident.Spec {
+	var out []ident.Spec
+	for _, sp := range specs {
+		if sp.Valid() == nil && len(out) < maxManifestFDs {
+			out = append(out, sp)
+		}
+	}
+	return out
 }
 
 // setDeadline sets c's deadline, or one already passed once Close has

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
 )
 
@@ -77,6 +78,7 @@ type Successor struct {
 	conn    *net.UnixConn
 	pid     int
 	targets []MigrationTarget
+	dropped []ident.Spec
 	watch   bool
 	cfg     StreamConfig
 	log     *logrus.Entry
@@ -134,6 +136,10 @@ func (s *Successor) ReportedPID() int { return s.cfg.ReportedPID }
 // Watchable reports whether the successor keeps the stream open after bye
 // until it releases us, so that its death can be told from its exit.
 func (s *Successor) Watchable() bool { return s.watch }
+
+// Dropped returns the listeners of our manifest that the successor does not
+// serve (see ackMsg.Dropped): nothing else will accept on them.
+func (s *Successor) Dropped() []ident.Spec { return append([]ident.Spec(nil), s.dropped...) }
 
 // MigrationTargets returns the listeners the successor takes connections
 // for; nil when it takes none (an older version, or migration off).

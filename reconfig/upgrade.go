@@ -58,6 +58,7 @@ type Upgrade struct {
 	orphaned        bool // the old process went away before our ack
 	tookOver        bool
 	targets         []MigrationTarget // sent with the ack (AcceptConnections)
+	dropped         []ident.Spec      // sent with the ack (DropListeners)
 	handler         ConnHandler       // gets the connections the old process moves
 	follower        *Follower         // the drain stream, after the ack
 
@@ -358,7 +359,7 @@ func (u *Upgrade) Ack(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { u.conn.SetWriteDeadline(time.Now()) })
 	defer stop()
 	u.conn.SetWriteDeadline(deadline)
-	p, _ := json.Marshal(ackMsg{PID: u.pid, Migration: u.targets, Watch: true})
+	p, _ := json.Marshal(ackMsg{PID: u.pid, Migration: u.targets, Watch: true, Dropped: u.dropped})
 	u.ackWritten = true
 	if err := writeFrame(u.conn, typeAck, 0, p, nil); err != nil {
 		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
@@ -400,6 +401,15 @@ func (u *Upgrade) readAbort() (aborted, closed bool) {
 			return true, false
 		}
 	}
+}
+
+// DropListeners names, before Ack, the inherited listeners this process
+// does not serve (closed here): the ack tells the old process to close
+// them too. At most one per manifest entry is kept.
+func (u *Upgrade) DropListeners(specs []ident.Spec) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.dropped = append([]ident.Spec(nil), specs[:min(len(specs), len(u.manifest.Entries))]...)
 }
 
 // PredecessorGone reports, after a failed Ack, whether the old process went

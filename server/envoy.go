@@ -177,6 +177,10 @@ func (p *envoyPredecessor) closeSockets() {
 	p.socks = nil
 }
 
+// dropListeners: an Envoy parent closes every socket once terminated; the
+// drain request carries no list.
+func (*envoyPredecessor) dropListeners([]ident.Spec) {}
+
 func (p *envoyPredecessor) ack(ctx context.Context, targets []reconfig.MigrationTarget, h reconfig.ConnHandler) error {
 	p.closeSockets()
 	if len(targets) == 0 {

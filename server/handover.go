@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -146,6 +148,7 @@ func (s *Server) onAck(succ successor) {
 			log.WithError(err).Warn("stop accepting")
 		}
 	}
+	closeDropped(pl, succ.Dropped(), log)
 	// From now on our own service ports, finishing what they answer, show
 	// our counters and histograms frozen at what the successor gets (pushed
 	// now, or pulled by an Envoy child, whose drain request froze them
@@ -165,6 +168,30 @@ func (s *Server) onAck(succ successor) {
 		h.stopServices()
 	}
 	go h.run(push)
+}
+
+// closeDropped closes, at the ack, the sockets the successor does not serve
+// (its config has them no more): their clients are refused at once rather
+// than queued, unanswered, until this process exits. A revert binds them
+// afresh.
+func closeDropped(pl *plane, dropped []ident.Spec, log *logrus.Entry) {
+	if len(dropped) == 0 {
+		return
+	}
+	gone := make(map[ident.Spec]bool, len(dropped))
+	for _, d := range dropped {
+		gone[d] = true
+	}
+	for _, p := range pl.parts {
+		if p.ln == nil || !gone[p.ln.Spec] {
+			continue
+		}
+		if err := p.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			log.WithError(err).WithField("listener", p.ln.Spec.String()).Warn("close a listener the successor dropped")
+			continue
+		}
+		log.WithField("listener", p.ln.Spec.String()).Info("handoff: listener dropped by the successor's config: closed")
+	}
 }
 
 // stopServices lets the service ports finish what they answer (bounded by
@@ -365,6 +392,15 @@ func (h *handover) revert() {
 		op := old[ident.Spec{Name: p.spec.Name, Kind: p.spec.Kind}]
 		if op == nil || op.ln == nil {
 			h.log.WithField("listener", p.spec.String()).Error("no socket to serve again")
+			continue
+		}
+		if op.ln.Closed() {
+			// Dropped by the dead successor's config and closed at the ack:
+			// bound afresh (nobody else serves it).
+			if err := p.rebind(s, op); err != nil {
+				h.log.WithError(err).WithField("listener", p.spec.String()).Error("cannot serve again")
+				p.ln = nil
+			}
 			continue
 		}
 		if err := p.takeOver(op); err != nil {

@@ -81,6 +81,7 @@ func (s *Server) Start(ctx context.Context) error {
 		// Connections the predecessor moves go to the listener of the same
 		// name and kind; it learns which with the ack.
 		targets, a := s.migrationTargets()
+		pred.dropListeners(s.unclaimed)
 		if err := pred.ack(hctx, targets, a); err != nil {
 			if !pred.gone() {
 				// The predecessor gave up on us and serves on: undo.
@@ -254,8 +255,9 @@ func (s *Server) open(ctx context.Context, inherited []ident.Socket, fresh bool)
 			nInherited++
 		}
 	}
-	for _, spec := range set.CloseUnclaimed() {
-		s.log.WithField("listener", spec.String()).Info("inherited listener not in config: closed here, stops with the predecessor")
+	s.unclaimed = set.CloseUnclaimed()
+	for _, spec := range s.unclaimed {
+		s.log.WithField("listener", spec.String()).Info("inherited listener not in config: closed here, and by the predecessor at our ack")
 	}
 	if err := s.style.opened(specs); err != nil {
 		return fmt.Errorf("server: start: %w", err)

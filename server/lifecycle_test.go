@@ -192,6 +192,8 @@ func (f *fakePred) close() {
 		s.File.Close()
 	}
 }
+func (f *fakePred) dropListeners([]ident.Spec) {}
+
 func (f *fakePred) fail(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -248,6 +250,7 @@ type fakeSucc struct {
 	// byeBlock, when set, holds Bye until it is closed (a successor that
 	// does not confirm).
 	byeBlock chan struct{}
+	dropped  []ident.Spec // what it says it does not serve
 }
 
 func newFakeSucc(watch bool) *fakeSucc {
@@ -257,6 +260,7 @@ func newFakeSucc(watch bool) *fakeSucc {
 func (f *fakeSucc) PID() int                                     { return 4242 }
 func (f *fakeSucc) ReportedPID() int                             { return 4242 }
 func (f *fakeSucc) MigrationTargets() []reconfig.MigrationTarget { return nil }
+func (f *fakeSucc) Dropped() []ident.Spec                        { return f.dropped }
 func (f *fakeSucc) Migrate([]reconfig.ConnOffer) (reconfig.MigrationResult, error) {
 	return reconfig.MigrationResult{}, errors.New("no")
 }
@@ -747,6 +751,35 @@ func TestRevertRetriesTheReclaim(t *testing.T) {
 	}
 	mustGet(t, e.web, "/", "v1")
 	notDone(t, s)
+}
+
+// A listener the successor's config dropped is closed at the ack: its
+// clients are refused at once, not queued unanswered until this process
+// exits; if the successor then dies, a revert binds it afresh and serves it.
+// (Before: it stayed open, paused, for the whole drain and watch.)
+func TestAckClosesListenersTheSuccessorDropped(t *testing.T) {
+	e := newEnv(t, "", "")
+	e.style.pol.watch = 5 * time.Second
+	s := startFresh(t, e)
+	var web ident.Spec
+	for _, p := range s.parts() {
+		if p.spec.Name == "web" {
+			web = p.ln.Spec
+		}
+	}
+	succ := newFakeSucc(true)
+	succ.dropped = []ident.Spec{web}
+	e.style.successorHooks().onAck(succ)
+	refused(t, e.web)
+	close(succ.gone)
+	deadline := time.Now().Add(wait)
+	for s.getState() != StateRunning {
+		if time.Now().After(deadline) {
+			t.Fatal("not serving again")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mustGet(t, e.web, "/", "v1")
 }
 
 // Released, or the watch period over: exit after the drain.

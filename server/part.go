@@ -118,6 +118,22 @@ func (p *part) takeOver(old *part) error {
 	return p.ln.Resume()
 }
 
+// rebind makes p serve a fresh socket at the address of old's, which was
+// closed.
+func (p *part) rebind(s *Server, old *part) error {
+	s.mu.Lock()
+	set := s.listeners
+	s.mu.Unlock()
+	spec := old.ln.Spec
+	spec.Name, spec.Kind = p.spec.Name, p.spec.Kind
+	ln, err := set.Open(spec)
+	if err != nil {
+		return fmt.Errorf("server: bind %s again: %w", spec, err)
+	}
+	p.ln = ln
+	return nil
+}
+
 // drain asks the part's connections to finish.
 func (p *part) drain() {
 	if p.proxy != nil {

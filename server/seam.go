@@ -65,6 +65,9 @@ type predecessor interface {
 	// ack says we serve: it stops accepting and drains, moving the
 	// connections of targets to h.
 	ack(ctx context.Context, targets []reconfig.MigrationTarget, h reconfig.ConnHandler) error
+	// dropListeners names, before ack, the sockets it handed over that we
+	// do not serve (closed here): it closes them at the ack.
+	dropListeners(specs []ident.Spec)
 	// fail says we give up before the ack: it carries on.
 	fail(err error)
 	// orphan says it went away before it read our ack: we carry on alone.
@@ -132,6 +135,8 @@ type successor interface {
 	PID() int
 	ReportedPID() int // as it reports itself (0: unknown)
 	MigrationTargets() []reconfig.MigrationTarget
+	// Dropped: the sockets we handed over that it does not serve.
+	Dropped() []ident.Spec
 	Migrate(offers []reconfig.ConnOffer) (reconfig.MigrationResult, error)
 	SendCounters(c reconfig.Counts) error
 	MigrationDone(m reconfig.MigrationDone) error
@@ -170,6 +175,7 @@ type noSuccessor struct{ pid int }
 func (n noSuccessor) PID() int                                   { return n.pid }
 func (noSuccessor) ReportedPID() int                             { return 0 }
 func (noSuccessor) MigrationTargets() []reconfig.MigrationTarget { return nil }
+func (noSuccessor) Dropped() []ident.Spec                        { return nil }
 func (noSuccessor) SendCounters(reconfig.Counts) error           { return nil }
 func (noSuccessor) MigrationDone(reconfig.MigrationDone) error   { return nil }
 func (noSuccessor) Bye() error                                   { return nil }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mosnlite/mosnlite/config"
 	"github.com/mosnlite/mosnlite/listener"
+	"github.com/mosnlite/mosnlite/listener/ident"
 	"github.com/mosnlite/mosnlite/reconfig/wire"
 	"github.com/mosnlite/mosnlite/server/accesslog"
 	"github.com/mosnlite/mosnlite/server/cluster"
@@ -173,10 +174,13 @@ type Server struct {
 	// in a PID namespace of its own.
 	drainingElsewhere bool
 	carried           map[string]string // the predecessor's Manifest.Env
-	listeners         *listener.Set
-	plane             *plane // what serves now
-	endpoint          endpoint
-	pred              predecessor // while it drains into us, or watches us
+	// unclaimed: the predecessor's sockets our config has no more (closed
+	// here; named in the ack so that it closes them too). Start's only.
+	unclaimed []ident.Spec
+	listeners *listener.Set
+	plane     *plane // what serves now
+	endpoint  endpoint
+	pred      predecessor // while it drains into us, or watches us
 	// exported and exportedHists are the counters and histograms sent in
 	// the last manifest: what a successor already has.
 	exported      []stats.Sample

@@ -117,6 +117,8 @@ func (p *mosnPredecessor) stop(context.Context)    { p.up.Release() }
 
 func (p *mosnPredecessor) orphan() { p.up.Orphan() }
 
+func (p *mosnPredecessor) dropListeners(specs []ident.Spec) { p.up.DropListeners(specs) }
+
 func (p *mosnPredecessor) ack(ctx context.Context, targets []reconfig.MigrationTarget, h reconfig.ConnHandler) error {
 	if len(targets) > 0 {
 		if err := p.up.AcceptConnections(targets, h); err != nil {

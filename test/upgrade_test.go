@@ -208,3 +208,25 @@ func fdCounts(t *testing.T, pid int) (nonSocket, listening int) {
 	}
 	return nonSocket, listening
 }
+
+// A listener the new config drops is closed by the old process at the ack:
+// its clients are refused at once rather than queued, unanswered, while
+// the old process drains and watches its successor. (Before: it stayed
+// open, paused, until the old process exited.)
+func TestUpgradeDroppedListenerRefusedAtTheAck(t *testing.T) {
+	e := newUpgradeEnv(t)
+	gen1 := startMosn(t, "gen1", withWatch(t, e.config("c1.json", "v1", true, "10s"), "10s"), e.p)
+	if code, _ := get(t, "http://"+addr(e.extra)+"/version"); code != 200 {
+		t.Fatalf("extra listener answers %d", code)
+	}
+	gen2 := startProc(t, "gen2", "start", "-c", withWatch(t, e.config("c2.json", "v1", false, "10s"), "10s"))
+	gen2.waitLog(`msg=ready`, readyTimeout)
+	gen1.waitLog("listener dropped by the successor's config: closed", readyTimeout)
+	if !gen1.running() {
+		t.Fatal("gen1 exited before the check: the watch should keep it")
+	}
+	if conn, err := dialQuick(addr(e.extra)); err == nil {
+		conn.Close()
+		t.Fatalf("dropped listener %s still accepts while gen1 watches", addr(e.extra))
+	}
+}

@@ -51,16 +51,16 @@ type Upgrade struct {
 	ackAborted  bool
 	abortReason string
 	ackWritten  bool // an ack was attempted on the connection
-	sockets         []ident.Socket
-	conn            *net.UnixConn // the handoff connection (accepted on listen.sock)
-	acked           bool
-	failed          bool
-	orphaned        bool // the old process went away before our ack
-	tookOver        bool
-	targets         []MigrationTarget // sent with the ack (AcceptConnections)
-	dropped         []ident.Spec      // sent with the ack (DropListeners)
-	handler         ConnHandler       // gets the connections the old process moves
-	follower        *Follower         // the drain stream, after the ack
+	sockets     []ident.Socket
+	conn        *net.UnixConn // the handoff connection (accepted on listen.sock)
+	acked       bool
+	failed      bool
+	orphaned    bool // the old process went away before our ack
+	tookOver    bool
+	targets     []MigrationTarget // sent with the ack (AcceptConnections)
+	dropped     []ident.Spec      // sent with the ack (DropListeners)
+	handler     ConnHandler       // gets the connections the old process moves
+	follower    *Follower         // the drain stream, after the ack
 
 	followOnce sync.Once
 	followDone chan struct{} // closed when the predecessor is finished with us

@@ -1,8 +1,8 @@
 package envoy
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"

@@ -60,9 +60,21 @@
 //
 // Every step has a deadline: the new side takes it from Begin's context,
 // the old side from ServerConfig.HandoffTimeout, counted from the request.
-// The manifest carries the old side's deadline (AckDeadline); the new side
-// refuses to ack after it and the old side reads for a further second, so
-// an ack sent in time is never lost and a late one never sent. The old side
+// The manifest carries the old side's deadline (AckDeadline), a hint: the
+// new side does not ack after it by its own clock. Safety rests on no
+// clock. When the old side's wait for the ack ends — its deadline and a
+// further second, a stall past them (SIGSTOP, starvation), or Close — it
+// settles the handoff: it shuts its reading first (from then on the new
+// side's ack write fails with EPIPE; the kernel queues a write or refuses
+// it atomically with that shut), then reads what was sent before. An ack
+// there was sent in time and the handoff goes on; otherwise it sends an
+// abort frame (type 9, a reason) and serves on. A new side whose ack write
+// failed reads, bounded, what follows: an abort means the old process
+// serves on (it gives up); the end of the stream without one means it is
+// gone (it carries on alone, PredecessorGone). So an ack sent in time is
+// never lost, and the new side counts itself the owner exactly when the
+// old side hands over. A Close during a handoff interrupts it (never closes
+// it): one acked hands over, any other is called off. The old side
 // keeps the reconfig connection open until the handoff ends, so the new
 // side notices at once when the old process dies before connecting to
 // listen.sock; an old process that dies later shows as EOF on listen.sock.
@@ -122,6 +134,7 @@
 //	6 done                  1 KiB    0   new → old: bye handled
 //	7 release               1 KiB    0   new → old: stop watching me
 //	8 hello                 1 KiB    0   new → old, first on listen.sock: {"pid", "proof"}
+//	9 abort                 4 KiB    0   old → new, in place of taking the ack: {"pid", "reason"}
 //	16 connection offer    12 MiB    1 (http) or 2 (tcp)
 //	17 migration commit     2 MiB    0
 //	18 migration result    16 MiB    0
@@ -130,7 +143,7 @@
 // Flag bit 0 ("optional") lets a reader skip a type it does not know: its
 // payload is read and discarded in 32 KiB chunks, never held whole, its fds
 // closed; an unknown type without it is an error, and no frame may exceed
-// 16 MiB. Types 6, 7, 8 and 16-19 are flagged optional: an older peer skips them. New fields in an existing
+// 16 MiB. Types 6-9 and 16-19 are flagged optional: an older peer skips them. New fields in an existing
 // payload are ignored by older readers. ProtocolVersion in the manifest
 // changes only for an incompatible change and must match exactly. Every
 // manifest entry is checked (ident.Spec.Valid: bounded name and address, a
@@ -180,7 +193,7 @@
 //	                    ◀─── counters ── (first, as always)
 //	Hold: adopt, do not serve  ◀── offer ── one per connection, its sockets as SCM_RIGHTS
 //	                    ◀─── offer ───── …
-//	                    ◀─── commit ──── {"batch","ids","deadline"}
+//	                    ◀─── commit ──── {"batch","ids","timeout","deadline"}
 //	                    ──── result ───▶ {"batch","accepted":[ids],"refused":[{"id","reason"}]}
 //	Start the accepted ones               close its copies of the accepted ones;
 //	(pending bytes written first)         resume the refused ones
@@ -195,7 +208,7 @@
 // An offer's payload:
 //
 //	{"id": 7, "listener": "web", "kind": "http"|"tcp"|"http_tunnel",
-//	 "started_at": "RFC 3339", "deadline": "RFC 3339",
+//	 "started_at": "RFC 3339", "timeout": ns, "deadline": "RFC 3339",
 //	 "to_upstream": base64, "to_downstream": base64,   // tcp, http_tunnel: read, not yet written
 //	 "buffered": base64, "requests": 12}               // http: read, not yet parsed
 //
@@ -210,21 +223,29 @@
 // (or both accepted and refused) is garbled.
 //
 // Safety rests on one rule: the new process serves a connection only after
-// it has written a result accepting it, and it never writes a result after
-// the batch deadline (the deadline is in every offer and the commit; late,
-// it refuses the whole batch). The old process reads the result until a
-// second past the deadline (like the ack), so a result written in time is
-// always seen. Hence:
+// it has written a result accepting it, and the old process resumes a
+// connection only once it knows the new one will not serve it. Each side
+// times a batch on its own clock: "timeout" runs, on the new side, from the
+// batch's first offer reaching it (late, it refuses the whole batch); the
+// wall-clock "deadline" is for a new process of an earlier version. The
+// old side waits for the result past its own time limit (a second, then
+// StreamConfig.SettleTimeout): the stream is in order, so
 //
 //   - result read: accepted ones are the new process's (the old closes its
 //     copies, a plain close: no shutdown, the socket lives on there);
 //     refused ones, and ids the result does not name, stay the old's;
-//   - timeout, EOF or reset (the new process died), a garbled result or a
-//     failed write: the old process resumes the whole batch, and Migrate
-//     fails at once for every later batch (the stream is no longer trusted
-//     for reading; a failed write also closes the connection). The new
-//     process never started any of it: what it held is released when the
-//     commit comes late or when Follow returns.
+//   - the new process's end closed (EOF or a reset) before a result, or the
+//     batch never went out whole (a failed write: the old side shuts its
+//     write side, so the new side reads a truncated frame and ends its
+//     follow): nothing was accepted, the old process resumes the whole batch;
+//   - no answer within the settle bound (a new process stopped or starved)
+//     or a garbled one: the batch is unsettled (ErrMigrationUnsettled); the
+//     old process resumes none of it and closes its copies — the new one
+//     serves what it accepted, the rest closes.
+//
+// After a failed batch Migrate fails at once for every later one. A failed
+// write of ours, a timeout or garbage never reads as the new process's
+// death (Successor.Gone): only its end closed does.
 //
 // A connection is thus never lost: until the result it is the old
 // process's, and an answer never arrives after the old one gave up. Only

@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/mosnlite/mosnlite/listener/ident"
 )
 
 // Listener is one open listening socket of a Set.
@@ -23,7 +25,7 @@ type Listener struct {
 	// identity of a unix socket file, recorded when the listener opened, so
 	// that RemoveUnixPaths never deletes a path someone else re-bound. The
 	// change time is part of it because inode numbers are reused at once.
-	path pathID
+	path ident.PathID
 }
 
 // deadliner is what TCP and unix listeners have to wake a blocked Accept.

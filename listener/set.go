@@ -7,9 +7,10 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/mosnlite/mosnlite/listener/ident"
 )
 
 // slot is an inherited socket and whether a configured listener took it.
@@ -114,25 +115,7 @@ func (s *Set) recordPath(l *Listener) {
 	if l.Spec.Network != "unix" {
 		return
 	}
-	l.path, _ = statPath(l.Spec.Address)
-}
-
-// pathID identifies one file at one path: device, inode and change time.
-type pathID struct {
-	dev, ino   uint64
-	ctimeNanos int64
-}
-
-func statPath(p string) (pathID, bool) {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return pathID{}, false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return pathID{}, false
-	}
-	return pathID{dev: uint64(st.Dev), ino: st.Ino, ctimeNanos: st.Ctim.Nano()}, true
+	l.path, _ = ident.StatPath(l.Spec.Address)
 }
 
 // CloseUnclaimed closes every inherited socket that no Open took and returns
@@ -183,10 +166,10 @@ func (s *Set) RemoveUnixPaths() error {
 	defer s.mu.Unlock()
 	var errs []error
 	for _, l := range s.open {
-		if l.Spec.Network != "unix" || l.path == (pathID{}) {
+		if l.Spec.Network != "unix" || l.path == (ident.PathID{}) {
 			continue
 		}
-		now, ok := statPath(l.Spec.Address)
+		now, ok := ident.StatPath(l.Spec.Address)
 		if !ok {
 			continue
 		}

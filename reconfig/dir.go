@@ -97,22 +97,3 @@ func bindSocket(dir, name string) (*net.UnixListener, error) {
 	}
 	return ln, nil
 }
-
-// pathID identifies the file at a path: device, inode and change time
-// (inode numbers alone are reused at once).
-type pathID struct {
-	dev, ino   uint64
-	ctimeNanos int64
-}
-
-func statPath(p string) (pathID, bool) {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return pathID{}, false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return pathID{}, false
-	}
-	return pathID{dev: uint64(st.Dev), ino: st.Ino, ctimeNanos: st.Ctim.Nano()}, true
-}

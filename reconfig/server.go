@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -85,7 +84,7 @@ type Server struct {
 	log  *logrus.Entry
 	ln   *net.UnixListener
 	dir  string
-	id   pathID // reconfig.sock as we bound it
+	id   ident.PathID // reconfig.sock as we bound it
 	pid  int
 	euid uint32
 	pred *Upgrade // our own predecessor, while it drains into us; nil if none
@@ -117,7 +116,7 @@ func newServer(ln *net.UnixListener, dir string, pid int, euid uint32, pred *Upg
 		busy:  make(chan struct{}, 1), quit: make(chan struct{}),
 		active: map[*net.UnixConn]struct{}{},
 	}
-	s.id, _ = statPath(filepath.Join(dir, ReconfigSock))
+	s.id, _ = ident.StatPath(filepath.Join(dir, ReconfigSock))
 	s.wg.Add(1)
 	return s
 }
@@ -152,11 +151,18 @@ func Reclaim(ctx context.Context, dir string, cfg ServerConfig) (*Server, error)
 		}
 	}
 	defer lock.Close()
-	ln, err := bindSocket(abs, ReconfigSock)
+	return listenReconfig(abs, os.Getpid(), euid, nil, cfg)
+}
+
+// listenReconfig binds reconfig.sock in dir (replacing what was there
+// atomically) and serves upgrade requests on it: TakeOver's and Reclaim's
+// common end, under the upgrade lock.
+func listenReconfig(dir string, pid int, euid uint32, pred *Upgrade, cfg ServerConfig) (*Server, error) {
+	ln, err := bindSocket(dir, ReconfigSock)
 	if err != nil {
 		return nil, err
 	}
-	srv := newServer(ln, abs, os.Getpid(), euid, nil, cfg)
+	srv := newServer(ln, dir, pid, euid, pred, cfg)
 	go srv.serve()
 	return srv, nil
 }
@@ -314,13 +320,7 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, reported *int, log *logrus
 	timeout := s.cfg.HandoffTimeout
 	deadline := time.Now().Add(timeout)
 	step := func(what string, err error) error {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("reconfig: new process (pid %v) did not %s within the %s handoff deadline", wire.PIDLabel(newPID, *reported), what, timeout)
-		}
-		if errors.Is(err, io.EOF) {
-			err = errors.New("connection closed")
-		}
-		return fmt.Errorf("reconfig: new process (pid %v) did not %s: %w", wire.PIDLabel(newPID, *reported), what, err)
+		return stepError("new", wire.PIDLabel(newPID, *reported), what, timeout, err)
 	}
 
 	s.setDeadline(c, deadline)
@@ -565,7 +565,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	path := filepath.Join(s.dir, ReconfigSock)
-	if now, ok := statPath(path); ok && now == s.id {
+	if now, ok := ident.StatPath(path); ok && now == s.id {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("reconfig: remove %s: %w", path, err)
 		}

@@ -293,13 +293,20 @@ func acceptOrGone(ctx context.Context, ln *net.UnixListener, c *net.UnixConn, de
 
 // stepError names what the old process failed to do and why.
 func (u *Upgrade) stepError(what string, timeout time.Duration, err error) error {
+	return stepError("old", u.oldPID, what, timeout, err)
+}
+
+// stepError names what the peer (the "old" or the "new" process, pid)
+// failed to do within a handoff of timeout, and why. Both sides' steps
+// say it the same way.
+func stepError(peer string, pid any, what string, timeout time.Duration, err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("reconfig: old process (pid %d) did not %s within the %s handoff deadline: %w", u.oldPID, what, timeout, err)
+		return fmt.Errorf("reconfig: %s process (pid %v) did not %s within the %s handoff deadline: %w", peer, pid, what, timeout, err)
 	}
 	if errors.Is(err, io.EOF) {
 		err = errors.New("connection closed")
 	}
-	return fmt.Errorf("reconfig: old process (pid %d) did not %s: %w", u.oldPID, what, err)
+	return fmt.Errorf("reconfig: %s process (pid %v) did not %s: %w", peer, pid, what, err)
 }
 
 // sendNack tells the old process why we give up, if it still listens.
@@ -532,7 +539,11 @@ func (u *Upgrade) TakeOver(cfg ServerConfig) (*Server, error) {
 	case !u.fresh && !u.acked && !u.orphaned:
 		return nil, errors.New("reconfig: take over: not acked")
 	}
-	ln, err := bindSocket(u.dir, ReconfigSock)
+	var pred *Upgrade
+	if !u.fresh {
+		pred = u
+	}
+	srv, err := listenReconfig(u.dir, u.pid, u.euid, pred, cfg)
 	if err != nil {
 		// Nobody can upgrade through us; holding the lock would only make
 		// every later attempt say "in progress" instead of the real cause.
@@ -542,16 +553,10 @@ func (u *Upgrade) TakeOver(cfg ServerConfig) (*Server, error) {
 		}
 		return nil, err
 	}
-	var pred *Upgrade
-	if !u.fresh {
-		pred = u
-	}
-	srv := newServer(ln, u.dir, u.pid, u.euid, pred, cfg)
 	u.tookOver = true
 	u.lock.Close()
 	u.lock = nil
 	u.log.WithField("new_pid", u.pid).Info("took over reconfig.sock")
-	go srv.serve()
 	return srv, nil
 }
 

@@ -56,7 +56,10 @@ type outbound struct {
 	carried int            // bytes handed over with moved connections (read, not yet written)
 	atStart map[string]int // connections held at the start, by kind
 	last    time.Time      // when the last batch was answered (zero: none yet)
-	now     func() time.Time
+	// now and after are the clock and timers batching runs on (the
+	// server's effects; tests may pass fakes).
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
 }
 
 func newOutbound(send migrationSender, reg *stats.Registry, log *logrus.Entry, onBatch, onBroken func()) *outbound {
@@ -64,7 +67,7 @@ func newOutbound(send migrationSender, reg *stats.Registry, log *logrus.Entry, o
 		send: send, reg: reg, log: log, onBatch: onBatch, onBroken: onBroken,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		moved: map[string]int{}, failed: map[string]int{}, atStart: map[string]int{},
-		now: time.Now,
+		now: time.Now, after: time.After,
 	}
 }
 
@@ -175,18 +178,16 @@ func (o *outbound) run() {
 
 // collect waits for the batch to fill (see batchQuiet) and takes it.
 func (o *outbound) collect() []*proxy.Parked {
-	limit := time.NewTimer(batchMaxWait)
-	defer limit.Stop()
-	quiet := time.NewTimer(batchQuiet)
-	defer quiet.Stop()
+	limit := o.after(batchMaxWait)
+	quiet := o.after(batchQuiet)
 wait:
 	for o.queued() < batchMaxSize {
 		select {
 		case <-o.wake:
-			quiet.Reset(batchQuiet)
-		case <-quiet.C:
+			quiet = o.after(batchQuiet)
+		case <-quiet:
 			break wait
-		case <-limit.C:
+		case <-limit:
 			break wait
 		case <-o.stop:
 			break wait
@@ -215,7 +216,7 @@ func (o *outbound) sendBatch(batch []*proxy.Parked) {
 		o.nextID++
 		started := pk.StartedAt
 		if started.IsZero() {
-			started = time.Now()
+			started = o.now()
 		}
 		offers[i] = reconfig.ConnOffer{
 			ID: o.nextID, Listener: pk.Listener, Kind: pk.Kind, StartedAt: started,

@@ -281,6 +281,23 @@ func (f *fakeTimers) fire(t *testing.T) {
 	}
 }
 
+// slowSuccessor is a migration whose new side holds its first offer until
+// release is closed (entered closes when it does), the old side on fake
+// timers, and f a socket to offer.
+func slowSuccessor(t *testing.T) (e *migEnv, h *fakeHandler, timers *fakeTimers, entered, release chan struct{}, f *os.File) {
+	h = newFakeHandler()
+	entered, release = make(chan struct{}), make(chan struct{})
+	h.onHold = func(ConnOffer) {
+		close(entered)
+		<-release
+	}
+	e = newMigEnv(t, 200*time.Millisecond, h, testTargets)
+	timers = newFakeTimers()
+	e.old.succ.cfg.After = timers.after
+	_, s := tcpPair(t)
+	return e, h, timers, entered, release, dupFile(t, s)
+}
+
 // A successor that answers a batch after its time limit (stopped, starved)
 // is waited for, not taken for dead: the old side resumes nothing until the
 // answer comes — here the new side's refusal of its late commit, after
@@ -288,17 +305,7 @@ func (f *fakeTimers) fire(t *testing.T) {
 // (Before: Migrate gave up at the deadline and the caller resumed the batch
 // the successor might serve.)
 func TestMigrateWaitsForASlowSuccessor(t *testing.T) {
-	h := newFakeHandler()
-	entered, release := make(chan struct{}), make(chan struct{})
-	h.onHold = func(ConnOffer) {
-		close(entered)
-		<-release
-	}
-	e := newMigEnv(t, 200*time.Millisecond, h, testTargets)
-	timers := newFakeTimers()
-	e.old.succ.cfg.After = timers.after
-	_, s := tcpPair(t)
-	f := dupFile(t, s)
+	e, h, timers, entered, release, f := slowSuccessor(t)
 	type res struct {
 		r   MigrationResult
 		err error
@@ -346,17 +353,7 @@ func TestMigrateWaitsForASlowSuccessor(t *testing.T) {
 // serve them) and shuts its write side, so that the successor, once it
 // reads on, ends its follow; the stream is not taken for its death.
 func TestMigrateUnsettledWhenTheSuccessorNeverAnswers(t *testing.T) {
-	h := newFakeHandler()
-	entered, release := make(chan struct{}), make(chan struct{})
-	h.onHold = func(ConnOffer) {
-		close(entered)
-		<-release
-	}
-	e := newMigEnv(t, 200*time.Millisecond, h, testTargets)
-	timers := newFakeTimers()
-	e.old.succ.cfg.After = timers.after
-	_, s := tcpPair(t)
-	f := dupFile(t, s)
+	e, _, timers, entered, release, f := slowSuccessor(t)
 	defer f.Close()
 	done := make(chan error, 1)
 	go func() {

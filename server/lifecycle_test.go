@@ -418,6 +418,18 @@ func refused(t *testing.T, addr string) {
 	}
 }
 
+// waitRunning waits for s to be running (again).
+func waitRunning(t *testing.T, s *Server) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for s.getState() != StateRunning {
+		if time.Now().After(deadline) {
+			t.Fatal("not serving again")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func waitDone(t *testing.T, s *Server) {
 	t.Helper()
 	select {
@@ -697,13 +709,7 @@ func TestWatchRevertsWhenTheSuccessorDies(t *testing.T) {
 	succ := newFakeSucc(true)
 	e.style.successorHooks().onAck(succ)
 	close(succ.gone)
-	deadline := time.Now().Add(wait)
-	for s.getState() != StateRunning {
-		if time.Now().After(deadline) {
-			t.Fatal("not serving again")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitRunning(t, s)
 	mustGet(t, e.web, "/", "v1")
 	mustGet(t, e.admin, "/server_info", `"state": "running"`)
 	// Its service ports show its live counters again, not those frozen at the ack.
@@ -772,13 +778,7 @@ func TestAckClosesListenersTheSuccessorDropped(t *testing.T) {
 	e.style.successorHooks().onAck(succ)
 	refused(t, e.web)
 	close(succ.gone)
-	deadline := time.Now().Add(wait)
-	for s.getState() != StateRunning {
-		if time.Now().After(deadline) {
-			t.Fatal("not serving again")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitRunning(t, s)
 	mustGet(t, e.web, "/", "v1")
 }
 

@@ -88,6 +88,9 @@ func (g *Gauge) Value() float64 { return g.m.load() }
 type Registry struct {
 	mu     sync.RWMutex
 	series map[string]*metric
+	// maxCarried bounds the series AddCounters creates (MaxCarriedSeries
+	// when zero; tests set less).
+	maxCarried int
 	hists  map[string]*histogram // by histsample.Histogram.ID
 	help   map[string]string
 	local  map[string]bool // names of process-local gauges (see GaugeFunc)
@@ -332,7 +335,7 @@ func (r *Registry) AddCounters(samples []Sample) error {
 		if s.Kind != KindCounter || s.Value <= 0 || math.IsNaN(s.Value) || math.IsInf(s.Value, 0) {
 			continue
 		}
-		m := r.getBounded(s.Name, s.Labels, MaxCarriedSeries)
+		m := r.getBounded(s.Name, s.Labels, r.carriedLimit())
 		if m == nil {
 			dropped++
 			continue
@@ -340,9 +343,16 @@ func (r *Registry) AddCounters(samples []Sample) error {
 		m.add(s.Value)
 	}
 	if dropped > 0 {
-		return fmt.Errorf("stats: %d carried counter series left out: the registry holds %d series, the limit for series a peer adds (MaxCarriedSeries)", dropped, MaxCarriedSeries)
+		return fmt.Errorf("stats: %d carried counter series left out: the registry holds %d series, the limit for series a peer adds (MaxCarriedSeries)", dropped, r.carriedLimit())
 	}
 	return nil
+}
+
+func (r *Registry) carriedLimit() int {
+	if r.maxCarried > 0 {
+		return r.maxCarried
+	}
+	return MaxCarriedSeries
 }
 
 // MaxCarriedSeries bounds the registry's size when a peer's counters add

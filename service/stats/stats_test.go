@@ -66,9 +66,10 @@ func TestDeltaAndAddCounters(t *testing.T) {
 // at will.)
 func TestAddCountersIsBounded(t *testing.T) {
 	r := New()
+	r.maxCarried = 100
 	r.Counter("kept_total", "").Inc()
 	var flood []Sample
-	for i := 0; i < MaxCarriedSeries+10; i++ {
+	for i := 0; i < r.maxCarried+10; i++ {
 		flood = append(flood, Sample{Name: "flood_total", Labels: []string{"i", strconv.Itoa(i)}, Kind: KindCounter, Value: 1})
 	}
 	flood = append(flood, Sample{Name: "kept_total", Kind: KindCounter, Value: 2})
@@ -76,8 +77,8 @@ func TestAddCountersIsBounded(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "MaxCarriedSeries") {
 		t.Fatalf("AddCounters = %v, want the limit named", err)
 	}
-	if n := len(r.Snapshot()); n > MaxCarriedSeries {
-		t.Fatalf("%d series, over the limit of %d", n, MaxCarriedSeries)
+	if n := len(r.Snapshot()); n > r.maxCarried {
+		t.Fatalf("%d series, over the limit of %d", n, r.maxCarried)
 	}
 	for _, s := range r.Snapshot() {
 		if s.Name == "kept_total" && s.Value != 3 {

@@ -91,12 +91,12 @@ type Registry struct {
 	// maxCarried bounds the series AddCounters creates (MaxCarriedSeries
 	// when zero; tests set less).
 	maxCarried int
-	hists  map[string]*histogram // by histsample.Histogram.ID
-	help   map[string]string
-	local  map[string]bool // names of process-local gauges (see GaugeFunc)
-	view   atomic.Pointer[View]
-	expo   atomic.Pointer[Exposition]
-	native histsample.Indexer // native buckets at NativeSchema
+	hists      map[string]*histogram // by histsample.Histogram.ID
+	help       map[string]string
+	local      map[string]bool // names of process-local gauges (see GaugeFunc)
+	view       atomic.Pointer[View]
+	expo       atomic.Pointer[Exposition]
+	native     histsample.Indexer // native buckets at NativeSchema
 
 	// freezeMu orders every read of exposed values against Freeze: a read
 	// holds it shared from before it reads a value until it has applied the

@@ -124,6 +124,9 @@ func TestWatchReleasedByTheNextUpgradeAndByStop(t *testing.T) {
 	gen1 := startMosn(t, "gen1", c, e.p)
 	gen2 := startProc(t, "gen2", "start", "-c", c)
 	waitReady(gen2, 2)
+	// An upgrade is refused while the previous generation still drains
+	// into this one ("upgrade already in progress"): wait for its bye.
+	gen2.waitLog("predecessor finished draining", readyTimeout)
 	gen3 := startProc(t, "gen3", "start", "-c", c)
 	waitReady(gen3, 3)
 	// gen1 watched gen2 for 30s; gen2, upgraded, released it.

@@ -60,8 +60,10 @@
 //
 // Every step has a deadline: the new side takes it from Begin's context,
 // the old side from ServerConfig.HandoffTimeout, counted from the request.
-// The manifest carries the old side's deadline (AckDeadline), a hint: the
-// new side does not ack after it by its own clock. Safety rests on no
+// The manifest carries how long the old side still waits (AckTimeout; and
+// AckDeadline, its wall-clock form for an earlier version), a hint: the
+// new side, counting it from the manifest's arrival on its own clock, does
+// not ack after it. Safety rests on no
 // clock. When the old side's wait for the ack ends — its deadline and a
 // further second, a stall past them (SIGSTOP, starvation), or Close — it
 // settles the handoff: it shuts its reading first (from then on the new

@@ -24,7 +24,13 @@ type Manifest struct {
 	// Export callback leaves them zero.
 	Version     int       `json:"version"`
 	PID         int       `json:"pid"`
-	AckDeadline time.Time `json:"ack_deadline"` // the old gives up waiting for the ack then
+	AckDeadline time.Time `json:"ack_deadline"` // the old gives up waiting for the ack then (wall clock: for an earlier version)
+	// AckTimeout is how long the old process still waits for the ack from
+	// when it sent the manifest: the new one counts it on its own clock
+	// from the manifest's arrival (no clocks compared across processes;
+	// the settled handoff makes it a hint, see doc.go). Zero from an
+	// earlier version: AckDeadline then.
+	AckTimeout time.Duration `json:"ack_timeout,omitempty"`
 	// Proof shows that the old process is the one the new one asked on
 	// reconfig.sock (see proof.go). Absent from an older old process.
 	Proof string `json:"proof,omitempty"`

@@ -304,6 +304,25 @@ func TestPredecessorGone(t *testing.T) {
 			t.Fatal("an ack refused in time makes the live old process look gone")
 		}
 	})
+	// The old process says how long it still waits; the new one counts it
+	// on its own clock, whatever the wall clocks say (here the old one's
+	// deadline, by its clock, reads as past). (Before: the wall-clock
+	// deadline was compared across processes and the ack refused.)
+	t.Run("ack timed on our own clock", func(t *testing.T) {
+		dir := shortDir(t)
+		ln := tcpListener(t)
+		fakeTokenOld(t, dir, ln, func(tok handoffToken, _ []byte) Manifest {
+			return Manifest{PID: 1, Proof: tok.oldProof(), AckDeadline: time.Now().Add(-time.Hour), AckTimeout: time.Minute}
+		}, func(hc *net.UnixConn) { io.Copy(io.Discard, hc) })
+		u, err := Begin(testCtx(t, testWait), dir, quietLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Fail(errors.New("test over"))
+		if err := u.Ack(testCtx(t, testWait)); err != nil {
+			t.Fatalf("ack within the old process's timeout refused: %v", err)
+		}
+	})
 }
 
 func TestManifestEnvBounded(t *testing.T) {

@@ -501,7 +501,8 @@ func (s *Server) sendManifest(hc *net.UnixConn, deadline time.Time, proof string
 		if len(fds) != len(m.Entries) {
 			return fmt.Errorf("%d entries but %d descriptors", len(m.Entries), len(fds))
 		}
-		m.Version, m.PID, m.AckDeadline, m.Proof = ProtocolVersion, s.pid, deadline, proof
+		m.Version, m.PID, m.AckDeadline, m.Proof = ProtocolVersion, s.pid, deadline.Round(0), proof
+		m.AckTimeout = max(time.Until(deadline), time.Nanosecond)
 		p, err := json.Marshal(m)
 		if err != nil {
 			return fmt.Errorf("encode manifest: %w", err)

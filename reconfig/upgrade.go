@@ -59,6 +59,7 @@ type Upgrade struct {
 	tookOver    bool
 	targets     []MigrationTarget // sent with the ack (AcceptConnections)
 	dropped     []ident.Spec      // sent with the ack (DropListeners)
+	ackBy       time.Time         // the old process stops waiting for our ack then (see Manifest.AckTimeout)
 	handler     ConnHandler       // gets the connections the old process moves
 	follower    *Follower         // the drain stream, after the ack
 
@@ -235,6 +236,10 @@ func (u *Upgrade) handshake(ctx context.Context, c *net.UnixConn) error {
 	hc.SetDeadline(time.Time{})
 	u.conn = hc
 	u.manifest = m
+	u.ackBy = m.AckDeadline
+	if m.AckTimeout > 0 {
+		u.ackBy = time.Now().Add(m.AckTimeout) // on our monotonic clock
+	}
 	for i := range files {
 		u.sockets = append(u.sockets, ident.Socket{Spec: m.Entries[i], File: files[i]})
 	}
@@ -328,6 +333,10 @@ func (u *Upgrade) Fresh() bool { return u.fresh }
 // the kernel cannot name here: its own pid is Manifest().PID.
 func (u *Upgrade) OldPID() int { return u.oldPID }
 
+// AckBy is when the old process stops waiting for our ack, on this
+// process's clock (from Manifest.AckTimeout; zero on a fresh start).
+func (u *Upgrade) AckBy() time.Time { return u.ackBy }
+
 // Manifest returns the received manifest (zero on a fresh start).
 func (u *Upgrade) Manifest() Manifest { return u.manifest }
 
@@ -356,7 +365,7 @@ func (u *Upgrade) Ack(ctx context.Context) error {
 		return errors.New("reconfig: ack: already acked")
 	}
 	u.closeFiles()
-	if dl := u.manifest.AckDeadline; !dl.IsZero() && time.Now().After(dl) {
+	if dl := u.ackBy; !dl.IsZero() && time.Now().After(dl) {
 		return fmt.Errorf("reconfig: ack: the old process (pid %d) stopped waiting at %s", u.oldPID, dl.Format(time.RFC3339Nano))
 	}
 	deadline := time.Now().Add(DefaultHandoffTimeout)

@@ -36,7 +36,7 @@ func (m *mosnStyle) begin(ctx context.Context) (lineage, predecessor, error) {
 	lin := lineage{
 		generation: int(mf.Generation) + 1, firstStart: mf.StartTime, counters: mf.Counters,
 		histograms: mf.Histograms,
-		drainBound: mf.DrainTimeout, ackBy: mf.AckDeadline, drainingPID: mf.PID,
+		drainBound: mf.DrainTimeout, ackBy: up.AckBy(), drainingPID: mf.PID,
 		// The kernel names a process of another PID namespace 0: the pid
 		// shown is then the one it reports there.
 		drainingElsewhere: up.OldPID() == 0 && mf.PID > 0, env: mf.Env,

@@ -22,6 +22,9 @@ const (
 	// ackGrace is how long past the manifest's AckDeadline the old process
 	// still reads, so that an ack the new one sent in time is never missed.
 	ackGrace = time.Second
+	// ackAwaitMax is the largest ack (or nack) waited for whole before it
+	// is read (see wire.AwaitFrame): an ack names a few listeners.
+	ackAwaitMax = 64 << 10
 	// busyWriteTimeout bounds writing the 'B' answer.
 	busyWriteTimeout = time.Second
 	// acceptRetry is the pause after an unexpected accept error.
@@ -405,7 +408,15 @@ func (s *Server) handoff(c *net.UnixConn, newPID int, reported *int, log *logrus
 	// lost, and it never counts itself the owner while we serve on.
 	s.setDeadline(hc, deadline.Add(ackGrace))
 	dec := newDecoder(hc)
-	f, err := dec.Next()
+	// Wait (until the deadline) for a whole frame in the socket before
+	// reading any of it: a deadline that passes mid-frame — this process
+	// stalled while the ack came in — would leave a frame half read.
+	err = wire.AwaitFrame(hc, ackAwaitMax)
+	var f frame
+	if err == nil {
+		hc.SetReadDeadline(time.Time{}) // all there: the read does not block
+		f, err = dec.Next()
+	}
 	if err != nil {
 		if f, err = s.settle(hc, dec, err); err != nil {
 			return nil, ackMsg{}, step("ack", err)

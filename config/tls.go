@@ -125,7 +125,7 @@ var tlsALPN = []string{"h2", "http/1.1", "sofa"}
 type tlsRole int
 
 const (
-	tlsHTTPListener tlsRole = iota // terminates TLS in front of the HTTP/1.1 proxy
+	tlsHTTPListener tlsRole = iota // terminates TLS in front of the HTTP proxy
 	tlsTCPListener                 // terminates TLS in front of a tcp_proxy
 	tlsCluster                     // the client side of upstream connections
 )
@@ -274,26 +274,28 @@ func (c *Config) loadTLS(ps, ws *problems, now time.Time, reported []Problem) {
 		for j := range c.Servers[i].Listeners {
 			l := &c.Servers[i].Listeners[j]
 			lp := index(field(index("servers", i), "listeners"), j)
-			role := tlsHTTPListener
+			role, down := tlsHTTPListener, ""
 			if f := findFilterOf(l); f != nil && f.TCP != nil {
 				role = tlsTCPListener
+			} else if f != nil && f.HTTP != nil {
+				down = f.HTTP.DownstreamProtocol
 			}
 			for k := range l.FilterChains {
 				fc := &l.FilterChains[k]
 				fcp := index(field(lp, "filter_chains"), k)
-				ld.context(fc.TLSContext, field(fcp, "tls_context"), role)
+				ld.context(fc.TLSContext, field(fcp, "tls_context"), role, down)
 				for m := range fc.TLSContextSet {
-					ld.context(&fc.TLSContextSet[m], index(field(fcp, "tls_context_set"), m), role)
+					ld.context(&fc.TLSContextSet[m], index(field(fcp, "tls_context_set"), m), role, down)
 				}
 			}
 		}
 	}
 	cm := &c.ClusterManager
-	ld.context(cm.TLSContext, "cluster_manager.tls_context", tlsCluster)
+	ld.context(cm.TLSContext, "cluster_manager.tls_context", tlsCluster, "")
 	for i := range cm.Clusters {
 		cl := &cm.Clusters[i]
 		cp := index("cluster_manager.clusters", i)
-		ld.context(cl.TLSContext, field(cp, "tls_context"), tlsCluster)
+		ld.context(cl.TLSContext, field(cp, "tls_context"), tlsCluster, "")
 		cl.TLS = nil
 		switch {
 		case cl.ClusterManagerTLS:
@@ -318,8 +320,9 @@ func findFilterOf(l *Listener) *Filter {
 	return nil
 }
 
-// context loads one context that is on.
-func (ld *tlsLoader) context(t *TLSConfig, path string, role tlsRole) {
+// context loads one context that is on; downstreamProtocol is an HTTP
+// listener's (what its ALPN may offer).
+func (ld *tlsLoader) context(t *TLSConfig, path string, role tlsRole, downstreamProtocol string) {
 	if !t.On() {
 		return
 	}
@@ -354,7 +357,7 @@ func (ld *tlsLoader) context(t *TLSConfig, path string, role tlsRole) {
 	for _, name := range splitList(t.EcdhCurves, ",") {
 		m.Curves = append(m.Curves, tlsCurves[strings.ToLower(name)])
 	}
-	m.ALPN = ld.alpn(t.ALPN, field(path, "alpn"), role)
+	m.ALPN = ld.alpn(t.ALPN, field(path, "alpn"), role, downstreamProtocol)
 	if t.Fallback {
 		what := "a certificate that does not load is a config error"
 		if !role.listener() {
@@ -489,20 +492,29 @@ func SerialHex(c *x509.Certificate) string {
 	return hex.EncodeToString(c.SerialNumber.Bytes())
 }
 
-// HTTPListenerALPN are the application protocols the HTTP listener speaks
-// over TLS, the ones its alpn may offer (any other is dropped with a
-// warning), and what it offers when alpn is empty. HTTP/2 adds "h2" here;
-// the proxy serves each connection by the protocol its handshake
-// negotiated (proxy.Handshaker).
-func HTTPListenerALPN() []string { return []string{"http/1.1"} }
+// HTTPListenerALPN are the application protocols an HTTP listener whose
+// proxy filter has downstreamProtocol speaks over TLS, in the order it
+// prefers them (as Envoy and nginx order them, h2 first): the ones its
+// alpn may offer (any other is dropped with a warning), and what it offers
+// when alpn is empty. Http2 and Auto speak h2 and http/1.1; Http1 (or
+// empty) http/1.1 only. The proxy serves each connection by the protocol
+// its handshake negotiated (proxy.Handshaker).
+func HTTPListenerALPN(downstreamProtocol string) []string {
+	switch downstreamProtocol {
+	case ProtocolHTTP2, ProtocolAuto:
+		return []string{"h2", "http/1.1"}
+	}
+	return []string{"http/1.1"}
+}
 
 // alpn resolves a context's alpn list: MOSN's names only (others are
 // dropped, as MOSN does), and for the HTTP listener and an upstream client
-// only what mosnlite speaks there (HTTPListenerALPN; HTTP/1.1 upstream).
-func (ld *tlsLoader) alpn(list, path string, role tlsRole) []string {
+// only what mosnlite speaks there (HTTPListenerALPN of the listener's
+// downstream protocol, down; HTTP/1.1 upstream), in the context's order.
+func (ld *tlsLoader) alpn(list, path string, role tlsRole, downstreamProtocol string) []string {
 	speaks := []string{"http/1.1"}
 	if role == tlsHTTPListener {
-		speaks = HTTPListenerALPN()
+		speaks = HTTPListenerALPN(downstreamProtocol)
 	}
 	var out, dropped []string
 	for _, p := range splitList(list, ",") {
@@ -518,6 +530,9 @@ func (ld *tlsLoader) alpn(list, path string, role tlsRole) []string {
 	}
 	if len(dropped) > 0 {
 		where := "this HTTP listener speaks " + strings.Join(speaks, ", ") + " only"
+		if role == tlsHTTPListener && !slices.Contains(speaks, "h2") {
+			where += " (h2 needs the proxy filter's downstream_protocol Http2 or Auto)"
+		}
 		if role == tlsCluster {
 			where = "mosnlite speaks HTTP/1.1 to upstreams"
 		}

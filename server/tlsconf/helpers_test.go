@@ -24,7 +24,18 @@ type obj = map[string]any
 // "c" with cluster's members; it fails the test on any problem.
 func parseConfig(t *testing.T, listener obj, chain obj, cluster obj) *config.Config {
 	t.Helper()
-	fc := obj{"filters": []obj{{"type": "proxy", "config": obj{"router_config_name": "r"}}}}
+	return parseConfigProxy(t, listener, chain, cluster, obj{})
+}
+
+// parseConfigProxy is parseConfig with proxy's members in the HTTP proxy
+// filter's config (downstream_protocol).
+func parseConfigProxy(t *testing.T, listener, chain, cluster, proxy obj) *config.Config {
+	t.Helper()
+	pc := obj{"router_config_name": "r"}
+	for k, v := range proxy {
+		pc[k] = v
+	}
+	fc := obj{"filters": []obj{{"type": "proxy", "config": pc}}}
 	for k, v := range chain {
 		fc[k] = v
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 
+	"github.com/mosnlite/mosnlite/config"
 	"github.com/mosnlite/mosnlite/server/conntrack"
 )
 
@@ -53,11 +54,17 @@ func WithTCPHandshake(h Handshaker) TCPOption {
 }
 
 // serveNegotiated serves an HTTP connection whose handshake is done, by
-// the protocol it negotiated: HTTP/1.1 ("http/1.1", none, or a plain
-// connection the inspector let through) is the only one offered for now.
-// Where HTTP/2 lands (issue 13), "h2" is served here by its server.
+// the protocol it negotiated (the listener offers h2 only when its
+// downstream_protocol is Http2 or Auto, config.HTTPListenerALPN): "h2" is
+// served by the HTTP/2 engine, "http/1.1" by the HTTP/1 engine. A client
+// that negotiated nothing gets the listener's own protocol: HTTP/2 with
+// prior knowledge on an Http2 listener, HTTP/1.x otherwise (an Auto
+// listener does not look for the preface inside TLS). Either way the
+// connection is tracked in place of its handshake's placeholder.
 func (p *httpProxy) serveNegotiated(nc net.Conn, proto string, placeholder conntrack.Conn) {
-	switch proto {
+	switch {
+	case proto == "h2", proto == "" && p.downstreamProto == config.ProtocolHTTP2:
+		p.trackH2(nc, nil, placeholder)()
 	default:
 		c := p.newConn(nc)
 		c.remove = p.tracker.Replace(placeholder, c)

@@ -201,7 +201,7 @@ func (p *httpProxy) handle(nc net.Conn) {
 	}
 	switch p.downstreamProto {
 	case config.ProtocolHTTP2:
-		go p.trackH2(nc, nil)()
+		go p.trackH2(nc, nil, nil)()
 	case config.ProtocolAuto:
 		p.detect(nc)
 	default:

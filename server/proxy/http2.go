@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -43,9 +44,12 @@ func h2Settings(cfg config.HTTPProxyConfig) h2.Config {
 // h2Conn is one downstream HTTP/2 connection, as the tracker sees it:
 // Drain is the graceful two-step GOAWAY, Close closes now.
 type h2Conn struct {
-	p        *httpProxy
-	c        *h2.Conn
-	clientIP string
+	p             *httpProxy
+	c             *h2.Conn
+	clientIP      string
+	scheme        string // "https" over TLS
+	remote, local net.Addr
+	id            uint64 // the connection's number in the process
 }
 
 // Drain starts the graceful GOAWAY. A connection that has carried no
@@ -66,13 +70,18 @@ func (hc *h2Conn) Close() error { return hc.c.Close() }
 // ServeHTTP2 serves nc as an HTTP/2 server connection until it ends; it
 // tracks the connection, and returns once every stream is done.
 func (p *httpProxy) ServeHTTP2(nc net.Conn, prefix []byte) {
-	p.trackH2(nc, prefix)()
+	p.trackH2(nc, prefix, nil)()
 }
 
 // trackH2 prepares and tracks an HTTP/2 connection at once (so that a
-// drain's wait sees it from its accept on) and returns what serves it.
-func (p *httpProxy) trackH2(nc net.Conn, prefix []byte) (serve func()) {
-	hc := &h2Conn{p: p}
+// drain's wait sees it from its accept on) and returns what serves it. A
+// connection tracked as placeholder until now (its TLS handshake) is
+// tracked in its place (Tracker.Replace).
+func (p *httpProxy) trackH2(nc net.Conn, prefix []byte, placeholder conntrack.Conn) (serve func()) {
+	hc := &h2Conn{p: p, scheme: "http", remote: nc.RemoteAddr(), local: nc.LocalAddr(), id: p.clusters.NextConnID()}
+	if _, ok := nc.(*tls.Conn); ok {
+		hc.scheme = "https"
+	}
 	if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		hc.clientIP = tcp.IP.String()
 	}
@@ -90,7 +99,12 @@ func (p *httpProxy) trackH2(nc net.Conn, prefix []byte) (serve func()) {
 		p.tracker.SetState(hc, s)
 	}
 	hc.c = h2.NewServer(countingConn{nc, p}, prefix, cfg, hc.serveStream)
-	remove := p.tracker.Add(hc)
+	var remove func()
+	if placeholder != nil {
+		remove = p.tracker.Replace(placeholder, hc)
+	} else {
+		remove = p.tracker.Add(hc)
+	}
 	return func() {
 		defer remove()
 		if err := hc.c.Serve(); err != nil {
@@ -147,7 +161,7 @@ func (p *httpProxy) detect(nc net.Conn) {
 	removeD := p.tracker.Add(d)
 	go func() {
 		if isH2, ok := p.peekPreface(nc); ok && isH2 {
-			serve := p.trackH2(nc, nil)
+			serve := p.trackH2(nc, nil, nil)
 			removeD()
 			serve()
 			return
@@ -328,7 +342,9 @@ func (hc *h2Conn) serveStream(st *h2.Stream) {
 	p := hc.p
 	x := &h2Exchange{hc: hc, st: st}
 	x.info.Listener = p.name
+	x.info.Protocol, x.info.Scheme = ProtocolHTTP2, hc.scheme
 	x.info.Downstream = hc.clientIP
+	x.info.Remote, x.info.Local, x.info.ConnID = hc.remote, hc.local, hc.id
 	x.info.Start = time.Now()
 	p.metrics.Active().Inc()
 	defer func() {

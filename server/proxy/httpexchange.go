@@ -140,6 +140,7 @@ func (p *httpProxy) putExchange(x *exchange) {
 func (c *httpConn) serveRequest() (keepAlive, responded bool) {
 	x := c.p.getExchange()
 	x.info.Listener = c.p.name
+	x.info.Protocol, x.info.Scheme = ProtocolHTTP1, c.scheme
 	x.info.Downstream = c.clientIP
 	x.info.Remote, x.info.Local, x.info.ConnID = c.nc.RemoteAddr(), c.nc.LocalAddr(), c.id
 	x.info.Start = time.Now()

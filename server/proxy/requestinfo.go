@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mosnlite/mosnlite/config"
 	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/server/proxy/http1"
 )
@@ -31,6 +32,12 @@ const (
 	FlagUpgradeRefused  ResponseFlags = 0x100000 // the route refuses the protocol upgrade asked for (403)
 )
 
+// The protocols of RequestInfo.Protocol.
+const (
+	ProtocolHTTP1 = config.ProtocolHTTP1 // HTTP/1.0 and HTTP/1.1
+	ProtocolHTTP2 = config.ProtocolHTTP2
+)
+
 // failureFlags are the flags that make MOSN's %response_flag% "true".
 const failureFlags = ^(FlagLocalResponse)
 
@@ -40,6 +47,10 @@ const failureFlags = ^(FlagLocalResponse)
 // the connection's buffers and are valid only during that call.
 type RequestInfo struct {
 	Listener string
+	// Protocol is the downstream request's protocol in MOSN's names
+	// (ProtocolHTTP1, ProtocolHTTP2: what %protocol% writes), Scheme its
+	// scheme ("http", "https"); both "" for a TCP session.
+	Protocol, Scheme string
 	// Start is the arrival of the request's first byte (a session's
 	// accept); Duration runs from it to the last byte of the answer written
 	// (or the request's failure, or the session's close).

@@ -131,10 +131,13 @@ func (info *RequestInfo) AppendVariable(b []byte, v Variable) []byte {
 	case varBytesReceived:
 		return strconv.AppendInt(b, info.BytesReceived, 10)
 	case varProtocol:
-		if info.Request == nil {
+		switch {
+		case info.Request == nil:
 			return append(b, notFound...)
+		case info.Protocol == "":
+			return append(b, ProtocolHTTP1...) // a record made without one
 		}
-		return append(b, config.ProtocolHTTP1...)
+		return append(b, info.Protocol...)
 	case varResponseCode:
 		return strconv.AppendInt(b, int64(info.Status), 10)
 	case varResponseFlag:
@@ -179,7 +182,10 @@ func (info *RequestInfo) AppendVariable(b []byte, v Variable) []byte {
 	}
 	switch v.kind {
 	case varScheme:
-		return append(b, "http"...)
+		if info.Scheme == "" {
+			return append(b, "http"...)
+		}
+		return append(b, info.Scheme...)
 	case varMethod:
 		return append(b, req.Method...)
 	case varRequestLength:

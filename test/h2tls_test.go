@@ -181,20 +181,9 @@ func TestH2OverTLSAcrossUpgrades(t *testing.T) {
 			tl.ok.Add(1)
 		}
 	})
-	l.run("grpc over TLS", 2, func(stop <-chan struct{}, tl *tally, w int) {
-		cc := grpcDialTLS(t, grpcAddr, ca.Pool(), "www.example.test")
-		for n := 0; !stopped(stop); n++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			in, out := []byte(fmt.Sprintf("w%d n%d", w, n)), []byte(nil)
-			err := cc.Invoke(ctx, "/test.Echo/Unary", &in, &out)
-			cancel()
-			if err != nil || string(out) != string(in) {
-				tl.fail("unary %d: %q %v", n, out, err)
-				continue
-			}
-			tl.ok.Add(1)
-		}
-	})
+	l.run("grpc over TLS", 2, grpcUnaryLoad(func() *grpc.ClientConn {
+		return grpcDialTLS(t, grpcAddr, ca.Pool(), "www.example.test")
+	}))
 
 	for i := 2; i <= 4; i++ {
 		next := startProc(t, fmt.Sprintf("gen%d", i), "start", "-c", config(i))

@@ -285,6 +285,25 @@ func TestGRPCThroughProxy(t *testing.T) {
 	}
 }
 
+// grpcUnaryLoad is a load worker making unary calls, each checked, on the
+// connection dial gives it.
+func grpcUnaryLoad(dial func() *grpc.ClientConn) func(stop <-chan struct{}, tl *tally, w int) {
+	return func(stop <-chan struct{}, tl *tally, w int) {
+		cc := dial()
+		for n := 0; !stopped(stop); n++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			in, out := []byte(fmt.Sprintf("w%d n%d", w, n)), []byte(nil)
+			err := cc.Invoke(ctx, "/test.Echo/Unary", &in, &out)
+			cancel()
+			if err != nil || string(out) != string(in) {
+				tl.fail("unary %d: %q %v", n, out, err)
+				continue
+			}
+			tl.ok.Add(1)
+		}
+	}
+}
+
 // TestHTTP2LoadAcrossUpgrades: unary gRPC calls and h2c requests from Go
 // clients run while mosnlite is upgraded 10 times; every call and request
 // succeeds, and a bidirectional stream open across one upgrade runs to its
@@ -308,20 +327,7 @@ func TestHTTP2LoadAcrossUpgrades(t *testing.T) {
 
 	l := newLoad()
 	defer l.finish()
-	l.run("grpc unary", 4, func(stop <-chan struct{}, tl *tally, w int) {
-		cc := grpcDial(t, grpcAddr)
-		for n := 0; !stopped(stop); n++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			in, out := []byte(fmt.Sprintf("w%d n%d", w, n)), []byte(nil)
-			err := cc.Invoke(ctx, "/test.Echo/Unary", &in, &out)
-			cancel()
-			if err != nil || string(out) != string(in) {
-				tl.fail("unary %d: %q %v", n, out, err)
-				continue
-			}
-			tl.ok.Add(1)
-		}
-	})
+	l.run("grpc unary", 4, grpcUnaryLoad(func() *grpc.ClientConn { return grpcDial(t, grpcAddr) }))
 	l.run("h2c requests", 4, func(stop <-chan struct{}, tl *tally, w int) {
 		cl := h2cGoClient()
 		for n := 0; !stopped(stop); n++ {

@@ -170,6 +170,14 @@ func (l *limits) wait(ctx context.Context) error {
 	}
 }
 
+// Pending returns the requests waiting for a connection under
+// max_connections.
+func (c *Cluster) Pending() int {
+	c.lim.mu.Lock()
+	defer c.lim.mu.Unlock()
+	return len(c.lim.waiters)
+}
+
 // Requests returns the requests in flight to the cluster.
 func (c *Cluster) Requests() int64 { return c.lim.requests.Load() }
 

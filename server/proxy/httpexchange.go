@@ -374,7 +374,12 @@ func (c *httpConn) proxy(x *exchange, res routeResult) (keepAlive, responded boo
 		}
 	}
 	x.toUpstream(cl, true)
+	var watch *clientWatch
+	if x.body.done {
+		watch = c.watchClient()
+	}
 	up, err := c.sendRetrying(x, cl, res.action)
+	watch.stop()
 	if err != nil {
 		return c.upstreamFailed(x, res.cluster, err)
 	}

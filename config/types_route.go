@@ -115,7 +115,12 @@ type WeightedCluster struct {
 	Cluster ClusterWeight `json:"cluster"`
 }
 
-// ClusterWeight names a cluster and its share of a split.
+// MaxClusterWeight is the largest weight of a cluster in a split: MOSN's
+// weights are uint32.
+const MaxClusterWeight = 1<<32 - 1
+
+// ClusterWeight names a cluster and its share of a split (0 to
+// MaxClusterWeight).
 type ClusterWeight struct {
 	Name          string    `json:"name,omitempty"`
 	Weight        int       `json:"weight,omitempty"`

@@ -224,7 +224,7 @@ func (v *validator) route(r *Route, path string) {
 		if len(a.WeightedClusters) == 0 && a.ClusterHeader == "" && a.ClusterVariable == "" {
 			v.clusterRef(field(ap, "cluster_name"), a.ClusterName)
 		}
-		total, split := 0, map[string]string{}
+		total, badWeight, split := uint64(0), false, map[string]string{}
 		for i, w := range a.WeightedClusters {
 			wp := field(index(field(ap, "weighted_clusters"), i), "cluster")
 			v.clusterRef(field(wp, "name"), w.Cluster.Name)
@@ -232,13 +232,14 @@ func (v *validator) route(r *Route, path string) {
 				v.ps.add(field(wp, "name"), "duplicate cluster %q in the split, also at %s", w.Cluster.Name, first)
 			}
 			split[w.Cluster.Name] = wp
-			if w.Cluster.Weight < 0 {
-				v.ps.add(field(wp, "weight"), "%d: must not be negative", w.Cluster.Weight)
+			if w.Cluster.Weight < 0 || w.Cluster.Weight > MaxClusterWeight {
+				v.ps.add(field(wp, "weight"), "%d: must be 0 to %d (MOSN's uint32)", w.Cluster.Weight, MaxClusterWeight)
+				badWeight = true
 			} else {
-				total += w.Cluster.Weight
+				total += uint64(w.Cluster.Weight)
 			}
 		}
-		if len(a.WeightedClusters) > 0 && total == 0 {
+		if len(a.WeightedClusters) > 0 && total == 0 && !badWeight {
 			v.ps.add(field(ap, "weighted_clusters"), "the weights add up to 0: no cluster would ever be chosen")
 		}
 		if a.PrefixRewrite != "" && !strings.HasPrefix(a.PrefixRewrite, "/") {

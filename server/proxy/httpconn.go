@@ -113,6 +113,26 @@ type httpConn struct {
 	tailWritten bool
 	// upgraded: a tunnel serves the socket now (httpupgrade.go).
 	upgraded bool
+	// finished: finish ran (owned by the serving goroutine).
+	finished bool
+}
+
+// recoverPanic, deferred at the top of the serving goroutine, turns a panic
+// into the close of this connection alone: logged once, its places freed by
+// the deferred code on the way up, the connection closed and untracked.
+func (c *httpConn) recoverPanic() {
+	r := recover()
+	if r == nil {
+		return
+	}
+	logPanic(c.p.log.WithField("client", c.clientIP), "HTTP connection", r)
+	defer func() {
+		if recover() != nil { // finish itself failed: at least close
+			_ = c.Close()
+		}
+	}()
+	c.tail = nil
+	c.finish(false)
 }
 
 // ensureRaw gives the serving goroutine its non-blocking I/O helper.
@@ -239,6 +259,7 @@ func (c *httpConn) dialContext() (ctx context.Context, done func()) {
 // serve runs the connection's request cycle until it goes idle in the idle
 // set, closes, or moves.
 func (c *httpConn) serve(start int) {
+	defer c.recoverPanic()
 	c.ensureRaw()
 	for {
 		if c.r == c.w {
@@ -635,6 +656,10 @@ func (c *httpConn) write(b []byte) error {
 // bytes the client still sends do not turn into a reset before it read the
 // answer — and stops tracking it.
 func (c *httpConn) finish(linger bool) {
+	if c.finished {
+		return
+	}
+	c.finished = true
 	if x := c.tail; x != nil { // closing before its tail went out
 		c.tail = nil
 		c.endRequest(x)

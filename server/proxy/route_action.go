@@ -64,6 +64,9 @@ func compileAction(a *config.RouteAction, vhAndGlobalReq, vhAndGlobalResp [2]hea
 		ra.upgrades[strings.ToLower(u.UpgradeType)], _ = a.UpgradeEnabled(u.UpgradeType)
 	}
 	for _, w := range a.WeightedClusters {
+		if w.Cluster.Weight > config.MaxClusterWeight {
+			return nil, fmt.Errorf("weighted_clusters: weight %d above %d", w.Cluster.Weight, config.MaxClusterWeight)
+		}
 		if w.Cluster.Weight <= 0 {
 			continue
 		}

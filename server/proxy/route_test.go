@@ -196,6 +196,28 @@ func TestWeightedClusterDraws(t *testing.T) {
 	}
 }
 
+// Weights up to MOSN's uint32 each add up without overflow and draw over
+// their whole sum; one above is refused before any request could panic.
+func TestWeightedClusterLargeWeights(t *testing.T) {
+	const max = config.MaxClusterWeight
+	var drawnFrom int
+	pick := func(n int) int { drawnFrom = n; return n - 1 }
+	split := []config.WeightedCluster{
+		{Cluster: config.ClusterWeight{Name: "a", Weight: max}}, {Cluster: config.ClusterWeight{Name: "b", Weight: max}}}
+	ra, err := compileAction(&config.RouteAction{WeightedClusters: split}, [2]headerOps{}, [2]headerOps{}, pick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ra.pickCluster(); got != "b" || drawnFrom != 2*max {
+		t.Fatalf("the last draw went to %q, drawn from [0, %d), want b from [0, %d)", got, drawnFrom, 2*max)
+	}
+	split[1].Cluster.Weight = 1 << 62
+	if _, err := compileAction(&config.RouteAction{WeightedClusters: split}, [2]headerOps{}, [2]headerOps{}, pick); err == nil ||
+		!strings.Contains(err.Error(), "above 4294967295") {
+		t.Fatalf("weight 1<<62: %v, want refused", err)
+	}
+}
+
 func TestPathRewrites(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

@@ -223,6 +223,7 @@ func (h *heldTCP) Start() {
 // or moves.
 func (s *tcpSession) serve() {
 	defer s.remove()
+	defer s.recoverPanic()
 	defer s.recordEnd()
 	defer s.Close()
 	s.pump(s.p.log.WithField("client", remoteString(s.down)))

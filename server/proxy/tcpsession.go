@@ -132,8 +132,21 @@ func (s *tcpSession) recordEnd() {
 
 func (s *tcpSession) touch() { s.lastActive.Store(time.Now().UnixNano()) }
 
+// errCopyPanicked ends a session whose copy goroutine panicked.
+var errCopyPanicked = errors.New("copy panicked")
+
+// recoverPanic, deferred at the top of a session's goroutines, turns a
+// panic into the close of this session alone, logged once.
+func (s *tcpSession) recoverPanic() {
+	if r := recover(); r != nil {
+		logPanic(s.p.log.WithField("client", remoteString(s.down)), "TCP session", r)
+		_ = s.Close()
+	}
+}
+
 func (s *tcpSession) run() {
 	defer s.remove()
+	defer s.recoverPanic()
 	defer s.recordEnd()
 	defer s.Close()
 	log := s.p.log.WithField("client", remoteString(s.down))
@@ -224,9 +237,13 @@ func (s *tcpSession) pump(log *logrus.Entry) {
 	errs := make(chan error, 2)
 	for _, p := range []*pipe{&s.toUp, &s.toDown} {
 		go func() {
-			err := s.copy(p)
-			s.dirEnded()
-			errs <- err
+			err := errCopyPanicked
+			defer func() {
+				s.dirEnded()
+				errs <- err
+			}()
+			defer s.recoverPanic()
+			err = s.copy(p)
 		}()
 	}
 	s.mu.Lock()

@@ -33,7 +33,10 @@ var (
 // buffers the exchange writes through. Nothing of it outlives the request
 // but its buffers.
 type exchange struct {
-	req   http1.Request
+	req http1.Request
+	// path is the request's path normalised (normalisePath): what routes
+	// match and rewrites work on.
+	path  []byte
 	resp  http1.Response
 	info  RequestInfo
 	tried []*cluster.Host
@@ -239,7 +242,13 @@ func (c *httpConn) exchange(x *exchange) (keepAlive, responded bool) {
 		x.info.Flags |= FlagBadRequest | FlagRequestTooLarge
 		return c.answerLocal(x, noClusterLabel, http.StatusRequestEntityTooLarge, "request body too large\n", true), true
 	}
-	res, ok := c.p.routes.match(req.Host, req.Method, pathOf(req.Path), req.Headers)
+	path, ok := normalisePath(pathOf(req.Path))
+	if !ok {
+		x.info.Flags |= FlagBadRequest
+		return c.answerLocal(x, noClusterLabel, http.StatusBadRequest, "path climbs above the root\n", true), true
+	}
+	x.path = path
+	res, ok := c.p.routes.match(req.Host, req.Method, path, req.Headers)
 	switch {
 	case !ok:
 		x.info.Flags |= FlagNoRoute

@@ -511,3 +511,50 @@ func TestAutoHostRewriteHeader(t *testing.T) {
 		}
 	}
 }
+
+// Routes match the normalised path, as MOSN's (percent-decoded, dot
+// segments resolved, slashes collapsed): a prefix guarding /admin catches
+// every spelling of it. A path not rewritten goes upstream as sent; a
+// rewritten one is the normalised path rewritten; one climbing above the
+// root is a 400.
+func TestRoutingOnTheNormalisedPath(t *testing.T) {
+	be, seen := recordingBackend(t, 200)
+	router := &config.Router{VirtualHosts: []config.VirtualHost{{Domains: []string{"*"}, Routers: []config.Route{
+		{Match: config.RouteMatch{Prefix: "/admin"}, DirectResponse: &config.DirectResponse{Status: 403, Body: "no"}},
+		{Match: config.RouteMatch{Prefix: "/old/"}, Route: &config.RouteAction{ClusterName: "app", PrefixRewrite: "/new/"}},
+		{Match: config.RouteMatch{Prefix: "/"}, Route: &config.RouteAction{ClusterName: "app"}},
+	}}}}
+	e := startHTTP(t, config.HTTPProxyConfig{}, router, appCluster(be.addr()))
+	for _, tc := range []struct {
+		path     string
+		status   int
+		upstream string
+	}{
+		{"/admin/x", 403, ""},
+		{"/%61dmin/x", 403, ""},
+		{"/public/../admin/x", 403, ""},
+		{"//admin/x", 403, ""},
+		{"/a/./%2e%2e/admin", 403, ""},
+		{"/pub//lic/./x?q=1", 200, "/pub//lic/./x?q=1"},
+		{"/%6fld/a%20b/../c?q", 200, "/new/c?q"},
+		{"/old/%C3%A9%3F", 200, "/new/%C3%A9%3F"},
+		{"/old/a%2Fb", 200, "/new/a%2Fb"},
+		{"/../etc/passwd", 400, ""},
+	} {
+		c := dial(t, e.addr)
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", tc.path)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		c.Close()
+		got := ""
+		if resp.StatusCode == 200 {
+			got = (<-seen).uri
+		}
+		if resp.StatusCode != tc.status || got != tc.upstream {
+			t.Errorf("%s: %d, upstream saw %q; want %d, %q", tc.path, resp.StatusCode, got, tc.status, tc.upstream)
+		}
+	}
+}

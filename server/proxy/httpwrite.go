@@ -37,11 +37,24 @@ func (c *httpConn) composeRequest(x *exchange) {
 	path := pathOf(req.Path)
 	var rewritten bool
 	if a != nil && (len(a.prefixRewrite) > 0 || a.regexRewrite != nil) {
-		p := path
+		// The rewrite works on the normalised path, which goes upstream
+		// when it was rewritten (escaped again where a request line needs
+		// it); else the path goes as the client sent it, as in MOSN.
+		p := x.path
 		if len(p) == 0 {
 			p = []byte("/")
 		}
+		start := len(b)
 		b, rewritten = a.rewritePath(b, p, x.res.matched)
+		if !rewritten {
+			b = b[:start]
+			if len(path) == 0 {
+				b = append(b, '/')
+			}
+			b = append(b, path...)
+		} else if needsEscape(b[start:]) {
+			b = appendEscapedPath(b[:start], append([]byte(nil), b[start:]...))
+		}
 		b = append(b, req.Path[len(path):]...)
 	} else {
 		if len(req.Path) == 0 || req.Path[0] == '?' {

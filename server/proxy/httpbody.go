@@ -258,8 +258,20 @@ func (c *httpConn) pumpBody(x *exchange, up *cluster.Conn) {
 		// The upstream has half a request: it is of no use any more, and
 		// closing it wakes the exchange waiting on it.
 		_ = up.Close()
+	} else if err == nil {
+		x.armHeadDeadline(up)
 	}
 	x.pumpDone.Store(true)
+}
+
+// armHeadDeadline starts the route's timeout for the response head once
+// the whole body went up, if the head is still awaited.
+func (x *exchange) armHeadDeadline(up *cluster.Conn) {
+	x.headMu.Lock()
+	defer x.headMu.Unlock()
+	if x.headWait > 0 {
+		_ = up.SetReadDeadline(time.Now().Add(x.headWait))
+	}
 }
 
 // stopPump stops a pump that still runs and waits for it.

@@ -88,6 +88,11 @@ type exchange struct {
 	pumpDone atomic.Bool
 	pumpErr  error         // set before pumpDone
 	pumpTo   *cluster.Conn // where the pump writes
+	// headWait, while the response head is awaited and a pump streams the
+	// body, is the route's timeout, which the pump's end starts (MOSN
+	// counts it from the request gone upstream whole). Under headMu.
+	headMu   sync.Mutex
+	headWait time.Duration
 	pb       []byte        // the pump's framed output
 	pbBuf    *buffer
 }
@@ -121,7 +126,7 @@ func (p *httpProxy) putExchange(x *exchange) {
 	}
 	p.bufs.put(x.body.buf)
 	x.body = reqBody{dec: x.body.dec}
-	x.pumping, x.pumpErr, x.pumpTo = false, nil, nil
+	x.pumping, x.pumpErr, x.pumpTo, x.headWait = false, nil, nil, 0
 	x.pumpStop.Store(false)
 	x.pumpDone.Store(false)
 	if x.pbBuf != nil {
@@ -677,7 +682,16 @@ func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, deadline time.Time) 
 	sent := time.Now()
 	x.upstreamSent(up.Host(), sent)
 	x.info.RequestSent = sent.Sub(x.info.Start)
-	_ = up.SetReadDeadline(deadline)
+	if x.body.done {
+		_ = up.SetReadDeadline(deadline)
+	} else {
+		// The timeout starts when the body has gone up (armHeadDeadline);
+		// a stalled upload is bounded by the pump's idle timeout.
+		x.headMu.Lock()
+		x.headWait = time.Until(deadline)
+		x.headMu.Unlock()
+		_ = up.SetReadDeadline(time.Time{})
+	}
 	if err := c.sendRequest(x, up, deadline); err != nil {
 		if isTimeout(err) {
 			return fmt.Errorf("%w: %w", errUpstreamTimeout, err)
@@ -690,7 +704,11 @@ func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, deadline time.Time) 
 	if !x.body.done {
 		c.startPump(x, up)
 	}
-	if err := c.readResponseHead(x, up); err != nil {
+	err := c.readResponseHead(x, up)
+	x.headMu.Lock()
+	x.headWait = 0
+	x.headMu.Unlock()
+	if err != nil {
 		if isTimeout(err) {
 			if c.stopPump(x); x.pumpErr != nil {
 				return x.pumpErr

@@ -558,3 +558,42 @@ func TestRoutingOnTheNormalisedPath(t *testing.T) {
 		}
 	}
 }
+
+// The route's timeout starts once the request went upstream whole, as
+// MOSN's (onUpstreamRequestSent): an upload longer than the timeout is not
+// the upstream's delay; an upstream slower than it after the upload is a
+// 504.
+func TestRouteTimeoutStartsAfterTheUpload(t *testing.T) {
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/slow" {
+			time.Sleep(time.Second)
+		}
+		fmt.Fprintf(w, "got %d", len(b))
+	})
+	const timeout = 300 * time.Millisecond
+	router := routeTo(&config.RouteAction{ClusterName: "app", Timeout: config.Duration{Duration: timeout}}, "/")
+	e := startHTTP(t, config.HTTPProxyConfig{}, router, appCluster(be.addr()))
+	for _, tc := range []struct {
+		path   string
+		status int
+		body   string
+	}{{"/", 200, "got 4"}, {"/slow", 504, ""}} {
+		c := dial(t, e.addr)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n", tc.path)
+		for range 4 { // an upload of 4×150 ms, twice the timeout
+			time.Sleep(timeout / 2)
+			io.WriteString(c, "x")
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != tc.status || (tc.body != "" && string(b) != tc.body) {
+			t.Errorf("%s: %d %q, want %d %q", tc.path, resp.StatusCode, b, tc.status, tc.body)
+		}
+		c.Close()
+	}
+}

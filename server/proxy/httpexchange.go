@@ -93,7 +93,7 @@ type exchange struct {
 	// counts it from the request gone upstream whole). Under headMu.
 	headMu   sync.Mutex
 	headWait time.Duration
-	pb       []byte        // the pump's framed output
+	pb       []byte // the pump's framed output
 	pbBuf    *buffer
 }
 

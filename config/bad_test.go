@@ -239,6 +239,9 @@ func TestBadConfigs(t *testing.T) {
 		{name: "upgrade enabled not a bool", mut: func(t *testing.T, d obj) {
 			at(t, route(t, d), "route")["upgrade_configs"] = []any{obj{"upgrade_type": "websocket", "enabled": "no"}}
 		}, path: rpath + ".route.upgrade_configs[0].enabled", msg: "expected a boolean"},
+		{name: "Host in a request header operation", mut: func(t *testing.T, d obj) {
+			at(t, route(t, d), "route")["request_headers_to_add"] = []any{obj{"header": obj{"key": "host", "value": "internal"}}}
+		}, path: rpath + ".route.request_headers_to_add[0].header.key", msg: `"host": the upstream Host is set by the route's host_rewrite`},
 		{name: "route to unknown cluster", mut: func(t *testing.T, d obj) { at(t, route(t, d), "route")["cluster_name"] = "nope" }, path: rpath + ".route.cluster_name", msg: `unknown cluster "nope"`},
 		{name: "direct response status out of range", mut: func(t *testing.T, d obj) {
 			delete(route(t, d), "route")

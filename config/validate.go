@@ -340,7 +340,9 @@ func (v *validator) headerOps(path string, reqAdd []HeaderValueOption, reqRemove
 				v.ps.add(field(hp, "key"), "required")
 			case !validToken(h.Header.Key):
 				v.ps.add(field(hp, "key"), "%q: not a valid header name", h.Header.Key)
-			case reservedHeader(h.Header.Key, add.request && !strings.EqualFold(h.Header.Key, "host")):
+			case add.request && strings.EqualFold(h.Header.Key, "host"):
+				v.ps.add(field(hp, "key"), "%q: the upstream Host is set by the route's host_rewrite (or auto_host_rewrite_header), not by a header operation (MOSN's append would send \"Host: a,b\")", h.Header.Key)
+			case reservedHeader(h.Header.Key, add.request):
 				v.ps.add(field(hp, "key"), "%q: the proxy writes this field itself (message framing or a hop-by-hop field)", h.Header.Key)
 			}
 			if h.Header != nil && strings.ContainsAny(h.Header.Value, "\r\n\x00") {

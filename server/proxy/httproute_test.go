@@ -597,3 +597,33 @@ func TestRouteTimeoutStartsAfterTheUpload(t *testing.T) {
 		c.Close()
 	}
 }
+
+// Set-Cookie fields are never folded into one (RFC 9110 5.3): the
+// upstream's stay separate, an append adds a field of its own, a set
+// replaces them all.
+func TestSetCookieNeverFolded(t *testing.T) {
+	be, seen := recordingBackend(t, 200, "Set-Cookie", "a=1", "Set-Cookie", "b=2")
+	no := false
+	for _, tc := range []struct {
+		op   config.HeaderValueOption
+		want string
+	}{
+		{config.HeaderValueOption{Header: &config.HeaderValue{Key: "Set-Cookie", Value: "c=3"}}, "a=1|b=2|c=3"},
+		{config.HeaderValueOption{Header: &config.HeaderValue{Key: "set-cookie", Value: "c=3"}, Append: &no}, "c=3"},
+	} {
+		router := routeTo(&config.RouteAction{ClusterName: "app", ResponseHeadersToAdd: []config.HeaderValueOption{tc.op}}, "/")
+		e := startHTTP(t, config.HTTPProxyConfig{}, router, appCluster(be.addr()))
+		resp, _ := get(t, e.client(), "http://"+e.addr+"/")
+		<-seen
+		if got := strings.Join(resp.Header.Values("Set-Cookie"), "|"); got != tc.want {
+			t.Errorf("append %v: Set-Cookie fields %q, want %q", tc.op.Append == nil, got, tc.want)
+		}
+	}
+	router := routeTo(&config.RouteAction{ClusterName: "app", ResponseHeadersToRemove: []string{"Set-Cookie"}}, "/")
+	e := startHTTP(t, config.HTTPProxyConfig{}, router, appCluster(be.addr()))
+	resp, _ := get(t, e.client(), "http://"+e.addr+"/")
+	<-seen
+	if got := resp.Header.Values("Set-Cookie"); len(got) != 0 {
+		t.Errorf("removed Set-Cookie still sent: %q", got)
+	}
+}

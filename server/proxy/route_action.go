@@ -248,6 +248,10 @@ type resolvedField struct {
 // building values into buf, which it returns with them.
 func (o *headerOps) resolve(hs []http1.Header, info *RequestInfo, buf []byte, out []resolvedField) ([]byte, []resolvedField) {
 	for _, name := range o.names {
+		if name == "set-cookie" {
+			buf, out = o.resolveFields(name, hs, info, buf, out)
+			continue
+		}
 		f := resolvedField{name: name, from: len(buf)}
 		for _, h := range hs {
 			if !http1.EqualFold(h.Name, name) {
@@ -282,6 +286,38 @@ func (o *headerOps) resolve(hs []http1.Header, info *RequestInfo, buf []byte, ou
 			}
 		}
 		out = append(out, f)
+	}
+	return buf, out
+}
+
+// resolveFields is resolve for a field that is never folded (Set-Cookie,
+// RFC 9110 5.3): each field stays one, an append adds a field, a set
+// replaces them all with one. A field left absent is one not present.
+func (o *headerOps) resolveFields(name string, hs []http1.Header, info *RequestInfo, buf []byte, out []resolvedField) ([]byte, []resolvedField) {
+	start := len(out)
+	for _, h := range hs {
+		if http1.EqualFold(h.Name, name) {
+			from := len(buf)
+			buf = append(buf, h.Value...)
+			out = append(out, resolvedField{name: name, present: true, from: from, to: len(buf)})
+		}
+	}
+	for i := range o.ops {
+		op := &o.ops[i]
+		if op.name != name {
+			continue
+		}
+		if op.remove || !op.appendTo {
+			out = out[:start]
+		}
+		if !op.remove {
+			from := len(buf)
+			buf = op.appendValue(buf, info)
+			out = append(out, resolvedField{name: name, present: true, from: from, to: len(buf)})
+		}
+	}
+	if len(out) == start {
+		out = append(out, resolvedField{name: name, from: len(buf), to: len(buf)})
 	}
 	return buf, out
 }

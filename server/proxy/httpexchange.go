@@ -413,7 +413,10 @@ const retryBackoff = 10 * time.Millisecond
 // every host — at most num_retries times, within the route's timeout
 // (MOSN's global timeout: till the response head, every try included), and
 // only while the cluster's retry budget allows and the request can be sent
-// again whole. An answer not retried goes to the client as it came.
+// again whole. Without a policy, as in MOSN, connect failures on every
+// host are still retried, defaultRetries times, within the same limits
+// (a failed connect sent nothing, so any request may go again). An answer
+// not retried goes to the client as it came.
 func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction) (*cluster.Conn, error) {
 	timeout := c.p.upstreamTimeout
 	var policy *retryPolicy
@@ -424,7 +427,9 @@ func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction
 		policy = a.retry
 	}
 	deadline := time.Now().Add(timeout)
-	left := 0
+	// Without a retry policy a connect failure is still retried, as MOSN
+	// retries a connection failure on every route (3 times by default).
+	left := defaultRetries
 	if policy != nil {
 		left = policy.retries
 	}
@@ -436,11 +441,13 @@ func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction
 			}
 		}
 		up, err := c.send(x, cl, try)
-		again := left > 0 && x.replay && time.Now().Before(deadline) && !c.closedNow()
+		var ce *cluster.ConnectError
+		connectFailed := err != nil && errors.As(err, &ce) // nothing was sent
+		again := left > 0 && (x.replay || connectFailed) && time.Now().Before(deadline) && !c.closedNow()
 		switch {
-		case err == nil && (!again || !policy.retriesStatus(x.resp.Status)):
+		case err == nil && (!again || policy == nil || !policy.retriesStatus(x.resp.Status)):
 			return up, nil
-		case err != nil && (!again || !retriable(err, perTry)):
+		case err != nil && (!again || !retriable(err, perTry) || (policy == nil && !connectFailed)):
 			return nil, err
 		case !c.takeRetry(x, cl):
 			return up, err // over the budget: what came goes to the client

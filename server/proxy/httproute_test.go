@@ -627,3 +627,17 @@ func TestSetCookieNeverFolded(t *testing.T) {
 		t.Errorf("removed Set-Cookie still sent: %q", got)
 	}
 }
+
+// MOSN retries a connection failure on every route, retry_policy or not:
+// a single-host cluster whose connects fail is tried 1 + 3 times.
+func TestConnectFailureRetriedWithoutRetryPolicy(t *testing.T) {
+	e := startHTTP(t, config.HTTPProxyConfig{}, singleRoute(0), appCluster(closedAddr(t)))
+	resp, _ := get(t, e.client(), "http://"+e.addr+"/")
+	n := e.reg.Counter("cluster.upstream_cx_connect_fail_total", "", "cluster", "app").Value()
+	if resp.StatusCode != 502 || n != 1+defaultRetries {
+		t.Fatalf("status %d after %v connect attempts, want 502 after %d", resp.StatusCode, n, 1+defaultRetries)
+	}
+	if r := e.reg.Counter("cluster.upstream_rq_retry_total", "", "cluster", "app").Value(); r != 1 {
+		t.Fatalf("retry_total %v, want 1 (the request's place in the retry budget)", r)
+	}
+}

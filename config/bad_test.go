@@ -3,6 +3,8 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -242,6 +244,16 @@ func TestBadConfigs(t *testing.T) {
 		{name: "Host in a request header operation", mut: func(t *testing.T, d obj) {
 			at(t, route(t, d), "route")["request_headers_to_add"] = []any{obj{"header": obj{"key": "host", "value": "internal"}}}
 		}, path: rpath + ".route.request_headers_to_add[0].header.key", msg: `"host": the upstream Host is set by the route's host_rewrite`},
+		{name: "access log path under a file", mut: func(t *testing.T, d obj) {
+			file := filepath.Join(t.TempDir(), "file")
+			if err := os.WriteFile(file, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			listener(t, d, 0)["access_logs"] = []any{obj{"log_path": filepath.Join(file, "logs", "access.log")}}
+		}, path: "servers[0].listeners[0].access_logs[0].log_path", msg: "cannot be opened for appending: "},
+		{name: "access log path a directory", mut: func(t *testing.T, d obj) {
+			listener(t, d, 0)["access_logs"] = []any{obj{"log_path": t.TempDir()}}
+		}, path: "servers[0].listeners[0].access_logs[0].log_path", msg: "cannot be opened for appending: is a directory"},
 		{name: "route to unknown cluster", mut: func(t *testing.T, d obj) { at(t, route(t, d), "route")["cluster_name"] = "nope" }, path: rpath + ".route.cluster_name", msg: `unknown cluster "nope"`},
 		{name: "direct response status out of range", mut: func(t *testing.T, d obj) {
 			delete(route(t, d), "route")
@@ -368,5 +380,23 @@ func TestLoadErrorsNameTheFile(t *testing.T) {
 	}
 	if len(ve.Problems) != 1 || ve.Problems[0] != (Problem{Path: "servers", Msg: "at least one server is required"}) {
 		t.Errorf("problems: %v", ve.Problems)
+	}
+}
+
+// A log path whose directories do not exist yet but can be made passes, as
+// does an existing writable file; the access log makes the directories.
+func TestCheckLogPathCreatable(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{filepath.Join(dir, "a", "b", "access.log"), filepath.Join(dir, "access.log")} {
+		if err := checkLogPath(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	existing := filepath.Join(dir, "existing.log")
+	if err := os.WriteFile(existing, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkLogPath(existing); err != nil {
+		t.Errorf("%s: %v", existing, err)
 	}
 }

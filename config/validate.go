@@ -1,11 +1,17 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Limits enforced by Validate.
@@ -460,6 +466,10 @@ func (v *validator) listener(l *Listener, path, serverPath string, routers map[s
 			v.ps.add(field(ap, "log_path"), "required (a file, or stdout or stderr)")
 		} else if strings.IndexByte(al.Path, 0) >= 0 {
 			v.ps.add(field(ap, "log_path"), "%q: contains a NUL byte", al.Path)
+		} else if al.Path != "stdout" && al.Path != "stderr" {
+			if err := checkLogPath(al.Path); err != nil {
+				v.ps.add(field(ap, "log_path"), "%q cannot be opened for appending: %v", al.Path, err)
+			}
 		}
 		if err := checkAccessLogFormat(al.Format); err != nil {
 			v.ps.add(field(ap, "log_format"), "%v", err)
@@ -773,4 +783,40 @@ func CheckUDSDir(dir string) error {
 		return fmt.Errorf("%q: too long: the socket paths inside it would be up to %d bytes, at most %d", dir, n, maxUnixPath)
 	}
 	return nil
+}
+
+// checkLogPath reports why a file log path could not be opened for
+// appending: its directory must exist or be creatable (its nearest existing
+// ancestor a writable directory) and the file, if it exists, a writable
+// non-directory.
+func checkLogPath(path string) error {
+	if fi, err := os.Stat(path); err == nil {
+		if fi.IsDir() {
+			return errors.New("is a directory")
+		}
+		if err := unix.Access(path, unix.W_OK); err != nil {
+			return fmt.Errorf("not writable: %w", err)
+		}
+		return nil
+	}
+	dir := filepath.Dir(path)
+	for {
+		fi, err := os.Stat(dir)
+		switch {
+		case err == nil && !fi.IsDir():
+			return fmt.Errorf("%s is not a directory", dir)
+		case err == nil:
+			if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+				return fmt.Errorf("directory %s not writable: %w", dir, err)
+			}
+			return nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return err
+		}
+		dir = up
+	}
 }

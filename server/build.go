@@ -80,7 +80,7 @@ func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 	for i := range s.cfg.Servers {
 		srv := &s.cfg.Servers[i]
 		log := s.serverLog(i)
-		for _, l := range srv.Listeners {
+		for j, l := range srv.Listeners {
 			spec, err := ident.New(l.Name, listener.KindServer, l.Network, l.Address)
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
@@ -90,7 +90,7 @@ func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
 			}
-			p, err := s.newProxy(l, srv, clusters, log, httpRT, hs)
+			p, err := s.newProxy(l, fmt.Sprintf("servers[%d].listeners[%d]", i, j), srv, clusters, log, httpRT, hs)
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: listener %s: %w", l.Name, err)
 			}
@@ -108,7 +108,7 @@ func (s *Server) buildParts() (*cluster.Manager, []*part, error) {
 	return clusters, parts, nil
 }
 
-func (s *Server) newProxy(l config.Listener, srv *config.Server, clusters *cluster.Manager, log *logrus.Entry,
+func (s *Server) newProxy(l config.Listener, path string, srv *config.Server, clusters *cluster.Manager, log *logrus.Entry,
 	httpRT *proxy.HTTPRuntime, hs *tlsconf.Server) (proxy.Proxy, error) {
 	if len(l.FilterChains) != 1 || len(l.FilterChains[0].Filters) != 1 {
 		return nil, fmt.Errorf("want exactly one filter chain with one filter")
@@ -120,7 +120,7 @@ func (s *Server) newProxy(l config.Listener, srv *config.Server, clusters *clust
 	for i, al := range l.AccessLogs {
 		o, err := s.access.Observer(al)
 		if err != nil {
-			return nil, fmt.Errorf("access_logs[%d]: %w", i, err)
+			return nil, fmt.Errorf("%s.access_logs[%d].log_path: %w", path, i, err)
 		}
 		observers = append(observers, o)
 	}

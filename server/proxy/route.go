@@ -46,7 +46,7 @@ type route struct {
 // headerMatcher is a config.HeaderMatcher with its name lower-cased.
 type headerMatcher struct {
 	name   string
-	value  []byte         // nil: presence is enough
+	value  []byte         // exact (empty: present and empty)
 	regex  *regexp.Regexp // instead of value
 	method bool           // MOSN's "method": the request method, not a header
 }
@@ -151,8 +151,10 @@ func compileRoute(rc config.Route, where string) (route, error) {
 				return route{}, fmt.Errorf("%s: header %s: %w", where, hm.Name, err)
 			}
 			m.regex = re
-		case hm.Value != "":
-			m.value = []byte(hm.Value)
+		default:
+			// Exact, as MOSN's StringMatch: an empty value matches a
+			// field present and empty.
+			m.value = append([]byte{}, hm.Value...)
 		}
 		m.method = m.name == "method"
 		rt.headers = append(rt.headers, m)
@@ -262,7 +264,7 @@ func (r *route) matches(method, path []byte, h []http1.Header) bool {
 }
 
 // matches: some field of that name has the value (or matches the regular
-// expression, or is present at all when neither is set); "method" is
+// expression); "method" is
 // matched against the request method.
 func (hm *headerMatcher) matches(method []byte, h []http1.Header) bool {
 	if hm.method {

@@ -538,6 +538,7 @@ func TestRoutingOnTheNormalisedPath(t *testing.T) {
 		{"/pub//lic/./x?q=1", 200, "/pub//lic/./x?q=1"},
 		{"/%6fld/a%20b/../c?q", 200, "/new/c?q"},
 		{"/old/%C3%A9%3F", 200, "/new/%C3%A9%3F"},
+		{"/old/%20x%23", 200, "/new/%20x%23"},
 		{"/old/a%2Fb", 200, "/new/a%2Fb"},
 		{"/../etc/passwd", 400, ""},
 	} {

@@ -3,8 +3,9 @@ package proxy
 import "bytes"
 
 // normalisePath is the path routes match and rewrites work on, as MOSN's
-// (fasthttp's URI.Path()): percent escapes decoded — except %2F and %25,
-// which stay encoded so that a decoded path never means another one — then
+// (fasthttp's URI.Path()): percent escapes decoded — except %2F, %25, %3F
+// and %23, which stay encoded so that a decoded path never means another
+// path or a query — then
 // repeated slashes collapsed and "." and ".." segments resolved. A path
 // that needs none of it is returned as it is; ok is false for one whose
 // ".." climbs above the root.
@@ -16,7 +17,7 @@ func normalisePath(p []byte) (out []byte, ok bool) {
 	dec := make([]byte, 0, len(p))
 	for i := 0; i < len(p); i++ {
 		if p[i] == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
-			if v := unhex(p[i+1])<<4 | unhex(p[i+2]); v != '/' && v != '%' {
+			if v := unhex(p[i+1])<<4 | unhex(p[i+2]); v != '/' && v != '%' && v != '?' && v != '#' {
 				dec = append(dec, v)
 				i += 2
 				continue
@@ -71,11 +72,11 @@ func unhex(b byte) byte {
 
 // appendEscapedPath appends a path for a request line: the bytes a
 // decoded path may hold that a request-target cannot (controls, space,
-// non-ASCII, '?', '#') percent-encoded again.
+// non-ASCII) percent-encoded again; a '?' a rewrite wrote starts a query.
 func appendEscapedPath(b, path []byte) []byte {
 	const hexDigits = "0123456789ABCDEF"
 	for _, c := range path {
-		if c <= ' ' || c >= 0x7f || c == '?' || c == '#' {
+		if c <= ' ' || c >= 0x7f {
 			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
 			continue
 		}
@@ -86,7 +87,7 @@ func appendEscapedPath(b, path []byte) []byte {
 
 func needsEscape(path []byte) bool {
 	for _, c := range path {
-		if c <= ' ' || c >= 0x7f || c == '?' || c == '#' {
+		if c <= ' ' || c >= 0x7f {
 			return true
 		}
 	}

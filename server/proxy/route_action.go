@@ -76,7 +76,8 @@ func compileAction(a *config.RouteAction, vhAndGlobalReq, vhAndGlobalResp [2]hea
 	if len(a.WeightedClusters) > 0 && ra.total == 0 {
 		return nil, fmt.Errorf("weighted_clusters: the weights add up to 0")
 	}
-	if rr := a.RegexRewrite; rr != nil && len(ra.prefixRewrite) == 0 {
+	// As MOSN, a regex_rewrite pattern of one character is ignored.
+	if rr := a.RegexRewrite; rr != nil && len(ra.prefixRewrite) == 0 && len(rr.Pattern.Regex) > 1 {
 		re, err := regexp.Compile(rr.Pattern.Regex)
 		if err != nil {
 			return nil, fmt.Errorf("regex_rewrite: %w", err)

@@ -233,6 +233,8 @@ func TestPathRewrites(t *testing.T) {
 		{"path route", config.RouteAction{PrefixRewrite: "/new"}, "/old", "/old", "/new", true},
 		{"regex", config.RouteAction{RegexRewrite: &config.RegexRewrite{Pattern: config.PatternConfig{Regex: "^/users/([0-9]+)$"}, Substitution: "/u?id=$1"}}, "/", "/users/42", "/u?id=42", true},
 		{"regex no match", config.RouteAction{RegexRewrite: &config.RegexRewrite{Pattern: config.PatternConfig{Regex: "^/x"}, Substitution: "/y"}}, "/", "/z", "/z", false},
+		{"one-character regex ignored, as MOSN", config.RouteAction{RegexRewrite: &config.RegexRewrite{Pattern: config.PatternConfig{Regex: "a"}, Substitution: "b"}}, "/", "/a", "/a", false},
+		{"two-character regex", config.RouteAction{RegexRewrite: &config.RegexRewrite{Pattern: config.PatternConfig{Regex: "/a"}, Substitution: "/b"}}, "/", "/a", "/b", true},
 		{"prefix wins over regex", config.RouteAction{PrefixRewrite: "/p/", RegexRewrite: &config.RegexRewrite{Pattern: config.PatternConfig{Regex: ".*"}, Substitution: "/r"}}, "/a/", "/a/b", "/p/b", true},
 	} {
 		a, err := compileAction(&tc.a, [2]headerOps{}, [2]headerOps{}, nil)

@@ -375,7 +375,13 @@ func (hc *h2Conn) serveStream(st *h2.Stream) {
 		x.local(noClusterLabel, http.StatusRequestEntityTooLarge, "request body too large\n")
 		return
 	}
-	res, ok := p.routes.match(req.info.Host, req.info.Method, pathOf(req.info.Path), req.info.Headers)
+	path, ok := normalisePath(pathOf(req.info.Path))
+	if !ok {
+		x.info.Flags |= FlagBadRequest
+		x.local(noClusterLabel, http.StatusBadRequest, "path climbs above the root\n")
+		return
+	}
+	res, ok := p.routes.match(req.info.Host, req.info.Method, path, req.info.Headers)
 	switch {
 	case !ok:
 		x.info.Flags |= FlagNoRoute
@@ -539,7 +545,13 @@ func (x *h2Exchange) rewrite() {
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path, query = path[:i], path[i:]
 	}
-	if out, ok := a.rewritePath(nil, []byte(path), x.res.matched); ok {
+	// As HTTP/1: the rewrite works on the normalised path (checked when
+	// routed), escaped again where needed; an unrewritten path goes as sent.
+	np, _ := normalisePath([]byte(path))
+	if out, ok := a.rewritePath(nil, np, x.res.matched); ok {
+		if needsEscape(out) {
+			out = appendEscapedPath(nil, out)
+		}
 		r.path = string(out) + query
 	}
 	if len(a.hostRewrite) > 0 {

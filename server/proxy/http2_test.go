@@ -340,3 +340,47 @@ func TestHTTP2DrainSaysGoAway(t *testing.T) {
 		t.Fatalf("connections left after the drain: %d (%v)", e.p.Active(), err)
 	}
 }
+
+// HTTP/2 requests route on the normalised path too: a guard of /admin is
+// not bypassed by another spelling of it.
+func TestHTTP2RoutesOnTheNormalisedPath(t *testing.T) {
+	be, seen := recordingBackend(t, 200)
+	router := &config.Router{VirtualHosts: []config.VirtualHost{{Domains: []string{"*"}, Routers: []config.Route{
+		{Match: config.RouteMatch{Prefix: "/admin"}, DirectResponse: &config.DirectResponse{Status: 403, Body: "no"}},
+		{Match: config.RouteMatch{Prefix: "/old/"}, Route: &config.RouteAction{ClusterName: "app", PrefixRewrite: "/new/"}},
+		{Match: config.RouteMatch{Prefix: "/"}, Route: &config.RouteAction{ClusterName: "app"}},
+	}}}}
+	e := startHTTP(t, config.HTTPProxyConfig{DownstreamProtocol: config.ProtocolHTTP2, UpstreamProtocol: config.ProtocolHTTP1}, router, appCluster(be.addr()))
+	cl := h2cClient()
+	for _, tc := range []struct {
+		path     string
+		status   int
+		upstream string
+	}{
+		{"/%61dmin/x", 403, ""},
+		{"/public/../admin/x", 403, ""},
+		{"/a//..//admin/x", 403, ""},
+		{"/%6fld/a%20b", 200, "/new/a%20b"},
+		{"/pub/./x", 200, "/pub/./x"},
+		{"/../x", 400, ""},
+	} {
+		req, err := http.NewRequest("GET", "http://"+e.addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.URL.Opaque = tc.path
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		got := ""
+		if resp.StatusCode == 200 {
+			got = (<-seen).uri
+		}
+		if resp.StatusCode != tc.status || got != tc.upstream {
+			t.Errorf("%s: %d, upstream saw %q; want %d %q", tc.path, resp.StatusCode, got, tc.status, tc.upstream)
+		}
+	}
+}

@@ -345,11 +345,7 @@ func TestHTTP2DrainSaysGoAway(t *testing.T) {
 // not bypassed by another spelling of it.
 func TestHTTP2RoutesOnTheNormalisedPath(t *testing.T) {
 	be, seen := recordingBackend(t, 200)
-	router := &config.Router{VirtualHosts: []config.VirtualHost{{Domains: []string{"*"}, Routers: []config.Route{
-		{Match: config.RouteMatch{Prefix: "/admin"}, DirectResponse: &config.DirectResponse{Status: 403, Body: "no"}},
-		{Match: config.RouteMatch{Prefix: "/old/"}, Route: &config.RouteAction{ClusterName: "app", PrefixRewrite: "/new/"}},
-		{Match: config.RouteMatch{Prefix: "/"}, Route: &config.RouteAction{ClusterName: "app"}},
-	}}}}
+	router := adminGuardRouter()
 	e := startHTTP(t, config.HTTPProxyConfig{DownstreamProtocol: config.ProtocolHTTP2, UpstreamProtocol: config.ProtocolHTTP1}, router, appCluster(be.addr()))
 	cl := h2cClient()
 	for _, tc := range []struct {

@@ -519,11 +519,7 @@ func TestAutoHostRewriteHeader(t *testing.T) {
 // root is a 400.
 func TestRoutingOnTheNormalisedPath(t *testing.T) {
 	be, seen := recordingBackend(t, 200)
-	router := &config.Router{VirtualHosts: []config.VirtualHost{{Domains: []string{"*"}, Routers: []config.Route{
-		{Match: config.RouteMatch{Prefix: "/admin"}, DirectResponse: &config.DirectResponse{Status: 403, Body: "no"}},
-		{Match: config.RouteMatch{Prefix: "/old/"}, Route: &config.RouteAction{ClusterName: "app", PrefixRewrite: "/new/"}},
-		{Match: config.RouteMatch{Prefix: "/"}, Route: &config.RouteAction{ClusterName: "app"}},
-	}}}}
+	router := adminGuardRouter()
 	e := startHTTP(t, config.HTTPProxyConfig{}, router, appCluster(be.addr()))
 	for _, tc := range []struct {
 		path     string
@@ -641,4 +637,14 @@ func TestConnectFailureRetriedWithoutRetryPolicy(t *testing.T) {
 	if r := e.reg.Counter("cluster.upstream_rq_retry_total", "", "cluster", "app").Value(); r != 1 {
 		t.Fatalf("retry_total %v, want 1 (the request's place in the retry budget)", r)
 	}
+}
+
+// adminGuardRouter refuses /admin (403), rewrites /old/ to /new/ and sends
+// the rest to cluster "app".
+func adminGuardRouter() *config.Router {
+	return &config.Router{VirtualHosts: []config.VirtualHost{{Domains: []string{"*"}, Routers: []config.Route{
+		{Match: config.RouteMatch{Prefix: "/admin"}, DirectResponse: &config.DirectResponse{Status: 403, Body: "no"}},
+		{Match: config.RouteMatch{Prefix: "/old/"}, Route: &config.RouteAction{ClusterName: "app", PrefixRewrite: "/new/"}},
+		{Match: config.RouteMatch{Prefix: "/"}, Route: &config.RouteAction{ClusterName: "app"}},
+	}}}}
 }

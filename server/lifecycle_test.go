@@ -151,6 +151,24 @@ func (f *fakeStyle) policy() handoverPolicy {
 	return p
 }
 
+func (f *fakeStyle) reclaimCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reclaims
+}
+
+// waitLogged waits (bounded) until msg has been logged.
+func waitLogged(t *testing.T, e *env, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !e.logged(msg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not logged within %v: %q", wait, msg)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (f *fakeStyle) successorHooks() successorHooks {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -715,8 +733,10 @@ func TestWatchRevertsWhenTheSuccessorDies(t *testing.T) {
 	// Its service ports show its live counters again, not those frozen at the ack.
 	s.m.upgradesFailed.Inc()
 	mustGet(t, e.admin, "/stats", "server.upgrades_failed_total: 1")
-	if s.m.upgradesReverted.Value() != 1 || e.style.reclaims != 1 || !e.logged("successor died after the ack; serving again") {
-		t.Fatalf("reverted %v reclaims %d", s.m.upgradesReverted.Value(), e.style.reclaims)
+	// It serves again before it takes reconfig.sock back: wait for that.
+	waitLogged(t, e, "took reconfig.sock back: upgradable again")
+	if n := e.style.reclaimCount(); s.m.upgradesReverted.Value() != 1 || n != 1 || !e.logged("successor died after the ack; serving again") {
+		t.Fatalf("reverted %v reclaims %d", s.m.upgradesReverted.Value(), n)
 	}
 	notDone(t, s)
 	// Upgradable again: a second handover, released this time, ends the process.
@@ -742,17 +762,8 @@ func TestRevertRetriesTheReclaim(t *testing.T) {
 	close(succ.gone)
 	e.timers.fire(t, reclaimBackoff)
 	e.timers.fire(t, 2*reclaimBackoff)
-	deadline := time.Now().Add(wait)
-	for !e.logged("took reconfig.sock back: upgradable again") {
-		if time.Now().After(deadline) {
-			t.Fatalf("reconfig.sock not taken back; %d attempts", e.style.reclaims)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	e.style.mu.Lock()
-	n := e.style.reclaims
-	e.style.mu.Unlock()
-	if n != 3 {
+	waitLogged(t, e, "took reconfig.sock back: upgradable again")
+	if n := e.style.reclaimCount(); n != 3 {
 		t.Fatalf("%d reclaim attempts, want 3", n)
 	}
 	mustGet(t, e.web, "/", "v1")

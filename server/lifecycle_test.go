@@ -157,18 +157,6 @@ func (f *fakeStyle) reclaimCount() int {
 	return f.reclaims
 }
 
-// waitLogged waits (bounded) until msg has been logged.
-func waitLogged(t *testing.T, e *env, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !e.logged(msg) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not logged within %v: %q", wait, msg)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func (f *fakeStyle) successorHooks() successorHooks {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -734,7 +722,7 @@ func TestWatchRevertsWhenTheSuccessorDies(t *testing.T) {
 	s.m.upgradesFailed.Inc()
 	mustGet(t, e.admin, "/stats", "server.upgrades_failed_total: 1")
 	// It serves again before it takes reconfig.sock back: wait for that.
-	waitLogged(t, e, "took reconfig.sock back: upgradable again")
+	waitFor(t, "the log line that reconfig.sock was taken back", func() bool { return e.logged("took reconfig.sock back: upgradable again") })
 	if n := e.style.reclaimCount(); s.m.upgradesReverted.Value() != 1 || n != 1 || !e.logged("successor died after the ack; serving again") {
 		t.Fatalf("reverted %v reclaims %d", s.m.upgradesReverted.Value(), n)
 	}
@@ -762,7 +750,7 @@ func TestRevertRetriesTheReclaim(t *testing.T) {
 	close(succ.gone)
 	e.timers.fire(t, reclaimBackoff)
 	e.timers.fire(t, 2*reclaimBackoff)
-	waitLogged(t, e, "took reconfig.sock back: upgradable again")
+	waitFor(t, "the log line that reconfig.sock was taken back", func() bool { return e.logged("took reconfig.sock back: upgradable again") })
 	if n := e.style.reclaimCount(); n != 3 {
 		t.Fatalf("%d reclaim attempts, want 3", n)
 	}

@@ -258,22 +258,36 @@ type step struct {
 	run         func(ctx context.Context, t target, r *result) error
 }
 
+// profiled runs measure while, when path is set, a CPU profile of length d
+// is taken from t's pprof port and written to path.
+func profiled(ctx context.Context, t target, pprofAddr, path string, d time.Duration, logf func(string, ...any), measure func() error) error {
+	var prof *profileFetch
+	if path != "" {
+		prof = startProfile(ctx, pprofAddr, d, path)
+	}
+	if err := measure(); err != nil {
+		return err
+	}
+	if prof == nil {
+		return nil
+	}
+	if err := prof.wait(); err != nil {
+		return fmt.Errorf("%s: cpu profile: %w", t.name, err)
+	}
+	logf("%-8s CPU profile written to %s", t.name, path)
+	return nil
+}
+
 func steps(o options, wrkBin string, b *backend, cert benchCert, pprofAddr string, logf func(string, ...any)) []step {
 	return []step{
 		{name: "keepalive", run: func(ctx context.Context, t target, r *result) error {
-			var prof *profileFetch
-			if t.profile != "" {
-				prof = startProfile(ctx, pprofAddr, o.duration, t.profile)
-			}
-			var err error
-			if r.keepAlive, err = measureHTTP(ctx, o, wrkBin, t, false); err != nil {
+			err := profiled(ctx, t, pprofAddr, t.profile, o.duration, logf, func() error {
+				var err error
+				r.keepAlive, err = measureHTTP(ctx, o, wrkBin, t, false)
 				return err
-			}
-			if prof != nil {
-				if err := prof.wait(); err != nil {
-					return fmt.Errorf("%s: cpu profile: %w", t.name, err)
-				}
-				logf("%-8s CPU profile written to %s", t.name, t.profile)
+			})
+			if err != nil {
+				return err
 			}
 			logf("%-8s HTTP keep-alive %v", t.name, r.keepAlive)
 			return nil
@@ -303,20 +317,19 @@ func steps(o options, wrkBin string, b *backend, cert benchCert, pprofAddr strin
 			return nil
 		}},
 		{name: "cpu", proxiesOnly: true, run: func(ctx context.Context, t target, r *result) error {
-			var prof *profileFetch
-			path := t.profile + ".fixed-rate"
+			path := ""
 			if t.profile != "" {
-				prof = startProfile(ctx, pprofAddr, o.cpuDuration, path)
+				path = t.profile + ".fixed-rate"
 			}
-			var err error
-			if r.cpu, err = cpuPerRequest(ctx, t.proc.cmd.Process.Pid, t.httpAddr, o.connections, o.rate, o.cpuDuration, o.bodySize); err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
-			}
-			if prof != nil {
-				if err := prof.wait(); err != nil {
-					return fmt.Errorf("%s: cpu profile: %w", t.name, err)
+			err := profiled(ctx, t, pprofAddr, path, o.cpuDuration, logf, func() error {
+				var err error
+				if r.cpu, err = cpuPerRequest(ctx, t.proc.cmd.Process.Pid, t.httpAddr, o.connections, o.rate, o.cpuDuration, o.bodySize); err != nil {
+					return fmt.Errorf("%s: %w", t.name, err)
 				}
-				logf("%-8s CPU profile at the fixed rate written to %s", t.name, path)
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			logf("%-8s CPU %v", t.name, r.cpu)
 			return nil

@@ -41,6 +41,11 @@ type manager struct {
 	mono     func() time.Duration // CLOCK_MONOTONIC
 	watchEnv time.Duration        // WATCHDOG_USEC meant for this process (0: none)
 
+	// readyMu orders READY=1 before any STATUS= that follows it: the
+	// predecessor's end may be heard while READY=1 is being sent.
+	readyMu sync.Mutex
+	ready   bool // READY=1 sent (under readyMu)
+
 	mu        sync.Mutex
 	srv       *server.Server
 	reloading bool // RELOADING=1 sent: READY=1 is owed
@@ -74,12 +79,11 @@ func (m *manager) events() server.Events {
 }
 
 // predecessorDone: nothing drains beside this process any more. Before
-// this process serves, its READY=1 will say so itself.
+// its READY=1 is sent, that READY=1 says so itself; after, a STATUS= line.
 func (m *manager) predecessorDone() {
-	m.mu.Lock()
-	serving := m.srv != nil
-	m.mu.Unlock()
-	if serving {
+	m.readyMu.Lock()
+	defer m.readyMu.Unlock()
+	if m.ready {
 		m.notify(systemd.Status(m.status("")))
 	}
 }
@@ -101,7 +105,10 @@ func (m *manager) serving(srv *server.Server) {
 	m.srv = srv
 	m.mu.Unlock()
 	m.pf.serving(m.log, m.pid)
+	m.readyMu.Lock()
 	m.notify(systemd.MainPID(m.pid), systemd.Ready, systemd.Status(m.status("")))
+	m.ready = true
+	m.readyMu.Unlock()
 	wd := m.watchEnv
 	if wd <= 0 {
 		if v := srv.Carried()[watchdogCarry]; v != "" {

@@ -477,7 +477,7 @@ func (c *httpConn) readReady(fd int) (int, error) {
 		// socket's readiness: the next request cannot come before it, so
 		// its arrival is seen, and no read is spent on the empty socket.
 		for len(x.ob) > 0 {
-			n, err := unix.Write(fd, x.ob)
+			n, err := sysWrite(fd, x.ob)
 			if err == unix.EINTR {
 				continue
 			}
@@ -494,7 +494,7 @@ func (c *httpConn) readReady(fd int) (int, error) {
 		return 0, errWouldBlock
 	}
 	c.getInput(c.p.bufSize)
-	n, err := unix.Read(fd, c.in.b[c.w:])
+	n, err := sysRead(fd, c.in.b[c.w:])
 	switch {
 	case err == unix.EAGAIN:
 		c.releaseInput()

@@ -63,7 +63,7 @@ type Tracker struct {
 	now      func() time.Time
 
 	mu        sync.Mutex
-	conns     map[Conn]entry
+	conns     map[Conn]*entry
 	draining  bool
 	migrating bool
 	closing   bool
@@ -75,7 +75,7 @@ type Tracker struct {
 func New(listener string, gauge *stats.Gauge) *Tracker {
 	empty := make(chan struct{})
 	close(empty)
-	return &Tracker{listener: listener, gauge: gauge, now: time.Now, conns: map[Conn]entry{}, empty: empty}
+	return &Tracker{listener: listener, gauge: gauge, now: time.Now, conns: map[Conn]*entry{}, empty: empty}
 }
 
 // Add tracks c in state Active, started now, and returns a function that
@@ -100,7 +100,7 @@ func (t *Tracker) AddSince(c Conn, since time.Time) (remove func()) {
 	if _, dup := t.conns[c]; !dup && t.gauge != nil {
 		t.gauge.Inc()
 	}
-	t.conns[c] = entry{state: Active, since: since}
+	t.conns[c] = &entry{state: Active, since: since}
 	draining, migrating, closing := t.draining, t.migrating, t.closing
 	t.mu.Unlock()
 	return t.catchUp(c, draining, migrating, closing)
@@ -171,7 +171,6 @@ func (t *Tracker) SetState(c Conn, s State) {
 	t.mu.Lock()
 	if e, ok := t.conns[c]; ok {
 		e.state = s
-		t.conns[c] = e
 	}
 	t.mu.Unlock()
 }
@@ -180,8 +179,10 @@ func (t *Tracker) SetState(c Conn, s State) {
 func (t *Tracker) State(c Conn) (State, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.conns[c]
-	return e.state, ok
+	if e, ok := t.conns[c]; ok {
+		return e.state, true
+	}
+	return Idle, false
 }
 
 // Since returns when c started (its age carries across processes) and
@@ -189,8 +190,10 @@ func (t *Tracker) State(c Conn) (State, bool) {
 func (t *Tracker) Since(c Conn) (time.Time, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.conns[c]
-	return e.since, ok
+	if e, ok := t.conns[c]; ok {
+		return e.since, true
+	}
+	return time.Time{}, false
 }
 
 // Len returns the number of tracked connections.

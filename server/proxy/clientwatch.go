@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -9,7 +10,7 @@ import (
 
 // clientWatchDelay is how long a request waits for a connection or its
 // response head before its client's socket is watched for a close. A quick
-// answer costs one timer; only a slow one a goroutine.
+// answer costs a place in a list; only a slow one a goroutine.
 const clientWatchDelay = 20 * time.Millisecond
 
 // clientWatch watches the client's socket, while its request waits for an
@@ -21,10 +22,34 @@ const clientWatchDelay = 20 * time.Millisecond
 // (max_requests, max_pending_requests, the connection) comes free on the way
 // out. It only peeks: bytes that arrive are a pipelined request, not a
 // close, and end the watch.
+//
+// A connection's watch is made at its first watched request and used again
+// for each later one; it lives as long as the connection's rawIO (an idle
+// connection that goes to the poller drops both). Waiting requests are not
+// timed one by one: they queue, oldest first, in their proxy's watchList,
+// whose one timer starts the watch of those that have waited
+// clientWatchDelay. Arming and stopping a runtime timer for every request
+// cost more than the rest of the watch, and a timer that becomes the
+// earliest one wakes the runtime's network poller.
 type clientWatch struct {
-	c     *httpConn
-	timer *time.Timer
-	done  chan struct{} // closed when the watching goroutine returns
+	c    *httpConn
+	done chan struct{} // one value each time a started watch returns
+	// Under the list's mu.
+	since      time.Time // when the request began to wait
+	prev, next *clientWatch
+	queued     bool // in the list: not started yet
+	started    bool // its goroutine runs (or has run) for this wait
+}
+
+// watchList is the requests of a proxy that wait upstream, oldest first,
+// and the timer that starts their watches. The zero value is ready.
+type watchList struct {
+	now        func() time.Time   // nil: time.Now
+	start      func(*clientWatch) // nil: the watch's goroutine
+	mu         sync.Mutex
+	head, tail *clientWatch
+	timer      *time.Timer
+	armed      bool
 }
 
 // watchClient starts the watch (after clientWatchDelay); nil when the
@@ -34,14 +59,84 @@ func (c *httpConn) watchClient() *clientWatch {
 	if c.raw == nil || c.r < c.w {
 		return nil
 	}
-	w := &clientWatch{c: c, done: make(chan struct{})}
-	w.timer = time.AfterFunc(clientWatchDelay, w.run)
+	w := c.raw.watch
+	if w == nil {
+		w = &clientWatch{c: c, done: make(chan struct{}, 1)}
+		c.raw.watch = w
+	}
+	c.p.watches.add(w)
 	return w
+}
+
+// add queues w at the tail and arms the timer if it was not.
+func (l *watchList) add(w *clientWatch) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w.since, w.queued, w.started = l.clock(), true, false
+	w.prev, w.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = w
+	} else {
+		l.head = w
+	}
+	l.tail = w
+	if !l.armed {
+		l.armed = true
+		if l.timer == nil {
+			l.timer = time.AfterFunc(clientWatchDelay, l.fire)
+		} else {
+			l.timer.Reset(clientWatchDelay)
+		}
+	}
+}
+
+func (l *watchList) clock() time.Time {
+	if l.now != nil {
+		return l.now()
+	}
+	return time.Now()
+}
+
+// unlinkLocked takes w out of the list.
+func (l *watchList) unlinkLocked(w *clientWatch) {
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		l.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		l.tail = w.prev
+	}
+	w.prev, w.next, w.queued = nil, nil, false
+}
+
+// fire starts the watches of the requests that have waited long enough and
+// arms the timer for the next, or leaves it unarmed when none waits.
+func (l *watchList) fire() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.clock()
+	for w := l.head; w != nil && now.Sub(w.since) >= clientWatchDelay; w = l.head {
+		l.unlinkLocked(w)
+		w.started = true
+		if l.start != nil {
+			l.start(w)
+		} else {
+			go w.run()
+		}
+	}
+	if l.head == nil {
+		l.armed = false
+		return
+	}
+	l.timer.Reset(clientWatchDelay - now.Sub(l.head.since))
 }
 
 // run waits for the client's socket to be readable and peeks at it.
 func (w *clientWatch) run() {
-	defer close(w.done)
+	defer func() { w.done <- struct{}{} }()
 	gone := false
 	err := w.c.raw.rc.Read(func(fd uintptr) bool {
 		var b [1]byte
@@ -60,13 +155,25 @@ func (w *clientWatch) run() {
 	}
 }
 
-// stop ends the watch before the serving goroutine reads the client again.
+// stop ends the watch before the serving goroutine reads the client again;
+// the next watchClient may use it again.
 func (w *clientWatch) stop() {
-	if w == nil || w.timer.Stop() {
+	if w == nil {
 		return
 	}
-	// The watch runs (or is about to): a read deadline in the past ends its
-	// wait; every later read sets its own deadline.
+	l := &w.c.p.watches
+	l.mu.Lock()
+	started := w.started
+	if w.queued {
+		l.unlinkLocked(w)
+	}
+	w.started = false
+	l.mu.Unlock()
+	if !started {
+		return
+	}
+	// The watch runs: a read deadline in the past ends its wait; every
+	// later read sets its own deadline.
 	_ = w.c.nc.SetReadDeadline(aLongTimeAgo())
 	<-w.done
 }

@@ -52,6 +52,9 @@ type httpProxy struct {
 	handoff         time.Duration // idle this long, a connection goes to the poller
 	bufSize         int           // first read buffer of a request
 	metrics         *stats.HTTPListenerMetrics
+	// watches is the requests waiting upstream whose clients are to be
+	// watched for a close (clientwatch.go).
+	watches watchList
 	// tunnels is what the sessions of upgraded connections share;
 	// upgrades counts the connections upgraded.
 	tunnels  *sessionOwner

@@ -43,6 +43,10 @@ type rawIO struct {
 
 	readFn, writeFn func(fd uintptr)      // for Control
 	onReadable      func(fd uintptr) bool // for RawConn.Read
+
+	// watch is a downstream connection's client watch, made at its first
+	// watched request (clientwatch.go).
+	watch *clientWatch
 }
 
 // readyReader makes the reads of a wait: a non-blocking read of what has

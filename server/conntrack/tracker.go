@@ -41,6 +41,15 @@ type Conn interface {
 	Close() error
 }
 
+// StateReporter is a Conn that keeps its own state, readable at any time
+// without a lock (an atomic): the tracker asks it instead of recording
+// SetState calls, so that a connection that changes state twice a request
+// does not take the tracker's lock and look itself up in its map each time.
+type StateReporter interface {
+	Conn
+	TrackedState() State
+}
+
 // Migratable is a Conn that can move to a successor process. Migrate asks it
 // to hand itself over at its next safe point (or to drain if it cannot move);
 // it must not block.
@@ -166,7 +175,16 @@ func (t *Tracker) Remove(c Conn) {
 	}
 }
 
-// SetState records c's state. Untracked conns are ignored.
+// stateOf is c's state: its own for a StateReporter, else the recorded one.
+func stateOf(c Conn, e *entry) State {
+	if r, ok := c.(StateReporter); ok {
+		return r.TrackedState()
+	}
+	return e.state
+}
+
+// SetState records c's state. Untracked conns are ignored, and so is a
+// StateReporter (which reports its own).
 func (t *Tracker) SetState(c Conn, s State) {
 	t.mu.Lock()
 	if e, ok := t.conns[c]; ok {
@@ -180,7 +198,7 @@ func (t *Tracker) State(c Conn) (State, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e, ok := t.conns[c]; ok {
-		return e.state, true
+		return stateOf(c, e), true
 	}
 	return Idle, false
 }
@@ -208,8 +226,8 @@ func (t *Tracker) Count(s State) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
-	for _, e := range t.conns {
-		if e.state == s {
+	for c, e := range t.conns {
+		if stateOf(c, e) == s {
 			n++
 		}
 	}
@@ -225,7 +243,7 @@ func (t *Tracker) Range(fn func(c Conn, s State) bool) {
 	t.mu.Lock()
 	snap := make([]item, 0, len(t.conns))
 	for c, e := range t.conns {
-		snap = append(snap, item{c, e.state})
+		snap = append(snap, item{c, stateOf(c, e)})
 	}
 	t.mu.Unlock()
 	for _, e := range snap {

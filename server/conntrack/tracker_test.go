@@ -220,3 +220,45 @@ func TestReplace(t *testing.T) {
 		t.Error("remove did not untrack the replacement")
 	}
 }
+
+// reportingConn keeps its own state (StateReporter).
+type reportingConn struct {
+	fakeConn
+	active atomic.Bool
+}
+
+func (r *reportingConn) TrackedState() State {
+	if r.active.Load() {
+		return Active
+	}
+	return Idle
+}
+
+// A StateReporter's own state is what Count, Range and State give, and
+// SetState does not override it.
+func TestStateReporterIsAsked(t *testing.T) {
+	tr := New("l", nil)
+	r := &reportingConn{}
+	r.active.Store(true)
+	plain := &fakeConn{}
+	defer tr.Add(r)()
+	defer tr.Add(plain)()
+	tr.SetState(plain, Idle)
+	tr.SetState(r, Idle) // ignored: r reports its own
+	if n := tr.Count(Active); n != 1 {
+		t.Fatalf("active %d, want 1 (the reporter)", n)
+	}
+	r.active.Store(false)
+	if s, ok := tr.State(r); !ok || s != Idle {
+		t.Fatalf("State(r) = %v, %v; want idle, true", s, ok)
+	}
+	if n := tr.Count(Idle); n != 2 {
+		t.Fatalf("idle %d, want 2", n)
+	}
+	r.active.Store(true)
+	seen := map[Conn]State{}
+	tr.Range(func(c Conn, s State) bool { seen[c] = s; return true })
+	if seen[r] != Active || seen[plain] != Idle || len(seen) != 2 {
+		t.Fatalf("Range saw %v", seen)
+	}
+}

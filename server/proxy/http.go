@@ -221,6 +221,7 @@ func (p *httpProxy) serveHTTP1(nc net.Conn) {
 // newConn prepares a downstream connection; the caller tracks and serves it.
 func (p *httpProxy) newConn(nc net.Conn) *httpConn {
 	c := &httpConn{p: p, nc: nc, raw: newRawIO(nc), phase: phaseReading, id: p.clusters.NextConnID()}
+	c.busy.Store(true) // as phaseReading: active until its first request ends
 	c.rawless = c.raw == nil
 	c.scheme = "http"
 	if _, ok := nc.(*tls.Conn); ok {

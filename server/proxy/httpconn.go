@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -92,7 +93,10 @@ type httpConn struct {
 	idlePrev, idleNext *httpConn
 
 	// The small fields, packed: every idle connection has them.
-	phase    phase // under mu
+	phase phase // under mu
+	// busy is phase != phaseIdle, readable without mu (TrackedState);
+	// written with phase. It stays as it was once the connection closed.
+	busy     atomic.Bool
 	ist      uint8 // under HTTPRuntime.mu
 	peek     [1]byte
 	draining bool // under mu
@@ -214,15 +218,18 @@ func (c *httpConn) setPhaseLocked(ph phase) {
 	if c.closed {
 		return
 	}
-	was := c.phase
 	c.phase = ph
-	if (was == phaseIdle) != (ph == phaseIdle) {
-		st := conntrack.Active
-		if ph == phaseIdle {
-			st = conntrack.Idle
-		}
-		c.p.tracker.SetState(c, st)
+	c.busy.Store(ph != phaseIdle)
+}
+
+// TrackedState is the connection's state for its tracker
+// (conntrack.StateReporter): active from its accept until its first
+// request ends, then idle between requests.
+func (c *httpConn) TrackedState() conntrack.State {
+	if c.busy.Load() {
+		return conntrack.Active
 	}
+	return conntrack.Idle
 }
 
 // setUpstream records the upstream connection of the request in flight (nil

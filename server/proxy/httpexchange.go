@@ -441,8 +441,14 @@ func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction
 			}
 		}
 		up, err := c.send(x, cl, try)
-		var ce *cluster.ConnectError
-		connectFailed := err != nil && errors.As(err, &ce) // nothing was sent
+		if err == nil && policy == nil {
+			return up, nil // an answer, and no policy that could retry it
+		}
+		connectFailed := false // nothing was sent
+		if err != nil {
+			var ce *cluster.ConnectError
+			connectFailed = errors.As(err, &ce)
+		}
 		again := left > 0 && (x.replay || connectFailed) && time.Now().Before(deadline) && !c.closedNow()
 		switch {
 		case err == nil && (!again || policy == nil || !policy.retriesStatus(x.resp.Status)):

@@ -18,8 +18,21 @@ import (
 // tally counts what a load generator saw; it keeps the first few failures.
 type tally struct {
 	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []string
+	// mark (Unix ns; 0: unset) and lateFailed: the failures of connections
+	// dialed after the mark, counted apart, for a test that must see every
+	// connection opened after some event served, whatever failed on the
+	// ones opened before it, however late their failure is recorded.
+	mark, lateFailed atomic.Int64
+	mu               sync.Mutex
+	errs             []string
+}
+
+// failConn records a failure on a connection dialed at dialed.
+func (t *tally) failConn(dialed time.Time, format string, args ...interface{}) {
+	if m := t.mark.Load(); m != 0 && dialed.UnixNano() > m {
+		t.lateFailed.Add(1)
+	}
+	t.fail(format, args...)
 }
 
 func (t *tally) fail(format string, args ...interface{}) {
@@ -102,6 +115,7 @@ func keepAliveHTTPWith(dial dialer, target, path string) func(<-chan struct{}, *
 	return func(stop <-chan struct{}, t *tally, worker int) {
 		var c net.Conn
 		var br *bufio.Reader
+		var dialed time.Time
 		defer func() {
 			if c != nil {
 				c.Close()
@@ -110,8 +124,9 @@ func keepAliveHTTPWith(dial dialer, target, path string) func(<-chan struct{}, *
 		for n := 0; !stopped(stop); n++ {
 			if c == nil {
 				var err error
+				dialed = time.Now()
 				if c, err = dial(target); err != nil {
-					t.fail("keepalive dial: %v", err)
+					t.failConn(dialed, "keepalive dial: %v", err)
 					time.Sleep(10 * time.Millisecond)
 					continue
 				}
@@ -119,14 +134,14 @@ func keepAliveHTTPWith(dial dialer, target, path string) func(<-chan struct{}, *
 			}
 			c.SetDeadline(time.Now().Add(10 * time.Second))
 			if _, err := fmt.Fprintf(c, "GET %s?w=%d&n=%d HTTP/1.1\r\nHost: test\r\n\r\n", path, worker, n); err != nil {
-				t.fail("keepalive write (request %d on conn): %v", n, err)
+				t.failConn(dialed, "keepalive write (request %d on conn): %v", n, err)
 				c.Close()
 				c = nil
 				continue
 			}
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil {
-				t.fail("keepalive read: %v", err)
+				t.failConn(dialed, "keepalive read: %v", err)
 				c.Close()
 				c = nil
 				continue
@@ -134,7 +149,7 @@ func keepAliveHTTPWith(dial dialer, target, path string) func(<-chan struct{}, *
 			_, err = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if err != nil || resp.StatusCode != 200 {
-				t.fail("keepalive: status %d err %v", resp.StatusCode, err)
+				t.failConn(dialed, "keepalive: status %d err %v", resp.StatusCode, err)
 			} else {
 				t.ok.Add(1)
 			}
@@ -155,9 +170,10 @@ func connPerRequestHTTP(target, path string) func(<-chan struct{}, *tally, int) 
 func connPerRequestHTTPWith(dial dialer, target, path string) func(<-chan struct{}, *tally, int) {
 	return func(stop <-chan struct{}, t *tally, worker int) {
 		for n := 0; !stopped(stop); n++ {
+			dialed := time.Now()
 			c, err := dial(target)
 			if err != nil {
-				t.fail("conn-per-request dial: %v", err)
+				t.failConn(dialed, "conn-per-request dial: %v", err)
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
@@ -165,7 +181,7 @@ func connPerRequestHTTPWith(dial dialer, target, path string) func(<-chan struct
 			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n", path)
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {
-				t.fail("conn-per-request read: %v", err)
+				t.failConn(dialed, "conn-per-request read: %v", err)
 				c.Close()
 				continue
 			}
@@ -173,7 +189,7 @@ func connPerRequestHTTPWith(dial dialer, target, path string) func(<-chan struct
 			resp.Body.Close()
 			c.Close()
 			if err != nil || resp.StatusCode != 200 {
-				t.fail("conn-per-request: status %d err %v", resp.StatusCode, err)
+				t.failConn(dialed, "conn-per-request: status %d err %v", resp.StatusCode, err)
 				continue
 			}
 			t.ok.Add(1)

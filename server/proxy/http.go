@@ -61,6 +61,7 @@ type httpProxy struct {
 	upgrades *stats.Counter
 
 	bufs      *bufPool
+	h1io      bufioPool // HTTP/2 streams' HTTP/1 upstream exchanges
 	exchanges sync.Pool // *exchange
 	idle      *HTTPRuntime
 	idleList  *idleList // this proxy's idle connections, in idle

@@ -316,7 +316,9 @@ func (x *h2Exchange) bodyFailure(bodyErr chan error) error {
 // relayRequestBody copies the client's body and trailers to the upstream
 // stream.
 func (x *h2Exchange) relayRequestBody(us *h2.Stream) error {
-	buf := make([]byte, 16<<10)
+	rb := x.relayBuf()
+	defer x.hc.p.bufs.put(rb)
+	buf := rb.b
 	limit := x.hc.p.maxBodyBytes
 	for {
 		n, err := x.st.Read(buf)
@@ -345,7 +347,9 @@ func (x *h2Exchange) relayRequestBody(us *h2.Stream) error {
 
 // relayResponseBody copies the upstream's body and trailers to the client.
 func (x *h2Exchange) relayResponseBody(us *h2.Stream) error {
-	buf := make([]byte, 16<<10)
+	rb := x.relayBuf()
+	defer x.hc.p.bufs.put(rb)
+	buf := rb.b
 	for {
 		n, err := us.Read(buf)
 		if n > 0 {
@@ -475,7 +479,11 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 	sent := time.Now()
 	x.upHost, x.upSent = h, sent
 	_ = up.SetDeadline(x.headTimeout(timeout))
-	bw := bufio.NewWriterSize(up.Conn, 4<<10)
+	bw := x.hc.p.h1io.writer(up.Conn)
+	if end {
+		// Nothing writes to it after this exchange (a body relay could).
+		defer x.hc.p.h1io.putWriter(bw)
+	}
 	if _, err := bw.WriteString(head); err != nil {
 		x.upstreamFailed(err)
 		return
@@ -490,7 +498,8 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 	} else {
 		go func() { bodyErr <- x.relayBodyH1(bw, func() { _ = up.Conn.Close() }) }()
 	}
-	br := bufio.NewReaderSize(up.Conn, 16<<10)
+	br := x.hc.p.h1io.reader(up.Conn)
+	defer x.hc.p.h1io.putReader(br) // after the response body's close below
 	var resp *http.Response
 	var err error
 	for {
@@ -567,7 +576,9 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 // relayH1Response streams an HTTP/1 response body and its trailers to the
 // client; true if it arrived whole.
 func (x *h2Exchange) relayH1Response(resp *http.Response, release func()) {
-	buf := make([]byte, 16<<10)
+	rb := x.relayBuf()
+	defer x.hc.p.bufs.put(rb)
+	buf := rb.b
 	for {
 		n, err := resp.Body.Read(buf)
 		x.info.BytesSent += int64(n)
@@ -671,7 +682,9 @@ func (x *h2Exchange) h1Head() string {
 // a content-length, else chunked with the trailers at the end.
 func (x *h2Exchange) relayBodyH1(bw *bufio.Writer, abort func()) error {
 	chunked := x.req.contentLength < 0
-	buf := make([]byte, 16<<10)
+	rb := x.relayBuf()
+	defer x.hc.p.bufs.put(rb)
+	buf := rb.b
 	limit := x.hc.p.maxBodyBytes
 	for {
 		if err := bw.Flush(); err != nil {
@@ -717,3 +730,8 @@ func (x *h2Exchange) responseOps(fs []hpack.HeaderField) []hpack.HeaderField {
 	}
 	return fs
 }
+
+// relayBuf takes a 16 KiB buffer for a body relay from the proxy's pool;
+// the relay gives it back when it returns (every stream write copies what
+// it is given before it returns).
+func (x *h2Exchange) relayBuf() *buffer { return x.hc.p.bufs.get(16 << 10) }

@@ -38,6 +38,8 @@ const (
 	// the peer still sends after our last frame, so that it is not reset
 	// before it read that frame.
 	lingerTimeout = time.Second
+	// DefaultHandlerLinger is Config.HandlerLinger's default.
+	DefaultHandlerLinger = time.Second
 	// maxEmptyDataPerSec bounds empty DATA frames without END_STREAM.
 	maxEmptyDataPerSec = 1000
 )
@@ -73,6 +75,9 @@ type Config struct {
 	// and idle states). Called without locks held.
 	OnBusy func(busy bool)
 	Log    *logrus.Entry
+	// HandlerLinger is how long a server's handler goroutine waits for
+	// the connection's next stream before it ends (server.go); 0: 1 s.
+	HandlerLinger time.Duration
 }
 
 func (cfg *Config) fill() {
@@ -95,6 +100,9 @@ func (cfg *Config) fill() {
 	}
 	if cfg.PingTimeout <= 0 {
 		cfg.PingTimeout = DefaultPingTimeout
+	}
+	if cfg.HandlerLinger <= 0 {
+		cfg.HandlerLinger = DefaultHandlerLinger
 	}
 	if cfg.Log == nil {
 		l := logrus.New()
@@ -178,6 +186,10 @@ type Conn struct {
 	open           int    // streams not closed
 	handlers       int    // server: handlers running
 	queued         []*Stream
+	// Server: the workers that wait for a stream to handle, less the
+	// streams handed to them in work and not taken yet (server.go).
+	idleWorkers    int
+	work           chan *Stream
 	goAway         int
 	peerGoAway     bool
 	peerGoAwayLast uint32

@@ -1,0 +1,115 @@
+package h2
+
+import (
+	"bytes"
+	"io"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// goid is the calling goroutine's number, from its stack header.
+func goid() uint64 {
+	var b [64]byte
+	n := runtime.Stack(b[:], false)
+	f := bytes.Fields(b[:n])
+	id, _ := strconv.ParseUint(string(f[1]), 10, 64)
+	return id
+}
+
+// Streams that follow one another on a connection run on the worker the
+// first one started, not a goroutine each; concurrent ones on as many
+// workers as run at once; and once the connection ends no worker is left.
+func TestHandlersRunOnReusedWorkers(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[uint64]int{}
+	release := make(chan struct{})
+	h := func(st *Stream) {
+		mu.Lock()
+		seen[goid()]++
+		mu.Unlock()
+		if field(st.Header(), ":path") == "/wait" {
+			<-release
+		}
+		_ = st.WriteHeader([]hpack.HeaderField{{Name: ":status", Value: "200"}}, true)
+	}
+	// Workers linger far longer than the test: only the connection's end
+	// can end them.
+	addr, conns := serveH2(t, Config{HandlerLinger: time.Hour}, h)
+	cl := goClientStrict(true)
+	get := func(path string) {
+		resp, err := cl.Get("http://" + addr + path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for range 20 {
+		get("/")
+	}
+	mu.Lock()
+	// A stream that arrives while the last handler is still on its way
+	// out (its answer is sent before it returns) gets a worker of its own;
+	// that is rare, but it happens.
+	if len(seen) > 3 {
+		t.Errorf("20 streams one after another ran on %d goroutines, want at most 3", len(seen))
+	}
+	clear(seen)
+	mu.Unlock()
+
+	// Three at once: three workers.
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() { defer wg.Done(); get("/wait") }()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := 0
+		for _, k := range seen {
+			n += k
+		}
+		mu.Unlock()
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 3 concurrent handlers started", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	mu.Lock()
+	if len(seen) != 3 {
+		t.Errorf("3 concurrent streams ran on %d goroutines, want 3 (one each)", len(seen))
+	}
+	mu.Unlock()
+
+	// The connection ends: its workers end with it (not after the linger).
+	cl.CloseIdleConnections()
+	c := <-conns
+	c.Close()
+	<-c.Done()
+	deadline = time.Now().Add(10 * time.Second)
+	for workers() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers left 10 s after their connection ended", workers())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// workers counts the goroutines in (*Conn).worker.
+func workers() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return bytes.Count(buf, []byte("h2.(*Conn).worker("))
+}

@@ -567,6 +567,21 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 		_ = x.st.WriteHeader(out, true)
 		return
 	}
+	if n := resp.ContentLength; n > 0 && n <= 16<<10 && int64(br.Buffered()) >= n {
+		// The whole body has arrived with the head: both go to the client
+		// in one write.
+		rb := x.relayBuf()
+		defer x.hc.p.bufs.put(rb)
+		if _, err := io.ReadFull(resp.Body, rb.b[:n]); err != nil {
+			x.info.Flags |= FlagUpstreamReset
+			x.st.Reset(http2.ErrCodeInternal)
+			return
+		}
+		x.info.BytesSent += n
+		release()
+		_ = x.st.WriteResponse(out, rb.b[:n])
+		return
+	}
 	if err := x.st.WriteHeader(out, false); err != nil {
 		return
 	}

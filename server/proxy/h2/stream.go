@@ -286,6 +286,44 @@ func (st *Stream) WriteHeader(fields []hpack.HeaderField, end bool) error {
 	return nil
 }
 
+// WriteResponse sends a head and a whole body, ending the stream: as one
+// write of HEADERS and DATA when the flow-control windows and the peer's
+// frame size take the body at once, else as WriteHeader and WriteData do.
+func (st *Stream) WriteResponse(fields []hpack.HeaderField, body []byte) error {
+	c := st.c
+	n := int32(len(body))
+	c.mu.Lock()
+	err := st.sendCheckLocked()
+	whole := err == nil && n > 0 && st.sendWindow >= n && c.sendWindow >= n && uint32(n) <= c.peerMaxFrame
+	if whole {
+		st.sendWindow -= n
+		c.sendWindow -= n
+	}
+	c.mu.Unlock()
+	switch {
+	case err != nil:
+		return err
+	case !whole:
+		if err := st.WriteHeader(fields, n == 0); err != nil || n == 0 {
+			return err
+		}
+		_, err := st.WriteData(body, true)
+		return err
+	}
+	if err := c.lockWrite(); err != nil {
+		return c.unlockWrite(err)
+	}
+	err = c.writeHeadersLocked(st.id, fields, false)
+	if err == nil {
+		err = c.fr.WriteData(st.id, true, body)
+	}
+	if err := c.unlockWrite(err); err != nil {
+		return err
+	}
+	st.sentEnd()
+	return nil
+}
+
 // WriteTrailer sends trailer fields and ends the stream.
 func (st *Stream) WriteTrailer(fields []hpack.HeaderField) error {
 	return st.WriteHeader(fields, true)

@@ -113,3 +113,30 @@ func workers() int {
 	buf = buf[:runtime.Stack(buf, true)]
 	return bytes.Count(buf, []byte("h2.(*Conn).worker("))
 }
+
+// WriteResponse sends head and body whole: in one write when the windows
+// take the body, and by the ordinary path when they do not (a body larger
+// than the stream window waits for the client's window updates).
+func TestWriteResponseWholeAndOverTheWindow(t *testing.T) {
+	small := bytes.Repeat([]byte("s"), 100)
+	large := bytes.Repeat([]byte("L"), 100_000) // over the 65,535-byte initial window
+	addr, _ := serveH2(t, Config{}, func(st *Stream) {
+		body := small
+		if field(st.Header(), ":path") == "/large" {
+			body = large
+		}
+		_ = st.WriteResponse([]hpack.HeaderField{{Name: ":status", Value: "200"}, {Name: "x-len", Value: strconv.Itoa(len(body))}}, body)
+	})
+	cl := goClient()
+	for path, want := range map[string][]byte{"/small": small, "/large": large} {
+		resp, err := cl.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(got, want) || resp.StatusCode != 200 || resp.Header.Get("x-len") != strconv.Itoa(len(want)) {
+			t.Fatalf("%s: status %d, x-len %q, %d bytes (want %d), err %v", path, resp.StatusCode, resp.Header.Get("x-len"), len(got), len(want), err)
+		}
+	}
+}

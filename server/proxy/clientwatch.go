@@ -35,21 +35,23 @@ type clientWatch struct {
 	c    *httpConn
 	done chan struct{} // one value each time a started watch returns
 	// Under the list's mu.
-	since      time.Time // when the request began to wait
-	prev, next *clientWatch
-	queued     bool // in the list: not started yet
-	started    bool // its goroutine runs (or has run) for this wait
+	since   time.Time // when the request began to wait
+	links   links[clientWatch]
+	queued  bool // in the list: not started yet
+	started bool // its goroutine runs (or has run) for this wait
 }
+
+func (w *clientWatch) chainLinks() *links[clientWatch] { return &w.links }
 
 // watchList is the requests of a proxy that wait upstream, oldest first,
 // and the timer that starts their watches. The zero value is ready.
 type watchList struct {
-	now        func() time.Time   // nil: time.Now
-	start      func(*clientWatch) // nil: the watch's goroutine
-	mu         sync.Mutex
-	head, tail *clientWatch
-	timer      *time.Timer
-	armed      bool
+	now   func() time.Time   // nil: time.Now
+	start func(*clientWatch) // nil: the watch's goroutine
+	mu    sync.Mutex
+	chain[clientWatch, *clientWatch]
+	timer *time.Timer
+	armed bool
 }
 
 // watchClient starts the watch (after clientWatchDelay); nil when the
@@ -73,13 +75,7 @@ func (l *watchList) add(w *clientWatch) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w.since, w.queued, w.started = l.clock(), true, false
-	w.prev, w.next = l.tail, nil
-	if l.tail != nil {
-		l.tail.next = w
-	} else {
-		l.head = w
-	}
-	l.tail = w
+	l.push(w)
 	if !l.armed {
 		l.armed = true
 		if l.timer == nil {
@@ -99,17 +95,8 @@ func (l *watchList) clock() time.Time {
 
 // unlinkLocked takes w out of the list.
 func (l *watchList) unlinkLocked(w *clientWatch) {
-	if w.prev != nil {
-		w.prev.next = w.next
-	} else {
-		l.head = w.next
-	}
-	if w.next != nil {
-		w.next.prev = w.prev
-	} else {
-		l.tail = w.prev
-	}
-	w.prev, w.next, w.queued = nil, nil, false
+	l.unlink(w)
+	w.queued = false
 }
 
 // fire starts the watches of the requests that have waited long enough and

@@ -89,8 +89,8 @@ type httpConn struct {
 	tail *exchange
 
 	// Idle poller state, under HTTPRuntime.mu.
-	pollID             uint64
-	idlePrev, idleNext *httpConn
+	pollID    uint64
+	idleLinks links[httpConn]
 
 	// The small fields, packed: every idle connection has them.
 	phase phase // under mu

@@ -75,8 +75,8 @@ type HTTPRuntime struct {
 // idleList is the idle connections that share an idle timeout, oldest
 // first: the head is the next to time out.
 type idleList struct {
-	timeout    time.Duration
-	head, tail *httpConn
+	timeout time.Duration
+	chain[httpConn, *httpConn]
 }
 
 // NewHTTPRuntime returns a poller, idle until its first connection.
@@ -220,29 +220,7 @@ func (s *HTTPRuntime) claim(c *httpConn) bool {
 	return true
 }
 
-func (l *idleList) push(c *httpConn) {
-	c.idlePrev, c.idleNext = l.tail, nil
-	if l.tail != nil {
-		l.tail.idleNext = c
-	} else {
-		l.head = c
-	}
-	l.tail = c
-}
-
-func (l *idleList) unlink(c *httpConn) {
-	if c.idlePrev != nil {
-		c.idlePrev.idleNext = c.idleNext
-	} else {
-		l.head = c.idleNext
-	}
-	if c.idleNext != nil {
-		c.idleNext.idlePrev = c.idlePrev
-	} else {
-		l.tail = c.idlePrev
-	}
-	c.idlePrev, c.idleNext = nil, nil
-}
+func (c *httpConn) chainLinks() *links[httpConn] { return &c.idleLinks }
 
 // idleCount is how many connections the poller holds now.
 func (s *HTTPRuntime) idleCount() int {
@@ -250,7 +228,7 @@ func (s *HTTPRuntime) idleCount() int {
 	defer s.mu.Unlock()
 	n := 0
 	for _, l := range s.lists {
-		for c := l.head; c != nil; c = c.idleNext {
+		for c := l.head; c != nil; c = c.idleLinks.next {
 			n++
 		}
 	}

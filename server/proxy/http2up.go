@@ -579,7 +579,9 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 		}
 		x.info.BytesSent += n
 		release()
-		_ = x.st.WriteResponse(out, rb.b[:n])
+		if err := x.st.WriteResponse(out, rb.b[:n]); err != nil {
+			x.info.Flags |= FlagDownstreamReset
+		}
 		return
 	}
 	if err := x.st.WriteHeader(out, false); err != nil {

@@ -181,13 +181,17 @@ func (c *Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 func (c *Conn) startHandlerLocked(st *Stream) {
 	c.handlers++
 	c.handlersDone.Add(1)
-	if c.idleWorkers > 0 {
+	if c.idleWorkers > 0 && len(c.work) < cap(c.work) {
 		c.idleWorkers--
-		c.work <- st // buffered for every handler that may run: never blocks
+		c.work <- st // only sent to under mu, with room: never blocks
 		return
 	}
 	go c.worker(st)
 }
+
+// maxHandoffs bounds the streams handed to waiting workers and not taken
+// yet (the work channel's size), whatever the concurrency limit is.
+const maxHandoffs = 64
 
 // worker runs st's handler, then the handlers of the streams handed to it
 // while it waits, until it has waited HandlerLinger or the connection has
@@ -206,10 +210,11 @@ func (c *Conn) worker(st *Stream) {
 			return
 		}
 		if c.work == nil {
-			c.work = make(chan *Stream, max(int(c.cfg.MaxConcurrentStreams), 1))
+			c.work = make(chan *Stream, min(max(int(c.cfg.MaxConcurrentStreams), 1), maxHandoffs))
 		}
 		c.idleWorkers++
 		c.mu.Unlock()
+		st = nil // not kept alive while waiting
 		if linger == nil {
 			linger = time.NewTimer(c.cfg.HandlerLinger)
 		} else {

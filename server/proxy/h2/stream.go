@@ -3,6 +3,7 @@ package h2
 import (
 	"errors"
 	"io"
+	"math"
 	"sync"
 	"time"
 
@@ -291,10 +292,10 @@ func (st *Stream) WriteHeader(fields []hpack.HeaderField, end bool) error {
 // frame size take the body at once, else as WriteHeader and WriteData do.
 func (st *Stream) WriteResponse(fields []hpack.HeaderField, body []byte) error {
 	c := st.c
-	n := int32(len(body))
+	n := int32(min(len(body), math.MaxInt32))
 	c.mu.Lock()
 	err := st.sendCheckLocked()
-	whole := err == nil && n > 0 && st.sendWindow >= n && c.sendWindow >= n && uint32(n) <= c.peerMaxFrame
+	whole := err == nil && n > 0 && int(n) == len(body) && st.sendWindow >= n && c.sendWindow >= n && uint32(n) <= c.peerMaxFrame
 	if whole {
 		st.sendWindow -= n
 		c.sendWindow -= n
@@ -304,7 +305,7 @@ func (st *Stream) WriteResponse(fields []hpack.HeaderField, body []byte) error {
 	case err != nil:
 		return err
 	case !whole:
-		if err := st.WriteHeader(fields, n == 0); err != nil || n == 0 {
+		if err := st.WriteHeader(fields, len(body) == 0); err != nil || len(body) == 0 {
 			return err
 		}
 		_, err := st.WriteData(body, true)

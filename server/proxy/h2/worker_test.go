@@ -140,3 +140,37 @@ func TestWriteResponseWholeAndOverTheWindow(t *testing.T) {
 		}
 	}
 }
+
+// The work channel's size does not follow the concurrency limit (which
+// may be as high as 2³¹−1): with a limit of 2²⁴ a connection's first idle
+// worker makes a channel of maxHandoffs, not 128 MiB of one.
+func TestWorkChannelIsBounded(t *testing.T) {
+	addr, conns := serveH2(t, Config{MaxConcurrentStreams: 1 << 24, HandlerLinger: time.Hour}, func(st *Stream) {
+		_ = st.WriteHeader([]hpack.HeaderField{{Name: ":status", Value: "200"}}, true)
+	})
+	cl := goClientStrict(true)
+	resp, err := cl.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c := <-conns
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		idle, size := c.idleWorkers, cap(c.work)
+		c.mu.Unlock()
+		if idle == 1 {
+			if size != maxHandoffs {
+				t.Fatalf("work channel of %d, want %d", size, maxHandoffs)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle workers after the stream, want 1", idle)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	conns <- c // serveH2's cleanup closes it
+}

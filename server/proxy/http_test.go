@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -495,5 +497,54 @@ func TestNewHTTPUnknownCluster(t *testing.T) {
 	m := newManager(t, stats.New())
 	if _, err := NewHTTP(httpListener(config.HTTPProxyConfig{}), singleRoute(0), m, stats.New(), quietLog()); err == nil {
 		t.Fatal("route to an unknown cluster accepted")
+	}
+}
+
+// An observer (the access log) reads the request's fields after its answer,
+// and they are slices of the read buffer: the next request's bytes, moved
+// to the buffer's front at the boundary, or another connection that takes
+// the buffer from the pool, must not have overwritten them by then.
+func TestObserversSeeTheirRequestAfterPipelinedBytes(t *testing.T) {
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) })
+	reg := stats.New()
+	m := newManager(t, reg, appCluster(be.addr()))
+	var mu sync.Mutex
+	var seen []string
+	p, err := newHTTP(httpListener(config.HTTPProxyConfig{}), singleRoute(0), m, reg, quietLog(),
+		WithRequestObserver(func(info *RequestInfo) {
+			mu.Lock()
+			tag := ""
+			for _, h := range info.Request.Headers {
+				if string(h.Name) == "X-Tag" {
+					tag = string(h.Value)
+				}
+			}
+			seen = append(seen, string(info.Request.Path)+" "+tag)
+			mu.Unlock()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, p)
+	c := dial(t, addr)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /first-request HTTP/1.1\r\nHost: a\r\nX-Tag: one\r\n\r\n"+
+		"GET /2 HTTP/1.1\r\nHost: a\r\nX-Tag: two-two-two-two\r\n\r\n"+
+		"GET /3 HTTP/1.1\r\nHost: a\r\nX-Tag: 3\r\n\r\n")
+	br := bufio.NewReader(c)
+	for range 3 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	want := []string{"/first-request one", "/2 two-two-two-two", "/3 3"}
+	waitFor(t, "three requests observed", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(seen, want) {
+		t.Fatalf("observers saw %q, want %q", seen, want)
 	}
 }

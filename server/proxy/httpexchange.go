@@ -34,6 +34,11 @@ var (
 // but its buffers.
 type exchange struct {
 	req http1.Request
+	// held is the read buffer the request was parsed in, taken from the
+	// connection at the request boundary (carryOver) and given back at the
+	// exchange's end: until then the observers (the access log) read the
+	// request's fields, which are slices of it.
+	held *buffer
 	// path is the request's path normalised (normalisePath): what routes
 	// match and rewrites work on.
 	path  []byte
@@ -125,6 +130,8 @@ func (p *httpProxy) putExchange(x *exchange) {
 		x.hbuf = nil
 	}
 	p.bufs.put(x.body.buf)
+	p.bufs.put(x.held)
+	x.held = nil
 	x.body = reqBody{dec: x.body.dec}
 	x.pumping, x.pumpErr, x.pumpTo, x.headWait = false, nil, nil, 0
 	x.pumpStop.Store(false)
@@ -214,21 +221,27 @@ func (c *httpConn) flushEnd(x *exchange) error {
 }
 
 // carryOver keeps, at the request boundary, the bytes read past the end of
-// the request (the next one's beginning), and frees the buffer if none.
+// the request (the next one's beginning) in a buffer of the connection's,
+// and hands the buffer the request was parsed in to the exchange, which
+// gives it back at its end: neither a compaction nor another connection
+// may overwrite the request's bytes before its observers have read them.
 func (c *httpConn) carryOver(x *exchange) {
 	b := &x.body
+	var rest []byte
+	if c.in != nil {
+		rest = c.in.b[c.r:c.w]
+		x.held, c.in = c.in, nil
+	}
+	c.r, c.w = 0, 0
+	if len(rest) == 0 && b.lo == b.hi {
+		return
+	}
+	c.getInput(max(c.p.bufSize, len(rest)+b.hi-b.lo))
+	c.w = copy(c.in.b, rest)
 	if b.lo < b.hi {
-		extra := b.buf.b[b.lo:b.hi]
-		c.getInput(c.p.bufSize)
-		c.compactInput()
-		if c.in == nil {
-			c.getInput(c.p.bufSize)
-		}
-		c.growInput(len(extra))
-		c.w += copy(c.in.b[c.w:], extra)
+		c.w += copy(c.in.b[c.w:], b.buf.b[b.lo:b.hi])
 		b.lo = b.hi
 	}
-	c.compactInput()
 }
 
 func (c *httpConn) exchange(x *exchange) (keepAlive, responded bool) {

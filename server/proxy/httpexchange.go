@@ -464,7 +464,7 @@ func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction
 		}
 		again := left > 0 && (x.replay || connectFailed) && time.Now().Before(deadline) && !c.closedNow()
 		switch {
-		case err == nil && (!again || policy == nil || !policy.retriesStatus(x.resp.Status)):
+		case err == nil && (!again || !policy.retriesStatus(x.resp.Status)): // policy is set: see above
 			return up, nil
 		case err != nil && (!again || !retriable(err, perTry) || (policy == nil && !connectFailed)):
 			return nil, err

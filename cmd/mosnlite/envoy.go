@@ -113,7 +113,8 @@ func cmdEnvoy(args []string, stdout, stderr io.Writer) int {
 	if f.enableCoreDump {
 		lg.process.Warn("--enable-core-dump: ignored by mosnlite; for a core dump on a crash run it with GOTRACEBACK=crash and ulimit -c unlimited")
 	}
-	procs := setProcs(cfg, f.concurrency)
+	procs, governed := setProcs(cfg, f.concurrency)
+	defer governProcs(lg.process, procs, governed)()
 	bi := buildInfo()
 	srv, err := server.New(server.Options{
 		ConfigPath: path, Config: cfg, Build: bi.BuildInfo,

@@ -184,15 +184,27 @@ func TestSetProcs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := setProcs(cfg, 0); got != 1 {
+	if got, governed := setProcs(cfg, 0); got != 1 || governed {
 		t.Errorf("processor 1: GOMAXPROCS %d", got)
 	}
-	if got := setProcs(cfg, 2); got != 2 {
+	if got, governed := setProcs(cfg, 2); got != 2 || governed {
 		t.Errorf("--concurrency 2 over processor 1: GOMAXPROCS %d", got)
+	}
+	for _, c := range []string{`{"servers": [{"processor": "auto"}]}`, `{"servers": [{}]}`} {
+		auto, err := config.Parse([]byte(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, governed := setProcs(auto, 0); !governed {
+			t.Errorf("%s: not governed", c)
+		}
+		if _, governed := setProcs(auto, 3); governed {
+			t.Errorf("%s with --concurrency 3: governed", c)
+		}
 	}
 	t.Setenv("GOMAXPROCS", "2")
 	setGOMAXPROCS(2)
-	if got := setProcs(cfg, 0); got != 2 {
+	if got, governed := setProcs(cfg, 0); got != 2 || governed {
 		t.Errorf("GOMAXPROCS in the environment wins over processor, as in MOSN: %d", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/internal/procs"
 	"github.com/mosnlite/mosnlite/server"
 )
 
@@ -84,18 +85,40 @@ func printWarnings(w io.Writer, cfg *config.Config) {
 
 // setProcs sets GOMAXPROCS: to concurrency (Envoy's --concurrency) when it
 // is set, else to the first server's processor, as MOSN does: unless the
-// GOMAXPROCS environment variable is set; a count below 1 or "auto" leaves
-// Go's default (every CPU the process may use, CPU quota included). It
-// returns the GOMAXPROCS in effect.
-func setProcs(cfg *config.Config, concurrency int) int {
+// GOMAXPROCS environment variable is set. It returns the GOMAXPROCS in
+// effect, and whether it is to be governed: when none of those fixed it (a
+// processor of "auto", or none, or a count below 1), the processor governor
+// fits it to the load, up to Go's default (every CPU the process may use,
+// CPU quota included).
+func setProcs(cfg *config.Config, concurrency int) (int, bool) {
+	governed := false
 	switch {
 	case concurrency > 0:
 		runtime.GOMAXPROCS(concurrency)
-	case os.Getenv("GOMAXPROCS") != "" || len(cfg.Servers) == 0:
-	case cfg.Servers[0].Processor != nil && !cfg.Servers[0].Processor.Auto && cfg.Servers[0].Processor.N > 0:
+	case os.Getenv("GOMAXPROCS") != "":
+	case len(cfg.Servers) > 0 && cfg.Servers[0].Processor != nil && !cfg.Servers[0].Processor.Auto && cfg.Servers[0].Processor.N > 0:
 		runtime.GOMAXPROCS(cfg.Servers[0].Processor.N)
+	default:
+		governed = true
 	}
-	return runtime.GOMAXPROCS(0)
+	return runtime.GOMAXPROCS(0), governed
+}
+
+// governProcs starts the processor governor when governed, until the
+// returned stop is called.
+func governProcs(log *logrus.Entry, max int, governed bool) (stop func()) {
+	if !governed || max < 2 {
+		return func() {}
+	}
+	g, err := procs.New(procs.Options{Max: max, Read: procs.NewSampler().Read, Set: func(n int) { runtime.GOMAXPROCS(n) }, Tick: procs.Ticker, Log: log})
+	if err != nil { // the options above are all set
+		log.WithError(err).Warn("processor governor not started")
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); g.Run(ctx) }()
+	return func() { cancel(); <-done }
 }
 
 type startFlags struct {
@@ -152,7 +175,8 @@ func cmdStart(args []string, stdout, stderr io.Writer) int {
 	}
 	defer lg.close()
 	lg.warn(cfg)
-	setProcs(cfg, 0)
+	maxProcs, governed := setProcs(cfg, 0)
+	defer governProcs(lg.process, maxProcs, governed)()
 	bi := buildInfo()
 	pf := pidFile{path: orDefault(f.pidFile, cfg.Pid)}
 	mgr, err := newManager(lg.process, os.Getenv, pid, pf)

@@ -156,11 +156,12 @@ type cpuResult struct {
 	Requests   int64         // answered in the window
 	CPU        time.Duration // proxy CPU time (user + system) in the window
 	PerRequest time.Duration
+	P50, P99   time.Duration // latency at that rate
 }
 
 func (r cpuResult) String() string {
-	return fmt.Sprintf("%.0f req/s asked, %.0f answered, %v CPU for %d requests: %v per request",
-		r.Rate, r.Achieved, r.CPU.Round(time.Millisecond), r.Requests, r.PerRequest)
+	return fmt.Sprintf("%.0f req/s asked, %.0f answered, %v CPU for %d requests: %v per request; p50 %v, p99 %v",
+		r.Rate, r.Achieved, r.CPU.Round(time.Millisecond), r.Requests, r.PerRequest, r.P50, r.P99)
 }
 
 // cpuPerRequest holds rate requests/s against addr over conns keep-alive
@@ -179,7 +180,7 @@ func cpuPerRequest(ctx context.Context, pid int, addr string, conns int, rate fl
 	if r.Requests == 0 {
 		return cpuResult{}, fmt.Errorf("no request answered at %.0f req/s (%d errors)", rate, r.Errors)
 	}
-	res := cpuResult{Rate: rate, Achieved: r.ReqPerSec, Requests: r.Requests, CPU: after.CPU - before.CPU}
+	res := cpuResult{Rate: rate, Achieved: r.ReqPerSec, Requests: r.Requests, CPU: after.CPU - before.CPU, P50: r.P50, P99: r.P99}
 	res.PerRequest = res.CPU / time.Duration(r.Requests)
 	return res, nil
 }

@@ -72,6 +72,8 @@ func resultRows(res [numCols]result, o options) []row {
 		{metric: "HTTPS errors", format: fmtCount},
 		{metric: fmt.Sprintf("CPU µs per request at %.0f req/s", o.rate), format: fmtMicros, better: "lower"},
 		{metric: "  req/s answered in that test", format: fmtRate},
+		{metric: "  p50 latency in that test", format: fmtLatency, better: "lower"},
+		{metric: "  p99 latency in that test", format: fmtLatency, better: "lower"},
 		{metric: fmt.Sprintf("RSS bytes per idle conn (%d idle)", o.idleConns), format: fmtCount, better: "lower"},
 		{metric: "  RSS MB before them", format: fmtMB},
 		{metric: "  RSS MB with them", format: fmtMB},
@@ -87,7 +89,7 @@ func resultRows(res [numCols]result, o options) []row {
 	}
 	// The step each row comes from, for -only.
 	from := []string{"keepalive", "keepalive", "keepalive", "connclose", "tlskeepalive", "tlskeepalive", "handshakes", "",
-		"cpu", "cpu", "idle", "idle", "idle", "idle", "", "h2c", "h2c", "grpc", "grpc", "", "tcp", "tcp"}
+		"cpu", "cpu", "cpu", "cpu", "idle", "idle", "idle", "idle", "", "h2c", "h2c", "grpc", "grpc", "", "tcp", "tcp"}
 	for i, r := range res {
 		proxy := i != colDirect
 		cells := []float64{
@@ -101,6 +103,8 @@ func resultRows(res [numCols]result, o options) []row {
 			proxyOnly(proxy, float64(r.tlsKeepAlive.Errors+r.handshakes.Errors)),
 			proxyOnly(proxy, float64(r.cpu.PerRequest)),
 			proxyOnly(proxy, r.cpu.Achieved),
+			proxyOnly(proxy, float64(r.cpu.P50)),
+			proxyOnly(proxy, float64(r.cpu.P99)),
 			proxyOnly(proxy, r.idle.PerConn),
 			proxyOnly(proxy, float64(r.idle.Start)),
 			proxyOnly(proxy, float64(r.idle.Idle)),

@@ -1,0 +1,362 @@
+package procs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"runtime/metrics"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+)
+
+// feeder feeds a Governor samples 100 ms apart.
+type feeder struct {
+	g  *Governor
+	at time.Time
+	r  Reading
+}
+
+// load feeds samples in which the process used cpus CPUs on average and
+// the runtime sampled waits goroutine waits, slow of them long; it returns
+// the processors after each.
+func (f *feeder) queued(cpus float64, waits, slow uint64, samples int) []int {
+	var out []int
+	for range samples {
+		f.at = f.at.Add(100 * time.Millisecond)
+		f.r.CPU += time.Duration(cpus * float64(100*time.Millisecond))
+		f.r.Waits += waits
+		f.r.Slow += slow
+		n, _ := f.g.observe(f.at, f.r)
+		out = append(out, n)
+	}
+	return out
+}
+
+func (f *feeder) load(cpus float64, samples int) []int { return f.queued(cpus, 100, 0, samples) }
+
+// idle feeds a light load until the governor is at one processor.
+func (f *feeder) toOne(t *testing.T) {
+	t.Helper()
+	for range 1000 {
+		if f.g.Procs() == 1 {
+			return
+		}
+		f.load(0.1, 1)
+	}
+	t.Fatalf("a light load left %d processors", f.g.Procs())
+}
+
+func newFeeder(t *testing.T, max int) *feeder {
+	t.Helper()
+	g, err := New(Options{Max: max, Read: NewSampler().Read, Set: func(int) {}, Tick: Ticker, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &feeder{g: g, at: time.Unix(1000, 0)}
+	f.load(0, 1) // the first sample only sets the baseline
+	return f
+}
+
+func quietLog() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}
+
+func last(s []int) int { return s[len(s)-1] }
+
+func TestLightLoadComesDownToOneAfterASecond(t *testing.T) {
+	f := newFeeder(t, 2)
+	if got := f.g.Procs(); got != 2 {
+		t.Fatalf("starts at %d processors, want Max (2)", got)
+	}
+	got := f.load(0.5, 10)
+	if i := slices.Index(got, 1); i != 9 {
+		t.Fatalf("a light load for a second (10 samples): processors %v; want the tenth to take one away", got)
+	}
+	if got := f.load(0.5, 50); last(got) != 1 || f.g.Procs() != 1 {
+		t.Fatalf("a light load on one processor moved it: %v", got)
+	}
+}
+
+func TestBusyOneProcessorDoublesAfterTwoSamples(t *testing.T) {
+	f := newFeeder(t, 2)
+	f.toOne(t)
+	// One busy sample between light ones is a blip, not a load.
+	if got := f.load(0.95, 1); last(got) != 1 {
+		t.Fatalf("one busy sample: %d processors", last(got))
+	}
+	f.load(0.3, 1)
+	if got := f.load(0.95, 1); last(got) != 1 {
+		t.Fatalf("busy samples not in a row: %d processors", last(got))
+	}
+	if got := f.load(0.95, 1); last(got) != 2 {
+		t.Fatalf("two busy samples in a row: %d processors, want 2", last(got))
+	}
+}
+
+// A load between the thresholds stays where it is: the gap is what keeps
+// the governor from going back and forth.
+func TestMiddleLoadStaysWhereItIs(t *testing.T) {
+	f := newFeeder(t, 2)
+	f.toOne(t)
+	if got := f.load(0.7, 100); last(got) != 1 {
+		t.Fatalf("0.7 CPUs on one processor: went to %d", last(got))
+	}
+	f.load(0.95, upSamples)
+	if f.g.Procs() != 2 {
+		t.Fatalf("setup: %d processors", f.g.Procs())
+	}
+	// The same load on two processors costs more CPU (the wake-ups).
+	if got := f.load(0.8, 100); last(got) != 2 {
+		t.Fatalf("0.8 CPUs on two processors: went to %d", last(got))
+	}
+}
+
+// Goroutines that wait long to run while little CPU is used: other
+// processes keep the processor's thread off the CPU, and a second
+// processor (a second thread) is wanted.
+func TestLongWaitsToRunAddAProcessor(t *testing.T) {
+	f := newFeeder(t, 2)
+	f.toOne(t)
+	if got := f.queued(0.4, 200, 90, 5); last(got) != 1 {
+		t.Fatalf("under half of the waits long: %d processors", last(got))
+	}
+	if got := f.queued(0.4, 9, 9, 5); last(got) != 1 {
+		t.Fatalf("too few waits to judge: %d processors", last(got))
+	}
+	if got := f.queued(0.2, 200, 190, 5); last(got) != 1 {
+		t.Fatalf("long waits in a nearly idle process: %d processors", last(got))
+	}
+	if got := f.queued(0.4, 200, 150, 2); last(got) != 2 {
+		t.Fatalf("long waits at 0.4 CPUs: %d processors, want 2", last(got))
+	}
+	// While they last, a low CPU use does not take the processor away.
+	if got := f.queued(0.4, 200, 150, 30); last(got) != 2 {
+		t.Fatalf("long waits on two processors: went to %d", last(got))
+	}
+}
+
+func TestManyProcessorsStepDownOneASecondAndDoubleUp(t *testing.T) {
+	f := newFeeder(t, 8)
+	if got := f.load(7.5, 20); last(got) != 8 {
+		t.Fatalf("a heavy load: %d processors", last(got))
+	}
+	var steps []int
+	for f.g.Procs() > 1 {
+		if len(steps) > 20 {
+			t.Fatalf("never came down to 1: %v", steps)
+		}
+		f.load(0.3, 10)
+		steps = append(steps, f.g.Procs())
+	}
+	if want := []int{7, 6, 5, 4, 3, 2, 1}; !slices.Equal(steps, want) {
+		t.Fatalf("stepping down a second at a time: %v, want %v", steps, want)
+	}
+	var ups []int
+	for range 3 {
+		f.load(0.95*float64(f.g.Procs()), upSamples)
+		ups = append(ups, f.g.Procs())
+	}
+	if want := []int{2, 4, 8}; !slices.Equal(ups, want) {
+		t.Fatalf("doubling up: %v, want %v", ups, want)
+	}
+	if f.load(7.9, 5); f.g.Procs() != 8 {
+		t.Fatalf("beyond Max: %d", f.g.Procs())
+	}
+}
+
+// A load that goes up again soon after each down makes the downs wait
+// longer, up to a minute; two calm minutes make them quick again.
+func TestFlappingBacksOff(t *testing.T) {
+	f := newFeeder(t, 2)
+	var waited []int // samples of light load each down took
+	for range 8 {
+		n := 0
+		for f.g.Procs() == 2 {
+			f.load(0.3, 1)
+			n++
+		}
+		waited = append(waited, n)
+		f.load(0.95, upSamples) // back up within the flap window
+		if f.g.Procs() != 2 {
+			t.Fatalf("setup: %d processors", f.g.Procs())
+		}
+	}
+	if want := []int{10, 20, 40, 80, 160, 320, 600, 600}; !slices.Equal(waited, want) {
+		t.Fatalf("samples before each down: %v, want %v", waited, want)
+	}
+	f.load(1.0, 1200) // two minutes at the level
+	n := 0
+	for f.g.Procs() == 2 {
+		f.load(0.3, 1)
+		n++
+	}
+	if n != 10 {
+		t.Fatalf("after two calm minutes a down took %d samples, want 10", n)
+	}
+}
+
+// A sample whose CPU time or wait counts went backwards is a new baseline,
+// not a negative load.
+func TestBackwardsSampleIsABaseline(t *testing.T) {
+	f := newFeeder(t, 2)
+	f.load(0.3, 9)
+	f.r.CPU -= time.Second
+	f.at = f.at.Add(100 * time.Millisecond)
+	if n, changed := f.g.observe(f.at, f.r); changed || n != 2 {
+		t.Fatalf("a CPU time that went back changed the processors: %d", n)
+	}
+	if n, changed := f.g.observe(f.at, f.r); changed || n != 2 {
+		t.Fatalf("a sample at the same time changed the processors: %d", n)
+	}
+}
+
+func TestNewRefusesBadOptions(t *testing.T) {
+	ok := Options{Max: 2, Read: NewSampler().Read, Set: func(int) {}, Tick: Ticker, Log: quietLog()}
+	for name, o := range map[string]Options{
+		"max 0":   {Max: 0, Read: ok.Read, Set: ok.Set, Tick: ok.Tick, Log: ok.Log},
+		"no Read": {Max: 2, Set: ok.Set, Tick: ok.Tick, Log: ok.Log},
+		"no Set":  {Max: 2, Read: ok.Read, Tick: ok.Tick, Log: ok.Log},
+	} {
+		if _, err := New(o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := New(ok); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Run on fakes: it sets Max first, applies the rules to the readings it
+// takes at each tick, logs a failing reading once, and stops with ctx.
+func TestRunOnFakes(t *testing.T) {
+	ticks := make(chan time.Time)
+	stopped := make(chan struct{})
+	sets := make(chan int, 16)
+	type reading struct {
+		r   Reading
+		err error
+	}
+	readings := make(chan reading, 1)
+	logger, hook := test.NewNullLogger()
+	g, err := New(Options{
+		Max:  2,
+		Read: func() (Reading, error) { r := <-readings; return r.r, r.err },
+		Set:  func(n int) { sets <- n },
+		Tick: func(time.Duration) (<-chan time.Time, func()) { return ticks, func() { close(stopped) } },
+		Log:  logrus.NewEntry(logger),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { g.Run(ctx); close(done) }()
+	if n := <-sets; n != 2 {
+		t.Fatalf("first Set(%d), want Max", n)
+	}
+	at, cpu := time.Unix(1000, 0), time.Duration(0)
+	tick := func(r reading) {
+		at = at.Add(100 * time.Millisecond)
+		readings <- r
+		ticks <- at
+	}
+	for range 3 {
+		tick(reading{err: errors.New("no rusage")})
+	}
+	for range 11 { // the first one is the baseline
+		cpu += 20 * time.Millisecond // 0.2 CPUs
+		tick(reading{r: Reading{CPU: cpu}})
+	}
+	select {
+	case n := <-sets:
+		if n != 1 {
+			t.Fatalf("Set(%d) after a light load, want 1", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Set after a light load")
+	}
+	cancel()
+	<-done
+	<-stopped
+	warned := 0
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Fatalf("%d warnings for 3 failed readings in a row, want 1", warned)
+	}
+	if len(sets) != 0 {
+		t.Fatalf("more Sets than the rules call for: %d", len(sets))
+	}
+}
+
+func TestRunWithOneProcessorReturns(t *testing.T) {
+	var set []int
+	g, err := New(Options{Max: 1, Read: NewSampler().Read, Set: func(n int) { set = append(set, n) },
+		Tick: func(time.Duration) (<-chan time.Time, func()) {
+			t.Fatal("ticked with nothing to govern")
+			return nil, nil
+		}, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Run(context.Background())
+	if !slices.Equal(set, []int{1}) {
+		t.Fatalf("sets %v", set)
+	}
+}
+
+// The sampler's CPU time grows while the process spins, and its wait count
+// while goroutines hand work to each other.
+func TestSamplerReadsTheProcess(t *testing.T) {
+	s := NewSampler()
+	a, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for time.Since(start) < 30*time.Millisecond {
+	}
+	ping, pong := make(chan int), make(chan int)
+	go func() {
+		for v := range ping {
+			pong <- v
+		}
+	}()
+	for i := range 2000 {
+		ping <- i
+		<-pong
+	}
+	close(ping)
+	b, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.CPU-a.CPU < 20*time.Millisecond {
+		t.Errorf("30 ms of spinning: CPU time grew %v", b.CPU-a.CPU)
+	}
+	if b.Waits <= a.Waits {
+		t.Errorf("4000 goroutine wake-ups: sampled waits %d → %d", a.Waits, b.Waits)
+	}
+	if b.Slow > b.Waits {
+		t.Errorf("more slow waits (%d) than waits (%d)", b.Slow, b.Waits)
+	}
+}
+
+func TestCountWaits(t *testing.T) {
+	h := &metrics.Float64Histogram{
+		Buckets: []float64{0, 100e-6, 200e-6, 400e-6, 1},
+		Counts:  []uint64{5, 7, 3, 2},
+	}
+	if all, over := countWaits(h, 200e-6); all != 17 || over != 5 {
+		t.Fatalf("countWaits: %d, %d; want 17, 5", all, over)
+	}
+}

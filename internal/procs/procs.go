@@ -30,7 +30,7 @@ import (
 // second processor's wake-ups cost CPU).
 const (
 	// DefaultInterval is how often the load is sampled.
-	DefaultInterval = 100 * time.Millisecond
+	DefaultInterval = 50 * time.Millisecond
 	// upBusy: the share of the processors' time in use above which the
 	// governor doubles them, once upSamples samples in a row were above it.
 	upBusy    = 0.75
@@ -53,7 +53,7 @@ const (
 	// An up within flapWindow of a down doubles the time a down must wait,
 	// up to maxDownAfter; a level held for calmAfter (longer than the
 	// longest wait) resets it.
-	flapWindow   = 5 * time.Second
+	flapWindow   = time.Second
 	maxDownAfter = time.Minute
 	calmAfter    = 2 * time.Minute
 )

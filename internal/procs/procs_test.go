@@ -199,6 +199,20 @@ func TestFlappingBacksOff(t *testing.T) {
 	if n != 10 {
 		t.Fatalf("after two calm minutes a down took %d samples, want 10", n)
 	}
+	// A load that comes back seconds after a down (the next phase of a
+	// workload) is not a flap.
+	for range 3 {
+		f.load(0, 30)
+		f.load(0.95, upSamples)
+		n := 0
+		for f.g.Procs() == 2 {
+			f.load(0.3, 1)
+			n++
+		}
+		if n != 10 {
+			t.Fatalf("a load back 3 s after a down: the next down took %d samples, want 10", n)
+		}
+	}
 }
 
 // A sample whose CPU time or wait counts went backwards is a new baseline,

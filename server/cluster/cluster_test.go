@@ -308,3 +308,30 @@ func TestNewManagerErrors(t *testing.T) {
 		t.Fatal("Get of unknown cluster not nil")
 	}
 }
+
+// PutAt and IdleAt take the caller's reading of the clock instead of the
+// cluster's: the idle time runs between the two readings given.
+func TestPoolTakesTheCallersReadings(t *testing.T) {
+	l, _ := countingListener(t)
+	reg := stats.New()
+	m := newTestManager(t, reg, config.Cluster{Name: "web", Hosts: []config.Host{{Address: l.Addr().String()}}})
+	cl := m.Get("web")
+	h := cl.Hosts()[0]
+	a, err := cl.Connect(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.now = func() time.Time { t.Error("the cluster read its own clock"); return time.Now() }
+	t0 := time.Now()
+	cl.PutAt(a, t0)
+	if got := cl.IdleAt(h, t0.Add(upstreamIdleConnTimeout-time.Millisecond)); got != a {
+		t.Fatal("a connection idle for less than the idle timeout was not reused")
+	}
+	cl.PutAt(a, t0)
+	if got := cl.IdleAt(h, t0.Add(upstreamIdleConnTimeout)); got != nil {
+		t.Fatalf("a connection idle for %v was reused", upstreamIdleConnTimeout)
+	}
+	if _, err := a.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the stale connection was not closed")
+	}
+}

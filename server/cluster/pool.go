@@ -154,8 +154,12 @@ func (c *Cluster) Get(ctx context.Context, h *Host) (*Conn, error) {
 
 // Idle returns h's most recently pooled connection, or nil if it has none.
 // Connections pooled longer than the idle timeout are closed on the way.
-func (c *Cluster) Idle(h *Host) *Conn {
-	conn, stale := h.pool.take(c.now(), upstreamIdleConnTimeout)
+func (c *Cluster) Idle(h *Host) *Conn { return c.IdleAt(h, c.now()) }
+
+// IdleAt is Idle for a caller that has just read the clock: now is that
+// reading (a proxy reads it once for several uses).
+func (c *Cluster) IdleAt(h *Host, now time.Time) *Conn {
+	conn, stale := h.pool.take(now, upstreamIdleConnTimeout)
 	for _, s := range stale {
 		s.Close()
 	}
@@ -209,13 +213,17 @@ func (c *Cluster) evictIdle() bool {
 // Put gives conn back to its host's pool once its exchange has ended
 // cleanly; it is closed instead when the host is unhealthy, its pool is
 // full or closed, or it has carried max_request_per_conn requests.
-func (c *Cluster) Put(conn *Conn) {
+func (c *Cluster) Put(conn *Conn) { c.PutAt(conn, c.now()) }
+
+// PutAt is Put for a caller that has just read the clock: now, that
+// reading, is when conn became idle.
+func (c *Cluster) PutAt(conn *Conn, now time.Time) {
 	conn.uses++
 	if !conn.host.Healthy() || c.maxUses > 0 && conn.uses >= c.maxUses {
 		conn.Close()
 		return
 	}
-	ok, stale := conn.host.pool.put(conn, c.now(), upstreamIdleConnTimeout)
+	ok, stale := conn.host.pool.put(conn, now, upstreamIdleConnTimeout)
 	if stale != nil {
 		stale.Close()
 	}

@@ -57,7 +57,7 @@ type watchList struct {
 // watchClient starts the watch (after clientWatchDelay); nil when the
 // connection cannot be watched (no socket of its own) or has bytes of a
 // next request buffered already.
-func (c *httpConn) watchClient() *clientWatch {
+func (c *httpConn) watchClient(now time.Time) *clientWatch {
 	if c.raw == nil || c.r < c.w {
 		return nil
 	}
@@ -66,15 +66,18 @@ func (c *httpConn) watchClient() *clientWatch {
 		w = &clientWatch{c: c, done: make(chan struct{}, 1)}
 		c.raw.watch = w
 	}
-	c.p.watches.add(w)
+	c.p.watches.addAt(w, now)
 	return w
 }
 
 // add queues w at the tail and arms the timer if it was not.
-func (l *watchList) add(w *clientWatch) {
+func (l *watchList) add(w *clientWatch) { l.addAt(w, l.clock()) }
+
+// addAt is add with now read by the caller.
+func (l *watchList) addAt(w *clientWatch, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w.since, w.queued, w.started = l.clock(), true, false
+	w.since, w.queued, w.started = now, true, false
 	l.push(w)
 	if !l.armed {
 		l.armed = true

@@ -51,6 +51,7 @@ type httpProxy struct {
 	linger          time.Duration
 	handoff         time.Duration // idle this long, a connection goes to the poller
 	bufSize         int           // first read buffer of a request
+	clock           clock         // the HTTP/1 engine's time (clock.go)
 	metrics         *stats.HTTPListenerMetrics
 	// watches is the requests waiting upstream whose clients are to be
 	// watched for a close (clientwatch.go).
@@ -125,6 +126,7 @@ func newHTTP(listener config.Listener, router *config.Router, clusters *cluster.
 		base:            newBase(listener.Name, "http_proxy", reg, log),
 		clusters:        clusters,
 		pick:            rand.IntN,
+		clock:           sysClock{},
 		idleTimeout:     orDefault(cfg.IdleTimeout.Duration, config.DefaultIdleTimeout),
 		upstreamTimeout: orDefault(cfg.UpstreamTimeout.Duration, config.DefaultUpstreamTimeout),
 		headerTimeout:   orDefault(cfg.RequestHeaderTimeout.Duration, config.DefaultRequestHeaderTimeout),

@@ -93,7 +93,7 @@ func benchConn(b *testing.B, addr string) net.Conn {
 
 // benchRoundTrip sends one request and reads its whole answer, which has
 // the backend's fixed length plus what the proxy adds to the head.
-func benchRoundTrip(b *testing.B, c net.Conn, buf []byte) {
+func benchRoundTrip(b testing.TB, c net.Conn, buf []byte) {
 	if _, err := c.Write(benchRequest); err != nil {
 		b.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func benchRoundTrip(b *testing.B, c net.Conn, buf []byte) {
 
 // rawBackend answers every request of every connection with
 // benchResponse, reading up to the end of each head (requests have no body).
-func rawBackend(b *testing.B) string {
+func rawBackend(b testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -165,7 +165,8 @@ func BenchmarkRequestMetrics(b *testing.B) {
 	one := func(x *exchange) {
 		p.metrics.Active().Inc()
 		x.toUpstream(cl, true)
-		x.upstreamSent(host, time.Now())
+		x.info.Start = time.Now()
+		x.upstreamSent(host, x.info.Start)
 		p.answered(x, "app", 200)
 		x.info.Status = 200
 		x.upstreamDone()
@@ -174,7 +175,7 @@ func BenchmarkRequestMetrics(b *testing.B) {
 		x.series, x.upCl, x.upHost = nil, nil, nil
 	}
 	b.Run("serial", func(b *testing.B) {
-		x := &exchange{}
+		x := &exchange{clk: p.clock}
 		b.ReportAllocs()
 		for b.Loop() {
 			one(x)
@@ -183,7 +184,7 @@ func BenchmarkRequestMetrics(b *testing.B) {
 	b.Run("parallel", func(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
-			x := &exchange{}
+			x := &exchange{clk: p.clock}
 			for pb.Next() {
 				one(x)
 			}

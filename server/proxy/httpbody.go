@@ -286,6 +286,7 @@ func (c *httpConn) stopPump(x *exchange) {
 	}
 	x.pump.Wait()
 	x.pumping = false
+	c.endKnown = false
 }
 
 // discardBody reads away what is left of a request body, within limits, so
@@ -294,6 +295,7 @@ func (c *httpConn) discardBody(x *exchange) bool {
 	if left := x.body.remaining(); left > maxDiscard {
 		return false
 	}
+	c.endKnown = false // it waits for the client
 	deadline := time.Now().Add(min(discardTimeout, c.p.idleTimeout))
 	start := x.body.read
 	for !x.body.done {

@@ -72,8 +72,13 @@ type httpConn struct {
 	// connection), served before anything is read.
 	prefix []byte
 
-	mu        sync.Mutex
-	idleSince time.Time // when the connection last became idle
+	mu sync.Mutex
+	// idleSince is when the connection last became idle. While a request
+	// is served, once endKnown, it is the reading of the clock taken at the
+	// answer's end, which the request's duration and the idle wait that
+	// follows reuse (written then by the serving goroutine without mu:
+	// nothing else reads it while the connection is not idle).
+	idleSince time.Time
 	// up is the upstream connection of the request in flight, and
 	// dialCancel the cancel of a connect in progress: Close aborts both.
 	up         *cluster.Conn
@@ -119,6 +124,10 @@ type httpConn struct {
 	upgraded bool
 	// finished: finish ran (owned by the serving goroutine).
 	finished bool
+	// endKnown: idleSince holds the reading of the last answer's end, and
+	// the serving goroutine has not waited (for the client, a pump, a
+	// migration) since. Owned by the serving goroutine.
+	endKnown bool
 }
 
 // recoverPanic, deferred at the top of the serving goroutine, turns a panic
@@ -268,6 +277,7 @@ func (c *httpConn) dialContext() (ctx context.Context, done func()) {
 func (c *httpConn) serve(start int) {
 	defer c.recoverPanic()
 	c.ensureRaw()
+	c.endKnown = false
 	for {
 		if c.r == c.w {
 			ok, done := c.waitRequest(start)
@@ -305,10 +315,15 @@ func (c *httpConn) atBoundaryMoves() bool {
 	move := c.wantsMoveLocked()
 	if move {
 		c.setPhaseLocked(phaseIdle)
-		c.idleSince = time.Now()
+		c.idleSince = c.idleNow()
 	}
 	c.mu.Unlock()
-	if !move || !c.park() {
+	if !move {
+		return false
+	}
+	parked := c.park()
+	c.endKnown = false
+	if !parked {
 		return false
 	}
 	c.finish(false)
@@ -338,7 +353,7 @@ func (c *httpConn) waitRequest(start int) (ok, done bool) {
 	}
 	c.setPhaseLocked(phaseIdle)
 	if start != startWoken {
-		c.idleSince = time.Now()
+		c.idleSince = c.idleNow()
 	}
 	c.mu.Unlock()
 	if len(c.prefix) > 0 {
@@ -359,24 +374,36 @@ func (c *httpConn) waitRequest(start int) (ok, done bool) {
 			return false, false // EOF, reset, closed
 		}
 	}
-	return c.waitBlocking()
+	return c.waitBlocking(start != startWoken)
+}
+
+// idleNow is the start of an idle wait: the end of the answer before it if
+// that was read (endKnown), else now.
+func (c *httpConn) idleNow() time.Time {
+	if c.endKnown {
+		return c.idleSince
+	}
+	return c.p.clock.Now()
 }
 
 // waitBlocking waits with the goroutine, without a buffer, for the first
 // bytes of the next request, until the connection is to move, drain, time
-// out, or — after idleHandoff — go to the idle poller.
-func (c *httpConn) waitBlocking() (ok, done bool) {
+// out, or — after idleHandoff — go to the idle poller. fresh: idleSince
+// was set just now.
+func (c *httpConn) waitBlocking(fresh bool) (ok, done bool) {
 	c.tailWritten = false
 	if c.raw == nil && c.flushTail() != nil {
 		return false, false
 	}
-	for {
-		move, handoff := c.armIdle()
+	for ; ; fresh = false {
+		move, handoff := c.armIdle(fresh)
 		if move {
 			if c.flushTail() != nil {
 				return false, false
 			}
-			if c.park() {
+			parked := c.park()
+			c.endKnown = false
+			if parked {
 				return false, false
 			}
 			continue // it stays, and drains from now on
@@ -459,6 +486,7 @@ func (c *httpConn) waitBlocking() (ok, done bool) {
 // readIdle waits for the next request's first bytes and reads them into
 // c.in, which it takes only once they are there.
 func (c *httpConn) readIdle() (int, error) {
+	defer func() { c.endKnown = false }() // it may have waited
 	if c.raw != nil {
 		n, err := c.raw.waitRead(c)
 		if n > 0 {
@@ -496,7 +524,7 @@ func (c *httpConn) readReady(fd int) (int, error) {
 		}
 		c.tail = nil
 		x.deferred = false
-		c.endRequest(x)
+		c.endRequest(x, true)
 		c.tailWritten = true
 		return 0, errWouldBlock
 	}
@@ -520,8 +548,9 @@ func (c *httpConn) readReady(fd int) (int, error) {
 // armIdle sets the deadline of the idle wait — the drain grace, the handoff
 // to the idle poller, or the idle timeout — or reports that the connection
 // is to move now instead. Under mu, so that a Migrate or Drain racing with
-// it either is seen here or sets its own deadline after this one.
-func (c *httpConn) armIdle() (move, handoff bool) {
+// it either is seen here or sets its own deadline after this one. fresh:
+// idleSince was set just now, so the wait has not idled past the handoff.
+func (c *httpConn) armIdle(fresh bool) (move, handoff bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.wantsMoveLocked() {
@@ -531,7 +560,7 @@ func (c *httpConn) armIdle() (move, handoff bool) {
 	switch {
 	case c.draining:
 		deadline = c.idleSince.Add(drainIdleGrace)
-	case c.raw != nil && c.p.idleTimeout > c.p.handoff && time.Since(c.idleSince) < c.p.handoff:
+	case c.raw != nil && c.p.idleTimeout > c.p.handoff && (fresh || c.p.clock.Since(c.idleSince) < c.p.handoff):
 		deadline, handoff = c.idleSince.Add(c.p.handoff), true
 	}
 	_ = c.nc.SetReadDeadline(deadline)
@@ -621,6 +650,7 @@ func (c *httpConn) read(deadline time.Time) (int, error) {
 	}
 	_ = c.nc.SetReadDeadline(deadline)
 	n, err := c.nc.Read(c.in.b[c.w:])
+	c.endKnown = false
 	if n > 0 {
 		c.w += n
 		c.p.rxBytes.Add(float64(n))
@@ -650,6 +680,7 @@ func (c *httpConn) write(b []byte) error {
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.p.idleTimeout))
 	n, err := c.nc.Write(b)
+	c.endKnown = false
 	if n > 0 {
 		c.p.txBytes.Add(float64(n))
 	}
@@ -669,7 +700,7 @@ func (c *httpConn) finish(linger bool) {
 	c.finished = true
 	if x := c.tail; x != nil { // closing before its tail went out
 		c.tail = nil
-		c.endRequest(x)
+		c.endRequest(x, true)
 	}
 	c.mu.Lock()
 	moved := c.moved

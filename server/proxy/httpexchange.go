@@ -54,6 +54,12 @@ type exchange struct {
 	upHost        *cluster.Host
 	upSent, upEnd time.Time
 
+	// clk is the proxy's clock; mark, while the request is dispatched
+	// upstream, a reading of it that the next step may use instead of its
+	// own (see reading): the pool's idle check, the time sent.
+	clk  clock
+	mark time.Time
+
 	outBuf *buffer
 	ob     []byte // what goes out next: a composed head, framed body bytes
 	// deferred: ob holds the answer's last bytes, for the connection's next
@@ -106,7 +112,7 @@ func (p *httpProxy) getExchange() *exchange {
 	if v := p.exchanges.Get(); v != nil {
 		return v.(*exchange)
 	}
-	x := &exchange{outBuf: p.bufs.get(httpReadBufSize), upBuf: p.bufs.get(upstreamBufSize)}
+	x := &exchange{outBuf: p.bufs.get(httpReadBufSize), upBuf: p.bufs.get(upstreamBufSize), clk: p.clock}
 	x.ob = x.outBuf.b[:0]
 	x.tried = make([]*cluster.Host, 0, 4)
 	return x
@@ -117,6 +123,7 @@ func (p *httpProxy) putExchange(x *exchange) {
 	x.resp.Reset()
 	x.info = RequestInfo{}
 	x.series, x.upCl, x.upActive, x.upHost, x.upSent, x.upEnd = nil, nil, false, nil, time.Time{}, time.Time{}
+	x.mark = time.Time{}
 	clear(x.tried)
 	x.tried = x.tried[:0]
 	x.ob, x.staged, x.iov, x.deferred, x.upgrade = x.outBuf.b[:0], nil, [2][]byte{}, false, false
@@ -158,7 +165,9 @@ func (c *httpConn) serveRequest() (keepAlive, responded bool) {
 	x.info.Protocol, x.info.Scheme = ProtocolHTTP1, c.scheme
 	x.info.Downstream = c.clientIP
 	x.info.Remote, x.info.Local, x.info.ConnID = c.nc.RemoteAddr(), c.nc.LocalAddr(), c.id
-	x.info.Start = time.Now()
+	x.clk = c.p.clock
+	x.info.Start = x.clk.Now()
+	c.endKnown = false
 	c.p.metrics.Active().Inc()
 	keepAlive, responded = c.exchange(x)
 	c.clientClosing = !keepAlive && responded && x.req.Close && x.body.done && c.r == c.w
@@ -178,19 +187,49 @@ func (c *httpConn) serveRequest() (keepAlive, responded bool) {
 			keepAlive = false
 		}
 	}
-	c.endRequest(x)
+	c.endRequest(x, false)
 	return keepAlive, responded
 }
 
-// endRequest records the request's end and recycles its exchange.
-func (c *httpConn) endRequest(x *exchange) {
+// endRequest records the request's end and recycles its exchange. The end
+// is the reading taken when the upstream's answer was read whole (kept in
+// idleSince, see endKnown) if the serving goroutine has not waited since:
+// only writes that the socket took at once came after it. idle: the
+// connection is in its idle wait already (a deferred tail), whose
+// idleSince is not to be touched.
+func (c *httpConn) endRequest(x *exchange, idle bool) {
 	x.info.BytesReceived = x.body.read
-	x.info.Duration = time.Since(x.info.Start)
+	var end time.Time
+	if c.endKnown && !c.idleSince.Before(x.info.Start) {
+		end = c.idleSince
+	} else {
+		end = x.reading()
+		if !idle { // the idle wait that follows counts from it
+			c.idleSince, c.endKnown = end, true
+		}
+	}
+	x.info.Duration = end.Sub(x.info.Start)
 	c.p.observeRequest(x)
 	for _, observe := range c.p.observers {
 		observe(&x.info)
 	}
 	c.p.putExchange(x)
+}
+
+// reading reads the clock for x: a time with its monotonic part, made
+// from the request's start and one monotonic read (time.Since), where
+// time.Now would read the wall clock too.
+func (x *exchange) reading() time.Time {
+	return x.info.Start.Add(x.clk.Since(x.info.Start))
+}
+
+// markNow returns x.mark, the latest reading of the dispatch, taking one
+// if there is none.
+func (x *exchange) markNow() time.Time {
+	if x.mark.IsZero() {
+		x.mark = x.reading()
+	}
+	return x.mark
 }
 
 // flushTail writes a deferred answer tail now and ends its exchange.
@@ -202,7 +241,7 @@ func (c *httpConn) flushTail() error {
 	c.tail = nil
 	x.deferred = false
 	err := c.flush(x)
-	c.endRequest(x)
+	c.endRequest(x, true)
 	return err
 }
 
@@ -401,11 +440,15 @@ func (c *httpConn) proxy(x *exchange, res routeResult) (keepAlive, responded boo
 		}
 	}
 	x.toUpstream(cl, true)
+	// One reading for the dispatch: the route's deadline, the client
+	// watch, the pool's idle check and the time sent count from it.
+	x.mark = time.Time{}
+	now := x.markNow()
 	var watch *clientWatch
 	if x.body.done {
-		watch = c.watchClient()
+		watch = c.watchClient(now)
 	}
-	up, err := c.sendRetrying(x, cl, res.action)
+	up, err := c.sendRetrying(x, cl, res.action, now)
 	watch.stop()
 	if err != nil {
 		return c.upstreamFailed(x, res.cluster, err)
@@ -430,7 +473,7 @@ const retryBackoff = 10 * time.Millisecond
 // host are still retried, defaultRetries times, within the same limits
 // (a failed connect sent nothing, so any request may go again). An answer
 // not retried goes to the client as it came.
-func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction) (*cluster.Conn, error) {
+func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction, now time.Time) (*cluster.Conn, error) {
 	timeout := c.p.upstreamTimeout
 	var policy *retryPolicy
 	if a != nil {
@@ -439,7 +482,7 @@ func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction
 		}
 		policy = a.retry
 	}
-	deadline := time.Now().Add(timeout)
+	deadline := now.Add(timeout)
 	// Without a retry policy a connect failure is still retried, as MOSN
 	// retries a connection failure on every route (3 times by default).
 	left := defaultRetries
@@ -449,7 +492,7 @@ func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction
 	for {
 		try, perTry := deadline, false
 		if policy != nil && policy.perTry > 0 {
-			if t := time.Now().Add(policy.perTry); t.Before(deadline) {
+			if t := x.markNow().Add(policy.perTry); t.Before(deadline) {
 				try, perTry = t, true
 			}
 		}
@@ -462,11 +505,20 @@ func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction
 			var ce *cluster.ConnectError
 			connectFailed = errors.As(err, &ce)
 		}
-		again := left > 0 && (x.replay || connectFailed) && time.Now().Before(deadline) && !c.closedNow()
+		// The clock is read only for an answer or a failure that would be
+		// retried.
+		again := left > 0 && (x.replay || connectFailed) && !c.closedNow()
 		switch {
 		case err == nil && (!again || !policy.retriesStatus(x.resp.Status)): // policy is set: see above
 			return up, nil
 		case err != nil && (!again || !retriable(err, perTry) || (policy == nil && !connectFailed)):
+			return nil, err
+		}
+		switch {
+		case !x.reading().Before(deadline): // the route's timeout is over
+			if err == nil {
+				return up, nil
+			}
 			return nil, err
 		case !c.takeRetry(x, cl):
 			return up, err // over the budget: what came goes to the client
@@ -484,6 +536,7 @@ func (c *httpConn) sendRetrying(x *exchange, cl *cluster.Cluster, a *routeAction
 		x.resp.Reset()
 		x.ur, x.uw = 0, 0
 		time.Sleep(retryBackoff)
+		x.mark = time.Time{}
 	}
 }
 
@@ -676,7 +729,7 @@ func (c *httpConn) pickHost(x *exchange, cl *cluster.Cluster) *cluster.Host {
 // cluster's max_connections ends at deadline.
 func (c *httpConn) upstreamConn(x *exchange, cl *cluster.Cluster, h *cluster.Host, fresh, replay bool, deadline time.Time) (*cluster.Conn, error) {
 	for !fresh {
-		up := cl.Idle(h)
+		up := cl.IdleAt(h, x.markNow())
 		if up == nil {
 			break
 		}
@@ -690,9 +743,10 @@ func (c *httpConn) upstreamConn(x *exchange, cl *cluster.Cluster, h *cluster.Hos
 	defer done()
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	start := time.Now()
+	start := x.markNow()
 	up, err := cl.Connect(ctx, h)
-	x.info.UpstreamConnect = time.Since(start)
+	x.mark = x.reading() // the connect's end: when the request is sent
+	x.info.UpstreamConnect = x.mark.Sub(start)
 	return up, err
 }
 
@@ -705,7 +759,8 @@ func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, deadline time.Time) 
 	}
 	x.up = up
 	x.info.UpstreamConnID, x.info.UpstreamLocal = up.ID(), up.LocalAddr()
-	sent := time.Now()
+	sent := x.markNow()
+	x.mark = time.Time{} // the exchange waits from here on
 	x.upstreamSent(up.Host(), sent)
 	x.info.RequestSent = sent.Sub(x.info.Start)
 	if x.body.done {
@@ -746,7 +801,7 @@ func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, deadline time.Time) 
 		}
 		return err
 	}
-	now := time.Now()
+	now := x.reading()
 	x.info.UpstreamResponse = now.Sub(sent)
 	x.info.ResponseReceived = now.Sub(x.info.Start)
 	return nil
@@ -967,6 +1022,12 @@ func (c *httpConn) releaseUpstream(x *exchange, cl *cluster.Cluster, up *cluster
 	c.setUpstream(nil)
 	x.up = nil
 	x.upstreamDone()
+	// The answer's end: the request's too, and the start of the idle wait,
+	// unless the writes of its last bytes wait (see endRequest). Written
+	// without mu: nothing reads idleSince while the connection is not idle.
+	if !x.upEnd.IsZero() {
+		c.idleSince, c.endKnown = x.upEnd, true
+	}
 	if x.pumping && !x.pumpDone.Load() {
 		c.stopPump(x) // the answer came before the whole body: the rest is not sent
 	}
@@ -974,7 +1035,7 @@ func (c *httpConn) releaseUpstream(x *exchange, cl *cluster.Cluster, up *cluster
 	sentWhole := !x.pumping && x.body.done ||
 		x.pumping && x.pumpDone.Load() && x.pumpErr == nil && x.body.done
 	if reuse && sentWhole {
-		cl.Put(up)
+		cl.PutAt(up, x.upEnd)
 		return
 	}
 	cl.Discard(up)
@@ -1004,7 +1065,7 @@ func (c *httpConn) copyLength(x *exchange, cl *cluster.Cluster, up *cluster.Conn
 		}
 	}
 	for left > 0 {
-		_ = up.SetReadDeadline(time.Now().Add(c.p.idleTimeout))
+		_ = up.SetReadDeadline(x.reading().Add(c.p.idleTimeout))
 		m := min(int64(x.readRoom()), left)
 		got, err := up.Read(x.upBuf.b[:m])
 		if got > 0 {
@@ -1080,7 +1141,7 @@ func (c *httpConn) copyStream(x *exchange, cl *cluster.Cluster, up *cluster.Conn
 		if err := c.flush(x); err != nil {
 			return err
 		}
-		_ = up.SetReadDeadline(time.Now().Add(c.p.idleTimeout))
+		_ = up.SetReadDeadline(x.reading().Add(c.p.idleTimeout))
 		x.ur, x.uw = 0, 0
 		n, err := up.Read(x.upBuf.b[:x.readRoom()])
 		x.uw = n

@@ -69,7 +69,7 @@ func (x *exchange) upstreamSent(host *cluster.Host, now time.Time) {
 // whole, or the exchange with the upstream failed.
 func (x *exchange) upstreamEnded() {
 	if !x.upSent.IsZero() && x.upEnd.IsZero() {
-		x.upEnd = time.Now()
+		x.upEnd = x.reading()
 	}
 }
 

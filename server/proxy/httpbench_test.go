@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,14 +45,18 @@ func BenchmarkHTTPRequest(b *testing.B) {
 		buf := make([]byte, 4<<10)
 		b.ReportAllocs()
 		b.ResetTimer()
+		cpu := processCPU(b)
 		for range b.N {
 			benchRoundTrip(b, c, buf)
 		}
+		reportCPU(b, cpu)
 	})
 	b.Run("parallel", func(b *testing.B) {
 		b.SetParallelism(4)
 		b.ReportAllocs()
 		var mu sync.Mutex
+		cpu := processCPU(b)
+		defer reportCPU(b, cpu)
 		b.RunParallel(func(pb *testing.PB) {
 			mu.Lock()
 			c := benchConn(b, addr)
@@ -62,6 +67,22 @@ func BenchmarkHTTPRequest(b *testing.B) {
 			}
 		})
 	})
+}
+
+// processCPU is the CPU time (user and system) the test process has used:
+// proxy, clients and backend together, which is steadier on a shared
+// machine than the wall time of a round trip.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the process's CPU time per op since from.
+func reportCPU(b *testing.B, from time.Duration) {
+	b.ReportMetric(float64(processCPU(b)-from)/float64(b.N), "cpu-ns/op")
 }
 
 // benchProxy is an HTTP proxy (not serving yet) routing to cluster "app"

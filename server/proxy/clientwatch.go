@@ -114,6 +114,11 @@ func (l *watchList) fire() {
 		if l.start != nil {
 			l.start(w)
 		} else {
+			// The read deadline of the idle wait before the request (its
+			// handoff's) may still be on the socket and pass during the
+			// wait: the watch waits without one. Cleared here, before
+			// stop can see it started and set its own, under mu.
+			_ = w.c.nc.SetReadDeadline(time.Time{})
 			go w.run()
 		}
 	}

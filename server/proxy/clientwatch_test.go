@@ -1,8 +1,13 @@
 package proxy
 
 import (
+	"bufio"
+	"io"
+	"net/http"
 	"testing"
 	"time"
+
+	"github.com/mosnlite/mosnlite/config"
 )
 
 // The list starts the watches of the requests that have waited
@@ -49,5 +54,47 @@ func TestWatchListStartsOnlyTheLongWaits(t *testing.T) {
 	l.add(b)
 	if !l.armed || l.head != b {
 		t.Fatalf("a new wait: armed=%v, head is b: %v", l.armed, l.head == b)
+	}
+}
+
+// A client that goes away while its request waits upstream is seen going
+// even when the request came on a keep-alive connection whose idle wait had
+// armed a read deadline (for the handoff to the idle poller) that passes
+// during the upstream wait: the watch waits without it.
+func TestWatchOutlivesTheIdleWaitsDeadline(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	arrived := make(chan struct{}, 1)
+	upstreamGone := make(chan struct{})
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				close(upstreamGone)
+				return
+			}
+		}
+		io.WriteString(w, "ok")
+	})
+	const handoff = 40 * time.Millisecond
+	e := startTunedHTTP(t, func(p *httpProxy) { p.handoff = handoff },
+		config.HTTPProxyConfig{}, singleRoute(30*time.Second), appCluster(be.addr()))
+	c := dial(t, e.addr)
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /quick HTTP/1.1\r\nHost: x\r\n\r\n")
+	expectAnswer(t, br, "ok", false)
+	answered := time.Now()
+	// Sent at once: the idle wait it ends had armed its handoff deadline.
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-arrived
+	// The idle wait's deadline passes while the request waits upstream.
+	time.Sleep(time.Until(answered.Add(3 * handoff)))
+	c.Close()
+	select {
+	case <-upstreamGone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream request of a gone client was not reset")
 	}
 }

@@ -169,6 +169,7 @@ func (w *clientWatch) stop() {
 	}
 	// The watch runs: a read deadline in the past ends its wait; every
 	// later read sets its own deadline.
+	w.c.forgetHandoff()
 	_ = w.c.nc.SetReadDeadline(aLongTimeAgo())
 	<-w.done
 }

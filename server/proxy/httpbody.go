@@ -146,6 +146,7 @@ func (c *httpConn) readBody(p []byte, deadline time.Time) (int, error) {
 			return 0, fmt.Errorf("%w: %w", errClientGone, err)
 		}
 	}
+	c.forgetHandoff()
 	_ = c.nc.SetReadDeadline(deadline)
 	n, err := c.nc.Read(p)
 	if n > 0 {
@@ -287,6 +288,7 @@ func (c *httpConn) stopPump(x *exchange) {
 	x.pump.Wait()
 	x.pumping = false
 	c.endKnown = false
+	c.forgetHandoff() // once the pump, which sets it too, is done
 }
 
 // discardBody reads away what is left of a request body, within limits, so

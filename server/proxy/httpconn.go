@@ -474,6 +474,11 @@ func (c *httpConn) waitBlocking(fresh bool) (ok, done bool) {
 				return false, false
 			}
 			return c.beginRequest(), false
+		case handoff && c.p.clock.Since(c.idleSince) < c.p.handoff:
+			// Woken before its handoff by a deadline armed for an earlier
+			// wait (armIdle kept it): armed again, exactly, as the loop
+			// goes on (not fresh).
+			continue
 		case handoff && c.p.idle.park(c):
 			return false, true
 		case !handoff:
@@ -562,9 +567,31 @@ func (c *httpConn) armIdle(fresh bool) (move, handoff bool) {
 		deadline = c.idleSince.Add(drainIdleGrace)
 	case c.raw != nil && c.p.idleTimeout > c.p.handoff && (fresh || c.p.clock.Since(c.idleSince) < c.p.handoff):
 		deadline, handoff = c.idleSince.Add(c.p.handoff), true
+		// A keep-alive connection busy with requests arms the same
+		// deadline a little later at every wait: the one on the socket is
+		// kept while it is at least half a handoff away. If the wait
+		// outlives it, it wakes before its handoff, and waitBlocking arms
+		// the exact one: early wakes at most, never a late or a lost one.
+		if a := c.raw.handoffArmed; fresh && !a.IsZero() && !a.After(deadline) && a.Sub(c.idleSince) >= c.p.handoff/2 {
+			return false, true
+		}
 	}
 	_ = c.nc.SetReadDeadline(deadline)
+	if c.raw != nil {
+		c.raw.handoffArmed = time.Time{}
+		if handoff {
+			c.raw.handoffArmed = deadline
+		}
+	}
 	return false, handoff
+}
+
+// forgetHandoff is called before a read deadline other than the idle
+// wait's is set on the socket: the next wait arms its own.
+func (c *httpConn) forgetHandoff() {
+	if c.raw != nil {
+		c.raw.handoffArmed = time.Time{}
+	}
 }
 
 // beginRequest leaves idle for reading.
@@ -648,6 +675,7 @@ func (c *httpConn) read(deadline time.Time) (int, error) {
 			return 0, err
 		}
 	}
+	c.forgetHandoff()
 	_ = c.nc.SetReadDeadline(deadline)
 	n, err := c.nc.Read(c.in.b[c.w:])
 	c.endKnown = false

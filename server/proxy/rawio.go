@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,6 +47,13 @@ type rawIO struct {
 	// watch is a downstream connection's client watch, made at its first
 	// watched request (clientwatch.go).
 	watch *clientWatch
+	// handoffArmed is the read deadline of a downstream connection's idle
+	// wait for its handoff to the idle poller, as armIdle last set it on
+	// the socket; zero once something else may have set a later one (a
+	// head or body read: httpConn.read, readBody) or none. A deadline set
+	// since that is earlier (aLongTimeAgo) only wakes the wait early,
+	// which arms it again exactly. Owned by the serving goroutine.
+	handoffArmed time.Time
 }
 
 // readyReader makes the reads of a wait: a non-blocking read of what has

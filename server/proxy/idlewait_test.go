@@ -29,30 +29,38 @@ func keepAliveBurst(t *testing.T, addr string, d time.Duration) net.Conn {
 	return c
 }
 
+// startEndRecorder starts a proxy to rawBackend with the given handoff;
+// lastEnd is the end of the last request it served (the start of the idle
+// wait after it).
+func startEndRecorder(t *testing.T, handoff time.Duration, cfg config.HTTPProxyConfig) (e *httpEnv, lastEnd func() time.Time) {
+	var mu sync.Mutex
+	var end time.Time
+	e = startTunedHTTP(t, func(p *httpProxy) {
+		p.handoff = handoff
+		p.observers = append(p.observers, func(info *RequestInfo) {
+			mu.Lock()
+			end = info.Start.Add(info.Duration)
+			mu.Unlock()
+		})
+	}, cfg, singleRoute(0), appCluster(rawBackend(t)))
+	return e, func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return end
+	}
+}
+
 // A connection whose idle waits kept an earlier wait's handoff deadline
 // still goes to the idle poller no earlier than the handoff after its last
 // answer: the kept deadline wakes its wait early, which arms the exact one.
 func TestIdleWaitKeptDeadlineNeverHandsOffEarly(t *testing.T) {
 	const handoff = 100 * time.Millisecond
-	var mu sync.Mutex
-	var lastEnd time.Time
-	e := startTunedHTTP(t, func(p *httpProxy) {
-		p.handoff = handoff
-		p.observers = append(p.observers, func(info *RequestInfo) {
-			mu.Lock()
-			lastEnd = info.Start.Add(info.Duration) // the idle wait's start
-			mu.Unlock()
-		})
-	}, config.HTTPProxyConfig{IdleTimeout: config.Duration{Duration: 10 * time.Second}}, singleRoute(0), appCluster(rawBackend(t)))
+	e, lastEnd := startEndRecorder(t, handoff, config.HTTPProxyConfig{IdleTimeout: config.Duration{Duration: 10 * time.Second}})
 	// Back to back for 40 ms: the waits after the first keep its deadline,
 	// which is thus up to 40 ms before the last wait's handoff.
 	keepAliveBurst(t, e.addr, 40*time.Millisecond)
 	waitFor(t, "the connection to park", func() bool { return e.p.idle.idleCount() == 1 })
-	parked := time.Now()
-	mu.Lock()
-	end := lastEnd
-	mu.Unlock()
-	if idle := parked.Sub(end); idle < handoff {
+	if idle := time.Since(lastEnd()); idle < handoff {
 		t.Fatalf("handed off to the poller %v after its last answer, handoff %v", idle, handoff)
 	}
 }
@@ -94,17 +102,8 @@ func TestIdleWaitKeptDeadlineStillWakesForDrainAndMove(t *testing.T) {
 // on time, not at the header timeout.
 func TestIdleWaitArmsAgainAfterAHeadRead(t *testing.T) {
 	const handoff = 100 * time.Millisecond
-	var mu sync.Mutex
-	var lastEnd time.Time
-	e := startTunedHTTP(t, func(p *httpProxy) {
-		p.handoff = handoff
-		p.observers = append(p.observers, func(info *RequestInfo) {
-			mu.Lock()
-			lastEnd = info.Start.Add(info.Duration)
-			mu.Unlock()
-		})
-	}, config.HTTPProxyConfig{IdleTimeout: config.Duration{Duration: time.Minute},
-		RequestHeaderTimeout: config.Duration{Duration: 30 * time.Second}}, singleRoute(0), appCluster(rawBackend(t)))
+	e, lastEnd := startEndRecorder(t, handoff, config.HTTPProxyConfig{IdleTimeout: config.Duration{Duration: time.Minute},
+		RequestHeaderTimeout: config.Duration{Duration: 30 * time.Second}})
 	c := keepAliveBurst(t, e.addr, 0)
 	buf := make([]byte, 4<<10)
 	half := len(benchRequest) / 2
@@ -117,10 +116,7 @@ func TestIdleWaitArmsAgainAfterAHeadRead(t *testing.T) {
 	}
 	benchReadAnswer(t, c, buf)
 	waitFor(t, "the connection to park", func() bool { return e.p.idle.idleCount() == 1 })
-	mu.Lock()
-	idle := time.Since(lastEnd)
-	mu.Unlock()
-	if idle > 5*time.Second {
+	if idle := time.Since(lastEnd()); idle > 5*time.Second {
 		t.Fatalf("handed off %v after its last answer, handoff %v: the wait kept the head's deadline", idle, handoff)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -51,45 +50,119 @@ func (h *Histogram) Snapshot() histsample.Histogram { return h.h.snapshot() }
 // histogram is one histogram series. Both bucket layouts, the sum and the
 // count change together under mu, so a snapshot is always consistent
 // (Prometheus rejects a native histogram whose buckets do not add up).
+//
+// The native buckets are counted in a dense window, counts of the
+// consecutive indexes lo … lo+len(window)-1, allocated with the first
+// observation and grown by doubling when one falls outside it, up to
+// maxWindow buckets; the buckets beyond what that reaches are counted in
+// far. A series' latencies span a few decades (a decade is 27 buckets at
+// schema 3), so the window usually holds them all and observe updates a
+// slice element where a map assignment cost it most of its time.
 type histogram struct {
 	name   string
 	labels []string
 	bounds []float64 // classic upper bounds; immutable
-	ix     histsample.Indexer
+	ix     *histsample.Indexer
 
 	mu        sync.Mutex
 	counts    []uint64 // len(bounds)+1, not cumulative
 	count     uint64
 	sum       float64
 	schema    int32 // ≤ ix.Schema(): lowered if a coarser state was merged in
+	lo        int32 // the native index of window[0]
 	zero      float64
 	zeroCount uint64
-	native    map[int32]uint64
+	window    []uint64         // native bucket counts from lo on; nil until the first
+	far       map[int32]uint64 // native buckets outside the window; nil until one is
 }
+
+// Bounds of the native window: it starts with minWindow buckets around the
+// first observation's and doubles towards the next one outside it, to at
+// most maxWindow buckets (2 KiB; 32 powers of two at schema 3, 1 µs to over
+// an hour), so that a series that saw values all over the range costs a
+// bounded window plus a map entry per bucket beyond it.
+const (
+	minWindow = 16
+	maxWindow = 256
+)
 
 func (h *histogram) observe(v float64) {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return
 	}
 	v = max(v, 0)
-	i := sort.SearchFloat64s(h.bounds, v) // the first bound ≥ v; len(bounds) is +Inf
+	// The first bound ≥ v; len(bounds) is +Inf. The bounds are few (15 or
+	// 20): a linear scan beats a binary search's unpredictable branches.
+	i := 0
+	for i < len(h.bounds) && h.bounds[i] < v {
+		i++
+	}
 	var k int32
 	if v > NativeZeroThreshold {
 		k = h.ix.Index(v)
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.counts[i]++
 	h.count++
 	h.sum += v
 	if v <= h.zero {
 		h.zeroCount++
+	} else {
+		if d := h.ix.Schema() - h.schema; d > 0 {
+			k = ((k - 1) >> d) + 1
+		}
+		if j := k - h.lo; uint32(j) < uint32(len(h.window)) {
+			h.window[j]++
+		} else {
+			h.addNative(k, 1)
+		}
+	}
+	h.mu.Unlock()
+}
+
+// addNative adds n to native bucket k, growing the window to reach it if it
+// can, in far if not. Called with mu held.
+func (h *histogram) addNative(k int32, n uint64) {
+	if j := k - h.lo; uint32(j) < uint32(len(h.window)) {
+		h.window[j] += n
 		return
 	}
-	if d := h.ix.Schema() - h.schema; d > 0 {
-		k = ((k - 1) >> d) + 1
+	if h.window == nil {
+		h.window, h.lo = make([]uint64, minWindow), k-minWindow/2
+		h.pullFar()
+		h.window[k-h.lo] += n
+		return
 	}
-	h.native[k]++
+	lo, hi := min(h.lo, k), max(h.lo+int32(len(h.window)), k+1)
+	if span := int(hi - lo); span <= maxWindow {
+		size := min(max(span, 2*len(h.window)), maxWindow)
+		if k < h.lo { // grow downwards, where the values went
+			lo = hi - int32(size)
+		}
+		w := make([]uint64, size)
+		copy(w[h.lo-lo:], h.window)
+		h.window, h.lo = w, lo
+		h.pullFar()
+		h.window[k-h.lo] += n
+		return
+	}
+	if h.far == nil {
+		h.far = map[int32]uint64{}
+	}
+	h.far[k] += n
+}
+
+// pullFar moves the buckets of far that the window now reaches into it.
+func (h *histogram) pullFar() {
+	for k, n := range h.far {
+		if j := k - h.lo; uint32(j) < uint32(len(h.window)) {
+			h.window[j] += n
+			delete(h.far, k)
+		}
+	}
+	if len(h.far) == 0 {
+		h.far = nil
+	}
 }
 
 func (h *histogram) snapshot() histsample.Histogram {
@@ -99,6 +172,12 @@ func (h *histogram) snapshot() histsample.Histogram {
 }
 
 func (h *histogram) snapshotLocked() histsample.Histogram {
+	n := len(h.far)
+	for _, c := range h.window {
+		if c != 0 {
+			n++
+		}
+	}
 	out := histsample.Histogram{
 		Name:          h.name,
 		Labels:        h.labels,
@@ -109,12 +188,19 @@ func (h *histogram) snapshotLocked() histsample.Histogram {
 		Schema:        h.schema,
 		ZeroThreshold: h.zero,
 		ZeroCount:     h.zeroCount,
-		Native:        make([]histsample.Bucket, 0, len(h.native)),
+		Native:        make([]histsample.Bucket, 0, n),
 	}
-	for k, n := range h.native {
-		out.Native = append(out.Native, histsample.Bucket{Index: k, Count: n})
+	for j, c := range h.window {
+		if c != 0 {
+			out.Native = append(out.Native, histsample.Bucket{Index: h.lo + int32(j), Count: c})
+		}
 	}
-	slices.SortFunc(out.Native, func(a, b histsample.Bucket) int { return int(a.Index) - int(b.Index) })
+	if len(h.far) > 0 {
+		for k, c := range h.far {
+			out.Native = append(out.Native, histsample.Bucket{Index: k, Count: c})
+		}
+		slices.SortFunc(out.Native, func(a, b histsample.Bucket) int { return cmp.Compare(a.Index, b.Index) })
+	}
 	return out
 }
 
@@ -126,9 +212,20 @@ func (h *histogram) add(s histsample.Histogram) {
 	copy(h.counts, m.Counts)
 	h.count, h.sum = m.Count, m.Sum
 	h.schema, h.zero, h.zeroCount = m.Schema, m.ZeroThreshold, m.ZeroCount
-	h.native = make(map[int32]uint64, len(m.Native))
+	// The indexes may have changed meaning (a lower schema): lay the window
+	// out again, over the buckets if they fit in it, else around the fullest.
+	h.window, h.far, h.lo = nil, nil, 0
+	if len(m.Native) > 0 {
+		first, last := m.Native[0].Index, m.Native[len(m.Native)-1].Index
+		size, lo := max(int(last-first)+1, minWindow), first
+		if size > maxWindow {
+			fullest := slices.MaxFunc(m.Native, func(a, b histsample.Bucket) int { return cmp.Compare(a.Count, b.Count) })
+			size, lo = maxWindow, min(max(fullest.Index-maxWindow/2, first), last-maxWindow+1)
+		}
+		h.window, h.lo = make([]uint64, size), lo
+	}
 	for _, b := range m.Native {
-		h.native[b.Index] = b.Count
+		h.addNative(b.Index, b.Count)
 	}
 }
 
@@ -166,11 +263,10 @@ func (r *Registry) histogram(name, help string, bounds []float64, labels []strin
 		name:   name,
 		labels: slices.Clone(labels),
 		bounds: slices.Clone(bounds),
-		ix:     r.native,
+		ix:     &r.native,
 		counts: make([]uint64, len(bounds)+1),
 		schema: r.native.Schema(),
 		zero:   NativeZeroThreshold,
-		native: map[int32]uint64{},
 	}
 	r.hists[id] = h
 	return h

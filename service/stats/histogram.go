@@ -54,7 +54,7 @@ func (h *Histogram) Snapshot() histsample.Histogram { return h.h.snapshot() }
 // The native buckets are counted in a dense window, counts of the
 // consecutive indexes lo … lo+len(window)-1, allocated with the first
 // observation and grown by doubling when one falls outside it, up to
-// maxWindow buckets; the buckets beyond what that reaches are counted in
+// maxWindow buckets; the buckets beyond what that can reach are counted in
 // far. A series' latencies span a few decades (a decade is 27 buckets at
 // schema 3), so the window usually holds them all and observe updates a
 // slice element where a map assignment cost it most of its time.
@@ -121,7 +121,9 @@ func (h *histogram) observe(v float64) {
 }
 
 // addNative adds n to native bucket k, growing the window to reach it if it
-// can, in far if not. Called with mu held.
+// can, in far if not. Called with mu held. The window only grows, so a
+// bucket that went to far never comes within it: the window that would
+// reach it would have to span more than the window plus that bucket did.
 func (h *histogram) addNative(k int32, n uint64) {
 	if j := k - h.lo; uint32(j) < uint32(len(h.window)) {
 		h.window[j] += n
@@ -129,7 +131,6 @@ func (h *histogram) addNative(k int32, n uint64) {
 	}
 	if h.window == nil {
 		h.window, h.lo = make([]uint64, minWindow), k-minWindow/2
-		h.pullFar()
 		h.window[k-h.lo] += n
 		return
 	}
@@ -142,7 +143,6 @@ func (h *histogram) addNative(k int32, n uint64) {
 		w := make([]uint64, size)
 		copy(w[h.lo-lo:], h.window)
 		h.window, h.lo = w, lo
-		h.pullFar()
 		h.window[k-h.lo] += n
 		return
 	}
@@ -150,19 +150,6 @@ func (h *histogram) addNative(k int32, n uint64) {
 		h.far = map[int32]uint64{}
 	}
 	h.far[k] += n
-}
-
-// pullFar moves the buckets of far that the window now reaches into it.
-func (h *histogram) pullFar() {
-	for k, n := range h.far {
-		if j := k - h.lo; uint32(j) < uint32(len(h.window)) {
-			h.window[j] += n
-			delete(h.far, k)
-		}
-	}
-	if len(h.far) == 0 {
-		h.far = nil
-	}
 }
 
 func (h *histogram) snapshot() histsample.Histogram {

@@ -2,6 +2,7 @@ package stats
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -59,10 +60,10 @@ func (h *Histogram) Snapshot() histsample.Histogram { return h.h.snapshot() }
 // schema 3), so the window usually holds them all and observe updates a
 // slice element where a map assignment cost it most of its time.
 type histogram struct {
-	name   string
-	labels []string
-	bounds []float64 // classic upper bounds; immutable
-	ix     *histsample.Indexer
+	name    string
+	labels  []string
+	classic *classicLayout // immutable, shared by the registry's series of the same bounds
+	ix      *histsample.Indexer
 
 	mu        sync.Mutex
 	counts    []uint64 // len(bounds)+1, not cumulative
@@ -91,15 +92,17 @@ func (h *histogram) observe(v float64) {
 		return
 	}
 	v = max(v, 0)
-	// The first bound ≥ v; len(bounds) is +Inf. The bounds are few (15 or
-	// 20): a linear scan beats a binary search's unpredictable branches.
-	i := 0
-	for i < len(h.bounds) && h.bounds[i] < v {
-		i++
-	}
 	var k int32
+	i := 0 // the classic bucket: the first bound ≥ v, len(bounds) for +Inf
+	c := h.classic
 	if v > NativeZeroThreshold {
 		k = h.ix.Index(v)
+		if len(c.start) > 0 {
+			i = int(c.start[min(max(k-c.lo, 0), int32(len(c.start))-1)])
+		}
+	}
+	for i < len(c.bounds) && c.bounds[i] < v {
+		i++
 	}
 	h.mu.Lock()
 	h.counts[i]++
@@ -152,6 +155,60 @@ func (h *histogram) addNative(k int32, n uint64) {
 	h.far[k] += n
 }
 
+// classicLayout is a set of classic bounds and where observe starts its
+// scan for an observation's classic bucket, by its native bucket k at the
+// registry's schema: at start[k-lo], the number of bounds whose native
+// bucket is below k (k below lo takes start[0], above the table its last
+// entry). Index is monotonic, so those bounds are all below the
+// observation and those of a later native bucket above it: the scan stops
+// within the bounds of k's own native bucket, one or two steps, where a
+// search from the first bound took one per bound below the observation.
+type classicLayout struct {
+	bounds []float64
+	lo     int32
+	start  []uint16 // empty: scan from the first bound
+}
+
+// Bounds of a classicLayout's table: bounds over at most maxClassicSpan
+// native buckets (64 powers of two at schema 3; ProxyBuckets span 16), at
+// most 2^16-1 of them, all above the native zero bucket.
+const maxClassicSpan = 512
+
+func newClassicLayout(bounds []float64, ix *histsample.Indexer) *classicLayout {
+	c := &classicLayout{bounds: slices.Clone(bounds)}
+	if len(bounds) == 0 || len(bounds) > math.MaxUint16 || bounds[0] <= NativeZeroThreshold {
+		return c
+	}
+	first, last := ix.Index(bounds[0]), ix.Index(bounds[len(bounds)-1])
+	if int(last-first)+2 > maxClassicSpan {
+		return c
+	}
+	c.lo, c.start = first, make([]uint16, last-first+2)
+	i := 0
+	for j := range c.start {
+		for i < len(bounds) && ix.Index(bounds[i]) < first+int32(j) {
+			i++
+		}
+		c.start[j] = uint16(i)
+	}
+	return c
+}
+
+// classicLayout returns the registry's layout of bounds, creating it. Called
+// with r.mu held.
+func (r *Registry) classicLayout(bounds []float64) *classicLayout {
+	key := make([]byte, 0, 8*len(bounds))
+	for _, b := range bounds {
+		key = binary.LittleEndian.AppendUint64(key, math.Float64bits(b))
+	}
+	if c := r.layouts[string(key)]; c != nil {
+		return c
+	}
+	c := newClassicLayout(bounds, &r.native)
+	r.layouts[string(key)] = c
+	return c
+}
+
 func (h *histogram) snapshot() histsample.Histogram {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -168,7 +225,7 @@ func (h *histogram) snapshotLocked() histsample.Histogram {
 	out := histsample.Histogram{
 		Name:          h.name,
 		Labels:        h.labels,
-		Bounds:        h.bounds,
+		Bounds:        h.classic.bounds,
 		Counts:        slices.Clone(h.counts),
 		Count:         h.count,
 		Sum:           h.sum,
@@ -247,13 +304,13 @@ func (r *Registry) histogram(name, help string, bounds []float64, labels []strin
 		r.help[name] = help
 	}
 	h = &histogram{
-		name:   name,
-		labels: slices.Clone(labels),
-		bounds: slices.Clone(bounds),
-		ix:     &r.native,
-		counts: make([]uint64, len(bounds)+1),
-		schema: r.native.Schema(),
-		zero:   NativeZeroThreshold,
+		name:    name,
+		labels:  slices.Clone(labels),
+		classic: r.classicLayout(bounds),
+		ix:      &r.native,
+		counts:  make([]uint64, len(bounds)+1),
+		schema:  r.native.Schema(),
+		zero:    NativeZeroThreshold,
 	}
 	r.hists[id] = h
 	return h

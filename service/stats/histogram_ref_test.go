@@ -211,3 +211,57 @@ func TestNativeWindowStaysBounded(t *testing.T) {
 		t.Errorf("1e-35 … 1e35: window %d buckets, %d beyond it, for %d native buckets", len(w.window), len(w.far), len(s.Native))
 	}
 }
+
+// TestClassicBucketsMatchASearch observes values on, next to and between
+// the bounds of several layouts (the two the proxy uses, bounds closer than
+// one native bucket, bounds at or below the zero bucket, negative ones, a
+// span too wide for the start table, none at all) and compares the classic
+// counts with a binary search's.
+func TestClassicBucketsMatchASearch(t *testing.T) {
+	dense := []float64{}
+	for b := 0.001; b < 0.002; b *= 1.01 { // 70 bounds within 8 native buckets
+		dense = append(dense, b)
+	}
+	layouts := map[string][]float64{
+		"proxy":   ProxyBuckets(),
+		"session": SessionBuckets(),
+		"dense":   dense,
+		"zero":    {0, NativeZeroThreshold, 1e-9, 1},
+		"below":   {-5, -1, 0.5, 2},
+		"wide":    {1e-200, 1e-100, 1, 1e100, 1e200},
+		"one":     {0.25},
+		"none":    {},
+	}
+	r := rand.New(rand.NewPCG(11, 11))
+	for name, bounds := range layouts {
+		reg := New()
+		h := reg.Histogram("x_seconds", "", bounds)
+		want := make([]uint64, len(bounds)+1)
+		observe := func(v float64) {
+			h.ObserveSeconds(v)
+			want[sort.SearchFloat64s(bounds, max(v, 0))]++
+		}
+		for _, b := range bounds {
+			observe(b)
+			observe(math.Nextafter(b, math.Inf(-1)))
+			observe(math.Nextafter(b, math.Inf(1)))
+		}
+		for range 20000 {
+			observe(math.Exp2(r.Float64()*80 - 60))
+			if len(bounds) > 0 {
+				observe(bounds[r.IntN(len(bounds))] * (1 + (r.Float64()-0.5)/50))
+			}
+		}
+		observe(0)
+		observe(1e300)
+		if got := h.Snapshot().Counts; !slices.Equal(got, want) {
+			t.Errorf("%s: classic counts\n got %v\nwant %v", name, got, want)
+		}
+		if reg.Histogram("x_seconds", "", bounds, "another", "series").h.classic != h.h.classic {
+			t.Errorf("%s: two series of the same bounds do not share their layout", name)
+		}
+	}
+	if c := New().Histogram("x_seconds", "", nil).h.classic; len(c.start) == 0 {
+		t.Error("ProxyBuckets have no start table")
+	}
+}

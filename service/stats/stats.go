@@ -91,7 +91,8 @@ type Registry struct {
 	// maxCarried bounds the series AddCounters creates (MaxCarriedSeries
 	// when zero; tests set less).
 	maxCarried int
-	hists      map[string]*histogram // by histsample.Histogram.ID
+	hists      map[string]*histogram     // by histsample.Histogram.ID
+	layouts    map[string]*classicLayout // by the bounds' bits
 	help       map[string]string
 	local      map[string]bool // names of process-local gauges (see GaugeFunc)
 	view       atomic.Pointer[View]
@@ -127,11 +128,12 @@ func New() *Registry {
 		panic(err) // NativeSchema is a constant in range
 	}
 	return &Registry{
-		series: map[string]*metric{},
-		hists:  map[string]*histogram{},
-		help:   map[string]string{},
-		local:  map[string]bool{},
-		native: ix,
+		series:  map[string]*metric{},
+		hists:   map[string]*histogram{},
+		layouts: map[string]*classicLayout{},
+		help:    map[string]string{},
+		local:   map[string]bool{},
+		native:  ix,
 	}
 }
 

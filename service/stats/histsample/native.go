@@ -10,18 +10,21 @@ import (
 type Indexer struct {
 	schema int32
 	// For a positive schema s, the buckets of one power of two are split at
-	// the fractions 2^(j/2^s - 1), j = 0 … 2^s-1, all in [0.5, 1): mant[j]
-	// is the mantissa field of fraction j, so that comparing a fraction in
-	// [0.5, 1) with it is comparing mantissa fields. first[c] is the number
-	// of fractions whose mantissa is below c<<(52-cellBits), the start of
-	// cell c of the mantissa's range: the bucket of a mantissa in cell c is
-	// first[c] plus the fractions in the cell below it, of which there is
-	// at most one (the fractions are 2^-s·ln2 or more apart, a cell is
-	// 2^-(s+1) wide), so Index does one table look-up and at most one
-	// comparison where sort.SearchFloat64s did s+1.
-	mant     []uint64
-	first    []uint16
-	cellBits uint
+	// the fractions 2^(j/2^s - 1), j = 0 … 2^s-1, all in [0.5, 1), so that
+	// comparing a fraction in [0.5, 1) with one is comparing their mantissa
+	// fields. cells[c] is about the mantissas of cell c, those whose top
+	// s+1 bits are c: below is the number of split points under the cell,
+	// next the mantissa of the first at or above its start. The points are
+	// at least 2^-s·ln2 apart and a cell is 2^-(s+1) wide, so at most one is
+	// inside a cell: Index does a look-up and a comparison where a binary
+	// search of the points took s+1 steps.
+	cells     []cell
+	cellShift uint // mantissa bits below a cell's
+}
+
+type cell struct {
+	below uint32
+	next  uint64 // math.MaxUint64 if no point is at or above the cell's start
 }
 
 const (
@@ -38,18 +41,22 @@ func NewIndexer(schema int32) (Indexer, error) {
 	ix := Indexer{schema: schema}
 	if schema > 0 {
 		n := 1 << schema
-		ix.mant = make([]uint64, n)
-		for j := range ix.mant {
-			ix.mant[j] = math.Float64bits(math.Exp2(float64(j)/float64(n)-1)) & mantMask
+		points := make([]uint64, n)
+		for j := range points {
+			points[j] = math.Float64bits(math.Exp2(float64(j)/float64(n)-1)) & mantMask
 		}
-		ix.cellBits = uint(schema) + 1
-		ix.first = make([]uint16, 1<<ix.cellBits)
+		ix.cellShift = mantBits - uint(schema) - 1
+		ix.cells = make([]cell, 2*n)
 		j := 0
-		for c := range ix.first {
-			for j < n && ix.mant[j] < uint64(c)<<(mantBits-ix.cellBits) {
+		for c := range ix.cells {
+			start := uint64(c) << ix.cellShift
+			for j < n && points[j] < start {
 				j++
 			}
-			ix.first[c] = uint16(j)
+			ix.cells[c] = cell{below: uint32(j), next: math.MaxUint64}
+			if j < n {
+				ix.cells[c].next = points[j]
+			}
 		}
 	}
 	return ix, nil
@@ -60,26 +67,36 @@ func (ix *Indexer) Schema() int32 { return ix.schema }
 
 // Index returns the bucket of v > 0: the k with 2^((k-1)·2^-s) < v ≤ 2^(k·2^-s).
 func (ix *Indexer) Index(v float64) int32 {
-	// v = frac · 2^exp with 0.5 ≤ frac < 1, as math.Frexp has it: for a
-	// normal v, frac has v's mantissa field and exp is v's exponent + 1.
+	// The common case, small enough to be inlined: a positive normal v at
+	// a positive schema.
 	bits := math.Float64bits(v)
-	exp := int32(bits>>mantBits&expMask) - 1022
-	if exp == -1022 || exp == expMask-1022 { // subnormal (or not finite): let Frexp normalise it
-		frac, e := math.Frexp(v)
-		bits, exp = math.Float64bits(frac), int32(e)
+	if e := bits >> mantBits; e-1 < expMask-1 && ix.schema > 0 {
+		return ix.within(bits&mantMask) + (int32(e)-1023)<<ix.schema
 	}
-	m := bits & mantMask
+	return ix.index(v)
+}
+
+// within is the bucket, 0 … 2^s, within its power of two of a fraction
+// whose mantissa field is m: the number of split points below it (the first
+// at or above it is the fraction's upper bound). Only for a positive schema.
+func (ix *Indexer) within(m uint64) int32 {
+	c := ix.cells[m>>ix.cellShift]
+	if c.next < m {
+		return int32(c.below) + 1
+	}
+	return int32(c.below)
+}
+
+// index is Index for every v > 0 and schema: v = frac · 2^exp with
+// 0.5 ≤ frac < 1, as math.Frexp has it.
+func (ix *Indexer) index(v float64) int32 {
+	frac, exp := math.Frexp(v)
+	m := math.Float64bits(frac) & mantMask
 	if ix.schema > 0 {
-		// The first fraction at or above frac is the bucket within the
-		// power of two: count the fractions below it.
-		j := int(ix.first[m>>(mantBits-ix.cellBits)])
-		if j < len(ix.mant) && ix.mant[j] < m {
-			j++
-		}
-		return int32(j) + (exp-1)<<ix.schema
+		return ix.within(m) + int32(exp-1)<<ix.schema
 	}
-	k := exp
-	if m == 0 { // an exact power of two is the upper bound of the bucket below
+	k := int32(exp)
+	if m == 0 { // frac is 0.5: an exact power of two is the upper bound of the bucket below
 		k--
 	}
 	shift := -ix.schema

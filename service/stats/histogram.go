@@ -197,7 +197,8 @@ func newClassicLayout(bounds []float64, ix *histsample.Indexer) *classicLayout {
 // classicLayout returns the registry's layout of bounds, creating it. Called
 // with r.mu held.
 func (r *Registry) classicLayout(bounds []float64) *classicLayout {
-	key := make([]byte, 0, 8*len(bounds))
+	var buf [8 * 32]byte // on the stack for up to 32 bounds
+	key := buf[:0]
 	for _, b := range bounds {
 		key = binary.LittleEndian.AppendUint64(key, math.Float64bits(b))
 	}

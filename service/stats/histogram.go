@@ -127,25 +127,27 @@ func (h *histogram) observe(v float64) {
 // can, in far if not. Called with mu held. The window only grows, so a
 // bucket that went to far never comes within it: the window that would
 // reach it would have to span more than the window plus that bucket did.
+// Index arithmetic is in int: a predecessor's state may hold any int32
+// index, and the window must not wrap around at the ends of int32.
 func (h *histogram) addNative(k int32, n uint64) {
-	if j := k - h.lo; uint32(j) < uint32(len(h.window)) {
+	if j := k - h.lo; uint32(j) < uint32(len(h.window)) { // a wrapped j is ≥ len too
 		h.window[j] += n
 		return
 	}
 	if h.window == nil {
-		h.window, h.lo = make([]uint64, minWindow), k-minWindow/2
+		h.setWindow(int(k)-minWindow/2, minWindow)
 		h.window[k-h.lo] += n
 		return
 	}
-	lo, hi := min(h.lo, k), max(h.lo+int32(len(h.window)), k+1)
-	if span := int(hi - lo); span <= maxWindow {
+	lo, hi := min(int(h.lo), int(k)), max(int(h.lo)+len(h.window), int(k)+1)
+	if span := hi - lo; span <= maxWindow {
 		size := min(max(span, 2*len(h.window)), maxWindow)
-		if k < h.lo { // grow downwards, where the values went
-			lo = hi - int32(size)
+		if int(k) < int(h.lo) { // grow downwards, where the values went
+			lo = hi - size
 		}
-		w := make([]uint64, size)
-		copy(w[h.lo-lo:], h.window)
-		h.window, h.lo = w, lo
+		old, oldLo := h.window, int(h.lo)
+		h.setWindow(lo, size)
+		copy(h.window[oldLo-int(h.lo):], old)
 		h.window[k-h.lo] += n
 		return
 	}
@@ -153,6 +155,12 @@ func (h *histogram) addNative(k int32, n uint64) {
 		h.far = map[int32]uint64{}
 	}
 	h.far[k] += n
+}
+
+// setWindow gives the series an empty window of size buckets from lo, moved
+// up as far as needed to start within int32.
+func (h *histogram) setWindow(lo, size int) {
+	h.window, h.lo = make([]uint64, size), int32(max(lo, math.MinInt32))
 }
 
 // classicLayout is a set of classic bounds and where observe starts its
@@ -261,13 +269,13 @@ func (h *histogram) add(s histsample.Histogram) {
 	// out again, over the buckets if they fit in it, else around the fullest.
 	h.window, h.far, h.lo = nil, nil, 0
 	if len(m.Native) > 0 {
-		first, last := m.Native[0].Index, m.Native[len(m.Native)-1].Index
-		size, lo := max(int(last-first)+1, minWindow), first
+		first, last := int(m.Native[0].Index), int(m.Native[len(m.Native)-1].Index)
+		size, lo := max(last-first+1, minWindow), first
 		if size > maxWindow {
 			fullest := slices.MaxFunc(m.Native, func(a, b histsample.Bucket) int { return cmp.Compare(a.Count, b.Count) })
-			size, lo = maxWindow, min(max(fullest.Index-maxWindow/2, first), last-maxWindow+1)
+			size, lo = maxWindow, min(max(int(fullest.Index)-maxWindow/2, first), last-maxWindow+1)
 		}
-		h.window, h.lo = make([]uint64, size), lo
+		h.setWindow(lo, size)
 	}
 	for _, b := range m.Native {
 		h.addNative(b.Index, b.Count)

@@ -265,3 +265,53 @@ func TestClassicBucketsMatchASearch(t *testing.T) {
 		t.Error("ProxyBuckets have no start table")
 	}
 }
+
+// TestPeerNativeIndexesAtTheEdges: a predecessor's state may hold any int32
+// native index (Validate does not bound them); a series adds them and goes
+// on observing as the reference does, without overflowing its window.
+func TestPeerNativeIndexesAtTheEdges(t *testing.T) {
+	edges := [][]int32{
+		{math.MinInt32, -3, math.MaxInt32},
+		{math.MinInt32, math.MinInt32 + 1, math.MinInt32 + 300},
+		{math.MaxInt32 - 300, math.MaxInt32 - 1, math.MaxInt32},
+		{math.MaxInt32 - 20, math.MaxInt32},
+		{math.MinInt32, math.MinInt32 + 20},
+	}
+	for _, idx := range edges {
+		reg := New()
+		h := reg.Histogram("x_seconds", "", nil)
+		ref := newRefHist(ProxyBuckets())
+		p := histsample.Histogram{Name: "x_seconds", Bounds: ProxyBuckets(), Counts: make([]uint64, len(ProxyBuckets())+1),
+			Schema: NativeSchema, ZeroThreshold: NativeZeroThreshold}
+		for _, k := range idx {
+			p.Native = append(p.Native, histsample.Bucket{Index: k, Count: 2})
+			p.Counts[0] += 2
+			p.Count += 2
+		}
+		if err := reg.AddHistograms([]histsample.Histogram{p}); err != nil {
+			t.Fatal(err)
+		}
+		ref.add(p)
+		r := rand.New(rand.NewPCG(5, 5))
+		for range 2000 {
+			v := durations(r, 1)[0]
+			h.ObserveSeconds(v)
+			ref.observe(v)
+		}
+		// A second state at the other edge, merged into the grown window.
+		q := p.Clone()
+		for i, b := range p.Native {
+			q.Native[len(p.Native)-1-i].Index = ^b.Index // -Index-1, without overflow
+		}
+		if err := reg.AddHistograms([]histsample.Histogram{q}); err != nil {
+			t.Fatal(err)
+		}
+		ref.add(q)
+		if got, want := h.Snapshot(), ref.snapshot(); !reflect.DeepEqual(got, want) {
+			t.Errorf("indexes %v: snapshot differs from the reference's:\n got %+v\nwant %+v", idx, got, want)
+		}
+		if w := h.h; len(w.window) > maxWindow {
+			t.Errorf("indexes %v: window of %d buckets", idx, len(w.window))
+		}
+	}
+}

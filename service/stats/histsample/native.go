@@ -65,7 +65,7 @@ func NewIndexer(schema int32) (Indexer, error) {
 // Schema is the indexer's schema.
 func (ix *Indexer) Schema() int32 { return ix.schema }
 
-// Index returns the bucket of v > 0: the k with 2^((k-1)·2^-s) < v ≤ 2^(k·2^-s).
+// Index returns the bucket of a finite v > 0: the k with 2^((k-1)·2^-s) < v ≤ 2^(k·2^-s).
 func (ix *Indexer) Index(v float64) int32 {
 	// The common case, small enough to be inlined: a positive normal v at
 	// a positive schema.

@@ -110,7 +110,8 @@ func governProcs(log *logrus.Entry, max int, governed bool) (stop func()) {
 	if !governed || max < 2 {
 		return func() {}
 	}
-	g, err := procs.New(procs.Options{Max: max, Read: procs.NewSampler().Read, Set: func(n int) { runtime.GOMAXPROCS(n) }, Tick: procs.Ticker, Log: log})
+	smp := procs.NewSampler()
+	g, err := procs.New(procs.Options{Max: max, Read: smp.Read, RunQueue: smp.RunQueue, Set: func(n int) { runtime.GOMAXPROCS(n) }, Tick: procs.Ticker, Log: log})
 	if err != nil { // the options above are all set
 		log.WithError(err).Warn("processor governor not started")
 		return func() {}

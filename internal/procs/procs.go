@@ -16,8 +16,13 @@ package procs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"runtime/metrics"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,12 +44,20 @@ const (
 	// off the CPU: then goroutines wait long to run (the runtime's
 	// scheduling latencies) while the CPU time used stays low. More than
 	// upSlowShare of the waits sampled lasting slowWait or longer, with at
-	// least minWaits of them and more than upBusyQueued of the processors'
-	// time in use, counts as above upBusy.
-	slowWait     = 200 * time.Microsecond
-	upSlowShare  = 0.5
-	minWaits     = 10
-	upBusyQueued = 0.25
+	// least minWaits of them and more than minQueuedCPUs CPUs in use (of
+	// any number of processors: a nearly idle process has nothing to queue),
+	// counts as above upBusy, and keeps any processor from being taken away.
+	slowWait      = 200 * time.Microsecond
+	upSlowShare   = 0.5
+	minWaits      = 10
+	minQueuedCPUs = 0.25
+	// The threads are starved when, with more than minQueuedCPUs CPUs in
+	// use, they waited in the kernel's run queue for
+	// a CPU longer than they ran on one. Then the CPU time used says
+	// nothing of the load: it is what the other processes leave. The
+	// governor adds a processor as for long waits to run, and takes none
+	// away while it lasts.
+	starvedShare = 1.0
 	// downBusy: the share of one processor fewer below which the governor
 	// takes one away, once the samples below it in a row cover downAfter
 	// (a second at first).
@@ -76,6 +89,10 @@ type Options struct {
 	Interval time.Duration
 	// Read samples the load (a Sampler's Read).
 	Read func() (Reading, error)
+	// RunQueue returns the time the process's threads have run on a CPU
+	// and waited in the kernel's run queue for one, so far (a Sampler's
+	// RunQueue). Nil: the starved rule is off.
+	RunQueue func() (run, wait time.Duration, err error)
 	// Set sets the number of processors (runtime.GOMAXPROCS).
 	Set func(n int)
 	// Tick starts a ticker of period d; stop stops it.
@@ -96,6 +113,10 @@ type Governor struct {
 	lastDown  time.Time
 	changedAt time.Time
 	lastUsed  float64 // CPUs in use in the last sample, for the log
+	// The last RunQueue reading; starved compares with it.
+	rqRun, rqWait time.Duration
+	rqOK          bool
+	rqFailed      bool // logged once
 }
 
 // New returns a Governor that starts at Max processors (a successor in an
@@ -161,7 +182,7 @@ func (g *Governor) observe(at time.Time, r Reading) (int, bool) {
 	used := float64(r.CPU-prev.CPU) / float64(wall) / float64(g.procs) // share of the processors' time
 	g.lastUsed = used * float64(g.procs)
 	waits, slow := r.Waits-prev.Waits, r.Slow-prev.Slow
-	queued := waits >= minWaits && float64(slow) > upSlowShare*float64(waits) && used > upBusyQueued
+	queued := used*float64(g.procs) > minQueuedCPUs && (waits >= minWaits && float64(slow) > upSlowShare*float64(waits) || g.starved())
 	if g.downAfter > downAfter && at.Sub(g.changedAt) >= calmAfter {
 		g.downAfter = downAfter
 	}
@@ -192,11 +213,38 @@ func (g *Governor) observe(at time.Time, r Reading) (int, bool) {
 	return g.procs, false
 }
 
+// starved reports whether the threads waited for a CPU longer than they
+// ran on one since the last time it was asked (the first time, since they
+// started).
+func (g *Governor) starved() bool {
+	if g.o.RunQueue == nil {
+		return false
+	}
+	run, wait, err := g.o.RunQueue()
+	if err != nil {
+		if !g.rqFailed {
+			g.o.Log.WithError(err).Warn("processor governor: cannot read the threads' run-queue times; other processes' load is not taken into account")
+			g.rqFailed = true
+		}
+		g.rqOK = false
+		return false
+	}
+	prevRun, prevWait, ok := g.rqRun, g.rqWait, g.rqOK
+	g.rqRun, g.rqWait, g.rqOK = run, wait, true
+	if !ok || run < prevRun || wait < prevWait || run == prevRun {
+		return false // a first reading, or a thread gone
+	}
+	return float64(wait-prevWait) > starvedShare*float64(run-prevRun)
+}
+
 // Sampler reads the load of the calling process: its CPU time
-// (getrusage) and the runtime's scheduling latencies (runtime/metrics).
+// (getrusage), the runtime's scheduling latencies (runtime/metrics) and
+// its threads' run-queue times (/proc/self/task/*/schedstat).
 // Its buffers are reused from one Read to the next; one goroutine at a time.
 type Sampler struct {
-	s []metrics.Sample
+	s     []metrics.Sample
+	names []string
+	buf   [128]byte
 }
 
 // NewSampler returns a Sampler.
@@ -217,6 +265,58 @@ func (s *Sampler) Read() (Reading, error) {
 	}
 	r.Waits, r.Slow = countWaits(s.s[0].Value.Float64Histogram(), slowWait.Seconds())
 	return r, nil
+}
+
+// RunQueue returns the time the calling process's threads have spent
+// running on a CPU and waiting in the kernel's run queue for one (the first
+// two fields of /proc/self/task/*/schedstat), so far. A thread that has
+// ended no longer counts.
+func (s *Sampler) RunQueue() (run, wait time.Duration, err error) {
+	dir, err := os.Open("/proc/self/task")
+	if err != nil {
+		return 0, 0, fmt.Errorf("threads: %w", err)
+	}
+	s.names, err = dir.Readdirnames(-1)
+	dir.Close()
+	if err != nil {
+		return 0, 0, fmt.Errorf("threads: %w", err)
+	}
+	for _, tid := range s.names {
+		path := "/proc/self/task/" + tid + "/schedstat"
+		f, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // it ended meanwhile
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		n, err := f.Read(s.buf[:])
+		f.Close()
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", path, err)
+		}
+		r, w, err := parseSchedstat(s.buf[:n], path)
+		if err != nil {
+			return 0, 0, err
+		}
+		run, wait = run+r, wait+w
+	}
+	return run, wait, nil
+}
+
+// parseSchedstat reads the first two numbers of a schedstat line: time on
+// a CPU and time waiting for one, in nanoseconds.
+func parseSchedstat(b []byte, path string) (run, wait time.Duration, err error) {
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, 0, fmt.Errorf("%s: %q: want at least two numbers", path, b)
+	}
+	r, err1 := strconv.ParseInt(f[0], 10, 64)
+	w, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err := errors.Join(err1, err2); err != nil || r < 0 || w < 0 {
+		return 0, 0, fmt.Errorf("%s: %q: want two counts of nanoseconds", path, b)
+	}
+	return time.Duration(r), time.Duration(w), nil
 }
 
 // countWaits returns the observations of h, and those in buckets that

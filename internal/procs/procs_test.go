@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime/metrics"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,12 @@ type feeder struct {
 	g  *Governor
 	at time.Time
 	r  Reading
+	// The threads' run-queue times: they wait waitRatio times as long as
+	// they run. rqCalls counts the governor's readings of them.
+	run, wait time.Duration
+	waitRatio float64
+	rqCalls   int
+	rqErr     error
 }
 
 // load feeds samples in which the process used cpus CPUs on average and
@@ -28,6 +35,8 @@ func (f *feeder) queued(cpus float64, waits, slow uint64, samples int) []int {
 	for range samples {
 		f.at = f.at.Add(100 * time.Millisecond)
 		f.r.CPU += time.Duration(cpus * float64(100*time.Millisecond))
+		f.run += time.Duration(cpus * float64(100*time.Millisecond))
+		f.wait += time.Duration(f.waitRatio * cpus * float64(100*time.Millisecond))
 		f.r.Waits += waits
 		f.r.Slow += slow
 		n, _ := f.g.observe(f.at, f.r)
@@ -52,11 +61,13 @@ func (f *feeder) toOne(t *testing.T) {
 
 func newFeeder(t *testing.T, max int) *feeder {
 	t.Helper()
-	g, err := New(Options{Max: max, Read: NewSampler().Read, Set: func(int) {}, Tick: Ticker, Log: quietLog()})
+	f := &feeder{at: time.Unix(1000, 0)}
+	g, err := New(Options{Max: max, Read: NewSampler().Read, Set: func(int) {}, Tick: Ticker, Log: quietLog(),
+		RunQueue: func() (time.Duration, time.Duration, error) { f.rqCalls++; return f.run, f.wait, f.rqErr }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &feeder{g: g, at: time.Unix(1000, 0)}
+	f.g = g
 	f.load(0, 1) // the first sample only sets the baseline
 	return f
 }
@@ -138,6 +149,49 @@ func TestLongWaitsToRunAddAProcessor(t *testing.T) {
 	// While they last, a low CPU use does not take the processor away.
 	if got := f.queued(0.4, 200, 150, 30); last(got) != 2 {
 		t.Fatalf("long waits on two processors: went to %d", last(got))
+	}
+}
+
+// Threads that wait for a CPU longer than they run: other processes take
+// the CPUs, and the CPU time used is what they leave. A second processor
+// (a second thread) is wanted, and kept while it lasts.
+func TestStarvedThreadsAddAProcessorAndKeepIt(t *testing.T) {
+	f := newFeeder(t, 2)
+	f.toOne(t)
+	f.waitRatio = 0.8
+	if got := f.load(0.4, 20); last(got) != 1 {
+		t.Fatalf("threads waiting less than they run: %d processors", last(got))
+	}
+	f.waitRatio = 3
+	calls := f.rqCalls
+	if got := f.load(0.2, 20); last(got) != 1 || f.rqCalls != calls {
+		t.Fatalf("a nearly idle process: %d processors, %d run-queue readings", last(got), f.rqCalls-calls)
+	}
+	f.load(0.4, 1) // its first reading covers the idle time too: not enough
+	if got := f.load(0.4, 2); last(got) != 2 {
+		t.Fatalf("starved threads at 0.4 CPUs: %d processors, want 2", last(got))
+	}
+	if got := f.load(0.4, 50); last(got) != 2 {
+		t.Fatalf("still starved on two processors: went to %d", last(got))
+	}
+	f.waitRatio = 0.2
+	if got := f.load(0.4, 10); last(got) != 1 {
+		t.Fatalf("no longer starved, 0.4 CPUs: %d processors after a second, want 1", last(got))
+	}
+}
+
+// A failing run-queue reading turns the starved rule off and is logged once.
+func TestRunQueueErrorIsLoggedOnce(t *testing.T) {
+	logger, hook := test.NewNullLogger()
+	f := newFeeder(t, 2)
+	f.g.o.Log = logrus.NewEntry(logger)
+	f.toOne(t)
+	f.waitRatio, f.rqErr = 3, errors.New("no schedstat")
+	if got := f.load(0.4, 20); last(got) != 1 {
+		t.Fatalf("with no run-queue times: %d processors", last(got))
+	}
+	if n := len(hook.AllEntries()); n != 1 {
+		t.Fatalf("%d log entries for 20 failed readings, want 1", n)
 	}
 }
 
@@ -372,6 +426,44 @@ func TestSamplerReadsTheProcess(t *testing.T) {
 	}
 	if b.Slow > b.Waits {
 		t.Errorf("more slow waits (%d) than waits (%d)", b.Slow, b.Waits)
+	}
+}
+
+// The run-queue times of a spinning process grow by about the time it spun.
+func TestSamplerRunQueue(t *testing.T) {
+	s := NewSampler()
+	run0, wait0, err := s.RunQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		run, wait, err := s.RunQueue()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wait < wait0 {
+			t.Fatalf("wait went back: %v → %v", wait0, wait)
+		}
+		if run-run0 >= 20*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s of spinning: run time grew %v", run-run0)
+		}
+		for x := 0; x < 1e6; x++ {
+		}
+	}
+}
+
+func TestParseSchedstat(t *testing.T) {
+	run, wait, err := parseSchedstat([]byte("278840596 59580611 568\n"), "x")
+	if err != nil || run != 278840596 || wait != 59580611 {
+		t.Fatalf("got %v, %v, %v", run, wait, err)
+	}
+	for _, bad := range []string{"", "12", "12 x 3", "-1 2 3", "99999999999999999999 1 1"} {
+		if _, _, err := parseSchedstat([]byte(bad), "/proc/self/task/7/schedstat"); err == nil || !strings.Contains(err.Error(), "/proc/self/task/7/schedstat") {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }
 

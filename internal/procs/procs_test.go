@@ -47,6 +47,18 @@ func (f *feeder) queued(cpus float64, waits, slow uint64, samples int) []int {
 
 func (f *feeder) load(cpus float64, samples int) []int { return f.queued(cpus, 100, 0, samples) }
 
+// samplesToDown feeds a light load until a processor is taken away, and
+// returns how many samples that took (at most 10,000).
+func (f *feeder) samplesToDown() int {
+	p := f.g.Procs()
+	n := 0
+	for f.g.Procs() == p && n < 10000 {
+		f.load(0.3, 1)
+		n++
+	}
+	return n
+}
+
 // idle feeds a light load until the governor is at one processor.
 func (f *feeder) toOne(t *testing.T) {
 	t.Helper()
@@ -230,12 +242,7 @@ func TestFlappingBacksOff(t *testing.T) {
 	f := newFeeder(t, 2)
 	var waited []int // samples of light load each down took
 	for range 8 {
-		n := 0
-		for f.g.Procs() == 2 {
-			f.load(0.3, 1)
-			n++
-		}
-		waited = append(waited, n)
+		waited = append(waited, f.samplesToDown())
 		f.load(0.95, upSamples) // back up within the flap window
 		if f.g.Procs() != 2 {
 			t.Fatalf("setup: %d processors", f.g.Procs())
@@ -245,12 +252,7 @@ func TestFlappingBacksOff(t *testing.T) {
 		t.Fatalf("samples before each down: %v, want %v", waited, want)
 	}
 	f.load(1.0, 1200) // two minutes at the level
-	n := 0
-	for f.g.Procs() == 2 {
-		f.load(0.3, 1)
-		n++
-	}
-	if n != 10 {
+	if n := f.samplesToDown(); n != 10 {
 		t.Fatalf("after two calm minutes a down took %d samples, want 10", n)
 	}
 	// A load that comes back seconds after a down (the next phase of a
@@ -258,12 +260,7 @@ func TestFlappingBacksOff(t *testing.T) {
 	for range 3 {
 		f.load(0, 30)
 		f.load(0.95, upSamples)
-		n := 0
-		for f.g.Procs() == 2 {
-			f.load(0.3, 1)
-			n++
-		}
-		if n != 10 {
+		if n := f.samplesToDown(); n != 10 {
 			t.Fatalf("a load back 3 s after a down: the next down took %d samples, want 10", n)
 		}
 	}

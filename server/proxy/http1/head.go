@@ -8,6 +8,7 @@ package http1
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -136,40 +137,25 @@ func (r *Request) IsMethod(m string) bool { return string(r.Method) == m }
 // after SkipEmptyLines) into r, at most maxHeaders field lines.
 func ParseRequest(head []byte, r *Request, maxHeaders int) error {
 	r.Reset()
-	line, rest, err := nextLine(head, StatusBadRequest)
-	if err != nil {
-		return err
-	}
-	if err := r.parseRequestLine(line); err != nil {
-		return err
-	}
-	hostCount := 0
-	f := framing{status: StatusBadRequest, cl: -1}
-	err = f.fields(rest, &r.Headers, maxHeaders, func(k FieldKind, h Header) *Error {
-		switch k {
-		case kindHost:
-			hostCount++
-			if hostCount > 1 {
-				return errorf(StatusBadRequest, "more than one Host header")
-			}
-			if !validHost(h.Value) {
-				return errorf(StatusBadRequest, "invalid Host %q", h.Value)
-			}
-			if r.Host == nil { // an absolute-form authority was set first
-				r.Host = h.Value
-			}
-		case kindExpect:
-			if equalFold(h.Value, "100-continue") {
-				r.Expect100 = true
-			}
-		case kindUpgrade:
-			r.Upgrade = h.Value
+	rest, ok := r.scanRequestLine(head)
+	if !ok {
+		// Not the common shape: the exact checks, and their error.
+		var line []byte
+		var err error
+		if line, rest, err = nextLine(head, StatusBadRequest); err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
+		if err := r.parseRequestLine(line); err != nil {
+			return err
+		}
+	} else if err := r.parseTarget(); err != nil {
 		return err
 	}
+	f := framing{status: StatusBadRequest, cl: -1}
+	if err := f.fields(rest, &r.Headers, maxHeaders, r); err != nil {
+		return err
+	}
+	hostCount := f.hostCount
 	r.ContentLength, r.connFirst, r.connCount = f.cl, f.connFirst, f.connCount
 	r.Close, r.KeepAlive, r.UpgradeAsked = f.close, f.keepAlive, f.upgrade
 	te, clSeen := f.te, f.clSeen
@@ -201,6 +187,55 @@ func ParseRequest(head []byte, r *Request, maxHeaders int) error {
 		r.ContentLength = -1
 	}
 	return nil
+}
+
+// scanRequestLine reads, in one pass, a request-line of the common shape:
+// a token method, one SP, a target of allowed bytes, one SP, HTTP/1.x and
+// CRLF or LF. It sets Method, Target and Minor and returns the rest of the
+// head; for any other line it returns false and parseRequestLine decides.
+// What it accepts, nextLine and parseRequestLine accept with the same result.
+func (r *Request) scanRequestLine(b []byte) (rest []byte, ok bool) {
+	i := 0
+	for i < len(b) && tokenTable[b[i]] != 0 {
+		i++
+	}
+	if i == 0 || i >= len(b) || b[i] != ' ' {
+		return nil, false
+	}
+	t := i + 1
+	j := t
+	for j < len(b) && targetTable[b[j]] != 0 {
+		j++
+	}
+	if j == t || j >= len(b) || b[j] != ' ' {
+		return nil, false
+	}
+	v := b[j+1:]
+	if len(v) < 9 || string(v[:7]) != "HTTP/1." || !isDigit(v[7]) {
+		return nil, false
+	}
+	n := lineEnd(v, 8)
+	if n < 0 {
+		return nil, false
+	}
+	r.Method, r.Target, r.Minor = b[:i], b[t:j], min(int(v[7]-'0'), 1)
+	return v[n:], true
+}
+
+// lineEnd returns the length of b up to and including the CRLF or LF at i,
+// or -1 if there is none there.
+func lineEnd(b []byte, i int) int {
+	if i < len(b) {
+		switch b[i] {
+		case '\n':
+			return i + 1
+		case '\r':
+			if i+1 < len(b) && b[i+1] == '\n' {
+				return i + 2
+			}
+		}
+	}
+	return -1
 }
 
 func (r *Request) parseRequestLine(line []byte) error {
@@ -329,28 +364,11 @@ func (r *Response) ConnectionOption(name []byte) bool {
 // maxHeaders field lines. Every error has Status 502.
 func ParseResponse(head []byte, r *Response, maxHeaders int) error {
 	r.Reset()
-	line, rest, err := nextLine(head, StatusBadGateway)
-	if err != nil {
-		return err
-	}
-	// HTTP/1.1 SP 3DIGIT SP reason; the reason (and its SP) may be missing.
-	if len(line) < 12 || line[8] != ' ' || !isDigit(line[9]) || !isDigit(line[10]) || !isDigit(line[11]) ||
-		(len(line) > 12 && line[12] != ' ') {
-		return errorf(StatusBadGateway, "malformed status line %q", truncate(line))
-	}
-	if r.Minor, err = parseVersion(line[:8], StatusBadGateway); err != nil {
-		return err
-	}
-	r.Status = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
-	if r.Status < 100 {
-		return errorf(StatusBadGateway, "status %d", r.Status)
-	}
-	if len(line) > 12 {
-		r.Reason = line[13:]
-		for _, c := range r.Reason {
-			if valueTable[c] == 0 {
-				return errorf(StatusBadGateway, "invalid byte %#02x in the reason phrase", c)
-			}
+	rest, ok := r.scanStatusLine(head)
+	if !ok {
+		var err error
+		if rest, err = r.parseStatusLine(head); err != nil {
+			return err
 		}
 	}
 	f := framing{status: StatusBadGateway, cl: -1}
@@ -382,6 +400,63 @@ func ParseResponse(head []byte, r *Response, maxHeaders int) error {
 	return nil
 }
 
+// scanStatusLine reads, in one pass, a status-line of the common shape
+// (HTTP/1.x, a status of at least 100, a reason of allowed bytes or none)
+// into r and returns the rest of the head; for any other line it returns
+// false and parseStatusLine decides, as it would have for this one.
+func (r *Response) scanStatusLine(b []byte) (rest []byte, ok bool) {
+	if len(b) < 13 || string(b[:7]) != "HTTP/1." || !isDigit(b[7]) || b[8] != ' ' ||
+		b[9] < '1' || b[9] > '9' || !isDigit(b[10]) || !isDigit(b[11]) {
+		return nil, false
+	}
+	n := lineEnd(b, 12)
+	var reason []byte
+	if n < 0 {
+		if b[12] != ' ' {
+			return nil, false
+		}
+		j := valueEnd(b, 13)
+		if n = lineEnd(b, j); n < 0 {
+			return nil, false
+		}
+		reason = b[13:j]
+	}
+	r.Minor = min(int(b[7]-'0'), 1)
+	r.Status = int(b[9]-'0')*100 + int(b[10]-'0')*10 + int(b[11]-'0')
+	r.Reason = reason
+	return b[n:], true
+}
+
+// parseStatusLine checks the status-line exactly, with the error for each
+// way it can be wrong.
+func (r *Response) parseStatusLine(head []byte) (rest []byte, err error) {
+	line, rest, err := nextLine(head, StatusBadGateway)
+	if err != nil {
+		return nil, err
+	}
+	// HTTP/1.1 SP 3DIGIT SP reason; the reason (and its SP) may be missing.
+	if len(line) < 12 || line[8] != ' ' || !isDigit(line[9]) || !isDigit(line[10]) || !isDigit(line[11]) ||
+		(len(line) > 12 && line[12] != ' ') {
+		return nil, errorf(StatusBadGateway, "malformed status line %q", truncate(line))
+	}
+	if r.Minor, err = parseVersion(line[:8], StatusBadGateway); err != nil {
+		return nil, err
+	}
+	r.Status = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
+	if r.Status < 100 {
+		return nil, errorf(StatusBadGateway, "status %d", r.Status)
+	}
+	if len(line) > 12 {
+		r.Reason = line[13:]
+		for _, c := range r.Reason {
+			if valueTable[c] == 0 {
+				return nil, errorf(StatusBadGateway, "invalid byte %#02x in the reason phrase", c)
+			}
+		}
+	}
+	return rest, nil
+}
+
 // framing gathers, field line by field line, what requests and responses
 // share: the body's framing (Content-Length, Transfer-Encoding) and the
 // Connection header. Its errors carry status.
@@ -393,39 +468,53 @@ type framing struct {
 	connFirst, connCount int
 	close, keepAlive     bool
 	upgrade              bool // Connection lists "upgrade"
+	hostCount            int  // Host field lines, for a request
 }
 
 // fields parses the field lines of rest, up to the empty line that must end
-// it, into *hs (at most max), taking in the shared ones and passing the
-// others to other (if not nil) with their kind.
-func (f *framing) fields(rest []byte, hs *[]Header, max int, other func(FieldKind, Header) *Error) error {
+// it, into *hs (at most max), taking in the shared ones and, for a request
+// (r not nil), Host, Expect and Upgrade.
+func (f *framing) fields(rest []byte, hs *[]Header, max int, r *Request) error {
 	for {
-		line, next, err := nextLine(rest, f.status)
-		if err != nil {
-			return err
+		var h Header
+		n := -1
+		if len(*hs) < max {
+			h, n = scanField(rest)
 		}
-		rest = next
-		if len(line) == 0 {
-			break
-		}
-		if len(*hs) == max {
-			status := f.status
-			if status == StatusBadRequest {
-				status = StatusHeaderFieldsTooLarge
+		if n > 0 {
+			rest = rest[n:]
+		} else {
+			// The end of the head, or a line of another shape: the exact
+			// checks, and their error.
+			line, next, err := nextLine(rest, f.status)
+			if err != nil {
+				return err
 			}
-			return errorf(status, "more than %d header fields", max)
-		}
-		h, err := parseField(line, f.status)
-		if err != nil {
-			return err
+			rest = next
+			if len(line) == 0 {
+				break
+			}
+			if len(*hs) == max {
+				status := f.status
+				if status == StatusBadRequest {
+					status = StatusHeaderFieldsTooLarge
+				}
+				return errorf(status, "more than %d header fields", max)
+			}
+			if h, err = parseField(line, f.status); err != nil {
+				return err
+			}
 		}
 		idx := len(*hs)
 		*hs = append(*hs, h)
 		switch k := fieldKind(h.Name); k {
 		case kindContentLength:
-			n, err := parseContentLength(h.Value, f.status)
-			if err != nil {
-				return err
+			n, ok := parseDecimal(h.Value) // the usual single length
+			if !ok {
+				var err error
+				if n, err = parseContentLength(h.Value, f.status); err != nil {
+					return err
+				}
 			}
 			if f.clSeen && n != f.cl {
 				return errorf(f.status, "conflicting Content-Length values")
@@ -443,7 +532,11 @@ func (f *framing) fields(rest []byte, hs *[]Header, max int, other func(FieldKin
 				f.connFirst = idx
 			}
 			f.connCount++
-			forEachToken(h.Value, func(tok []byte) {
+			for v := h.Value; len(v) > 0; {
+				var tok []byte
+				if tok, v = nextElement(v); len(tok) == 0 {
+					continue
+				}
 				switch {
 				case equalFold(tok, "close"):
 					f.close = true
@@ -452,12 +545,28 @@ func (f *framing) fields(rest []byte, hs *[]Header, max int, other func(FieldKin
 				case equalFold(tok, "upgrade"):
 					f.upgrade = true
 				}
-			})
-		default:
-			if other != nil {
-				if err := other(k, h); err != nil {
-					return err
-				}
+			}
+		case kindHost:
+			if r == nil {
+				break
+			}
+			f.hostCount++
+			if f.hostCount > 1 {
+				return errorf(StatusBadRequest, "more than one Host header")
+			}
+			if !validHost(h.Value) {
+				return errorf(StatusBadRequest, "invalid Host %q", h.Value)
+			}
+			if r.Host == nil { // an absolute-form authority was set first
+				r.Host = h.Value
+			}
+		case kindExpect:
+			if r != nil && equalFold(h.Value, "100-continue") {
+				r.Expect100 = true
+			}
+		case kindUpgrade:
+			if r != nil {
+				r.Upgrade = h.Value
 			}
 		}
 	}
@@ -465,6 +574,55 @@ func (f *framing) fields(rest []byte, hs *[]Header, max int, other func(FieldKin
 		return errorf(f.status, "bytes after the end of the head")
 	}
 	return nil
+}
+
+// scanField reads, in one pass, a field line of the common shape at the
+// start of b: a token name, the colon, a value of allowed bytes, CRLF or LF.
+// It returns the field and the length of its line, or n <= 0 for any other
+// line (the empty one too), which nextLine and parseField then judge. What it
+// accepts, they accept with the same result.
+func scanField(b []byte) (h Header, n int) {
+	i := 0
+	for i < len(b) && tokenTable[b[i]] != 0 {
+		i++
+	}
+	if i == 0 || i >= len(b) || b[i] != ':' {
+		return Header{}, -1
+	}
+	j := valueEnd(b, i+1)
+	if n = lineEnd(b, j); n < 0 {
+		return Header{}, -1
+	}
+	return Header{Name: b[:i], Value: trimOWS(b[i+1 : j])}, n
+}
+
+// valueEnd returns the index of the first byte from i on that a field value
+// cannot hold (valueTable), or len(b). Eight bytes at a time while none is a
+// CTL or DEL; a word with one (a tab, or the CR that ends the line) is
+// looked at byte by byte.
+func valueEnd(b []byte, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for {
+		for i+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[i:])
+			del := x ^ (0x7f * ones)
+			// A byte below 0x20, or one equal to 0x7f (del has a zero byte
+			// there): exact as to whether the word has one, not where.
+			if ((x-0x20*ones)&^x|(del-ones)&^del)&highs != 0 {
+				break
+			}
+			i += 8
+		}
+		stop := min(i+8, len(b))
+		for ; i < stop; i++ {
+			if valueTable[b[i]] == 0 {
+				return i
+			}
+		}
+		if i == len(b) {
+			return i
+		}
+	}
 }
 
 // BodyAllowed reports whether a response with this status to a request
@@ -616,6 +774,15 @@ func connectionOption(hs []Header, first, count int, name []byte) bool {
 		})
 	}
 	return found
+}
+
+// nextElement splits the first element of a comma-separated list off v,
+// trimmed of whitespace (empty for an empty element), as forEachToken does.
+func nextElement(v []byte) (elem, rest []byte) {
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		return trimOWS(v[:i]), v[i+1:]
+	}
+	return trimOWS(v), nil
 }
 
 // forEachToken calls fn with each non-empty element of a comma-separated

@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // Error is a message that cannot be accepted.
@@ -475,10 +476,16 @@ type framing struct {
 // it, into *hs (at most max), taking in the shared ones and, for a request
 // (r not nil), Host, Expect and Upgrade.
 func (f *framing) fields(rest []byte, hs *[]Header, max int, r *Request) error {
+	headers, err := f.fieldLines(rest, *hs, max, r)
+	*hs = headers
+	return err
+}
+
+func (f *framing) fieldLines(rest []byte, hs []Header, max int, r *Request) ([]Header, error) {
 	for {
 		var h Header
 		n := -1
-		if len(*hs) < max {
+		if len(hs) < max {
 			h, n = scanField(rest)
 		}
 		if n > 0 {
@@ -488,36 +495,36 @@ func (f *framing) fields(rest []byte, hs *[]Header, max int, r *Request) error {
 			// checks, and their error.
 			line, next, err := nextLine(rest, f.status)
 			if err != nil {
-				return err
+				return hs, err
 			}
 			rest = next
 			if len(line) == 0 {
 				break
 			}
-			if len(*hs) == max {
+			if len(hs) == max {
 				status := f.status
 				if status == StatusBadRequest {
 					status = StatusHeaderFieldsTooLarge
 				}
-				return errorf(status, "more than %d header fields", max)
+				return hs, errorf(status, "more than %d header fields", max)
 			}
 			if h, err = parseField(line, f.status); err != nil {
-				return err
+				return hs, err
 			}
 		}
-		idx := len(*hs)
-		*hs = append(*hs, h)
+		idx := len(hs)
+		hs = append(hs, h)
 		switch k := fieldKind(h.Name); k {
 		case kindContentLength:
 			n, ok := parseDecimal(h.Value) // the usual single length
 			if !ok {
 				var err error
 				if n, err = parseContentLength(h.Value, f.status); err != nil {
-					return err
+					return hs, err
 				}
 			}
 			if f.clSeen && n != f.cl {
-				return errorf(f.status, "conflicting Content-Length values")
+				return hs, errorf(f.status, "conflicting Content-Length values")
 			}
 			f.clSeen, f.cl = true, n
 		case kindTransferEncoding:
@@ -525,7 +532,7 @@ func (f *framing) fields(rest []byte, hs *[]Header, max int, r *Request) error {
 				if f.status != StatusBadRequest {
 					err.Status = f.status
 				}
-				return err
+				return hs, err
 			}
 		case kindConnection:
 			if f.connCount == 0 {
@@ -552,10 +559,10 @@ func (f *framing) fields(rest []byte, hs *[]Header, max int, r *Request) error {
 			}
 			f.hostCount++
 			if f.hostCount > 1 {
-				return errorf(StatusBadRequest, "more than one Host header")
+				return hs, errorf(StatusBadRequest, "more than one Host header")
 			}
 			if !validHost(h.Value) {
-				return errorf(StatusBadRequest, "invalid Host %q", h.Value)
+				return hs, errorf(StatusBadRequest, "invalid Host %q", h.Value)
 			}
 			if r.Host == nil { // an absolute-form authority was set first
 				r.Host = h.Value
@@ -571,9 +578,9 @@ func (f *framing) fields(rest []byte, hs *[]Header, max int, r *Request) error {
 		}
 	}
 	if len(rest) != 0 {
-		return errorf(f.status, "bytes after the end of the head")
+		return hs, errorf(f.status, "bytes after the end of the head")
 	}
-	return nil
+	return hs, nil
 }
 
 // scanField reads, in one pass, a field line of the common shape at the
@@ -583,6 +590,9 @@ func (f *framing) fields(rest []byte, hs *[]Header, max int, r *Request) error {
 // accepts, they accept with the same result.
 func scanField(b []byte) (h Header, n int) {
 	i := 0
+	for i+4 <= len(b) && tokenTable[b[i]]&tokenTable[b[i+1]]&tokenTable[b[i+2]]&tokenTable[b[i+3]] != 0 {
+		i += 4
+	}
 	for i < len(b) && tokenTable[b[i]] != 0 {
 		i++
 	}
@@ -597,32 +607,35 @@ func scanField(b []byte) (h Header, n int) {
 }
 
 // valueEnd returns the index of the first byte from i on that a field value
-// cannot hold (valueTable), or len(b). Eight bytes at a time while none is a
-// CTL or DEL; a word with one (a tab, or the CR that ends the line) is
-// looked at byte by byte.
+// cannot hold (valueTable), or len(b); eight bytes at a time.
 func valueEnd(b []byte, i int) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	for {
-		for i+8 <= len(b) {
-			x := binary.LittleEndian.Uint64(b[i:])
-			del := x ^ (0x7f * ones)
-			// A byte below 0x20, or one equal to 0x7f (del has a zero byte
-			// there): exact as to whether the word has one, not where.
-			if ((x-0x20*ones)&^x|(del-ones)&^del)&highs != 0 {
-				break
-			}
-			i += 8
+	for ; i+8 <= len(b); i += 8 {
+		if m := invalidValueBytes(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
 		}
-		stop := min(i+8, len(b))
-		for ; i < stop; i++ {
-			if valueTable[b[i]] == 0 {
-				return i
-			}
-		}
-		if i == len(b) {
+	}
+	for ; i < len(b); i++ {
+		if valueTable[b[i]] == 0 {
 			return i
 		}
 	}
+	return i
+}
+
+// invalidValueBytes has the high bit of each byte of x that valueTable
+// refuses (a CTL other than HTAB, or DEL) set, and no other bit. Each byte
+// is tested on its own: nothing carries from one byte into the next.
+func invalidValueBytes(x uint64) uint64 {
+	const ones, highs, lows = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	// Below 0x20: neither the high bit nor a carry out of the low seven
+	// bits when 0x60 is added.
+	bad := ^((x&lows + (0x80-0x20)*ones) | x) & highs
+	if bad != 0 {
+		t := x ^ ('\t' * ones) // the tabs among them are allowed
+		bad &^= ^((t&lows + lows) | t) & highs
+	}
+	d := x ^ (0x7f * ones) // DEL
+	return bad | ^((d&lows+lows)|d)&highs
 }
 
 // BodyAllowed reports whether a response with this status to a request

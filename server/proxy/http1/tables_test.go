@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"encoding/binary"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,37 @@ func TestFieldKinds(t *testing.T) {
 	}
 	if Kind([]byte("HOST")) != KindHost || Kind([]byte("x-forwarded-FOR")) != KindXForwardedFor || Kind([]byte("Content-Lengths")) != KindOther {
 		t.Error("misclassified")
+	}
+}
+
+// invalidValueBytes must flag exactly the bytes valueTable refuses, whatever
+// their neighbours: every byte value at every position, among fillers that
+// would carry or borrow into it if a lane leaked.
+func TestInvalidValueBytes(t *testing.T) {
+	for _, fill := range []byte{0x00, 0x09, 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xff} {
+		for pos := range 8 {
+			for c := range 256 {
+				var w [8]byte
+				for i := range w {
+					w[i] = fill
+				}
+				w[pos] = byte(c)
+				var want uint64
+				for i, b := range w {
+					if valueTable[b] == 0 {
+						want |= 0x80 << (8 * i)
+					}
+				}
+				if got := invalidValueBytes(binary.LittleEndian.Uint64(w[:])); got != want {
+					t.Fatalf("% x: %#x, want %#x", w, got, want)
+				}
+			}
+		}
+	}
+	b := []byte("0123456789abcdef\tghijk\r\n")
+	for i := range 23 {
+		if got := valueEnd(b, i); got != 22 {
+			t.Fatalf("valueEnd from %d: %d, want 22", i, got)
+		}
 	}
 }

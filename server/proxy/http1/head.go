@@ -486,7 +486,10 @@ func (f *framing) fieldLines(rest []byte, hs []Header, max int, r *Request) ([]H
 		var h Header
 		n := -1
 		if len(hs) < max {
-			h, n = scanField(rest)
+			var colon, end int
+			if colon, end, n = scanField(rest); n > 0 {
+				h = Header{Name: rest[:colon], Value: trimOWS(rest[colon+1 : end])}
+			}
 		}
 		if n > 0 {
 			rest = rest[n:]
@@ -585,10 +588,11 @@ func (f *framing) fieldLines(rest []byte, hs []Header, max int, r *Request) ([]H
 
 // scanField reads, in one pass, a field line of the common shape at the
 // start of b: a token name, the colon, a value of allowed bytes, CRLF or LF.
-// It returns the field and the length of its line, or n <= 0 for any other
-// line (the empty one too), which nextLine and parseField then judge. What it
-// accepts, they accept with the same result.
-func scanField(b []byte) (h Header, n int) {
+// It returns where the colon is, where the value ends (before the line end)
+// and the length of the line, or n <= 0 for any other line (the empty one
+// too), which nextLine and parseField then judge. What it accepts, they
+// accept with the same result.
+func scanField(b []byte) (colon, end, n int) {
 	i := 0
 	for i+4 <= len(b) && tokenTable[b[i]]&tokenTable[b[i+1]]&tokenTable[b[i+2]]&tokenTable[b[i+3]] != 0 {
 		i += 4
@@ -597,13 +601,10 @@ func scanField(b []byte) (h Header, n int) {
 		i++
 	}
 	if i == 0 || i >= len(b) || b[i] != ':' {
-		return Header{}, -1
+		return 0, 0, -1
 	}
 	j := valueEnd(b, i+1)
-	if n = lineEnd(b, j); n < 0 {
-		return Header{}, -1
-	}
-	return Header{Name: b[:i], Value: trimOWS(b[i+1 : j])}, n
+	return i, j, lineEnd(b, j)
 }
 
 // valueEnd returns the index of the first byte from i on that a field value
@@ -846,14 +847,8 @@ func validHost(h []byte) bool {
 		return false
 	}
 	for _, c := range h {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', isDigit(c):
-		default:
-			switch c {
-			case '-', '.', '_', '~', '%', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '[', ']':
-			default:
-				return false
-			}
+		if hostTable[c] == 0 {
+			return false
 		}
 	}
 	return true

@@ -22,8 +22,9 @@ func TestTables(t *testing.T) {
 		check("tokenTable", tokenTable, strings.IndexByte(tchar, b) >= 0)
 		check("valueTable", valueTable, b == '\t' || (b >= 0x20 && b <= 0x7e) || b >= 0x80)
 		check("targetTable", targetTable, (b >= 0x21 && b <= 0x7e) || b >= 0x80)
+		check("hostTable", hostTable, strings.IndexByte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=:[]", b) >= 0)
 	}
-	for _, tb := range []string{tokenTable, valueTable, targetTable} {
+	for _, tb := range []string{tokenTable, valueTable, targetTable, hostTable} {
 		if len(tb) != 256 {
 			t.Fatalf("table of %d entries", len(tb))
 		}

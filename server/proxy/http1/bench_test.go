@@ -35,6 +35,16 @@ var (
 		"Content-Type: text/html\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
 )
 
+func loop(b *testing.B, raw []byte, parse func() error) {
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := parse(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkHead measures what the proxy does per message: find the end of
 // the head, then parse it. "ref" is the parser before the single-pass
 // rewrite (ref_test.go), so one run compares the two side by side.
@@ -45,50 +55,34 @@ func BenchmarkHead(b *testing.B) {
 		raw := []byte(tc.raw)
 		b.Run(tc.name+"/new", func(b *testing.B) {
 			var r Request
-			b.SetBytes(int64(len(raw)))
-			b.ReportAllocs()
-			for b.Loop() {
+			loop(b, raw, func() error {
 				end, _ := HeadEnd(raw, 0)
-				if err := ParseRequest(raw[:end], &r, 100); err != nil {
-					b.Fatal(err)
-				}
-			}
+				return ParseRequest(raw[:end], &r, 100)
+			})
 		})
 		b.Run(tc.name+"/ref", func(b *testing.B) {
 			var r refRequest
-			b.SetBytes(int64(len(raw)))
-			b.ReportAllocs()
-			for b.Loop() {
+			loop(b, raw, func() error {
 				end, _ := refHeadEnd(raw, 0)
-				if err := refParseRequest(raw[:end], &r, 100); err != nil {
-					b.Fatal(err)
-				}
-			}
+				return refParseRequest(raw[:end], &r, 100)
+			})
 		})
 	}
 	for _, tc := range resps {
 		raw := []byte(tc.raw)
 		b.Run(tc.name+"/new", func(b *testing.B) {
 			var r Response
-			b.SetBytes(int64(len(raw)))
-			b.ReportAllocs()
-			for b.Loop() {
+			loop(b, raw, func() error {
 				end, _ := HeadEnd(raw, 0)
-				if err := ParseResponse(raw[:end], &r, 100); err != nil {
-					b.Fatal(err)
-				}
-			}
+				return ParseResponse(raw[:end], &r, 100)
+			})
 		})
 		b.Run(tc.name+"/ref", func(b *testing.B) {
 			var r refResponse
-			b.SetBytes(int64(len(raw)))
-			b.ReportAllocs()
-			for b.Loop() {
+			loop(b, raw, func() error {
 				end, _ := refHeadEnd(raw, 0)
-				if err := refParseResponse(raw[:end], &r, 100); err != nil {
-					b.Fatal(err)
-				}
-			}
+				return refParseResponse(raw[:end], &r, 100)
+			})
 		})
 	}
 }

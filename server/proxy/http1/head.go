@@ -204,10 +204,7 @@ func (r *Request) scanRequestLine(b []byte) (rest []byte, ok bool) {
 		return nil, false
 	}
 	t := i + 1
-	j := t
-	for j < len(b) && targetTable[b[j]] != 0 {
-		j++
-	}
+	j := targetEnd(b, t)
 	if j == t || j >= len(b) || b[j] != ' ' {
 		return nil, false
 	}
@@ -493,6 +490,9 @@ func (f *framing) fieldLines(rest []byte, hs []Header, max int, r *Request) ([]H
 		}
 		if n > 0 {
 			rest = rest[n:]
+		} else if n = lineEnd(rest, 0); n > 0 {
+			rest = rest[n:] // the empty line that ends the head
+			break
 		} else {
 			// The end of the head, or a line of another shape: the exact
 			// checks, and their error.
@@ -623,20 +623,45 @@ func valueEnd(b []byte, i int) int {
 	return i
 }
 
+// targetEnd is valueEnd for targetTable.
+func targetEnd(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		if m := invalidTargetBytes(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if targetTable[b[i]] == 0 {
+			return i
+		}
+	}
+	return i
+}
+
+const ones, highs, lows = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+
+// invalidTargetBytes has the high bit of each byte of x that targetTable
+// refuses (a CTL, SP or DEL) set, and no other bit.
+func invalidTargetBytes(x uint64) uint64 {
+	// Up to 0x20: neither the high bit nor a carry out of the low seven
+	// bits when 0x5f is added.
+	return ^((x&lows+(0x80-0x21)*ones)|x)&highs | zeroBytes(x^(0x7f*ones))
+}
+
+// zeroBytes has the high bit of each zero byte of x set, and no other bit.
+func zeroBytes(x uint64) uint64 { return ^((x&lows + lows) | x) & highs }
+
 // invalidValueBytes has the high bit of each byte of x that valueTable
 // refuses (a CTL other than HTAB, or DEL) set, and no other bit. Each byte
 // is tested on its own: nothing carries from one byte into the next.
 func invalidValueBytes(x uint64) uint64 {
-	const ones, highs, lows = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
 	// Below 0x20: neither the high bit nor a carry out of the low seven
 	// bits when 0x60 is added.
 	bad := ^((x&lows + (0x80-0x20)*ones) | x) & highs
 	if bad != 0 {
-		t := x ^ ('\t' * ones) // the tabs among them are allowed
-		bad &^= ^((t&lows + lows) | t) & highs
+		bad &^= zeroBytes(x ^ ('\t' * ones)) // the tabs among them are allowed
 	}
-	d := x ^ (0x7f * ones) // DEL
-	return bad | ^((d&lows+lows)|d)&highs
+	return bad | zeroBytes(x^(0x7f*ones)) // DEL
 }
 
 // BodyAllowed reports whether a response with this status to a request

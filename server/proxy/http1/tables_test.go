@@ -49,11 +49,35 @@ func TestFieldKinds(t *testing.T) {
 	}
 }
 
-// invalidValueBytes must flag exactly the bytes valueTable refuses, whatever
-// their neighbours: every byte value at every position, among fillers that
-// would carry or borrow into it if a lane leaked.
-func TestInvalidValueBytes(t *testing.T) {
-	for _, fill := range []byte{0x00, 0x09, 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xff} {
+// invalidValueBytes and invalidTargetBytes must flag exactly the bytes
+// their table refuses, whatever their neighbours: every byte value at every
+// position, among fillers that would carry or borrow into it if a lane
+// leaked.
+func TestInvalidBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		table string
+		mask  func(uint64) uint64
+	}{{"invalidValueBytes", valueTable, invalidValueBytes}, {"invalidTargetBytes", targetTable, invalidTargetBytes}} {
+		checkMask(t, tc.name, tc.table, tc.mask)
+	}
+	b := []byte("0123456789abcdef\tghijk\r\n")
+	for i := range 23 {
+		if got := valueEnd(b, i); got != 22 {
+			t.Fatalf("valueEnd from %d: %d, want 22", i, got)
+		}
+		want := 16 // the tab
+		if i > 16 {
+			want = 22
+		}
+		if got := targetEnd(b, i); got != want {
+			t.Fatalf("targetEnd from %d: %d, want %d", i, got, want)
+		}
+	}
+}
+
+func checkMask(t *testing.T, name, table string, mask func(uint64) uint64) {
+	for _, fill := range []byte{0x00, 0x09, 0x1f, 0x20, 0x21, 0x7e, 0x7f, 0x80, 0xff} {
 		for pos := range 8 {
 			for c := range 256 {
 				var w [8]byte
@@ -63,20 +87,14 @@ func TestInvalidValueBytes(t *testing.T) {
 				w[pos] = byte(c)
 				var want uint64
 				for i, b := range w {
-					if valueTable[b] == 0 {
+					if table[b] == 0 {
 						want |= 0x80 << (8 * i)
 					}
 				}
-				if got := invalidValueBytes(binary.LittleEndian.Uint64(w[:])); got != want {
-					t.Fatalf("% x: %#x, want %#x", w, got, want)
+				if got := mask(binary.LittleEndian.Uint64(w[:])); got != want {
+					t.Fatalf("%s(% x): %#x, want %#x", name, w, got, want)
 				}
 			}
-		}
-	}
-	b := []byte("0123456789abcdef\tghijk\r\n")
-	for i := range 23 {
-		if got := valueEnd(b, i); got != 22 {
-			t.Fatalf("valueEnd from %d: %d, want 22", i, got)
 		}
 	}
 }

@@ -139,21 +139,22 @@ func (r *Request) IsMethod(m string) bool { return string(r.Method) == m }
 func ParseRequest(head []byte, r *Request, maxHeaders int) error {
 	r.Reset()
 	rest, ok := r.scanRequestLine(head)
-	if !ok {
+	var err error
+	if ok {
+		err = r.parseTarget()
+	} else {
 		// Not the common shape: the exact checks, and their error.
 		var line []byte
-		var err error
 		if line, rest, err = nextLine(head, StatusBadRequest); err != nil {
 			return err
 		}
-		if err := r.parseRequestLine(line); err != nil {
-			return err
-		}
-	} else if err := r.parseTarget(); err != nil {
+		err = r.parseRequestLine(line)
+	}
+	if err != nil {
 		return err
 	}
 	f := framing{status: StatusBadRequest, cl: -1}
-	if err := f.fields(rest, &r.Headers, maxHeaders, r); err != nil {
+	if r.Headers, err = f.fields(rest, r.Headers, maxHeaders, r); err != nil {
 		return err
 	}
 	hostCount := f.hostCount
@@ -363,14 +364,14 @@ func (r *Response) ConnectionOption(name []byte) bool {
 func ParseResponse(head []byte, r *Response, maxHeaders int) error {
 	r.Reset()
 	rest, ok := r.scanStatusLine(head)
+	var err error
 	if !ok {
-		var err error
 		if rest, err = r.parseStatusLine(head); err != nil {
 			return err
 		}
 	}
 	f := framing{status: StatusBadGateway, cl: -1}
-	if err := f.fields(rest, &r.Headers, maxHeaders, nil); err != nil {
+	if r.Headers, err = f.fields(rest, r.Headers, maxHeaders, nil); err != nil {
 		return err
 	}
 	r.ContentLength, r.connFirst, r.connCount, r.Close = f.cl, f.connFirst, f.connCount, f.close
@@ -470,15 +471,10 @@ type framing struct {
 }
 
 // fields parses the field lines of rest, up to the empty line that must end
-// it, into *hs (at most max), taking in the shared ones and, for a request
-// (r not nil), Host, Expect and Upgrade.
-func (f *framing) fields(rest []byte, hs *[]Header, max int, r *Request) error {
-	headers, err := f.fieldLines(rest, *hs, max, r)
-	*hs = headers
-	return err
-}
-
-func (f *framing) fieldLines(rest []byte, hs []Header, max int, r *Request) ([]Header, error) {
+// it, appending them to hs (at most max in all) and taking in the shared ones
+// and, for a request (r not nil), Host, Expect and Upgrade. It returns hs as
+// grown so far, after an error too.
+func (f *framing) fields(rest []byte, hs []Header, max int, r *Request) ([]Header, error) {
 	for {
 		var h Header
 		n := -1
@@ -494,8 +490,8 @@ func (f *framing) fieldLines(rest []byte, hs []Header, max int, r *Request) ([]H
 			rest = rest[n:] // the empty line that ends the head
 			break
 		} else {
-			// The end of the head, or a line of another shape: the exact
-			// checks, and their error.
+			// A line of another shape (or none): the exact checks, and
+			// their error.
 			line, next, err := nextLine(rest, f.status)
 			if err != nil {
 				return hs, err

@@ -241,9 +241,9 @@ func TestParsersAgree(t *testing.T) {
 			checkSame(t, []byte(s), max, allSplits(len(s)))
 		}
 	}
-	n := 40000
+	n := 20000
 	if testing.Short() || raceEnabled {
-		n = 8000
+		n = 2000
 	}
 	rng := rand.New(rand.NewPCG(9, 1))
 	valid := 0

@@ -81,32 +81,10 @@ func checkSame(t *testing.T, b []byte, maxHeaders int, splits []int) {
 	for _, h := range heads {
 		var r Request
 		var rr refRequest
-		err, rerr := ParseRequest(h, &r, maxHeaders), refParseRequest(h, &rr, maxHeaders)
-		if errText(err) != errText(rerr) {
-			t.Fatalf("ParseRequest %q (max %d): %s, reference %s", h, maxHeaders, errText(err), errText(rerr))
-		}
-		if d, rd := describe(reflect.ValueOf(r), h), describe(reflect.ValueOf(rr), h); d != rd {
-			t.Fatalf("ParseRequest %q (%s):\n%s\nreference\n%s", h, errText(err), d, rd)
-		}
-		for _, n := range connNames {
-			if r.ConnectionOption(n) != rr.ConnectionOption(n) {
-				t.Fatalf("ParseRequest %q: ConnectionOption(%s) differs", h, n)
-			}
-		}
+		sameParse(t, "ParseRequest", h, maxHeaders, &r, &rr, ParseRequest(h, &r, maxHeaders), refParseRequest(h, &rr, maxHeaders))
 		var p Response
 		var rp refResponse
-		err, rerr = ParseResponse(h, &p, maxHeaders), refParseResponse(h, &rp, maxHeaders)
-		if errText(err) != errText(rerr) {
-			t.Fatalf("ParseResponse %q (max %d): %s, reference %s", h, maxHeaders, errText(err), errText(rerr))
-		}
-		if d, rd := describe(reflect.ValueOf(p), h), describe(reflect.ValueOf(rp), h); d != rd {
-			t.Fatalf("ParseResponse %q (%s):\n%s\nreference\n%s", h, errText(err), d, rd)
-		}
-		for _, n := range connNames {
-			if p.ConnectionOption(n) != rp.ConnectionOption(n) {
-				t.Fatalf("ParseResponse %q: ConnectionOption(%s) differs", h, n)
-			}
-		}
+		sameParse(t, "ParseResponse", h, maxHeaders, &p, &rp, ParseResponse(h, &p, maxHeaders), refParseResponse(h, &rp, maxHeaders))
 	}
 	// Resuming the search for the end after every split, as readHead does.
 	for _, split := range splits {
@@ -117,6 +95,26 @@ func checkSame(t *testing.T, b []byte, maxHeaders int, splits []int) {
 		e2, _ := refHeadEnd(b[skip:], n2)
 		if n1 != n2 || e1 != e2 {
 			t.Fatalf("HeadEnd %q split %d: %d,%d reference %d,%d", b, split, n1, e1, n2, e2)
+		}
+	}
+}
+
+type parsed interface{ ConnectionOption([]byte) bool }
+
+// sameParse fails unless the parse of h into got and into the reference's
+// want ended alike: the same error, the same fields, the same answers to
+// ConnectionOption.
+func sameParse(t *testing.T, what string, h []byte, max int, got, want parsed, err, werr error) {
+	t.Helper()
+	if errText(err) != errText(werr) {
+		t.Fatalf("%s %q (max %d): %s, reference %s", what, h, max, errText(err), errText(werr))
+	}
+	if d, wd := describe(reflect.ValueOf(got).Elem(), h), describe(reflect.ValueOf(want).Elem(), h); d != wd {
+		t.Fatalf("%s %q (%s):\n%s\nreference\n%s", what, h, errText(err), d, wd)
+	}
+	for _, n := range connNames {
+		if got.ConnectionOption(n) != want.ConnectionOption(n) {
+			t.Fatalf("%s %q: ConnectionOption(%s) differs", what, h, n)
 		}
 	}
 }

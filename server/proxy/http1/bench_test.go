@@ -86,3 +86,20 @@ func BenchmarkHead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHeadEnd is the part of BenchmarkHead that finding the end takes
+// (the same code in both parsers).
+func BenchmarkHeadEnd(b *testing.B) {
+	for _, tc := range []struct{ name, raw string }{{"curl", benchCurl}, {"six", benchSix}, {"browser", benchBrowser},
+		{"goresp", benchGoResponse}, {"nginxresp", benchNginxResponse}} {
+		raw := []byte(tc.raw)
+		b.Run(tc.name, func(b *testing.B) {
+			loop(b, raw, func() error {
+				if end, _ := HeadEnd(raw, 0); end != len(raw) {
+					b.Fatalf("end %d of %d", end, len(raw))
+				}
+				return nil
+			})
+		})
+	}
+}

@@ -896,7 +896,9 @@ func equalFold(b []byte, s string) bool {
 		return false
 	}
 	for i := range len(b) {
-		if lower(b[i]) != s[i] {
+		// Equal, or b's is the upper case of s's letter: c|0x20 is a
+		// lower-case letter only for that letter in either case.
+		if c := b[i]; c != s[i] && (c|0x20 != s[i] || s[i] < 'a' || s[i] > 'z') {
 			return false
 		}
 	}

@@ -98,3 +98,25 @@ func checkMask(t *testing.T, name, table string, mask func(uint64) uint64) {
 		}
 	}
 }
+
+// equalFold against the definition (lower-case b, then compare), for every
+// pair of bytes and strings that differ in case, length or one byte.
+func TestEqualFold(t *testing.T) {
+	for c := range 256 {
+		for _, s := range []string{"a", "z", "-", "0", "@", "[", "`", "{", "\x7f", "\xc0", "\xe0"} {
+			b := []byte{byte(c)}
+			if got, want := equalFold(b, s), refLower(byte(c)) == s[0]; got != want {
+				t.Fatalf("equalFold(%q, %q) = %v, want %v", b, s, got, want)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		b, s string
+		want bool
+	}{{"Keep-Alive", "keep-alive", true}, {"KEEP-ALIVE", "keep-alive", true}, {"keep\ralive", "keep-alive", false},
+		{"keep-aliv", "keep-alive", false}, {"100-Continue", "100-continue", true}, {"100-continuE", "100-continue", true}} {
+		if got := equalFold([]byte(tc.b), tc.s); got != tc.want {
+			t.Errorf("equalFold(%q, %q) = %v", tc.b, tc.s, got)
+		}
+	}
+}

@@ -675,6 +675,10 @@ type transferCoding struct {
 
 func (t *transferCoding) add(v []byte) *Error {
 	t.present = true
+	if !t.chunkedLast && equalFold(v, "chunked") { // the usual single coding
+		t.chunkedLast = true
+		return nil
+	}
 	n := 0
 	var err *Error
 	forEachToken(v, func(tok []byte) {

@@ -60,6 +60,7 @@ func TestProcessorGovernorFollowsTheLoad(t *testing.T) {
 	// Pipelined keep-alive requests to a direct response: the proxy does
 	// nearly all the work, the clients little.
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // the load ends with the test whatever happens
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	const depth = 32

@@ -111,7 +111,7 @@ func governProcs(log *logrus.Entry, max int, governed bool) (stop func()) {
 		return func() {}
 	}
 	smp := procs.NewSampler()
-	g, err := procs.New(procs.Options{Max: max, Read: smp.Read, RunQueue: smp.RunQueue, Set: func(n int) { runtime.GOMAXPROCS(n) }, Tick: procs.Ticker, Log: log})
+	g, err := procs.New(procs.Options{Max: max, Read: smp.Read, RunQueue: smp.RunQueue, Set: func(n int) { runtime.GOMAXPROCS(n) }, After: time.After, Log: log})
 	if err != nil { // the options above are all set
 		log.WithError(err).Warn("processor governor not started")
 		return func() {}

@@ -1,12 +1,12 @@
 package procs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
 	"runtime/metrics"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +23,8 @@ type feeder struct {
 	// they run. rqCalls counts the governor's readings of them.
 	run, wait time.Duration
 	waitRatio float64
+	throttled uint64
+	step      time.Duration // between samples: 100 ms if zero
 	rqCalls   int
 	rqErr     error
 }
@@ -33,13 +35,15 @@ type feeder struct {
 func (f *feeder) queued(cpus float64, waits, slow uint64, samples int) []int {
 	var out []int
 	for range samples {
-		f.at = f.at.Add(100 * time.Millisecond)
-		f.r.CPU += time.Duration(cpus * float64(100*time.Millisecond))
-		f.run += time.Duration(cpus * float64(100*time.Millisecond))
-		f.wait += time.Duration(f.waitRatio * cpus * float64(100*time.Millisecond))
+		step := cmp.Or(f.step, 100*time.Millisecond)
+		f.at = f.at.Add(step)
+		f.r.CPU += time.Duration(cpus * float64(step))
+		f.run += time.Duration(cpus * float64(step))
+		f.wait += time.Duration(f.waitRatio * cpus * float64(step))
 		f.r.Waits += waits
 		f.r.Slow += slow
-		n, _ := f.g.observe(f.at, f.r)
+		f.r.At = f.at
+		n, _ := f.g.observe(f.r)
 		out = append(out, n)
 	}
 	return out
@@ -50,9 +54,9 @@ func (f *feeder) load(cpus float64, samples int) []int { return f.queued(cpus, 1
 // samplesToDown feeds a light load until a processor is taken away, and
 // returns how many samples that took (at most 10,000).
 func (f *feeder) samplesToDown() int {
-	p := f.g.Procs()
+	p := f.g.current()
 	n := 0
-	for f.g.Procs() == p && n < 10000 {
+	for f.g.current() == p && n < 10000 {
 		f.load(0.3, 1)
 		n++
 	}
@@ -63,19 +67,24 @@ func (f *feeder) samplesToDown() int {
 func (f *feeder) toOne(t *testing.T) {
 	t.Helper()
 	for range 1000 {
-		if f.g.Procs() == 1 {
+		if f.g.current() == 1 {
 			return
 		}
 		f.load(0.1, 1)
 	}
-	t.Fatalf("a light load left %d processors", f.g.Procs())
+	t.Fatalf("a light load left %d processors", f.g.current())
 }
 
 func newFeeder(t *testing.T, max int) *feeder {
 	t.Helper()
 	f := &feeder{at: time.Unix(1000, 0)}
-	g, err := New(Options{Max: max, Read: NewSampler().Read, Set: func(int) {}, Tick: Ticker, Log: quietLog(),
-		RunQueue: func() (time.Duration, time.Duration, error) { f.rqCalls++; return f.run, f.wait, f.rqErr }})
+	// The samples are 100 ms apart (production takes them every 50 ms);
+	// the rules count time, not samples.
+	g, err := New(Options{Max: max, Read: NewSampler().Read, Set: func(int) {}, After: time.After, Log: quietLog(),
+		RunQueue: func() (RunQueue, error) {
+			f.rqCalls++
+			return RunQueue{Run: f.run, Wait: f.wait, Throttled: f.throttled}, f.rqErr
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,21 +103,26 @@ func last(s []int) int { return s[len(s)-1] }
 
 func TestLightLoadComesDownToOneAfterASecond(t *testing.T) {
 	f := newFeeder(t, 2)
-	if got := f.g.Procs(); got != 2 {
+	if got := f.g.current(); got != 2 {
 		t.Fatalf("starts at %d processors, want Max (2)", got)
 	}
 	got := f.load(0.5, 10)
 	if i := slices.Index(got, 1); i != 9 {
 		t.Fatalf("a light load for a second (10 samples): processors %v; want the tenth to take one away", got)
 	}
-	if got := f.load(0.5, 50); last(got) != 1 || f.g.Procs() != 1 {
+	if got := f.load(0.5, 50); last(got) != 1 || f.g.current() != 1 {
 		t.Fatalf("a light load on one processor moved it: %v", got)
 	}
 }
 
+// upSamples is how many of the feeder's 100 ms samples cover upAfter.
+const upSamples = 1
+
+// At production's 50 ms a sample, it takes two busy ones in a row.
 func TestBusyOneProcessorDoublesAfterTwoSamples(t *testing.T) {
 	f := newFeeder(t, 2)
 	f.toOne(t)
+	f.step = DefaultInterval
 	// One busy sample between light ones is a blip, not a load.
 	if got := f.load(0.95, 1); last(got) != 1 {
 		t.Fatalf("one busy sample: %d processors", last(got))
@@ -131,8 +145,8 @@ func TestMiddleLoadStaysWhereItIs(t *testing.T) {
 		t.Fatalf("0.7 CPUs on one processor: went to %d", last(got))
 	}
 	f.load(0.95, upSamples)
-	if f.g.Procs() != 2 {
-		t.Fatalf("setup: %d processors", f.g.Procs())
+	if f.g.current() != 2 {
+		t.Fatalf("setup: %d processors", f.g.current())
 	}
 	// The same load on two processors costs more CPU (the wake-ups).
 	if got := f.load(0.8, 100); last(got) != 2 {
@@ -213,26 +227,26 @@ func TestManyProcessorsStepDownOneASecondAndDoubleUp(t *testing.T) {
 		t.Fatalf("a heavy load: %d processors", last(got))
 	}
 	var steps []int
-	for f.g.Procs() > 1 {
+	for f.g.current() > 1 {
 		if len(steps) > 20 {
 			t.Fatalf("never came down to 1: %v", steps)
 		}
 		f.load(0.3, 10)
-		steps = append(steps, f.g.Procs())
+		steps = append(steps, f.g.current())
 	}
 	if want := []int{7, 6, 5, 4, 3, 2, 1}; !slices.Equal(steps, want) {
 		t.Fatalf("stepping down a second at a time: %v, want %v", steps, want)
 	}
 	var ups []int
 	for range 3 {
-		f.load(0.95*float64(f.g.Procs()), upSamples)
-		ups = append(ups, f.g.Procs())
+		f.load(0.95*float64(f.g.current()), upSamples)
+		ups = append(ups, f.g.current())
 	}
 	if want := []int{2, 4, 8}; !slices.Equal(ups, want) {
 		t.Fatalf("doubling up: %v, want %v", ups, want)
 	}
-	if f.load(7.9, 5); f.g.Procs() != 8 {
-		t.Fatalf("beyond Max: %d", f.g.Procs())
+	if f.load(7.9, 5); f.g.current() != 8 {
+		t.Fatalf("beyond Max: %d", f.g.current())
 	}
 }
 
@@ -244,8 +258,8 @@ func TestFlappingBacksOff(t *testing.T) {
 	for range 8 {
 		waited = append(waited, f.samplesToDown())
 		f.load(0.95, upSamples) // back up within the flap window
-		if f.g.Procs() != 2 {
-			t.Fatalf("setup: %d processors", f.g.Procs())
+		if f.g.current() != 2 {
+			t.Fatalf("setup: %d processors", f.g.current())
 		}
 	}
 	if want := []int{10, 20, 40, 80, 160, 320, 600, 600}; !slices.Equal(waited, want) {
@@ -267,26 +281,58 @@ func TestFlappingBacksOff(t *testing.T) {
 }
 
 // A sample whose CPU time or wait counts went backwards is a new baseline,
-// not a negative load.
+// not a negative load; so is one taken at the same time.
 func TestBackwardsSampleIsABaseline(t *testing.T) {
 	f := newFeeder(t, 2)
 	f.load(0.3, 9)
 	f.r.CPU -= time.Second
-	f.at = f.at.Add(100 * time.Millisecond)
-	if n, changed := f.g.observe(f.at, f.r); changed || n != 2 {
+	f.r.At = f.at.Add(100 * time.Millisecond)
+	if n, changed := f.g.observe(f.r); changed || n != 2 {
 		t.Fatalf("a CPU time that went back changed the processors: %d", n)
 	}
-	if n, changed := f.g.observe(f.at, f.r); changed || n != 2 {
+	if n, changed := f.g.observe(f.r); changed || n != 2 {
 		t.Fatalf("a sample at the same time changed the processors: %d", n)
 	}
 }
 
+// One long sample over the up rule (the first after an idle spell, taken
+// 250 ms after the one before) is enough: the rule counts time.
+func TestALongBusySampleIsEnoughToGoUp(t *testing.T) {
+	f := newFeeder(t, 2)
+	f.toOne(t)
+	f.at = f.at.Add(250 * time.Millisecond)
+	f.r.CPU += 240 * time.Millisecond
+	f.r.At = f.at
+	if n, changed := f.g.observe(f.r); !changed || n != 2 {
+		t.Fatalf("250 ms at 0.96 CPUs: %d processors, want 2", n)
+	}
+}
+
+// A process idle on one processor is sampled less often; a working one, or
+// one with more processors, at the ordinary interval.
+func TestIdleOnOneIsSampledLessOften(t *testing.T) {
+	f := newFeeder(t, 2)
+	if got := f.g.interval(); got != DefaultInterval {
+		t.Fatalf("on two processors: %v", got)
+	}
+	f.toOne(t)
+	f.load(0.05, 1)
+	if got := f.g.interval(); got != DefaultIdleInterval {
+		t.Fatalf("idle on one: %v, want %v", got, DefaultIdleInterval)
+	}
+	f.load(0.3, 1)
+	if got := f.g.interval(); got != DefaultInterval {
+		t.Fatalf("working on one: %v", got)
+	}
+}
+
 func TestNewRefusesBadOptions(t *testing.T) {
-	ok := Options{Max: 2, Read: NewSampler().Read, Set: func(int) {}, Tick: Ticker, Log: quietLog()}
+	ok := Options{Max: 2, Read: NewSampler().Read, Set: func(int) {}, After: time.After, Log: quietLog()}
 	for name, o := range map[string]Options{
-		"max 0":   {Max: 0, Read: ok.Read, Set: ok.Set, Tick: ok.Tick, Log: ok.Log},
-		"no Read": {Max: 2, Set: ok.Set, Tick: ok.Tick, Log: ok.Log},
-		"no Set":  {Max: 2, Read: ok.Read, Tick: ok.Tick, Log: ok.Log},
+		"max 0":    {Max: 0, Read: ok.Read, Set: ok.Set, After: ok.After, Log: ok.Log},
+		"no Read":  {Max: 2, Set: ok.Set, After: ok.After, Log: ok.Log},
+		"no Set":   {Max: 2, Read: ok.Read, After: ok.After, Log: ok.Log},
+		"no After": {Max: 2, Read: ok.Read, Set: ok.Set, Log: ok.Log},
 	} {
 		if _, err := New(o); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -297,11 +343,12 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	}
 }
 
-// Run on fakes: it sets Max first, applies the rules to the readings it
-// takes at each tick, logs a failing reading once, and stops with ctx.
+// Run on fakes: it sets nothing until the rules change the processors,
+// waits the interval the state calls for, applies the rules to the readings
+// it takes, logs a failing reading once, and stops with ctx.
 func TestRunOnFakes(t *testing.T) {
 	ticks := make(chan time.Time)
-	stopped := make(chan struct{})
+	waits := make(chan time.Duration, 64)
 	sets := make(chan int, 16)
 	type reading struct {
 		r   Reading
@@ -310,24 +357,23 @@ func TestRunOnFakes(t *testing.T) {
 	readings := make(chan reading, 1)
 	logger, hook := test.NewNullLogger()
 	g, err := New(Options{
-		Max:  2,
-		Read: func() (Reading, error) { r := <-readings; return r.r, r.err },
-		Set:  func(n int) { sets <- n },
-		Tick: func(time.Duration) (<-chan time.Time, func()) { return ticks, func() { close(stopped) } },
-		Log:  logrus.NewEntry(logger),
+		Max:   2,
+		Read:  func() (Reading, error) { r := <-readings; return r.r, r.err },
+		Set:   func(n int) { sets <- n },
+		After: func(d time.Duration) <-chan time.Time { waits <- d; return ticks },
+		Log:   logrus.NewEntry(logger),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan struct{})
 	go func() { g.Run(ctx); close(done) }()
-	if n := <-sets; n != 2 {
-		t.Fatalf("first Set(%d), want Max", n)
-	}
 	at, cpu := time.Unix(1000, 0), time.Duration(0)
 	tick := func(r reading) {
 		at = at.Add(100 * time.Millisecond)
+		r.r.At = at
 		readings <- r
 		ticks <- at
 	}
@@ -346,9 +392,24 @@ func TestRunOnFakes(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no Set after a light load")
 	}
+	// Idle on one processor: the next wait is the idle interval. Run asks
+	// for a wait before each of the 15 samples and after the last.
+	cpu += time.Millisecond
+	tick(reading{r: Reading{CPU: cpu}})
+	var asked []time.Duration
+	for len(asked) < 16 {
+		select {
+		case d := <-waits:
+			asked = append(asked, d)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Run asked for %d waits, want 16", len(asked))
+		}
+	}
+	if asked[0] != DefaultInterval || asked[14] != DefaultInterval || asked[15] != DefaultIdleInterval {
+		t.Errorf("waits %v: want the interval, and the idle interval after an idle sample on one processor", asked)
+	}
 	cancel()
 	<-done
-	<-stopped
 	warned := 0
 	for _, e := range hook.AllEntries() {
 		if e.Level == logrus.WarnLevel {
@@ -364,19 +425,15 @@ func TestRunOnFakes(t *testing.T) {
 }
 
 func TestRunWithOneProcessorReturns(t *testing.T) {
-	var set []int
-	g, err := New(Options{Max: 1, Read: NewSampler().Read, Set: func(n int) { set = append(set, n) },
-		Tick: func(time.Duration) (<-chan time.Time, func()) {
-			t.Fatal("ticked with nothing to govern")
-			return nil, nil
+	g, err := New(Options{Max: 1, Read: NewSampler().Read, Set: func(n int) { t.Fatalf("Set(%d) with nothing to govern", n) },
+		After: func(time.Duration) <-chan time.Time {
+			t.Fatal("waited with nothing to govern")
+			return nil
 		}, Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.Run(context.Background())
-	if !slices.Equal(set, []int{1}) {
-		t.Fatalf("sets %v", set)
-	}
 }
 
 // The sampler's CPU time grows while the process spins, and its wait count
@@ -429,23 +486,23 @@ func TestSamplerReadsTheProcess(t *testing.T) {
 // The run-queue times of a spinning process grow by about the time it spun.
 func TestSamplerRunQueue(t *testing.T) {
 	s := NewSampler()
-	run0, wait0, err := s.RunQueue()
+	rq0, err := s.RunQueue()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		run, wait, err := s.RunQueue()
+		rq, err := s.RunQueue()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if wait < wait0 {
-			t.Fatalf("wait went back: %v → %v", wait0, wait)
+		if rq.Wait < rq0.Wait {
+			t.Fatalf("wait went back: %v → %v", rq0.Wait, rq.Wait)
 		}
-		if run-run0 >= 20*time.Millisecond {
+		if rq.Run-rq0.Run >= 20*time.Millisecond {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("10 s of spinning: run time grew %v", run-run0)
+			t.Fatalf("10 s of spinning: run time grew %v", rq.Run-rq0.Run)
 		}
 		for x := 0; x < 1e6; x++ {
 		}
@@ -453,13 +510,37 @@ func TestSamplerRunQueue(t *testing.T) {
 }
 
 func TestParseSchedstat(t *testing.T) {
-	run, wait, err := parseSchedstat([]byte("278840596 59580611 568\n"), "x")
+	run, wait, err := parseSchedstat([]byte("278840596 59580611 568\n"))
 	if err != nil || run != 278840596 || wait != 59580611 {
 		t.Fatalf("got %v, %v, %v", run, wait, err)
 	}
-	for _, bad := range []string{"", "12", "12 x 3", "-1 2 3", "99999999999999999999 1 1"} {
-		if _, _, err := parseSchedstat([]byte(bad), "/proc/self/task/7/schedstat"); err == nil || !strings.Contains(err.Error(), "/proc/self/task/7/schedstat") {
-			t.Errorf("%q: %v", bad, err)
+	for _, bad := range []string{"", "12", "12 x 3", "-1 2 3", "99999999999999999999 1 1", "12x 3 4"} {
+		if _, _, err := parseSchedstat([]byte(bad)); err == nil {
+			t.Errorf("%q: accepted", bad)
+		}
+	}
+}
+
+func TestStatField(t *testing.T) {
+	b := []byte("usage_usec 100\nnr_periods 7\nnr_throttled 3\nthrottled_usec 9\n")
+	if got := statField(b, "nr_throttled"); got != 3 {
+		t.Fatalf("nr_throttled %d", got)
+	}
+	if got := statField(b, "nr_bursts"); got != 0 {
+		t.Fatalf("a missing field: %d", got)
+	}
+}
+
+// Throttling by a CPU quota is not starving: a second thread would get no
+// more CPU.
+func TestThrottledIsNotStarved(t *testing.T) {
+	f := newFeeder(t, 2)
+	f.toOne(t)
+	f.waitRatio = 3
+	for range 20 {
+		f.throttled++
+		if got := f.load(0.4, 1); last(got) != 1 {
+			t.Fatalf("throttled threads: %d processors", last(got))
 		}
 	}
 }

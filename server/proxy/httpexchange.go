@@ -1035,6 +1035,9 @@ func (c *httpConn) releaseUpstream(x *exchange, cl *cluster.Cluster, up *cluster
 	sentWhole := !x.pumping && x.body.done ||
 		x.pumping && x.pumpDone.Load() && x.pumpErr == nil && x.body.done
 	if reuse && sentWhole {
+		if x.upEnd.IsZero() { // every caller follows a round trip; a zero would pool it as idle since year 1
+			x.upEnd = x.reading()
+		}
 		cl.PutAt(up, x.upEnd)
 		return
 	}

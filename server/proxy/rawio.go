@@ -52,7 +52,9 @@ type rawIO struct {
 	// the socket; zero once something else may have set a later one (a
 	// head or body read: httpConn.read, readBody) or none. A deadline set
 	// since that is earlier (aLongTimeAgo) only wakes the wait early,
-	// which arms it again exactly. Owned by the serving goroutine.
+	// which arms it again exactly. Written by the serving goroutine, and by
+	// a body pump's readBody (forgetHandoff) while the serving goroutine
+	// waits for the pump (pump.Wait orders the two).
 	handoffArmed time.Time
 }
 

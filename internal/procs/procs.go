@@ -33,11 +33,10 @@ import (
 // second processor's wake-ups cost CPU).
 const (
 	// DefaultInterval is how often the load is sampled while the process
-	// works; DefaultIdleInterval while it idles on one processor (a load
-	// that starts then is seen a little later, and an idle process wakes
-	// 4 times a second, not 20).
+	// works; DefaultIdleInterval while it idles on one processor (an idle
+	// process wakes 10 times a second, not 20).
 	DefaultInterval     = 50 * time.Millisecond
-	DefaultIdleInterval = 250 * time.Millisecond
+	DefaultIdleInterval = 100 * time.Millisecond
 	// idleCPUs: a process using less is idle.
 	idleCPUs = 0.1
 	// upBusy: the share of the processors' time in use above which the
@@ -52,17 +51,21 @@ const (
 	// queue), goroutines queue when more than upSlowShare of the waits to
 	// run that the runtime sampled (at least minWaits of them) lasted
 	// slowWait or longer, or when the threads waited in the kernel's run
-	// queue for a CPU longer than they ran on one (unless the process's
-	// cgroup was throttled meanwhile: under a CPU quota a second thread
-	// gets no more CPU). That counts as above upBusy, and keeps any
+	// queue for a CPU starvedRatio times as long as they ran on one, and
+	// the process's cgroup was not throttled meanwhile (under a CPU quota a
+	// second thread gets no more CPU). On a machine two-thirds busy with
+	// bursty wake-ups the threads wait about as long as they run; on a
+	// crowded one, three times as long. That counts as above upBusy, and keeps any
 	// processor from being taken away.
 	minQueuedCPUs = 0.25
 	slowWait      = 200 * time.Microsecond
 	upSlowShare   = 0.5
 	minWaits      = 10
+	starvedRatio  = 2.5
 	// downBusy: the share of one processor fewer below which the governor
-	// takes one away, once the samples below it in a row cover downAfter
-	// (a second at first).
+	// takes one away: the CPUs in use on average over downAfter (a second
+	// at first) of samples in a row with nothing queued and nothing over
+	// the up rule.
 	downBusy  = 0.65
 	downAfter = time.Second
 	// An up within flapWindow of a down doubles the time a down must wait,
@@ -119,7 +122,8 @@ type Governor struct {
 	procs     int
 	last      Reading
 	hotFor    time.Duration // time in a row above the up rule
-	coldFor   time.Duration // time in a row below the down rule
+	coldFor   time.Duration // time in a row with nothing queued or over the up rule
+	coldCPU   float64       // CPU-seconds used in it
 	downAfter time.Duration // how long a down waits now
 	lastDown  time.Time
 	changedAt time.Time
@@ -214,7 +218,7 @@ func (g *Governor) observe(r Reading) (int, bool) {
 	}
 	switch {
 	case g.procs < g.o.Max && (used > upBusy || queued):
-		g.coldFor = 0
+		g.coldFor, g.coldCPU = 0, 0
 		if g.hotFor += wall; g.hotFor < upAfter {
 			return g.procs, false
 		}
@@ -225,22 +229,28 @@ func (g *Governor) observe(r Reading) (int, bool) {
 		g.changedAt = r.At
 		g.procs = min(g.o.Max, 2*g.procs)
 		return g.procs, true
-	case g.procs > 1 && !queued && cpus < downBusy*float64(g.procs-1):
+	case g.procs > 1 && !queued:
 		g.hotFor = 0
-		if g.coldFor += wall; g.coldFor < g.downAfter {
+		g.coldFor += wall
+		g.coldCPU += cpus * wall.Seconds()
+		if g.coldFor < g.downAfter {
 			return g.procs, false
 		}
-		g.coldFor = 0
+		avg := g.coldCPU / g.coldFor.Seconds()
+		g.coldFor, g.coldCPU = 0, 0
+		if avg >= downBusy*float64(g.procs-1) {
+			return g.procs, false
+		}
 		g.lastDown, g.changedAt = r.At, r.At
 		g.procs--
 		return g.procs, true
 	}
-	g.hotFor, g.coldFor = 0, 0
+	g.hotFor, g.coldFor, g.coldCPU = 0, 0, 0
 	return g.procs, false
 }
 
-// starved reports whether the threads waited for a CPU longer than they
-// ran on one since the last busy sample, with no throttling by a CPU quota
+// starved reports whether the threads waited for a CPU starvedRatio times
+// as long as they ran on one since the last busy sample, with no throttling by a CPU quota
 // meanwhile.
 func (g *Governor) starved() bool {
 	if g.o.RunQueue == nil {
@@ -260,7 +270,7 @@ func (g *Governor) starved() bool {
 	if !ok || rq.Run <= prev.Run || rq.Wait < prev.Wait || rq.Throttled != prev.Throttled {
 		return false // a first reading, a thread gone, or throttled
 	}
-	return rq.Wait-prev.Wait > rq.Run-prev.Run
+	return float64(rq.Wait-prev.Wait) > starvedRatio*float64(rq.Run-prev.Run)
 }
 
 // current is the number of processors the governor last decided on.

@@ -318,12 +318,7 @@ func (c *httpConn) atBoundaryMoves() bool {
 		c.idleSince = c.idleNow()
 	}
 	c.mu.Unlock()
-	if !move {
-		return false
-	}
-	parked := c.park()
-	c.endKnown = false
-	if !parked {
+	if !move || !c.park() {
 		return false
 	}
 	c.finish(false)
@@ -401,9 +396,7 @@ func (c *httpConn) waitBlocking(fresh bool) (ok, done bool) {
 			if c.flushTail() != nil {
 				return false, false
 			}
-			parked := c.park()
-			c.endKnown = false
-			if parked {
+			if c.park() {
 				return false, false
 			}
 			continue // it stays, and drains from now on

@@ -165,7 +165,6 @@ func (c *httpConn) serveRequest() (keepAlive, responded bool) {
 	x.info.Protocol, x.info.Scheme = ProtocolHTTP1, c.scheme
 	x.info.Downstream = c.clientIP
 	x.info.Remote, x.info.Local, x.info.ConnID = c.nc.RemoteAddr(), c.nc.LocalAddr(), c.id
-	x.clk = c.p.clock
 	x.info.Start = x.clk.Now()
 	c.endKnown = false
 	c.p.metrics.Active().Inc()

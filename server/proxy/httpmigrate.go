@@ -39,6 +39,7 @@ func (c *httpConn) wantsMoveLocked() bool {
 // park hands the idle connection over and waits for the decision. It
 // reports whether the connection moved; if not, it drains from now on.
 func (c *httpConn) park() bool {
+	c.endKnown = false // it waits for the decision
 	park := c.p.parkFunc()
 	if park == nil {
 		c.stay()

@@ -118,12 +118,13 @@ type Options struct {
 // Governor moves GOMAXPROCS between 1 and Max by the process's load. Its
 // state is touched by Run's goroutine only.
 type Governor struct {
-	o         Options
-	procs     int
-	last      Reading
-	hotFor    time.Duration // time in a row above the up rule
-	coldFor   time.Duration // time in a row with nothing queued or over the up rule
-	coldCPU   float64       // CPU-seconds used in it
+	o     Options
+	procs int
+	last  Reading
+	// hot and cold are the readings at which the samples in a row above
+	// the up rule, and those with nothing queued or over it, began (zero:
+	// none).
+	hot, cold Reading
 	downAfter time.Duration // how long a down waits now
 	lastDown  time.Time
 	changedAt time.Time
@@ -199,8 +200,8 @@ func (g *Governor) observe(r Reading) (int, bool) {
 	g.last = r
 	wall := r.At.Sub(prev.At)
 	if prev.At.IsZero() || wall <= 0 || r.CPU < prev.CPU || r.Waits < prev.Waits || r.Slow < prev.Slow {
-		g.rqOK = false
-		return g.procs, false // a first sample, or a new baseline
+		g.rqOK, g.hot, g.cold = false, Reading{}, Reading{}
+		return g.procs, false // a first sample, or a new baseline: new windows
 	}
 	cpus := float64(r.CPU-prev.CPU) / float64(wall)
 	g.lastCPUs = cpus
@@ -218,11 +219,14 @@ func (g *Governor) observe(r Reading) (int, bool) {
 	}
 	switch {
 	case g.procs < g.o.Max && (used > upBusy || queued):
-		g.coldFor, g.coldCPU = 0, 0
-		if g.hotFor += wall; g.hotFor < upAfter {
+		g.cold = Reading{}
+		if g.hot.At.IsZero() {
+			g.hot = prev
+		}
+		if r.At.Sub(g.hot.At) < upAfter {
 			return g.procs, false
 		}
-		g.hotFor = 0
+		g.hot = Reading{}
 		if !g.lastDown.IsZero() && r.At.Sub(g.lastDown) < flapWindow {
 			g.downAfter = min(2*g.downAfter, maxDownAfter)
 		}
@@ -230,14 +234,16 @@ func (g *Governor) observe(r Reading) (int, bool) {
 		g.procs = min(g.o.Max, 2*g.procs)
 		return g.procs, true
 	case g.procs > 1 && !queued:
-		g.hotFor = 0
-		g.coldFor += wall
-		g.coldCPU += cpus * wall.Seconds()
-		if g.coldFor < g.downAfter {
+		g.hot = Reading{}
+		if g.cold.At.IsZero() {
+			g.cold = prev
+		}
+		span := r.At.Sub(g.cold.At)
+		if span < g.downAfter {
 			return g.procs, false
 		}
-		avg := g.coldCPU / g.coldFor.Seconds()
-		g.coldFor, g.coldCPU = 0, 0
+		avg := float64(r.CPU-g.cold.CPU) / float64(span) // CPUs in use over it
+		g.cold = Reading{}
 		if avg >= downBusy*float64(g.procs-1) {
 			return g.procs, false
 		}
@@ -245,13 +251,13 @@ func (g *Governor) observe(r Reading) (int, bool) {
 		g.procs--
 		return g.procs, true
 	}
-	g.hotFor, g.coldFor, g.coldCPU = 0, 0, 0
+	g.hot, g.cold = Reading{}, Reading{}
 	return g.procs, false
 }
 
 // starved reports whether the threads waited for a CPU starvedRatio times
-// as long as they ran on one since the last busy sample, with no throttling by a CPU quota
-// meanwhile.
+// as long as they ran on one since the last busy sample, with no
+// throttling by a CPU quota meanwhile.
 func (g *Governor) starved() bool {
 	if g.o.RunQueue == nil {
 		return false
@@ -272,9 +278,6 @@ func (g *Governor) starved() bool {
 	}
 	return float64(rq.Wait-prev.Wait) > starvedRatio*float64(rq.Run-prev.Run)
 }
-
-// current is the number of processors the governor last decided on.
-func (g *Governor) current() int { return g.procs }
 
 // Sampler reads the load of the calling process: its CPU time
 // (getrusage), the runtime's scheduling latencies (runtime/metrics), its

@@ -54,9 +54,9 @@ func (f *feeder) load(cpus float64, samples int) []int { return f.queued(cpus, 1
 // samplesToDown feeds a light load until a processor is taken away, and
 // returns how many samples that took (at most 10,000).
 func (f *feeder) samplesToDown() int {
-	p := f.g.current()
+	p := f.g.procs
 	n := 0
-	for f.g.current() == p && n < 10000 {
+	for f.g.procs == p && n < 10000 {
 		f.load(0.3, 1)
 		n++
 	}
@@ -67,12 +67,12 @@ func (f *feeder) samplesToDown() int {
 func (f *feeder) toOne(t *testing.T) {
 	t.Helper()
 	for range 1000 {
-		if f.g.current() == 1 {
+		if f.g.procs == 1 {
 			return
 		}
 		f.load(0.1, 1)
 	}
-	t.Fatalf("a light load left %d processors", f.g.current())
+	t.Fatalf("a light load left %d processors", f.g.procs)
 }
 
 func newFeeder(t *testing.T, max int) *feeder {
@@ -103,14 +103,14 @@ func last(s []int) int { return s[len(s)-1] }
 
 func TestLightLoadComesDownToOneAfterASecond(t *testing.T) {
 	f := newFeeder(t, 2)
-	if got := f.g.current(); got != 2 {
+	if got := f.g.procs; got != 2 {
 		t.Fatalf("starts at %d processors, want Max (2)", got)
 	}
 	got := f.load(0.5, 10)
 	if i := slices.Index(got, 1); i != 9 {
 		t.Fatalf("a light load for a second (10 samples): processors %v; want the tenth to take one away", got)
 	}
-	if got := f.load(0.5, 50); last(got) != 1 || f.g.current() != 1 {
+	if got := f.load(0.5, 50); last(got) != 1 || f.g.procs != 1 {
 		t.Fatalf("a light load on one processor moved it: %v", got)
 	}
 }
@@ -145,8 +145,8 @@ func TestMiddleLoadStaysWhereItIs(t *testing.T) {
 		t.Fatalf("0.7 CPUs on one processor: went to %d", last(got))
 	}
 	f.load(0.95, upSamples)
-	if f.g.current() != 2 {
-		t.Fatalf("setup: %d processors", f.g.current())
+	if f.g.procs != 2 {
+		t.Fatalf("setup: %d processors", f.g.procs)
 	}
 	// The same load on two processors costs more CPU (the wake-ups).
 	if got := f.load(0.8, 100); last(got) != 2 {
@@ -227,26 +227,26 @@ func TestManyProcessorsStepDownOneASecondAndDoubleUp(t *testing.T) {
 		t.Fatalf("a heavy load: %d processors", last(got))
 	}
 	var steps []int
-	for f.g.current() > 1 {
+	for f.g.procs > 1 {
 		if len(steps) > 20 {
 			t.Fatalf("never came down to 1: %v", steps)
 		}
 		f.load(0.3, 10)
-		steps = append(steps, f.g.current())
+		steps = append(steps, f.g.procs)
 	}
 	if want := []int{7, 6, 5, 4, 3, 2, 1}; !slices.Equal(steps, want) {
 		t.Fatalf("stepping down a second at a time: %v, want %v", steps, want)
 	}
 	var ups []int
 	for range 3 {
-		f.load(0.95*float64(f.g.current()), upSamples)
-		ups = append(ups, f.g.current())
+		f.load(0.95*float64(f.g.procs), upSamples)
+		ups = append(ups, f.g.procs)
 	}
 	if want := []int{2, 4, 8}; !slices.Equal(ups, want) {
 		t.Fatalf("doubling up: %v, want %v", ups, want)
 	}
-	if f.load(7.9, 5); f.g.current() != 8 {
-		t.Fatalf("beyond Max: %d", f.g.current())
+	if f.load(7.9, 5); f.g.procs != 8 {
+		t.Fatalf("beyond Max: %d", f.g.procs)
 	}
 }
 
@@ -258,8 +258,8 @@ func TestFlappingBacksOff(t *testing.T) {
 	for range 8 {
 		waited = append(waited, f.samplesToDown())
 		f.load(0.95, upSamples) // back up within the flap window
-		if f.g.current() != 2 {
-			t.Fatalf("setup: %d processors", f.g.current())
+		if f.g.procs != 2 {
+			t.Fatalf("setup: %d processors", f.g.procs)
 		}
 	}
 	if want := []int{10, 20, 40, 80, 160, 320, 600, 600}; !slices.Equal(waited, want) {

@@ -21,6 +21,19 @@ type httpResult struct {
 	Elapsed   time.Duration // measurement window
 	ReqPerSec float64
 	P50, P99  time.Duration
+	// ProxyCPU is the CPU time the proxy's processes used over wrk's run,
+	// for a proxy target; BackendCPU is what this process (where the
+	// backend runs) used meanwhile. Both are 0 when not measured: the
+	// built-in load generator runs in this process too.
+	ProxyCPU, BackendCPU time.Duration
+}
+
+// perRequest spreads d over the answered requests; 0 if either is unknown.
+func (r httpResult) perRequest(d time.Duration) time.Duration {
+	if d <= 0 || r.Requests <= 0 {
+		return 0
+	}
+	return d / time.Duration(r.Requests)
 }
 
 // loadSpec is one run of the built-in HTTP load generator.

@@ -445,9 +445,34 @@ func measureHTTP(ctx context.Context, o options, wrkBin string, t target, closeE
 		}
 		return r, nil
 	}
+	// The CPU each side used while wrk ran: the proxy's process tree, and
+	// this process, where the backend runs and nothing else is busy then.
+	var before procUsage
+	if t.proc != nil {
+		var err error
+		if before, err = usage(t.proc.cmd.Process.Pid); err != nil {
+			return httpResult{}, fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	selfBefore, err := selfCPU()
+	if err != nil {
+		return httpResult{}, err
+	}
 	r, err := runWrk(ctx, wrkBin, "http://"+t.httpAddr+"/", o.connections, o.duration, closeEach)
 	if err != nil {
 		return r, fmt.Errorf("%s: %w", t.name, err)
+	}
+	selfAfter, err := selfCPU()
+	if err != nil {
+		return r, err
+	}
+	r.BackendCPU = selfAfter - selfBefore
+	if t.proc != nil {
+		after, err := usage(t.proc.cmd.Process.Pid)
+		if err != nil {
+			return r, fmt.Errorf("%s: %w", t.name, err)
+		}
+		r.ProxyCPU = after.CPU - before.CPU
 	}
 	return r, nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -138,4 +139,14 @@ func usage(pid int) (procUsage, error) {
 	}
 	u.CPU = time.Duration(ticks) * (time.Second / userHZ)
 	return u, nil
+}
+
+// selfCPU is the CPU time this process has used (user + system), to the
+// microsecond.
+func selfCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }

@@ -65,6 +65,8 @@ func resultRows(res [numCols]result, o options) []row {
 		{metric: "HTTP keep-alive req/s", format: fmtRate, better: "higher"},
 		{metric: "HTTP keep-alive p50 latency", format: fmtLatency, better: "lower"},
 		{metric: "HTTP keep-alive p99 latency", format: fmtLatency, better: "lower"},
+		{metric: "  proxy CPU µs per request in it", format: fmtMicros, better: "lower"},
+		{metric: "  backend CPU µs per request in it", format: fmtMicros},
 		{metric: "HTTP conn-per-request req/s", format: fmtRate, better: "higher"},
 		{metric: "HTTPS keep-alive req/s", format: fmtRate, better: "higher"},
 		{metric: "HTTPS keep-alive p99 latency", format: fmtLatency, better: "lower"},
@@ -88,7 +90,7 @@ func resultRows(res [numCols]result, o options) []row {
 		{metric: "TCP errors", format: fmtCount},
 	}
 	// The step each row comes from, for -only.
-	from := []string{"keepalive", "keepalive", "keepalive", "connclose", "tlskeepalive", "tlskeepalive", "handshakes", "",
+	from := []string{"keepalive", "keepalive", "keepalive", "keepalive", "keepalive", "connclose", "tlskeepalive", "tlskeepalive", "handshakes", "",
 		"cpu", "cpu", "cpu", "cpu", "idle", "idle", "idle", "idle", "", "h2c", "h2c", "grpc", "grpc", "", "tcp", "tcp"}
 	for i, r := range res {
 		proxy := i != colDirect
@@ -96,6 +98,8 @@ func resultRows(res [numCols]result, o options) []row {
 			r.keepAlive.ReqPerSec,
 			float64(r.keepAlive.P50),
 			float64(r.keepAlive.P99),
+			proxyOnly(proxy && r.keepAlive.ProxyCPU > 0, float64(r.keepAlive.perRequest(r.keepAlive.ProxyCPU))),
+			proxyOnly(r.keepAlive.BackendCPU > 0, float64(r.keepAlive.perRequest(r.keepAlive.BackendCPU))),
 			r.connClose.ReqPerSec,
 			proxyOnly(proxy, r.tlsKeepAlive.ReqPerSec),
 			proxyOnly(proxy, float64(r.tlsKeepAlive.P99)),

@@ -26,6 +26,39 @@ type Conn struct {
 	idleAt   time.Time    // when it went back to the pool
 	open     *stats.Gauge // the cluster's open connections, which Close leaves
 	closed   atomic.Bool
+	// readBy is the read deadline KeepReadDeadline last left on the
+	// socket; zero once SetReadDeadline or SetDeadline may have changed it.
+	readBy time.Time
+}
+
+// SetReadDeadline sets the socket's read deadline (net.Conn's). Like every
+// method of a Conn but Close, it is called by the connection's holder: a
+// goroutine that must cut another's wait short (aborting an exchange) sets
+// the deadline on the embedded net.Conn.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.readBy = time.Time{}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline sets the socket's read and write deadlines (net.Conn's).
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.readBy = time.Time{}
+	return c.Conn.SetDeadline(t)
+}
+
+// KeepReadDeadline bounds the reads that follow by d, and spares the
+// runtime a timer update per exchange on a busy connection: it leaves the
+// deadline an earlier call set when that one is no later than d and still
+// at least half of d's distance from now away, so that a connection
+// answering a stream of exchanges has it set about once per half of their
+// timeout. A read may then time out before d; the holder, when the time
+// read after it is still before d, sets d (SetReadDeadline) and reads on.
+func (c *Conn) KeepReadDeadline(d, now time.Time) {
+	if k := c.readBy; !k.IsZero() && !k.After(d) && 2*k.Sub(now) >= d.Sub(now) {
+		return
+	}
+	_ = c.Conn.SetReadDeadline(d)
+	c.readBy = d
 }
 
 // Close closes the connection, which stops counting among the cluster's

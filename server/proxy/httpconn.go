@@ -200,7 +200,9 @@ func (c *httpConn) Close() error {
 		cancel()
 	}
 	if up != nil {
-		_ = up.SetDeadline(aLongTimeAgo()) // the goroutine discards it
+		// The goroutine discards it. On the embedded socket: the
+		// connection is the goroutine's (cluster.Conn).
+		_ = up.Conn.SetDeadline(aLongTimeAgo())
 	}
 	if c.p.idle.claim(c) {
 		c.finish(false) // idle without a goroutine: nobody else will

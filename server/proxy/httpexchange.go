@@ -53,6 +53,10 @@ type exchange struct {
 	upActive      bool
 	upHost        *cluster.Host
 	upSent, upEnd time.Time
+	// headBy bounds the wait for the answer's head on an exchange without
+	// a body pump, whose socket may keep an earlier deadline
+	// (cluster.Conn.KeepReadDeadline, earlyTimeout); zero otherwise.
+	headBy time.Time
 
 	// clk is the proxy's clock; mark, while the request is dispatched
 	// upstream, a reading of it that the next step may use instead of its
@@ -763,8 +767,10 @@ func (c *httpConn) roundTrip(x *exchange, up *cluster.Conn, deadline time.Time) 
 	x.upstreamSent(up.Host(), sent)
 	x.info.RequestSent = sent.Sub(x.info.Start)
 	if x.body.done {
-		_ = up.SetReadDeadline(deadline)
+		up.KeepReadDeadline(deadline, sent)
+		x.headBy = deadline
 	} else {
+		x.headBy = time.Time{}
 		// The timeout starts when the body has gone up (armHeadDeadline);
 		// a stalled upload is bounded by the pump's idle timeout.
 		x.headMu.Lock()
@@ -813,6 +819,9 @@ func (c *httpConn) sendRequest(x *exchange, up *cluster.Conn, deadline time.Time
 	if r := upstreamRaw(up); r != nil && len(x.staged) == 0 && x.body.done {
 		wrote, n, err := r.sendThenRead(x.ob, x.upBuf.b)
 		x.uw = n
+		if err != nil && c.earlyTimeout(x, up, err) {
+			err = nil // readResponseHead waits on
+		}
 		if err != nil || wrote == len(x.ob) {
 			return err
 		}
@@ -822,6 +831,25 @@ func (c *httpConn) sendRequest(x *exchange, up *cluster.Conn, deadline time.Time
 	}
 	_ = up.SetWriteDeadline(deadline)
 	return x.writeRequest(up)
+}
+
+// earlyTimeout reports whether err, from a read of the answer's head, is
+// the deadline an earlier exchange left on the socket expiring before this
+// exchange's own (x.headBy): it then sets that one, and the read may go on.
+// A deadline Close set (the connection is closed) is never early; the
+// check and the new deadline are under mu, which Close takes before it sets
+// its own.
+func (c *httpConn) earlyTimeout(x *exchange, up *cluster.Conn, err error) bool {
+	if x.headBy.IsZero() || x.pumping || !isTimeout(err) || !x.clk.Now().Before(x.headBy) {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	_ = up.SetReadDeadline(x.headBy)
+	return true
 }
 
 // upstreamRaw is the non-blocking I/O helper of an upstream connection,
@@ -876,6 +904,9 @@ func (c *httpConn) readResponseHead(x *exchange, up *cluster.Conn) error {
 			n, err := up.Read(x.upBuf.b[x.uw:])
 			x.uw += n
 			if n == 0 && err != nil {
+				if c.earlyTimeout(x, up, err) {
+					continue
+				}
 				if x.pumpFailed() {
 					return x.pumpErr
 				}

@@ -1,0 +1,173 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/mosnlite/mosnlite/config"
+)
+
+// A keep-alive upstream connection keeps the read deadline of an earlier
+// exchange while it is at least half a timeout away
+// (cluster.Conn.KeepReadDeadline). These tests make that deadline expire
+// while the next exchange waits for its answer, which is due before that
+// exchange's own deadline.
+
+// The timeline, from the first request's dispatch (t0): its deadline is
+// t0+timeout; the second request goes at t0+gap, keeping that deadline
+// (gap < timeout/2); the backend answers the second one at t0+answerAt,
+// after the kept deadline and before the second's own, t0+gap+timeout.
+const (
+	keptTimeout  = time.Second
+	keptGap      = 400 * time.Millisecond
+	keptAnswerAt = 1200 * time.Millisecond
+)
+
+// keptBackend serves one upstream connection: the first request at once,
+// the second at keptAnswerAt after the first arrived, or never if
+// answerSecond is false (it then waits until the proxy closes the
+// connection, and reports when it saw that on closed).
+type keptBackend struct {
+	ln           net.Listener
+	answerSecond bool
+	second       chan struct{} // closed when the second request has arrived
+	closed       chan time.Time
+}
+
+func startKeptBackend(t *testing.T, answerSecond bool) *keptBackend {
+	t.Helper()
+	b := &keptBackend{ln: listen(t), answerSecond: answerSecond, second: make(chan struct{}), closed: make(chan time.Time, 1)}
+	go b.serve()
+	return b
+}
+
+func (b *keptBackend) serve() {
+	c, err := b.ln.Accept()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	const answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	var first time.Time
+	for i := 0; ; i++ {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			b.closed <- time.Now()
+			return
+		}
+		_ = req.Body.Close()
+		switch i {
+		case 0:
+			first = time.Now()
+		case 1:
+			close(b.second)
+			if !b.answerSecond {
+				_, _ = io.Copy(io.Discard, br) // until the proxy closes it
+				b.closed <- time.Now()
+				return
+			}
+			time.Sleep(time.Until(first.Add(keptAnswerAt)))
+		}
+		if _, err := io.WriteString(c, answer); err != nil {
+			return
+		}
+	}
+}
+
+// keptClient sends the first request on a keep-alive connection, reads its
+// answer, and sends the second keptGap later.
+func keptClient(t *testing.T, addr string) (net.Conn, *bufio.Reader, time.Time) {
+	t.Helper()
+	c := dial(t, addr)
+	t.Cleanup(func() { c.Close() })
+	br := bufio.NewReader(c)
+	const req = "GET / HTTP/1.1\r\nHost: app\r\n\r\n"
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("first answer: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("first answer %d, want 200", resp.StatusCode)
+	}
+	time.Sleep(time.Until(sent.Add(keptGap))) // the gap is the test's subject, not a wait for readiness
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	return c, br, time.Now()
+}
+
+func keptProxy(t *testing.T, backend string) *httpEnv {
+	return startHTTP(t, config.HTTPProxyConfig{UpstreamTimeout: config.Duration{Duration: keptTimeout}},
+		singleRoute(0), appCluster(backend))
+}
+
+func TestKeptUpstreamDeadlineExpiringEarlyDoesNotEndTheWait(t *testing.T) {
+	be := startKeptBackend(t, true)
+	e := keptProxy(t, be.ln.Addr().String())
+	_, br, sent := keptClient(t, e.addr)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("second answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok" {
+		t.Fatalf("second answer %d %q after %v, want 200 \"ok\" (the kept deadline expired at about %v)",
+			resp.StatusCode, body, time.Since(sent).Round(time.Millisecond), keptTimeout-keptGap)
+	}
+}
+
+func TestKeptUpstreamDeadlineStillTimesOutAtTheExchangesOwn(t *testing.T) {
+	be := startKeptBackend(t, false)
+	e := keptProxy(t, be.ln.Addr().String())
+	_, br, sent := keptClient(t, e.addr)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("second answer: %v", err)
+	}
+	resp.Body.Close()
+	took := time.Since(sent)
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("second answer %d, want 504", resp.StatusCode)
+	}
+	// The kept deadline expired keptTimeout-keptGap after the request;
+	// the timeout is counted from the request itself.
+	if took < keptTimeout-50*time.Millisecond {
+		t.Fatalf("504 after %v, want after the %v timeout counted from the request", took.Round(time.Millisecond), keptTimeout)
+	}
+}
+
+func TestClientGoneEndsAnUpstreamWaitUnderAKeptDeadline(t *testing.T) {
+	be := startKeptBackend(t, false)
+	e := keptProxy(t, be.ln.Addr().String())
+	c, _, _ := keptClient(t, e.addr)
+	select {
+	case <-be.second:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second request never reached the backend")
+	}
+	gone := time.Now()
+	c.Close()
+	select {
+	case at := <-be.closed:
+		// Were the closing connection's abort taken for a kept deadline
+		// expiring early, the wait would go on to the exchange's own
+		// deadline, keptGap+keptTimeout after the first request.
+		if d := at.Sub(gone); d > keptTimeout/2 {
+			t.Fatalf("the upstream connection closed %v after the client left, want promptly", d.Round(time.Millisecond))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream connection was never closed")
+	}
+}

@@ -91,20 +91,29 @@ func keptClient(t *testing.T, addr string) (net.Conn, *bufio.Reader, time.Time) 
 		t.Fatal(err)
 	}
 	sent := time.Now()
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("first answer: %v", err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("first answer %d, want 200", resp.StatusCode)
+	if status, _ := readAnswer(t, br, "first"); status != 200 {
+		t.Fatalf("first answer %d, want 200", status)
 	}
 	time.Sleep(time.Until(sent.Add(keptGap))) // the gap is the test's subject, not a wait for readiness
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
 	}
 	return c, br, time.Now()
+}
+
+// readAnswer reads one answer whole.
+func readAnswer(t *testing.T, br *bufio.Reader, which string) (status int, body string) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("%s answer: %v", which, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s answer's body: %v", which, err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 func keptProxy(t *testing.T, backend string) *httpEnv {
@@ -116,15 +125,9 @@ func TestKeptUpstreamDeadlineExpiringEarlyDoesNotEndTheWait(t *testing.T) {
 	be := startKeptBackend(t, true)
 	e := keptProxy(t, be.ln.Addr().String())
 	_, br, sent := keptClient(t, e.addr)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("second answer: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(body) != "ok" {
+	if status, body := readAnswer(t, br, "second"); status != 200 || body != "ok" {
 		t.Fatalf("second answer %d %q after %v, want 200 \"ok\" (the kept deadline expired at about %v)",
-			resp.StatusCode, body, time.Since(sent).Round(time.Millisecond), keptTimeout-keptGap)
+			status, body, time.Since(sent).Round(time.Millisecond), keptTimeout-keptGap)
 	}
 }
 
@@ -132,14 +135,10 @@ func TestKeptUpstreamDeadlineStillTimesOutAtTheExchangesOwn(t *testing.T) {
 	be := startKeptBackend(t, false)
 	e := keptProxy(t, be.ln.Addr().String())
 	_, br, sent := keptClient(t, e.addr)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("second answer: %v", err)
-	}
-	resp.Body.Close()
+	status, _ := readAnswer(t, br, "second")
 	took := time.Since(sent)
-	if resp.StatusCode != http.StatusGatewayTimeout {
-		t.Fatalf("second answer %d, want 504", resp.StatusCode)
+	if status != http.StatusGatewayTimeout {
+		t.Fatalf("second answer %d, want 504", status)
 	}
 	// The kept deadline expired keptTimeout-keptGap after the request;
 	// the timeout is counted from the request itself.

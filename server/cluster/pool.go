@@ -31,10 +31,11 @@ type Conn struct {
 	readBy time.Time
 }
 
-// SetReadDeadline sets the socket's read deadline (net.Conn's). Like every
-// method of a Conn but Close, it is called by the connection's holder: a
-// goroutine that must cut another's wait short (aborting an exchange) sets
-// the deadline on the embedded net.Conn.
+// SetReadDeadline sets the socket's read deadline (net.Conn's). It and
+// SetDeadline and KeepReadDeadline are for the connection's holder, the
+// goroutine of its exchange: another goroutine (one that cuts the
+// exchange's wait short, or a helper of the exchange) sets its deadline on
+// the embedded net.Conn, and so leaves readBy to the holder.
 func (c *Conn) SetReadDeadline(t time.Time) error {
 	c.readBy = time.Time{}
 	return c.Conn.SetReadDeadline(t)

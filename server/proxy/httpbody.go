@@ -271,7 +271,9 @@ func (x *exchange) armHeadDeadline(up *cluster.Conn) {
 	x.headMu.Lock()
 	defer x.headMu.Unlock()
 	if x.headWait > 0 {
-		_ = up.SetReadDeadline(time.Now().Add(x.headWait))
+		// On the embedded socket: the pump is not the connection's holder
+		// (cluster.Conn), and nothing was kept (roundTrip set none).
+		_ = up.Conn.SetReadDeadline(time.Now().Add(x.headWait))
 	}
 }
 

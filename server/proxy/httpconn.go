@@ -191,18 +191,20 @@ func (c *httpConn) Close() error {
 	}
 	c.closed = true
 	c.phase = phaseClosed
-	up, cancel := c.up, c.dialCancel
+	cancel := c.dialCancel
 	if c.closing != nil {
 		close(c.closing)
+	}
+	if c.up != nil {
+		// Under mu, so that the goroutine, which then discards the
+		// connection (dropUpstream), cannot have pooled it meanwhile. On
+		// the embedded socket: the connection is the goroutine's
+		// (cluster.Conn).
+		_ = c.up.Conn.SetDeadline(aLongTimeAgo())
 	}
 	c.mu.Unlock()
 	if cancel != nil {
 		cancel()
-	}
-	if up != nil {
-		// The goroutine discards it. On the embedded socket: the
-		// connection is the goroutine's (cluster.Conn).
-		_ = up.Conn.SetDeadline(aLongTimeAgo())
 	}
 	if c.p.idle.claim(c) {
 		c.finish(false) // idle without a goroutine: nobody else will
@@ -241,6 +243,16 @@ func (c *httpConn) TrackedState() conntrack.State {
 		return conntrack.Active
 	}
 	return conntrack.Idle
+}
+
+// dropUpstream forgets the exchange's upstream connection, and reports
+// whether the connection is closed (Close then set its abort deadline on
+// the upstream one, which must not go back to the pool).
+func (c *httpConn) dropUpstream() (closed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.up = nil
+	return c.closed
 }
 
 // setUpstream records the upstream connection of the request in flight (nil

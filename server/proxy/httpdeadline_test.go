@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/mosnlite/mosnlite/config"
+	"github.com/mosnlite/mosnlite/server/tlsconf/tlstest"
+	"github.com/mosnlite/mosnlite/service/stats"
 )
 
 // A keep-alive upstream connection keeps the read deadline of an earlier
@@ -116,14 +119,13 @@ func readAnswer(t *testing.T, br *bufio.Reader, which string) (status int, body 
 	return resp.StatusCode, string(b)
 }
 
-func keptProxy(t *testing.T, backend string) *httpEnv {
-	return startHTTP(t, config.HTTPProxyConfig{UpstreamTimeout: config.Duration{Duration: keptTimeout}},
-		singleRoute(0), appCluster(backend))
+func keptProxy(t *testing.T, cl config.Cluster) *httpEnv {
+	return startHTTP(t, config.HTTPProxyConfig{UpstreamTimeout: config.Duration{Duration: keptTimeout}}, singleRoute(0), cl)
 }
 
 func TestKeptUpstreamDeadlineExpiringEarlyDoesNotEndTheWait(t *testing.T) {
 	be := startKeptBackend(t, true)
-	e := keptProxy(t, be.ln.Addr().String())
+	e := keptProxy(t, appCluster(be.ln.Addr().String()))
 	_, br, sent := keptClient(t, e.addr)
 	if status, body := readAnswer(t, br, "second"); status != 200 || body != "ok" {
 		t.Fatalf("second answer %d %q after %v, want 200 \"ok\" (the kept deadline expired at about %v)",
@@ -131,9 +133,34 @@ func TestKeptUpstreamDeadlineExpiringEarlyDoesNotEndTheWait(t *testing.T) {
 	}
 }
 
+// Over TLS the answer's head is read through tls.Conn (there is no raw
+// send-then-read), whose timeout must not end the wait either.
+func TestKeptUpstreamDeadlineExpiringEarlyOverTLS(t *testing.T) {
+	ca := tlstest.NewCA(t, "kept deadline ca")
+	leaf := ca.Issue(t, tlstest.Opts{CN: "backend", IPs: []net.IP{net.ParseIP("127.0.0.1")}})
+	ln := tls.NewListener(listen(t), &tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
+	be := &keptBackend{ln: ln, answerSecond: true, second: make(chan struct{}), closed: make(chan time.Time, 1)}
+	go be.serve()
+	// The cluster's TLS is resolved by the config's loading.
+	parsed, err := config.Parse([]byte(`{"servers": [{"listeners": [{"name": "web", "address": "127.0.0.1:0",
+	    "filter_chains": [{"filters": [{"type": "proxy", "config": {"router_config_name": "r"}}]}]}],
+	  "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+	    "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "app"}}]}]}]}],
+	  "cluster_manager": {"clusters": [{"name": "app", "hosts": [{"address": "` + ln.Addr().String() + `"}],
+	    "tls_context": {"status": true, "insecure_skip": true}}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := keptProxy(t, parsed.ClusterManager.Clusters[0])
+	_, br, sent := keptClient(t, e.addr)
+	if status, body := readAnswer(t, br, "second"); status != 200 || body != "ok" {
+		t.Fatalf("second answer %d %q after %v, want 200 \"ok\"", status, body, time.Since(sent).Round(time.Millisecond))
+	}
+}
+
 func TestKeptUpstreamDeadlineStillTimesOutAtTheExchangesOwn(t *testing.T) {
 	be := startKeptBackend(t, false)
-	e := keptProxy(t, be.ln.Addr().String())
+	e := keptProxy(t, appCluster(be.ln.Addr().String()))
 	_, br, sent := keptClient(t, e.addr)
 	status, _ := readAnswer(t, br, "second")
 	took := time.Since(sent)
@@ -141,15 +168,16 @@ func TestKeptUpstreamDeadlineStillTimesOutAtTheExchangesOwn(t *testing.T) {
 		t.Fatalf("second answer %d, want 504", status)
 	}
 	// The kept deadline expired keptTimeout-keptGap after the request;
-	// the timeout is counted from the request itself.
-	if took < keptTimeout-50*time.Millisecond {
-		t.Fatalf("504 after %v, want after the %v timeout counted from the request", took.Round(time.Millisecond), keptTimeout)
+	// the timeout is counted from the request itself, and ends the wait
+	// then (a re-arm past it would be a missed timeout).
+	if took < keptTimeout-50*time.Millisecond || took > keptTimeout+keptTimeout/2 {
+		t.Fatalf("504 after %v, want at the %v timeout counted from the request", took.Round(time.Millisecond), keptTimeout)
 	}
 }
 
 func TestClientGoneEndsAnUpstreamWaitUnderAKeptDeadline(t *testing.T) {
 	be := startKeptBackend(t, false)
-	e := keptProxy(t, be.ln.Addr().String())
+	e := keptProxy(t, appCluster(be.ln.Addr().String()))
 	c, _, _ := keptClient(t, e.addr)
 	select {
 	case <-be.second:
@@ -168,5 +196,50 @@ func TestClientGoneEndsAnUpstreamWaitUnderAKeptDeadline(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the upstream connection was never closed")
+	}
+}
+
+// Close sets its abort deadline on the exchange's upstream connection under
+// mu; an exchange that ends after that (releaseUpstream) must not give that
+// connection back to the pool, where the next exchange would find the
+// deadline in the past.
+func TestAClosedConnectionsUpstreamGoesNotBackToThePool(t *testing.T) {
+	ln := listen(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	m := newManager(t, stats.New(), appCluster(ln.Addr().String()))
+	cl := m.Get("app")
+	for _, closed := range []bool{false, true} {
+		h := cl.Pick(nil)
+		up, err := cl.Connect(t.Context(), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &httpConn{nc: &net.TCPConn{}}
+		x := &exchange{clk: sysClock{}, body: reqBody{done: true}}
+		x.info.Start = time.Now()
+		if !c.setUpstream(up) {
+			t.Fatal("setUpstream failed on an open connection")
+		}
+		if closed {
+			c.mu.Lock()
+			c.closed = true // what Close does before it aborts the upstream wait
+			c.mu.Unlock()
+		}
+		c.releaseUpstream(x, cl, up, true)
+		pooled := cl.Idle(h)
+		if pooled != nil {
+			cl.Discard(pooled)
+		}
+		if got := pooled == up; got == closed {
+			t.Errorf("closed=%v: pooled=%v, want %v", closed, got, !closed)
+		}
 	}
 }

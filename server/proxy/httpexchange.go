@@ -840,7 +840,7 @@ func (c *httpConn) sendRequest(x *exchange, up *cluster.Conn, deadline time.Time
 // check and the new deadline are under mu, which Close takes before it sets
 // its own.
 func (c *httpConn) earlyTimeout(x *exchange, up *cluster.Conn, err error) bool {
-	if x.headBy.IsZero() || x.pumping || !isTimeout(err) || !x.clk.Now().Before(x.headBy) {
+	if x.headBy.IsZero() || x.pumping || !isTimeout(err) || !x.reading().Before(x.headBy) {
 		return false
 	}
 	c.mu.Lock()
@@ -849,6 +849,7 @@ func (c *httpConn) earlyTimeout(x *exchange, up *cluster.Conn, err error) bool {
 		return false
 	}
 	_ = up.SetReadDeadline(x.headBy)
+	x.headBy = time.Time{} // the exact one is set: its timeout is the answer
 	return true
 }
 
@@ -1049,7 +1050,9 @@ func (c *httpConn) forwardResponse(x *exchange, cl *cluster.Cluster, up *cluster
 // releaseUpstream ends the exchange's hold on the upstream connection: back
 // to the pool if the response was read whole and the request sent whole.
 func (c *httpConn) releaseUpstream(x *exchange, cl *cluster.Cluster, up *cluster.Conn, reuse bool) {
-	c.setUpstream(nil)
+	if c.dropUpstream() {
+		reuse = false // Close may have set its abort deadline on it
+	}
 	x.up = nil
 	x.upstreamDone()
 	// The answer's end: the request's too, and the start of the idle wait,

@@ -1,10 +1,6 @@
 package proxy
 
-import (
-	"bufio"
-	"io"
-	"sync"
-)
+import "sync"
 
 // Buffer size classes: 4 KiB, then ×4 up to 16 MiB.
 const (
@@ -55,38 +51,4 @@ func (p *bufPool) put(b *buffer) {
 		return
 	}
 	p.classes[b.class].Put(b)
-}
-
-// bufioPool keeps the buffered readers (16 KiB) and writers (4 KiB) of the
-// HTTP/1 requests that HTTP/2 streams send upstream, reset onto each
-// upstream connection, so that a stream does not allocate (and the
-// collector clear and sweep) 20 KiB of buffers.
-type bufioPool struct{ readers, writers sync.Pool }
-
-func (p *bufioPool) reader(r io.Reader) *bufio.Reader {
-	if v, ok := p.readers.Get().(*bufio.Reader); ok {
-		v.Reset(r)
-		return v
-	}
-	return bufio.NewReaderSize(r, 16<<10)
-}
-
-// putReader gives br back once nothing reads from it any more.
-func (p *bufioPool) putReader(br *bufio.Reader) {
-	br.Reset(nil)
-	p.readers.Put(br)
-}
-
-func (p *bufioPool) writer(w io.Writer) *bufio.Writer {
-	if v, ok := p.writers.Get().(*bufio.Writer); ok {
-		v.Reset(w)
-		return v
-	}
-	return bufio.NewWriterSize(w, 4<<10)
-}
-
-// putWriter gives bw back once nothing writes to it any more.
-func (p *bufioPool) putWriter(bw *bufio.Writer) {
-	bw.Reset(nil)
-	p.writers.Put(bw)
 }

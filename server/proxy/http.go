@@ -62,7 +62,7 @@ type httpProxy struct {
 	upgrades *stats.Counter
 
 	bufs      *bufPool
-	h1io      bufioPool // HTTP/2 streams' HTTP/1 upstream exchanges
+	h1up      h1UpPool  // HTTP/2 streams' HTTP/1 upstream exchanges
 	exchanges sync.Pool // *exchange
 	idle      *HTTPRuntime
 	idleList  *idleList // this proxy's idle connections, in idle

@@ -1,23 +1,24 @@
 package proxy
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/textproto"
 	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/server/proxy/h2"
+	"github.com/mosnlite/mosnlite/server/proxy/http1"
 )
 
 // errBodyLimit: a streamed request body went past max_request_body_bytes.
@@ -408,15 +409,178 @@ func fieldValue(fs []hpack.HeaderField, name string) string {
 	return ""
 }
 
+// h1Up is what one HTTP/1 upstream exchange of an HTTP/2 stream works in,
+// taken from the proxy's pool (h1UpPool) so that a stream allocates no
+// parser, buffer or field slice of its own: the upstream's bytes, the
+// parsed response head (in place in them), the chunked decoder, the request
+// head composed, and the answer's HTTP/2 fields with the text they are cut
+// from.
+type h1Up struct {
+	buf   *buffer // upstream reads: buf.b[r:w] read and not consumed
+	r, w  int
+	resp  http1.Response
+	dec   http1.ChunkedDecoder
+	head  []byte          // the request head
+	tried []*cluster.Host // the hosts picked so far
+	// The answer's fields: their names (lower-cased) and values one after
+	// the other in text, made one string, cut at ends (name end, value end
+	// for each).
+	out  []hpack.HeaderField
+	text []byte
+	ends []int
+}
+
+// h1UpPool pools the h1Up of HTTP/2 streams sent upstream over HTTP/1.
+type h1UpPool struct{ pool sync.Pool }
+
+func (p *h1UpPool) get(bufs *bufPool) *h1Up {
+	u, ok := p.pool.Get().(*h1Up)
+	if !ok {
+		u = &h1Up{}
+		u.dec.Status = http1.StatusBadGateway
+	}
+	u.buf = bufs.get(upstreamBufSize)
+	return u
+}
+
+// put gives u back once the exchange is over.
+func (p *h1UpPool) put(bufs *bufPool, u *h1Up) {
+	bufs.put(u.buf)
+	u.buf, u.r, u.w = nil, 0, 0
+	u.resp.Reset()
+	clear(u.out) // no strings of this answer kept alive, nor hosts
+	clear(u.tried)
+	u.out, u.tried = u.out[:0], u.tried[:0]
+	if cap(u.head) > 64<<10 || cap(u.text) > 64<<10 {
+		return // a large head: not kept
+	}
+	p.pool.Put(u)
+}
+
+// grow makes room after the unparsed bytes for more of a response head.
+func (u *h1Up) grow(bufs *bufPool) {
+	if u.r > 0 {
+		u.w = copy(u.buf.b, u.buf.b[u.r:u.w])
+		u.r = 0
+		if u.w < len(u.buf.b) {
+			return
+		}
+	}
+	nb := bufs.get(len(u.buf.b) * 4)
+	u.w = copy(nb.b, u.buf.b[:u.w])
+	bufs.put(u.buf)
+	u.buf = nb
+}
+
+// h1Hold is an HTTP/2 stream's hold on its HTTP/1 upstream connection:
+// given back (pooled or closed) once, by the exchange or by the client's
+// reset (the stream's OnAbort), whichever comes first.
+type h1Hold struct {
+	cl    *cluster.Cluster
+	up    *cluster.Conn
+	given atomic.Bool
+}
+
+func (h *h1Hold) giveBack(reuse bool) {
+	if !h.given.CompareAndSwap(false, true) {
+		return
+	}
+	if reuse {
+		h.cl.Put(h.up)
+	} else {
+		h.cl.Discard(h.up)
+	}
+}
+
+// abort closes the connection under a stream the client reset, which ends
+// whatever waits on it.
+func (h *h1Hold) abort() { h.giveBack(false) }
+
 // proxyH1 sends the stream to the cluster as an HTTP/1.1 request on a
 // pooled connection and relays the answer.
 func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
-	head := x.h1Head()
+	p := x.hc.p
 	end := x.requestEnded()
-	var tried []*cluster.Host
-	var up *cluster.Conn
+	u := p.h1up.get(p.bufs)
+	defer p.h1up.put(p.bufs, u)
+	up, err := x.connectH1(cl, u, timeout)
+	if up == nil {
+		x.upstreamFailed(err)
+		return
+	}
+	h := up.Host()
+	h.Acquire()
+	defer h.Release()
+	hold := &h1Hold{cl: cl, up: up}
+	defer hold.giveBack(false)
+	// A client's reset closes the connection if it is still ours, which
+	// ends a wait for the answer or a read of its body.
+	x.st.OnAbort(hold.abort)
+	defer x.st.OnAbort(nil)
+	sent := time.Now()
+	x.upHost, x.upSent = h, sent
+	_ = up.SetDeadline(x.headTimeout(timeout))
+	u.head = x.appendH1Head(u.head[:0], end)
+	var bodyErr chan error // the body relay's end, for a request with a body
+	if end {
+		if err := x.sendH1(up, u); err != nil {
+			x.h1HeadFailed(err, nil)
+			return
+		}
+	} else {
+		if _, err := up.Conn.Write(u.head); err != nil {
+			x.upstreamFailed(err)
+			return
+		}
+		bodyErr = make(chan error, 1)
+		go func() { bodyErr <- x.relayBodyH1(up) }()
+	}
+	if err := x.readH1Head(up, u); err != nil {
+		x.h1HeadFailed(err, bodyErr)
+		return
+	}
+	x.info.UpstreamResponse = time.Since(sent)
+	_ = up.SetDeadline(x.deadline())
+	resp := &u.resp
+	x.answered(x.info.Cluster, resp.Status)
+	isHead := x.req.method == http.MethodHead
+	bodyAllowed := http1.BodyAllowed(isHead, resp.Status)
+	out := x.responseOps(u.h2Fields(isHead, bodyAllowed))
+	x.headSent = true
+	// The upstream connection goes back to the pool as soon as the answer
+	// is read whole, before its end goes to the client, so that the
+	// client's next request finds it.
+	reuse := !resp.Close
+	switch {
+	case !bodyAllowed || resp.ContentLength == 0:
+		x.releaseH1(hold, bodyErr, reuse && u.r == u.w)
+		_ = x.st.WriteHeader(out, true)
+		return
+	case resp.ContentLength > 0 && int64(u.w-u.r) >= resp.ContentLength:
+		// The whole body arrived with the head: both go to the client in
+		// one write.
+		n := resp.ContentLength
+		body := u.buf.b[u.r : u.r+int(n)]
+		x.releaseH1(hold, bodyErr, reuse && int64(u.w-u.r) == n)
+		x.info.BytesSent += n
+		if err := x.st.WriteResponse(out, body); err != nil {
+			x.info.Flags |= FlagDownstreamReset
+		}
+		return
+	}
+	if err := x.st.WriteHeader(out, false); err != nil {
+		return
+	}
+	x.relayH1Body(up, u, hold, bodyErr)
+}
+
+// connectH1 takes a pooled connection to a host of cl, or dials one,
+// moving to a host not tried yet when a dial fails.
+func (x *h2Exchange) connectH1(cl *cluster.Cluster, u *h1Up, timeout time.Duration) (*cluster.Conn, error) {
+	tried := u.tried[:0]
+	defer func() { u.tried = tried }()
 	var lastErr error
-	for up == nil {
+	for {
 		h := cl.Pick(tried)
 		if h == nil {
 			break
@@ -424,8 +588,8 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 		tried = append(tried, h)
 		x.info.Attempts++
 		x.info.Upstream = h
-		if up = cl.Idle(h); up != nil {
-			break
+		if up := cl.Idle(h); up != nil {
+			return up, nil
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		start := time.Now()
@@ -437,302 +601,422 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 			lastErr = err
 			continue
 		}
-		up = c
+		return c, nil
 	}
-	if up == nil {
-		if lastErr == nil {
-			lastErr = cluster.ErrNoHealthyHost
-		}
-		x.upstreamFailed(lastErr)
-		return
+	if lastErr == nil {
+		lastErr = cluster.ErrNoHealthyHost
 	}
-	h := up.Host()
-	h.Acquire()
-	defer h.Release()
-	// The connection is given back (pooled or closed) once, by release or
-	// at the end; a client's reset closes it if it is still ours.
-	var relMu sync.Mutex
-	given := false
-	giveBack := func(reuse bool) {
-		relMu.Lock()
-		defer relMu.Unlock()
-		if given {
-			return
-		}
-		given = true
-		if reuse {
-			cl.Put(up)
-		} else {
-			cl.Discard(up)
-		}
-	}
-	defer giveBack(false)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		select {
-		case <-x.st.Aborted():
-			giveBack(false)
-		case <-stop:
-		}
-	}()
-	sent := time.Now()
-	x.upHost, x.upSent = h, sent
-	_ = up.SetDeadline(x.headTimeout(timeout))
-	bw := x.hc.p.h1io.writer(up.Conn)
-	if end {
-		// Nothing writes to it after this exchange (a body relay could).
-		defer x.hc.p.h1io.putWriter(bw)
-	}
-	if _, err := bw.WriteString(head); err != nil {
-		x.upstreamFailed(err)
-		return
-	}
-	bodyErr := make(chan error, 1)
-	if end {
-		if err := bw.Flush(); err != nil {
-			x.upstreamFailed(err)
-			return
-		}
-		bodyErr <- nil
-	} else {
-		go func() { bodyErr <- x.relayBodyH1(bw, func() { _ = up.Conn.Close() }) }()
-	}
-	br := x.hc.p.h1io.reader(up.Conn)
-	defer x.hc.p.h1io.putReader(br) // after the response body's close below
-	var resp *http.Response
-	var err error
-	for {
-		resp, err = http.ReadResponse(br, &http.Request{Method: x.req.method})
-		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			break
-		}
-	}
-	if err != nil {
-		if isTimeout(err) {
-			x.info.Flags |= FlagUpstreamTimeout
-			x.local(x.info.Cluster, http.StatusGatewayTimeout, "upstream timeout\n")
-			return
-		}
-		if x.bodyFailure(bodyErr) != nil {
-			return
-		}
-		x.upstreamFailed(err)
-		return
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		x.upstreamFailed(errors.New("upstream switched protocols, which was not asked for"))
-		return
-	}
-	x.info.UpstreamResponse = time.Since(sent)
-	_ = up.SetDeadline(x.deadline())
-	x.answered(x.info.Cluster, resp.StatusCode)
-	out := []hpack.HeaderField{{Name: ":status", Value: strconv.Itoa(resp.StatusCode)}}
-	hop := connectionOptions(resp.Header)
-	for name, vs := range resp.Header {
-		lname := strings.ToLower(name)
-		if hop[lname] || h2ConnectionSpecific(hpack.HeaderField{Name: lname}) || lname == "te" || lname == "trailer" || lname == "content-length" {
-			continue
-		}
-		for _, v := range vs {
-			out = append(out, hpack.HeaderField{Name: lname, Value: v})
-		}
-	}
-	if resp.ContentLength >= 0 && !(x.req.method == http.MethodHead && resp.ContentLength == 0) {
-		out = append(out, hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(resp.ContentLength, 10)})
-	}
-	out = x.responseOps(out)
-	x.headSent = true
-	// The upstream connection goes back to the pool as soon as the answer
-	// is read whole, before its end goes to the client, so that the
-	// client's next request finds it.
-	release := func() {
-		var berr error
-		if x.st.BodyEnded() {
-			select { // the client sent all: the relay is ending
-			case berr = <-bodyErr:
-			case <-x.st.Aborted():
-				berr = errClientGone
-			}
-		} else {
-			berr = errors.New("request body still on its way")
-		}
-		giveBack(berr == nil && !resp.Close && br.Buffered() == 0)
-	}
-	noBody := resp.ContentLength == 0 && len(resp.TransferEncoding) == 0 || x.req.method == http.MethodHead ||
-		resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
-	if noBody {
-		release()
-		_ = x.st.WriteHeader(out, true)
-		return
-	}
-	if n := resp.ContentLength; n > 0 && n <= 16<<10 && int64(br.Buffered()) >= n {
-		// The whole body has arrived with the head: both go to the client
-		// in one write.
-		rb := x.relayBuf()
-		defer x.hc.p.bufs.put(rb)
-		if _, err := io.ReadFull(resp.Body, rb.b[:n]); err != nil {
-			x.info.Flags |= FlagUpstreamReset
-			x.st.Reset(http2.ErrCodeInternal)
-			return
-		}
-		x.info.BytesSent += n
-		release()
-		if err := x.st.WriteResponse(out, rb.b[:n]); err != nil {
-			x.info.Flags |= FlagDownstreamReset
-		}
-		return
-	}
-	if err := x.st.WriteHeader(out, false); err != nil {
-		return
-	}
-	x.relayH1Response(resp, release)
+	return nil, lastErr
 }
 
-// relayH1Response streams an HTTP/1 response body and its trailers to the
-// client; true if it arrived whole.
-func (x *h2Exchange) relayH1Response(resp *http.Response, release func()) {
-	rb := x.relayBuf()
-	defer x.hc.p.bufs.put(rb)
-	buf := rb.b
-	for {
-		n, err := resp.Body.Read(buf)
-		x.info.BytesSent += int64(n)
-		if err == io.EOF {
-			release()
-			var tr []hpack.HeaderField
-			for name, vs := range resp.Trailer {
-				for _, v := range vs {
-					tr = append(tr, hpack.HeaderField{Name: strings.ToLower(name), Value: v})
+// sendH1 sends a request without a body: from inside the wait for its
+// answer, whose first bytes it reads, where the socket allows (rawio.go).
+func (x *h2Exchange) sendH1(up *cluster.Conn, u *h1Up) error {
+	r := upstreamRaw(up)
+	if r == nil {
+		_, err := up.Conn.Write(u.head)
+		return err
+	}
+	wrote, n, err := r.sendThenRead(u.head, u.buf.b)
+	u.w = n
+	if err != nil || wrote == len(u.head) {
+		return err
+	}
+	_, err = up.Conn.Write(u.head[wrote:])
+	return err
+}
+
+// h1HeadFailed answers a stream whose upstream gave no usable response
+// head: 504 for a timeout, 413 for a body over the limit, else 502.
+func (x *h2Exchange) h1HeadFailed(err error, bodyErr chan error) {
+	if isTimeout(err) {
+		x.info.Flags |= FlagUpstreamTimeout
+		x.local(x.info.Cluster, http.StatusGatewayTimeout, "upstream timeout\n")
+		return
+	}
+	if bodyErr != nil && x.bodyFailure(bodyErr) != nil {
+		return
+	}
+	x.upstreamFailed(err)
+}
+
+// readH1Head reads and parses the upstream's response head, skipping
+// informational (1xx) ones.
+func (x *h2Exchange) readH1Head(up *cluster.Conn, u *h1Up) error {
+	for informational := 0; ; {
+		from := 0
+		for {
+			if u.r < u.w {
+				end, next := http1.HeadEnd(u.buf.b[u.r:u.w], from)
+				if end >= 0 {
+					head := u.buf.b[u.r : u.r+end]
+					u.r += end
+					if err := http1.ParseResponse(head, &u.resp, maxResponseHeaders); err != nil {
+						return fmt.Errorf("upstream response: %w", err)
+					}
+					break
 				}
+				from = next
 			}
-			if len(tr) == 0 {
-				_, _ = x.st.WriteData(buf[:n], true)
+			if u.w-u.r >= maxResponseHead {
+				return fmt.Errorf("upstream response head larger than %d bytes", maxResponseHead)
+			}
+			if u.w == len(u.buf.b) {
+				u.grow(x.hc.p.bufs)
+			}
+			n, err := up.Conn.Read(u.buf.b[u.w:])
+			u.w += n
+			if n == 0 && err != nil {
+				return fmt.Errorf("read upstream response: %w", err)
+			}
+		}
+		switch s := u.resp.Status; {
+		case s == http.StatusSwitchingProtocols:
+			return errors.New("upstream switched protocols, which was not asked for")
+		case s < 200:
+			if informational++; informational > 8 {
+				return errors.New("upstream sent more than 8 informational responses")
+			}
+			continue
+		}
+		return nil
+	}
+}
+
+// h2Fields makes the parsed response head the HTTP/2 answer's fields:
+// :status, the end-to-end fields with lower-case names (hop-by-hop ones and
+// those Connection names dropped), and the body's length when it is known
+// (HEAD and 304 keep the upstream's; 1xx and 204 have none). Its strings
+// are cut from one, which is all it allocates.
+func (u *h1Up) h2Fields(isHead, bodyAllowed bool) []hpack.HeaderField {
+	resp := &u.resp
+	t, ends := u.text[:0], u.ends[:0]
+	t = strconv.AppendInt(t, int64(resp.Status), 10)
+	ends = append(ends, len(t))
+	for _, f := range resp.Headers {
+		switch k := http1.Kind(f.Name); {
+		case k.HopByHop(), k == http1.KindContentLength, resp.ConnectionOption(f.Name):
+			continue
+		}
+		t = appendLower(t, f.Name)
+		ends = append(ends, len(t))
+		t = append(t, f.Value...)
+		ends = append(ends, len(t))
+	}
+	if resp.ContentLength >= 0 && (bodyAllowed || isHead || resp.Status == http.StatusNotModified) {
+		t = append(t, "content-length"...)
+		ends = append(ends, len(t))
+		t = strconv.AppendInt(t, resp.ContentLength, 10)
+		ends = append(ends, len(t))
+	}
+	u.text, u.ends = t, ends
+	s := string(t)
+	out := append(u.out[:0], hpack.HeaderField{Name: ":status", Value: s[:ends[0]]})
+	for i := 1; i+1 < len(ends); i += 2 {
+		out = append(out, hpack.HeaderField{Name: s[ends[i-1]:ends[i]], Value: s[ends[i]:ends[i+1]]})
+	}
+	u.out = out
+	return out
+}
+
+// h2Trailers makes a chunked body's trailer section HTTP/2 trailer fields
+// (the decoder has dropped those that must not pass), cut from one string.
+func (u *h1Up) h2Trailers() []hpack.HeaderField {
+	raw := u.dec.Trailers()
+	if len(raw) == 0 {
+		return nil
+	}
+	t, ends := u.text[:0], u.ends[:0]
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i-1], raw[i+1:] // without its CRLF
+		} else {
+			raw = nil
+		}
+		name, value, _ := bytes.Cut(line, []byte(": "))
+		t = appendLower(t, name)
+		ends = append(ends, len(t))
+		t = append(t, value...)
+		ends = append(ends, len(t))
+	}
+	u.text, u.ends = t, ends
+	s := string(t)
+	out, from := u.out[:0], 0
+	for i := 0; i+1 < len(ends); i += 2 {
+		out = append(out, hpack.HeaderField{Name: s[from:ends[i]], Value: s[ends[i]:ends[i+1]]})
+		from = ends[i+1]
+	}
+	u.out = out
+	return out
+}
+
+// appendLower appends an ASCII name in lower case.
+func appendLower(b, name []byte) []byte {
+	for _, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// releaseH1 gives the upstream connection back once the answer is read
+// whole: to the pool if reuse and the request went up whole (its body
+// relay, if any, ended well), else closed.
+func (x *h2Exchange) releaseH1(hold *h1Hold, bodyErr chan error, reuse bool) {
+	if bodyErr != nil {
+		if x.st.BodyEnded() {
+			select { // the client sent all: the relay is ending
+			case err := <-bodyErr:
+				reuse = reuse && err == nil
+			case <-x.st.Aborted():
+				reuse = false
+			}
+		} else {
+			reuse = false // the request body is still on its way
+		}
+	}
+	hold.giveBack(reuse)
+}
+
+// relayH1Body streams the answer's body to the client, as it is framed
+// upstream (a length, chunked with trailers, or up to the close), and gives
+// the connection back as soon as it is read whole.
+func (x *h2Exchange) relayH1Body(up *cluster.Conn, u *h1Up, hold *h1Hold, bodyErr chan error) {
+	resp := &u.resp
+	left, chunked := resp.ContentLength, resp.Chunked
+	if chunked {
+		u.dec.Reset()
+	}
+	reuse := !resp.Close && !resp.CloseDelimited
+	for {
+		data, done := u.buf.b[u.r:u.w], false
+		switch {
+		case left >= 0:
+			if int64(len(data)) >= left {
+				reuse = reuse && int64(len(data)) == left // no bytes past the body
+				data, done = data[:left], true
+			}
+			left -= int64(len(data))
+			u.r = u.w
+		case chunked:
+			d, n, err := u.dec.Next(data)
+			u.r += n
+			if err != nil {
+				x.h1BodyFailed(fmt.Errorf("upstream body: %w", err))
 				return
 			}
-			if _, werr := x.st.Write(buf[:n]); werr == nil {
-				_ = x.st.WriteTrailer(tr)
+			if u.dec.Done() {
+				reuse = reuse && u.r == u.w
+				done = true
 			}
+			data = d
+		default:
+			u.r = u.w
+		}
+		x.info.BytesSent += int64(len(data))
+		if done {
+			x.releaseH1(hold, bodyErr, reuse)
+			x.endH1Body(data, u)
 			return
 		}
-		if n > 0 {
-			if _, werr := x.st.Write(buf[:n]); werr != nil {
+		if len(data) > 0 {
+			if _, err := x.st.Write(data); err != nil {
 				x.info.Flags |= FlagDownstreamReset
 				return
 			}
 		}
-		if err != nil {
-			x.info.Flags |= FlagUpstreamReset
-			x.st.Reset(http2.ErrCodeInternal)
+		if u.r < u.w {
+			continue // more chunked framing read
+		}
+		u.r, u.w = 0, 0
+		n, err := up.Conn.Read(u.buf.b)
+		u.w = n
+		if n == 0 && err != nil {
+			if err == io.EOF && left < 0 && !chunked {
+				x.releaseH1(hold, bodyErr, false) // the close was the end
+				x.endH1Body(nil, u)
+				return
+			}
+			if err == io.EOF {
+				err = errShortBody
+			}
+			x.h1BodyFailed(err)
 			return
 		}
 	}
 }
 
-// connectionOptions are the fields a Connection header names.
-func connectionOptions(h http.Header) map[string]bool {
-	m := map[string]bool{}
-	for _, v := range h.Values("Connection") {
-		for _, o := range strings.Split(v, ",") {
-			if o = strings.ToLower(strings.TrimSpace(o)); o != "" {
-				m[o] = true
-			}
+// endH1Body sends the last body bytes, and the trailers if any, ending the
+// stream.
+func (x *h2Exchange) endH1Body(data []byte, u *h1Up) {
+	tr := u.h2Trailers()
+	if len(tr) == 0 {
+		_, _ = x.st.WriteData(data, true)
+		return
+	}
+	if len(data) > 0 {
+		if _, err := x.st.Write(data); err != nil {
+			return
 		}
 	}
-	return m
+	_ = x.st.WriteTrailer(tr)
 }
 
-// h1Head composes the HTTP/1.1 request head for a downstream HTTP/2
-// stream: origin-form target, Host from :authority, the end-to-end fields,
-// the forwarding fields, and chunked framing for a body of unknown length.
-func (x *h2Exchange) h1Head() string {
+// h1BodyFailed resets the client's stream of an answer that broke off.
+func (x *h2Exchange) h1BodyFailed(err error) {
+	x.hc.p.log.WithError(err).WithField("cluster", x.info.Cluster).Debug("http2 stream: upstream body failed")
+	x.info.Flags |= FlagUpstreamReset
+	x.st.Reset(http2.ErrCodeInternal)
+}
+
+// appendH1Head appends the HTTP/1.1 request head for a downstream HTTP/2
+// stream to b: origin-form target, Host from :authority, the end-to-end
+// fields with canonical names, the cookies joined (RFC 9113 §8.2.3), the
+// forwarding fields, and chunked framing for a body of unknown length.
+func (x *h2Exchange) appendH1Head(b []byte, end bool) []byte {
 	r := &x.req
-	var b strings.Builder
-	b.WriteString(r.method)
-	b.WriteByte(' ')
-	b.WriteString(r.path)
-	b.WriteString(" HTTP/1.1\r\nHost: ")
-	b.WriteString(r.authority)
-	b.WriteString("\r\n")
-	xff := ""
-	cookies := []string{}
+	xff := x.hc.clientIP != ""
+	b = append(b, r.method...)
+	b = append(b, ' ')
+	b = append(b, r.path...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, r.authority...)
+	b = append(b, "\r\n"...)
+	cookies, xffs := 0, 0
 	for _, f := range r.fields {
 		switch f.Name {
 		case "host", "content-length", "x-forwarded-proto", "te":
 			continue
 		case "cookie":
-			cookies = append(cookies, f.Value) // RFC 9113 §8.2.3: joined for HTTP/1
+			cookies++
 			continue
 		case "x-forwarded-for":
-			if x.hc.clientIP != "" {
-				xff += f.Value + ", "
+			if xff {
+				xffs++
 				continue
 			}
 		}
-		b.WriteString(textproto.CanonicalMIMEHeaderKey(f.Name))
-		b.WriteString(": ")
-		b.WriteString(f.Value)
-		b.WriteString("\r\n")
+		b = appendCanonicalKey(b, f.Name)
+		b = append(b, ": "...)
+		b = append(b, f.Value...)
+		b = append(b, "\r\n"...)
 	}
-	if len(cookies) > 0 {
-		b.WriteString("Cookie: " + strings.Join(cookies, "; ") + "\r\n")
+	if cookies > 0 {
+		b = append(b, "Cookie: "...)
+		b = appendValuesOf(b, r.fields, "cookie", "; ")
+		b = append(b, "\r\n"...)
 	}
-	if x.hc.clientIP != "" {
-		b.WriteString("X-Forwarded-For: " + xff + x.hc.clientIP + "\r\n")
+	if xff {
+		b = append(b, "X-Forwarded-For: "...)
+		if xffs > 0 {
+			b = appendValuesOf(b, r.fields, "x-forwarded-for", ", ")
+			b = append(b, ", "...)
+		}
+		b = append(b, x.hc.clientIP...)
+		b = append(b, "\r\n"...)
 	}
-	b.WriteString("X-Forwarded-Proto: http\r\n")
-	end := x.requestEnded()
+	b = append(b, "X-Forwarded-Proto: http\r\n"...)
 	switch {
 	case r.contentLength >= 0:
 		if r.contentLength > 0 || !end {
-			b.WriteString("Content-Length: " + strconv.FormatInt(r.contentLength, 10) + "\r\n")
+			b = append(b, "Content-Length: "...)
+			b = strconv.AppendInt(b, r.contentLength, 10)
+			b = append(b, "\r\n"...)
 		}
 	case !end:
-		b.WriteString("Transfer-Encoding: chunked\r\n")
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
-	b.WriteString("\r\n")
-	return b.String()
+	return append(b, "\r\n"...)
+}
+
+// appendValuesOf appends the values of the fields named name, sep between.
+func appendValuesOf(b []byte, fs []hpack.HeaderField, name, sep string) []byte {
+	first := true
+	for _, f := range fs {
+		if f.Name != name {
+			continue
+		}
+		if !first {
+			b = append(b, sep...)
+		}
+		first = false
+		b = append(b, f.Value...)
+	}
+	return b
+}
+
+// appendCanonicalKey appends name as textproto.CanonicalMIMEHeaderKey
+// spells it (upper case at the start and after each '-', lower case
+// elsewhere; a name with a byte outside a token as it is), without its
+// allocation.
+func appendCanonicalKey(b []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		if !httpguts.IsTokenRune(rune(name[i])) {
+			return append(b, name...)
+		}
+	}
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+		upper = c == '-'
+	}
+	return b
 }
 
 // relayBodyH1 writes the client's body to an HTTP/1 upstream: as is with
-// a content-length, else chunked with the trailers at the end.
-func (x *h2Exchange) relayBodyH1(bw *bufio.Writer, abort func()) error {
+// a content-length, else chunked with the trailers at the end, each piece
+// in one write with its framing.
+func (x *h2Exchange) relayBodyH1(up *cluster.Conn) error {
+	const room = 18 // a chunk's size line: 16 hex digits and CRLF
 	chunked := x.req.contentLength < 0
 	rb := x.relayBuf()
 	defer x.hc.p.bufs.put(rb)
 	buf := rb.b
 	limit := x.hc.p.maxBodyBytes
 	for {
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		n, err := x.st.Read(buf)
+		n, err := x.st.Read(buf[room : len(buf)-2])
 		if n > 0 {
 			if got := x.rx.Add(int64(n)); limit > 0 && got > limit {
 				x.overLimit.Store(true)
-				abort()
+				_ = up.Conn.Close()
 				return errBodyLimit
 			}
-			if chunked {
-				fmt.Fprintf(bw, "%x\r\n", n)
+		}
+		from, to := room, room+n
+		if chunked && n > 0 {
+			var line [room]byte
+			size := http1.AppendChunkHeader(line[:0], n)
+			from -= copy(buf[room-len(size):room], size)
+			to += copy(buf[to:], "\r\n")
+		}
+		piece := buf[from:to]
+		if err == io.EOF && chunked {
+			piece = append(piece, "0\r\n"...)
+			for _, f := range x.st.Trailer() {
+				piece = append(piece, f.Name...)
+				piece = append(piece, ": "...)
+				piece = append(piece, f.Value...)
+				piece = append(piece, "\r\n"...)
 			}
-			if _, werr := bw.Write(buf[:n]); werr != nil {
+			piece = append(piece, "\r\n"...)
+		}
+		if len(piece) > 0 {
+			if _, werr := up.Conn.Write(piece); werr != nil {
 				return werr
-			}
-			if chunked {
-				_, _ = bw.WriteString("\r\n")
 			}
 		}
 		if err == io.EOF {
-			if chunked {
-				_, _ = bw.WriteString("0\r\n")
-				for _, f := range x.st.Trailer() {
-					_, _ = bw.WriteString(f.Name + ": " + f.Value + "\r\n")
-				}
-				_, _ = bw.WriteString("\r\n")
-			}
-			return bw.Flush()
+			return nil
 		}
 		if err != nil {
 			return err

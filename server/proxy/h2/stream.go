@@ -42,6 +42,7 @@ type Stream struct {
 
 	err     error         // why the stream ended early: reset, connection closed
 	aborted chan struct{} // closed with err
+	onAbort func()        // called (in a goroutine) with the abort; see OnAbort
 	closed  bool
 
 	readDeadline, writeDeadline time.Time
@@ -103,6 +104,21 @@ func (st *Stream) BodyEnded() bool {
 // by either peer, or its connection closed. Err says why.
 func (st *Stream) Aborted() <-chan struct{} { return st.aborted }
 
+// OnAbort has f called, in a goroutine of its own, when the stream is
+// aborted (at once if it already was): a watch on the stream without a
+// goroutine waiting on Aborted. nil cancels it; a later call replaces an
+// earlier one. An f that races with its cancel may still be called once,
+// so it must tolerate a call after the work it guards ended.
+func (st *Stream) OnAbort(f func()) {
+	st.c.mu.Lock()
+	defer st.c.mu.Unlock()
+	if f != nil && st.err != nil {
+		go f()
+		return
+	}
+	st.onAbort = f
+}
+
 // Err returns why the stream was aborted, or nil.
 func (st *Stream) Err() error {
 	st.c.mu.Lock()
@@ -155,6 +171,10 @@ func (st *Stream) abortLocked(err error) {
 	if st.err == nil {
 		st.err = err
 		close(st.aborted)
+		if f := st.onAbort; f != nil {
+			st.onAbort = nil
+			go f()
+		}
 	}
 	st.cond.Broadcast()
 }

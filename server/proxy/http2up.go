@@ -686,7 +686,8 @@ func (x *h2Exchange) readH1Head(up *cluster.Conn, u *h1Up) error {
 // h2Fields makes the parsed response head the HTTP/2 answer's fields:
 // :status, the end-to-end fields with lower-case names (hop-by-hop ones and
 // those Connection names dropped), and the body's length when it is known
-// (HEAD and 304 keep the upstream's; 1xx and 204 have none). Its strings
+// (a HEAD answer keeps the upstream's; 1xx, 204 and 304 have none: HTTP/2
+// clients such as Go's take a 304's for a body's). Its strings
 // are cut from one, which is all it allocates.
 func (u *h1Up) h2Fields(isHead, bodyAllowed bool) []hpack.HeaderField {
 	resp := &u.resp
@@ -703,7 +704,7 @@ func (u *h1Up) h2Fields(isHead, bodyAllowed bool) []hpack.HeaderField {
 		t = append(t, f.Value...)
 		ends = append(ends, len(t))
 	}
-	if resp.ContentLength >= 0 && (bodyAllowed || isHead || resp.Status == http.StatusNotModified) {
+	if resp.ContentLength >= 0 && (bodyAllowed || isHead && resp.Status >= 200 && resp.Status != http.StatusNoContent && resp.Status != http.StatusNotModified) {
 		t = append(t, "content-length"...)
 		ends = append(ends, len(t))
 		t = strconv.AppendInt(t, resp.ContentLength, 10)

@@ -20,8 +20,8 @@ import (
 // scriptedUpstream is an HTTP/1 backend that answers each request with the
 // raw bytes its script gives for the request's path, framing and all, so
 // that the proxy's reading of every kind of answer can be tested. A path
-// that starts with /close has the connection closed after the answer;
-// /hang gets no answer; /partial gets a head and part of a body, then
+// that starts with /close has the connection closed after the answer,
+// /close-unanswered without one; /hang gets no answer; /partial gets a head and part of a body, then
 // nothing. heads receives each request head as sent; gone, the number of
 // each connection the proxy closed.
 type scriptedUpstream struct {
@@ -29,12 +29,15 @@ type scriptedUpstream struct {
 	conns atomic.Int32
 	heads chan string
 	gone  chan int32
+	// closed receives the number of each connection it closed after a
+	// /close path's answer.
+	closed chan int32
 }
 
 func startScripted(t *testing.T, script map[string]string) *scriptedUpstream {
 	t.Helper()
 	l := listen(t)
-	s := &scriptedUpstream{addr: l.Addr().String(), heads: make(chan string, 64), gone: make(chan int32, 64)}
+	s := &scriptedUpstream{addr: l.Addr().String(), heads: make(chan string, 64), gone: make(chan int32, 64), closed: make(chan int32, 64)}
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
@@ -76,11 +79,21 @@ func (s *scriptedUpstream) serve(c net.Conn, n int32, script map[string]string) 
 			}
 			return
 		}
+		if path == "/close-unanswered" {
+			c.Close()
+			s.closed <- n
+			return
+		}
 		answer, ok := script[path]
 		if !ok {
 			answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 		}
-		if _, err := io.WriteString(c, answer); err != nil || strings.HasPrefix(path, "/close") {
+		if _, err := io.WriteString(c, answer); err != nil {
+			return
+		}
+		if strings.HasPrefix(path, "/close") {
+			c.Close()
+			s.closed <- n
 			return
 		}
 	}
@@ -355,5 +368,73 @@ func TestH2ToH1ClientResetClosesTheUpstream(t *testing.T) {
 	case <-be.gone:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the upstream connection of a timed-out request was not closed")
+	}
+}
+
+// A pooled upstream connection that the upstream closed while it idled
+// (its keep-alive timeout) is not the client's 502: a replayable request
+// goes again on a new connection when the first fails; one that cannot go
+// twice (a body, or a method that is not idempotent) is sent on a pooled
+// connection only after a peek found it open.
+func TestH2ToH1StalePooledConnection(t *testing.T) {
+	be := startScripted(t, map[string]string{"/close-quietly": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"})
+	e := startHTTP(t, config.HTTPProxyConfig{DownstreamProtocol: config.ProtocolHTTP2, UpstreamProtocol: config.ProtocolHTTP1},
+		singleRoute(0), appCluster(be.addr))
+	cl := h2cClient()
+	do := func(method, path string, body io.Reader) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+e.addr+path, body)
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("%s %s: %d %q", method, path, resp.StatusCode, b)
+		}
+	}
+	// The GET after goes out on the closed connection, fails, and goes
+	// again: whether the close has arrived yet or not.
+	do("GET", "/close-quietly", nil)
+	do("GET", "/ok", nil)
+	if n := be.conns.Load(); n != 2 {
+		t.Errorf("upstream connections = %d, want 2", n)
+	}
+	<-be.closed
+	for _, tc := range []struct {
+		method string
+		body   io.Reader
+	}{{"POST", strings.NewReader("body")}, {"DELETE", nil}} {
+		do("GET", "/close-quietly", nil)
+		<-be.closed // and the upstream's close has reached the proxy's socket
+		before := be.conns.Load()
+		do(tc.method, "/ok", tc.body)
+		if n := be.conns.Load(); n != before+1 {
+			t.Errorf("%s: upstream connections = %d, want %d", tc.method, n, before+1)
+		}
+	}
+	// A request that reached the upstream, which closed without an
+	// answer, is not sent again unless it is replayable.
+	for _, tc := range []struct {
+		method string
+		sent   int
+	}{{"DELETE", 1}, {"GET", 2}} {
+		do("GET", "/ok", nil) // a pooled connection to send it on
+		for len(be.heads) > 0 {
+			<-be.heads
+		}
+		req, _ := http.NewRequest(tc.method, "http://"+e.addr+"/close-unanswered", nil)
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 502 || len(be.heads) != tc.sent {
+			t.Errorf("%s to an upstream that closes without answering: %d, sent %d times; want 502, %d", tc.method, resp.StatusCode, len(be.heads), tc.sent)
+		}
+		for range tc.sent {
+			<-be.closed
+		}
 	}
 }

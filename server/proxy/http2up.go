@@ -448,7 +448,8 @@ func (p *h1UpPool) put(bufs *bufPool, u *h1Up) {
 	bufs.put(u.buf)
 	u.buf, u.r, u.w = nil, 0, 0
 	u.resp.Reset()
-	clear(u.out) // no strings of this answer kept alive, nor hosts
+	u.dec.Reset() // no trailers of this answer for the next
+	clear(u.out)  // no strings of this answer kept alive, nor hosts
 	clear(u.tried)
 	u.out, u.tried = u.out[:0], u.tried[:0]
 	if cap(u.head) > 64<<10 || cap(u.text) > 64<<10 {
@@ -503,39 +504,53 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 	end := x.requestEnded()
 	u := p.h1up.get(p.bufs)
 	defer p.h1up.put(p.bufs, u)
-	up, err := x.connectH1(cl, u, timeout)
+	u.head = x.appendH1Head(u.head[:0], end)
+	replay := end && idempotent(x.req.method)
+	up, err := x.connectH1(cl, u, replay, timeout)
 	if up == nil {
 		x.upstreamFailed(err)
 		return
 	}
-	h := up.Host()
-	h.Acquire()
-	defer h.Release()
-	hold := &h1Hold{cl: cl, up: up}
-	defer hold.giveBack(false)
-	// A client's reset closes the connection if it is still ours, which
-	// ends a wait for the answer or a read of its body.
-	x.st.OnAbort(hold.abort)
-	defer x.st.OnAbort(nil)
-	sent := time.Now()
-	x.upHost, x.upSent = h, sent
-	_ = up.SetDeadline(x.headTimeout(timeout))
-	u.head = x.appendH1Head(u.head[:0], end)
+	var hold *h1Hold
 	var bodyErr chan error // the body relay's end, for a request with a body
-	if end {
-		if err := x.sendH1(up, u); err != nil {
-			x.h1HeadFailed(err, nil)
-			return
+	var sent time.Time
+	for {
+		hold = &h1Hold{cl: cl, up: up}
+		// A client's reset closes the connection if it is still ours,
+		// which ends a wait for the answer or a read of its body.
+		x.st.OnAbort(hold.abort)
+		sent = time.Now()
+		_ = up.SetDeadline(x.headTimeout(timeout))
+		if end {
+			err = x.sendH1(up, u)
+		} else if _, err = up.Conn.Write(u.head); err == nil {
+			bodyErr = make(chan error, 1)
+			go func() { bodyErr <- x.relayBodyH1(up) }()
 		}
-	} else {
-		if _, err := up.Conn.Write(u.head); err != nil {
+		if err == nil {
+			err = x.readH1Head(up, u)
+		}
+		if err == nil || !replay || !x.staleH1(up, u, err) {
+			break
+		}
+		// A pooled connection the upstream had closed: a replayable
+		// request goes again, on a new one (as net/http and the HTTP/1
+		// engine do).
+		x.st.OnAbort(nil)
+		hold.giveBack(false)
+		x.info.Attempts++
+		if up, err = x.dialH1(cl, up.Host(), timeout); err != nil {
 			x.upstreamFailed(err)
 			return
 		}
-		bodyErr = make(chan error, 1)
-		go func() { bodyErr <- x.relayBodyH1(up) }()
 	}
-	if err := x.readH1Head(up, u); err != nil {
+	defer x.st.OnAbort(nil)
+	defer hold.giveBack(false)
+	h := up.Host()
+	h.Acquire()
+	defer h.Release()
+	x.upHost, x.upSent = h, sent
+	if err != nil {
 		x.h1HeadFailed(err, bodyErr)
 		return
 	}
@@ -575,8 +590,10 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 }
 
 // connectH1 takes a pooled connection to a host of cl, or dials one,
-// moving to a host not tried yet when a dial fails.
-func (x *h2Exchange) connectH1(cl *cluster.Cluster, u *h1Up, timeout time.Duration) (*cluster.Conn, error) {
+// moving to a host not tried yet when a dial fails. For a request that
+// cannot go again (replay false), a pooled connection that the upstream
+// closed is first found out by a peek, and replaced.
+func (x *h2Exchange) connectH1(cl *cluster.Cluster, u *h1Up, replay bool, timeout time.Duration) (*cluster.Conn, error) {
 	tried := u.tried[:0]
 	defer func() { u.tried = tried }()
 	var lastErr error
@@ -588,25 +605,51 @@ func (x *h2Exchange) connectH1(cl *cluster.Cluster, u *h1Up, timeout time.Durati
 		tried = append(tried, h)
 		x.info.Attempts++
 		x.info.Upstream = h
-		if up := cl.Idle(h); up != nil {
+		for up := cl.Idle(h); up != nil; up = cl.Idle(h) {
+			if replay || !peerClosed(up.Conn) {
+				return up, nil
+			}
+			cl.Discard(up)
+		}
+		up, err := x.dialH1(cl, h, timeout)
+		if err == nil {
 			return up, nil
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		start := time.Now()
-		c, err := cl.Connect(ctx, h)
-		cancel()
-		x.info.UpstreamConnect = time.Since(start)
-		if err != nil {
-			x.info.Flags |= FlagUpstreamConnectFail
-			lastErr = err
-			continue
-		}
-		return c, nil
+		lastErr = err
 	}
 	if lastErr == nil {
 		lastErr = cluster.ErrNoHealthyHost
 	}
 	return nil, lastErr
+}
+
+// dialH1 connects to h within timeout.
+func (x *h2Exchange) dialH1(cl *cluster.Cluster, h *cluster.Host, timeout time.Duration) (*cluster.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	up, err := cl.Connect(ctx, h)
+	x.info.UpstreamConnect = time.Since(start)
+	if err != nil {
+		x.info.Flags |= FlagUpstreamConnectFail
+	}
+	return up, err
+}
+
+// staleH1 reports an exchange on a pooled connection that failed (not
+// timed out) before a byte of an answer, the client still there: the
+// upstream had closed the connection.
+func (x *h2Exchange) staleH1(up *cluster.Conn, u *h1Up, err error) bool {
+	return up.Reused() && u.w == 0 && !isTimeout(err) && x.st.Err() == nil
+}
+
+// idempotent reports a method whose request may be sent twice.
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // sendH1 sends a request without a body: from inside the wait for its
@@ -853,7 +896,10 @@ func (x *h2Exchange) relayH1Body(up *cluster.Conn, u *h1Up, hold *h1Hold, bodyEr
 // endH1Body sends the last body bytes, and the trailers if any, ending the
 // stream.
 func (x *h2Exchange) endH1Body(data []byte, u *h1Up) {
-	tr := u.h2Trailers()
+	var tr []hpack.HeaderField
+	if u.resp.Chunked {
+		tr = u.h2Trailers()
+	}
 	if len(tr) == 0 {
 		_, _ = x.st.WriteData(data, true)
 		return

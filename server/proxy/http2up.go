@@ -511,6 +511,9 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 		x.upstreamFailed(err)
 		return
 	}
+	h := up.Host() // a stale connection's replacement goes to it too
+	h.Acquire()
+	defer h.Release()
 	var hold *h1Hold
 	var bodyErr chan error // the body relay's end, for a request with a body
 	var sent time.Time
@@ -539,16 +542,13 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 		x.st.OnAbort(nil)
 		hold.giveBack(false)
 		x.info.Attempts++
-		if up, err = x.dialH1(cl, up.Host(), timeout); err != nil {
+		if up, err = x.dialH1(cl, h, timeout); err != nil {
 			x.upstreamFailed(err)
 			return
 		}
 	}
 	defer x.st.OnAbort(nil)
 	defer hold.giveBack(false)
-	h := up.Host()
-	h.Acquire()
-	defer h.Release()
 	x.upHost, x.upSent = h, sent
 	if err != nil {
 		x.h1HeadFailed(err, bodyErr)

@@ -8,9 +8,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/mosnlite/mosnlite/config"
-	"github.com/mosnlite/mosnlite/server/cluster"
 	"github.com/mosnlite/mosnlite/server/proxy/h2"
-	"github.com/mosnlite/mosnlite/service/stats"
 )
 
 // BenchmarkH2CToHTTP1 measures the cost of one h2c stream proxied to an
@@ -21,28 +19,10 @@ import (
 //
 //	go test -run '^$' -bench H2CToHTTP1 -benchmem -count 6 ./server/proxy/
 func BenchmarkH2CToHTTP1(b *testing.B) {
-	reg := stats.New()
-	clusters, err := cluster.NewManager([]config.Cluster{appCluster(rawBackend(b))}, reg, quietLog())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(clusters.Close)
-	p, err := newHTTP(httpListener(config.HTTPProxyConfig{DownstreamProtocol: config.ProtocolHTTP2, UpstreamProtocol: config.ProtocolHTTP1}),
-		singleRoute(0), clusters, reg, quietLog())
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go p.Serve(l)
-	b.Cleanup(func() {
-		l.Close()
-		p.CloseAll()
-		p.Wait(waitBenchCtx(b))
-	})
-	nc, err := net.Dial("tcp", l.Addr().String())
+	p, _ := benchProxyWith(b, config.HTTPProxyConfig{DownstreamProtocol: config.ProtocolHTTP2, UpstreamProtocol: config.ProtocolHTTP1},
+		rawBackend(b))
+	addr := benchServe(b, p)
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}

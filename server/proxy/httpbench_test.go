@@ -29,17 +29,7 @@ var (
 //	go test -run '^$' -bench HTTPRequest -benchmem -count 6 ./server/proxy/
 func BenchmarkHTTPRequest(b *testing.B) {
 	p, _ := benchProxy(b, rawBackend(b))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go p.Serve(l)
-	b.Cleanup(func() {
-		l.Close()
-		p.CloseAll()
-		p.Wait(waitBenchCtx(b))
-	})
-	addr := l.Addr().String()
+	addr := benchServe(b, p)
 	b.Run("serial", func(b *testing.B) {
 		c := benchConn(b, addr)
 		buf := make([]byte, 4<<10)
@@ -88,17 +78,38 @@ func reportCPU(b *testing.B, from time.Duration) {
 // benchProxy is an HTTP proxy (not serving yet) routing to cluster "app"
 // of host, with a registry of its own.
 func benchProxy(b *testing.B, host string) (*httpProxy, *cluster.Manager) {
+	return benchProxyWith(b, config.HTTPProxyConfig{}, host)
+}
+
+// benchProxyWith is benchProxy with the filter's configuration cfg.
+func benchProxyWith(b *testing.B, cfg config.HTTPProxyConfig, host string) (*httpProxy, *cluster.Manager) {
 	reg := stats.New()
 	clusters, err := cluster.NewManager([]config.Cluster{appCluster(host)}, reg, quietLog())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(clusters.Close)
-	p, err := newHTTP(httpListener(config.HTTPProxyConfig{}), singleRoute(0), clusters, reg, quietLog())
+	p, err := newHTTP(httpListener(cfg), singleRoute(0), clusters, reg, quietLog())
 	if err != nil {
 		b.Fatal(err)
 	}
 	return p, clusters
+}
+
+// benchServe serves p on a port of its own until the benchmark ends, and
+// returns its address.
+func benchServe(b *testing.B, p *httpProxy) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go p.Serve(l)
+	b.Cleanup(func() {
+		l.Close()
+		p.CloseAll()
+		p.Wait(waitBenchCtx(b))
+	})
+	return l.Addr().String()
 }
 
 // benchConn dials the proxy and warms the connection (and the upstream pool).

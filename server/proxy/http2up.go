@@ -527,8 +527,7 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 		if end {
 			err = x.sendH1(up, u)
 		} else if _, err = up.Conn.Write(u.head); err == nil {
-			bodyErr = make(chan error, 1)
-			go func() { bodyErr <- x.relayBodyH1(up) }()
+			bodyErr = x.startBodyH1(up)
 		}
 		if err == nil {
 			err = x.readH1Head(up, u)
@@ -1018,6 +1017,14 @@ func appendCanonicalKey(b []byte, name string) []byte {
 		upper = c == '-'
 	}
 	return b
+}
+
+// startBodyH1 starts the relay of the client's body to up; the channel
+// receives its end.
+func (x *h2Exchange) startBodyH1(up *cluster.Conn) chan error {
+	done := make(chan error, 1)
+	go func() { done <- x.relayBodyH1(up) }()
+	return done
 }
 
 // relayBodyH1 writes the client's body to an HTTP/1 upstream: as is with

@@ -137,6 +137,7 @@ func chunkedBody(n, chunk int) (wire, body string) {
 func TestH2ToH1AnswerFraming(t *testing.T) {
 	bigChunked, bigBody := chunkedBody(140000, 7000)
 	bigCL := string(payload(200000))
+	bigValue := strings.Repeat("v", 30000) // a head over the first buffer's 16 KiB
 	be := startScripted(t, map[string]string{
 		"/chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\nContent-Type: text/plain\r\n\r\n" +
 			"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: abc\r\nX-Other: def\r\n\r\n",
@@ -151,15 +152,17 @@ func TestH2ToH1AnswerFraming(t *testing.T) {
 		"/204":         "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n",
 		"/hop": "HTTP/1.1 200 OK\r\nConnection: X-Hop, keep-alive\r\nKeep-Alive: timeout=5\r\nX-Hop: secret\r\n" +
 			"Proxy-Authenticate: Basic\r\nX-Mixed-Case: Yes\r\nContent-Length: 2\r\n\r\nok",
-		"/close-eof":     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close",
-		"/connclose":     "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
-		"/badstatus":     "HTTP/1.1 2000 OK\r\n\r\n",
-		"/close-bad":     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX",
-		"/close-short":   "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
-		"/extra":         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno",
-		"/http10":        "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
-		"/chunked-extra": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nGARBAGE",
-		"/big-cl-extra":  "HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + bigCL + "XX",
+		"/close-eof":       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close",
+		"/connclose":       "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+		"/badstatus":       "HTTP/1.1 2000 OK\r\n\r\n",
+		"/close-bad":       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX",
+		"/close-short":     "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+		"/extra":           "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno",
+		"/http10":          "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"/big-head":        "HTTP/1.1 200 OK\r\nX-Big: " + bigValue + "\r\nContent-Length: 2\r\n\r\nok",
+		"/close-huge-head": "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("v", 70000) + "\r\n\r\n",
+		"/chunked-extra":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nGARBAGE",
+		"/big-cl-extra":    "HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + bigCL + "XX",
 	})
 	e := startHTTP(t, config.HTTPProxyConfig{DownstreamProtocol: config.ProtocolHTTP2, UpstreamProtocol: config.ProtocolHTTP1},
 		singleRoute(0), appCluster(be.addr))
@@ -202,6 +205,8 @@ func TestH2ToH1AnswerFraming(t *testing.T) {
 		{method: "GET", path: "/extra", status: 200, body: "ok", length: "2"},
 		{method: "GET", path: "/http10", status: 200, body: "ok", length: "2"},
 		{method: "GET", path: "/chunked-extra", status: 200, body: "ok"},
+		{method: "GET", path: "/big-head", status: 200, body: "ok", length: "2", header: map[string]string{"X-Big": bigValue}, reuse: true},
+		{method: "GET", path: "/close-huge-head", status: 502, body: "Bad Gateway\n", length: "12"},
 		{method: "GET", path: "/big-cl-extra", status: 200, body: bigCL, length: "200000"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {

@@ -39,6 +39,20 @@ func listen(t *testing.T) net.Listener {
 	return l
 }
 
+// acceptEach runs each on every connection l accepts, on the accepting
+// goroutine, until l is closed.
+func acceptEach(l net.Listener, each func(net.Conn)) {
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			each(c)
+		}
+	}()
+}
+
 // serve runs p on a fresh listener and, at cleanup, stops accepting, closes
 // every connection and checks that Serve returned nil and Wait returns.
 func serve(t *testing.T, p Proxy) string {

@@ -41,19 +41,13 @@ func startH2CBackend(t *testing.T, h http.Handler) (addr string, conns *atomic.I
 	srv := &http2.Server{}
 	var mu sync.Mutex
 	var live []net.Conn
-	go func() {
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			mu.Lock()
-			live = append(live, nc)
-			mu.Unlock()
-			go srv.ServeConn(nc, &http2.ServeConnOpts{Handler: h})
-		}
-	}()
+	acceptEach(l, func(nc net.Conn) {
+		conns.Add(1)
+		mu.Lock()
+		live = append(live, nc)
+		mu.Unlock()
+		go srv.ServeConn(nc, &http2.ServeConnOpts{Handler: h})
+	})
 	t.Cleanup(func() {
 		l.Close()
 		mu.Lock()

@@ -39,16 +39,9 @@ func startScripted(t *testing.T, script map[string]string) *scriptedUpstream {
 	l := listen(t)
 	s := &scriptedUpstream{addr: l.Addr().String(), heads: make(chan string, 64), gone: make(chan int32, 64), closed: make(chan int32, 64)}
 	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			n := s.conns.Add(1)
-			go s.serve(c, n, script)
-		}
-	}()
+	acceptEach(l, func(c net.Conn) {
+		go s.serve(c, s.conns.Add(1), script)
+	})
 	return s
 }
 

@@ -155,36 +155,30 @@ func rawBackend(b testing.TB) string {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4<<10)
-				n := 0
+	acceptEach(l, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 4<<10)
+			n := 0
+			for {
+				m, err := c.Read(buf[n:])
+				n += m
 				for {
-					m, err := c.Read(buf[n:])
-					n += m
-					for {
-						end := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-						if end < 0 {
-							break
-						}
-						if _, err := c.Write(benchResponse); err != nil {
-							return
-						}
-						n = copy(buf, buf[end+4:n])
+					end := bytes.Index(buf[:n], []byte("\r\n\r\n"))
+					if end < 0 {
+						break
 					}
-					if err != nil {
+					if _, err := c.Write(benchResponse); err != nil {
 						return
 					}
+					n = copy(buf, buf[end+4:n])
 				}
-			}()
-		}
-	}()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	})
 	return l.Addr().String()
 }
 

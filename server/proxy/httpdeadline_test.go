@@ -205,15 +205,7 @@ func TestClientGoneEndsAnUpstreamWaitUnderAKeptDeadline(t *testing.T) {
 // deadline in the past.
 func TestAClosedConnectionsUpstreamGoesNotBackToThePool(t *testing.T) {
 	ln := listen(t)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-		}
-	}()
+	acceptEach(ln, func(c net.Conn) { t.Cleanup(func() { c.Close() }) })
 	m := newManager(t, stats.New(), appCluster(ln.Addr().String()))
 	cl := m.Get("app")
 	for _, closed := range []bool{false, true} {

@@ -28,15 +28,7 @@ func startTCPBackend(t *testing.T) *tcpBackend {
 	t.Helper()
 	l := listen(t)
 	b := &tcpBackend{addr: l.Addr().String(), conns: make(chan net.Conn, 8)}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			b.conns <- c
-		}
-	}()
+	acceptEach(l, func(c net.Conn) { b.conns <- c })
 	t.Cleanup(func() {
 		l.Close()
 		for {

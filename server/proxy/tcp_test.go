@@ -25,22 +25,16 @@ func startEcho(t *testing.T) *echoServer {
 	l := listen(t)
 	t.Cleanup(func() { l.Close() })
 	e := &echoServer{addr: l.Addr().String()}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
+	acceptEach(l, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			if _, err := io.Copy(c, c); err == nil {
+				e.eofs.Add(1)
+				c.(*net.TCPConn).CloseWrite()
+				io.Copy(io.Discard, c)
 			}
-			go func() {
-				defer c.Close()
-				if _, err := io.Copy(c, c); err == nil {
-					e.eofs.Add(1)
-					c.(*net.TCPConn).CloseWrite()
-					io.Copy(io.Discard, c)
-				}
-			}()
-		}
-	}()
+		}()
+	})
 	return e
 }
 

@@ -416,9 +416,7 @@ func fieldValue(fs []hpack.HeaderField, name string) string {
 // head composed, and the answer's HTTP/2 fields with the text they are cut
 // from.
 type h1Up struct {
-	buf   *buffer // upstream reads: buf.b[r:w] read and not consumed
-	r, w  int
-	resp  http1.Response
+	upIn  // upstream reads, and the response head parsed in them
 	dec   http1.ChunkedDecoder
 	head  []byte          // the request head
 	tried []*cluster.Host // the hosts picked so far
@@ -439,14 +437,14 @@ func (p *h1UpPool) get(bufs *bufPool) *h1Up {
 		u = &h1Up{}
 		u.dec.Status = http1.StatusBadGateway
 	}
-	u.buf = bufs.get(upstreamBufSize)
+	u.upBuf = bufs.get(upstreamBufSize)
 	return u
 }
 
 // put gives u back once the exchange is over.
 func (p *h1UpPool) put(bufs *bufPool, u *h1Up) {
-	bufs.put(u.buf)
-	u.buf, u.r, u.w = nil, 0, 0
+	bufs.put(u.upBuf)
+	u.upBuf, u.ur, u.uw = nil, 0, 0
 	u.resp.Reset()
 	u.dec.Reset() // no trailers of this answer for the next
 	clear(u.out)  // no strings of this answer kept alive, nor hosts
@@ -456,21 +454,6 @@ func (p *h1UpPool) put(bufs *bufPool, u *h1Up) {
 		return // a large head: not kept
 	}
 	p.pool.Put(u)
-}
-
-// grow makes room after the unparsed bytes for more of a response head.
-func (u *h1Up) grow(bufs *bufPool) {
-	if u.r > 0 {
-		u.w = copy(u.buf.b, u.buf.b[u.r:u.w])
-		u.r = 0
-		if u.w < len(u.buf.b) {
-			return
-		}
-	}
-	nb := bufs.get(len(u.buf.b) * 4)
-	u.w = copy(nb.b, u.buf.b[:u.w])
-	bufs.put(u.buf)
-	u.buf = nb
 }
 
 // h1Hold is an HTTP/2 stream's hold on its HTTP/1 upstream connection:
@@ -567,15 +550,15 @@ func (x *h2Exchange) proxyH1(cl *cluster.Cluster, timeout time.Duration) {
 	reuse := !resp.Close
 	switch {
 	case !bodyAllowed || resp.ContentLength == 0:
-		x.releaseH1(hold, bodyErr, reuse && u.r == u.w)
+		x.releaseH1(hold, bodyErr, reuse && u.ur == u.uw)
 		_ = x.st.WriteHeader(out, true)
 		return
-	case resp.ContentLength > 0 && int64(u.w-u.r) >= resp.ContentLength:
+	case resp.ContentLength > 0 && int64(u.uw-u.ur) >= resp.ContentLength:
 		// The whole body arrived with the head: both go to the client in
 		// one write.
 		n := resp.ContentLength
-		body := u.buf.b[u.r : u.r+int(n)]
-		x.releaseH1(hold, bodyErr, reuse && int64(u.w-u.r) == n)
+		body := u.upBuf.b[u.ur : u.ur+int(n)]
+		x.releaseH1(hold, bodyErr, reuse && int64(u.uw-u.ur) == n)
 		x.info.BytesSent += n
 		if err := x.st.WriteResponse(out, body); err != nil {
 			x.info.Flags |= FlagDownstreamReset
@@ -639,7 +622,7 @@ func (x *h2Exchange) dialH1(cl *cluster.Cluster, h *cluster.Host, timeout time.D
 // timed out) before a byte of an answer, the client still there: the
 // upstream had closed the connection.
 func (x *h2Exchange) staleH1(up *cluster.Conn, u *h1Up, err error) bool {
-	return up.Reused() && u.w == 0 && !isTimeout(err) && x.st.Err() == nil
+	return up.Reused() && u.uw == 0 && !isTimeout(err) && x.st.Err() == nil
 }
 
 // idempotent reports a method whose request may be sent twice.
@@ -659,8 +642,8 @@ func (x *h2Exchange) sendH1(up *cluster.Conn, u *h1Up) error {
 		_, err := up.Conn.Write(u.head)
 		return err
 	}
-	wrote, n, err := r.sendThenRead(u.head, u.buf.b)
-	u.w = n
+	wrote, n, err := r.sendThenRead(u.head, u.upBuf.b)
+	u.uw = n
 	if err != nil || wrote == len(u.head) {
 		return err
 	}
@@ -688,26 +671,15 @@ func (x *h2Exchange) readH1Head(up *cluster.Conn, u *h1Up) error {
 	for informational := 0; ; {
 		from := 0
 		for {
-			if u.r < u.w {
-				end, next := http1.HeadEnd(u.buf.b[u.r:u.w], from)
-				if end >= 0 {
-					head := u.buf.b[u.r : u.r+end]
-					u.r += end
-					if err := http1.ParseResponse(head, &u.resp, maxResponseHeaders); err != nil {
-						return fmt.Errorf("upstream response: %w", err)
-					}
-					break
-				}
-				from = next
+			parsed, err := u.parseHead(x.hc.p.bufs, &from)
+			if err != nil {
+				return err
 			}
-			if u.w-u.r >= maxResponseHead {
-				return fmt.Errorf("upstream response head larger than %d bytes", maxResponseHead)
+			if parsed {
+				break
 			}
-			if u.w == len(u.buf.b) {
-				u.grow(x.hc.p.bufs)
-			}
-			n, err := up.Conn.Read(u.buf.b[u.w:])
-			u.w += n
+			n, err := up.Conn.Read(u.upBuf.b[u.uw:])
+			u.uw += n
 			if n == 0 && err != nil {
 				return fmt.Errorf("read upstream response: %w", err)
 			}
@@ -835,7 +807,7 @@ func (x *h2Exchange) relayH1Body(up *cluster.Conn, u *h1Up, hold *h1Hold, bodyEr
 	}
 	reuse := !resp.Close && !resp.CloseDelimited
 	for {
-		data, done := u.buf.b[u.r:u.w], false
+		data, done := u.upBuf.b[u.ur:u.uw], false
 		switch {
 		case left >= 0:
 			if int64(len(data)) >= left {
@@ -843,21 +815,21 @@ func (x *h2Exchange) relayH1Body(up *cluster.Conn, u *h1Up, hold *h1Hold, bodyEr
 				data, done = data[:left], true
 			}
 			left -= int64(len(data))
-			u.r = u.w
+			u.ur = u.uw
 		case chunked:
 			d, n, err := u.dec.Next(data)
-			u.r += n
+			u.ur += n
 			if err != nil {
 				x.h1BodyFailed(fmt.Errorf("upstream body: %w", err))
 				return
 			}
 			if u.dec.Done() {
-				reuse = reuse && u.r == u.w
+				reuse = reuse && u.ur == u.uw
 				done = true
 			}
 			data = d
 		default:
-			u.r = u.w
+			u.ur = u.uw
 		}
 		x.info.BytesSent += int64(len(data))
 		if done {
@@ -871,12 +843,12 @@ func (x *h2Exchange) relayH1Body(up *cluster.Conn, u *h1Up, hold *h1Hold, bodyEr
 				return
 			}
 		}
-		if u.r < u.w {
+		if u.ur < u.uw {
 			continue // more chunked framing read
 		}
-		u.r, u.w = 0, 0
-		n, err := up.Conn.Read(u.buf.b)
-		u.w = n
+		u.ur, u.uw = 0, 0
+		n, err := up.Conn.Read(u.upBuf.b)
+		u.uw = n
 		if n == 0 && err != nil {
 			if err == io.EOF && left < 0 && !chunked {
 				x.releaseH1(hold, bodyErr, false) // the close was the end

@@ -42,7 +42,6 @@ type exchange struct {
 	// path is the request's path normalised (normalisePath): what routes
 	// match and rewrites work on.
 	path  []byte
-	resp  http1.Response
 	info  RequestInfo
 	tried []*cluster.Host
 	// What the metrics record at the end (httpmetrics.go): the downstream
@@ -74,8 +73,7 @@ type exchange struct {
 	staged  []byte // a large request body part already buffered, sent after ob
 	iov     [2][]byte
 
-	upBuf  *buffer // upstream reads
-	ur, uw int     // upBuf.b[ur:uw] read and not consumed
+	upIn // upstream reads, and the response head parsed in them
 
 	up      *cluster.Conn
 	body    reqBody
@@ -116,7 +114,7 @@ func (p *httpProxy) getExchange() *exchange {
 	if v := p.exchanges.Get(); v != nil {
 		return v.(*exchange)
 	}
-	x := &exchange{outBuf: p.bufs.get(httpReadBufSize), upBuf: p.bufs.get(upstreamBufSize), clk: p.clock}
+	x := &exchange{outBuf: p.bufs.get(httpReadBufSize), upIn: upIn{upBuf: p.bufs.get(upstreamBufSize)}, clk: p.clock}
 	x.ob = x.outBuf.b[:0]
 	x.tried = make([]*cluster.Host, 0, 4)
 	return x
@@ -884,23 +882,12 @@ func (c *httpConn) readResponseHead(x *exchange, up *cluster.Conn) error {
 	for informational := 0; ; {
 		from := 0
 		for {
-			if x.ur < x.uw {
-				end, next := http1.HeadEnd(x.upBuf.b[x.ur:x.uw], from)
-				if end >= 0 {
-					head := x.upBuf.b[x.ur : x.ur+end]
-					x.ur += end
-					if err := http1.ParseResponse(head, &x.resp, maxResponseHeaders); err != nil {
-						return fmt.Errorf("upstream response: %w", err)
-					}
-					break
-				}
-				from = next
+			parsed, err := x.parseHead(c.p.bufs, &from)
+			if err != nil {
+				return err
 			}
-			if x.uw-x.ur >= maxResponseHead {
-				return fmt.Errorf("upstream response head larger than %d bytes", maxResponseHead)
-			}
-			if x.uw == len(x.upBuf.b) {
-				x.growUpstream(c.p.bufs)
+			if parsed {
+				break
 			}
 			n, err := up.Read(x.upBuf.b[x.uw:])
 			x.uw += n
@@ -936,19 +923,55 @@ func (x *exchange) readRoom() int {
 	return len(x.upBuf.b)
 }
 
+// upIn is an upstream's answer as it is read, by the HTTP/1 engine's
+// exchange and by an HTTP/2 stream's HTTP/1 exchange (h1Up): the bytes,
+// upBuf.b[ur:uw] read and not consumed, and the response head parsed in
+// place in them.
+type upIn struct {
+	upBuf  *buffer
+	ur, uw int
+	resp   http1.Response
+}
+
+// parseHead parses a response head from the bytes read so far, its end
+// searched from where the last call left off (*from, 0 for a new head),
+// and reports whether it found one. If not, it makes room for the next
+// read; a head that would outgrow maxResponseHead is an error.
+func (u *upIn) parseHead(bufs *bufPool, from *int) (bool, error) {
+	if u.ur < u.uw {
+		end, next := http1.HeadEnd(u.upBuf.b[u.ur:u.uw], *from)
+		if end >= 0 {
+			head := u.upBuf.b[u.ur : u.ur+end]
+			u.ur += end
+			if err := http1.ParseResponse(head, &u.resp, maxResponseHeaders); err != nil {
+				return false, fmt.Errorf("upstream response: %w", err)
+			}
+			return true, nil
+		}
+		*from = next
+	}
+	if u.uw-u.ur >= maxResponseHead {
+		return false, fmt.Errorf("upstream response head larger than %d bytes", maxResponseHead)
+	}
+	if u.uw == len(u.upBuf.b) {
+		u.growUpstream(bufs)
+	}
+	return false, nil
+}
+
 // growUpstream makes room after the unparsed upstream bytes.
-func (x *exchange) growUpstream(bufs *bufPool) {
-	if x.ur > 0 {
-		x.uw = copy(x.upBuf.b, x.upBuf.b[x.ur:x.uw])
-		x.ur = 0
-		if x.uw < len(x.upBuf.b) {
+func (u *upIn) growUpstream(bufs *bufPool) {
+	if u.ur > 0 {
+		u.uw = copy(u.upBuf.b, u.upBuf.b[u.ur:u.uw])
+		u.ur = 0
+		if u.uw < len(u.upBuf.b) {
 			return
 		}
 	}
-	nb := bufs.get(len(x.upBuf.b) * 4)
-	x.uw = copy(nb.b, x.upBuf.b[:x.uw])
-	bufs.put(x.upBuf)
-	x.upBuf = nb
+	nb := bufs.get(len(u.upBuf.b) * 4)
+	u.uw = copy(nb.b, u.upBuf.b[:u.uw])
+	bufs.put(u.upBuf)
+	u.upBuf = nb
 }
 
 // pumpFailed reports a pump that ended with an error (after which the

@@ -473,7 +473,7 @@ func TestConnBufferLimitBoundsReads(t *testing.T) {
 	if resp, body := get(t, e.client(), "http://"+e.addr+"/"); resp.StatusCode != 200 || body != big {
 		t.Fatalf("%d, %d bytes", resp.StatusCode, len(body))
 	}
-	ex := &exchange{upBuf: &buffer{b: make([]byte, upstreamBufSize)}, bufLimit: 1024}
+	ex := &exchange{upIn: upIn{upBuf: &buffer{b: make([]byte, upstreamBufSize)}}, bufLimit: 1024}
 	if ex.readRoom() != 1024 {
 		t.Fatalf("read room %d under a 1024-byte limit", ex.readRoom())
 	}

@@ -415,6 +415,7 @@ func (h *handover) revert() {
 	s.mu.Lock()
 	s.plane = npl
 	s.handover = nil
+	s.reverting = h.revertDone
 	s.mu.Unlock()
 	s.reg.Unfreeze() // ours to show again
 	s.serveParts(func(p *part) bool { return p.ln != nil })

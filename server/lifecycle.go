@@ -388,6 +388,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		st, h, ep, pred = s.state, s.handover, s.endpoint, s.pred
+		reverting := s.reverting
 		s.mu.Unlock()
 		switch {
 		case st == StateStopped:
@@ -397,16 +398,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case h != nil:
 			// The successor died and this process is serving again: once
 			// the revert is done, stop what it serves, as any running process.
-			select {
-			case <-h.revertDone:
-			case <-ctx.Done():
-				return fmt.Errorf("server: shutdown: %w", ctx.Err())
+			if err := awaitRevert(ctx, h.revertDone); err != nil {
+				return err
 			}
 			s.mu.Lock()
 			failed := s.handover == h // it could not serve again: the handover ends the process
 			s.mu.Unlock()
 			if failed {
 				return s.awaitDone(ctx, h)
+			}
+			continue
+		case reverting != nil && pending(reverting):
+			// A revert between the handover's end and serving again, still
+			// Draining: once it is done, stop what it serves.
+			if err := awaitRevert(ctx, reverting); err != nil {
+				return err
 			}
 			continue
 		case st == StateDraining:
@@ -489,4 +495,24 @@ func (s *Server) gracefulContext(ctx context.Context) (context.Context, context.
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, s.gracefulTimeout())
+}
+
+// awaitRevert waits until a revert is done (done closed) or ctx ends.
+func awaitRevert(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("server: shutdown: %w", ctx.Err())
+	}
+}
+
+// pending reports a channel not closed yet.
+func pending(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return false
+	default:
+		return true
+	}
 }

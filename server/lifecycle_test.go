@@ -878,6 +878,47 @@ func TestShutdownDuringRevertStopsTheProcess(t *testing.T) {
 	}
 }
 
+// A Shutdown that comes after the revert has ended the handover but before
+// the process is Running again (the revert's "serving" lines fall there)
+// waits for the revert, then stops what it serves. (Before: it took the Draining state for
+// a handover's drain and waited for an end that never came.)
+func TestShutdownBetweenARevertsHandoverEndAndServing(t *testing.T) {
+	e := newEnv(t, "", "")
+	e.style.pol.watch = 5 * time.Second
+	s := startFresh(t, e)
+	succ := newFakeSucc(true)
+	e.style.successorHooks().onAck(succ)
+	res := make(chan error, 1)
+	var once sync.Once
+	s.log.Logger.AddHook(&onMessage{msg: "serving", f: func() {
+		once.Do(func() {
+			if st := s.getState(); st != StateDraining {
+				res <- fmt.Errorf("state %s in the revert's window, want draining", st)
+				return
+			}
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
+				defer cancel()
+				res <- s.Shutdown(ctx)
+			}()
+			// Hold the window open for the Shutdown to look at the state
+			// in it; the test's subject, not a wait for readiness.
+			time.Sleep(200 * time.Millisecond)
+		})
+	}})
+	close(succ.gone)
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+	case <-time.After(2 * wait):
+		t.Fatalf("Shutdown did not return; state %s", s.getState())
+	}
+	waitDone(t, s)
+	refused(t, e.web)
+}
+
 // onMessage runs f when a log entry with message msg is written.
 type onMessage struct {
 	msg string

@@ -186,6 +186,10 @@ type Server struct {
 	exported      []stats.Sample
 	exportedHists []histsample.Histogram
 	handover      *handover // the handover to a successor in progress
+	// reverting is the revertDone of the last handover that ended in a
+	// revert: closed once the process serves again (state Running). From
+	// the handover's end to then, the state is still Draining.
+	reverting <-chan struct{}
 	// tickets are the lineage's TLS session ticket keys (tls.go).
 	tickets *tlsconf.Ring
 

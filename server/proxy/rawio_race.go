@@ -3,27 +3,37 @@
 package proxy
 
 import (
-	"syscall"
-
-	"golang.org/x/sys/unix"
+	"runtime"
+	"unsafe"
 )
 
-// With the race detector, the exchange's reads and writes go through
-// unix.Read and unix.Write, which tell the detector what bytes the kernel
-// wrote and read: a pooled buffer reused while another goroutine still
-// touches it is then reported. (rawio_norace.go has the raw syscalls.)
+// With the race detector, the exchange's reads and writes make the same
+// syscalls and tell the detector what bytes the kernel wrote and read, as
+// unix.Read and unix.Write do: a pooled buffer reused while another
+// goroutine still touches it is then reported. A write releases and a
+// successful read acquires raceIOSync, so that bytes passed through a
+// socket between two goroutines of this process order what each did before
+// and after, as a channel would.
 
-func sysRead(fd int, b []byte) (int, error) { return checked(unix.Read(fd, b)) }
+// raceIOSync is only an address for the detector's release and acquire; it
+// is never read or written.
+var raceIOSync byte
 
-func sysWrite(fd int, b []byte) (int, error) { return checked(unix.Write(fd, b)) }
-
-// checked returns 0 and the Errno on failure, as the raw syscalls do.
-func checked(n int, err error) (int, error) {
-	if err != nil {
-		if errno, ok := err.(syscall.Errno); ok {
-			return 0, errno
-		}
-		return 0, err
+func sysRead(fd int, b []byte) (int, error) {
+	n, err := recvRaw(fd, b)
+	if n > 0 {
+		runtime.RaceWriteRange(unsafe.Pointer(&b[0]), n)
 	}
-	return n, nil
+	if err == nil {
+		runtime.RaceAcquire(unsafe.Pointer(&raceIOSync))
+	}
+	return n, err
+}
+
+func sysWrite(fd int, b []byte) (int, error) {
+	if len(b) > 0 {
+		runtime.RaceReadRange(unsafe.Pointer(&b[0]), len(b))
+	}
+	runtime.RaceReleaseMerge(unsafe.Pointer(&raceIOSync))
+	return sendRaw(fd, b)
 }

@@ -72,7 +72,11 @@ type Config struct {
 	PingTimeout time.Duration
 	// OnBusy, if set, is called with true when the connection gets its
 	// first stream and false when its last one ends (the tracker's active
-	// and idle states). Called without locks held.
+	// and idle states), from a goroutine of its own without locks held.
+	// The calls come in the order of the changes, one at a time; changes
+	// that come faster are coalesced, and the last call is always the
+	// state the connection is in. Until the first call, a connection
+	// counts as busy (as a connection is tracked from its accept).
 	OnBusy func(busy bool)
 	Log    *logrus.Entry
 	// HandlerLinger is how long a server's handler goroutine waits for
@@ -200,7 +204,9 @@ type Conn struct {
 	pingTimer      *time.Timer
 	calmSince      time.Time
 	emptyData      int
-	busy           bool
+	busy           bool // it has streams or handlers
+	busyTold       bool // the last state OnBusy was called with
+	busyTelling    bool // tellBusy's goroutine runs
 	opened         bool // server: our SETTINGS went out (a GOAWAY may follow)
 	shutdownAsked  bool // server: Shutdown came before that
 
@@ -220,6 +226,7 @@ func newConn(nc net.Conn, r io.Reader, server bool, cfg Config) *Conn {
 		recvWindow:     int32(cfg.ConnWindow),
 		nextStream:     1,
 		done:           make(chan struct{}),
+		busyTold:       true,
 	}
 	c.bw = bufio.NewWriterSize(writerOnly{nc}, 16<<10)
 	c.br = bufio.NewReaderSize(r, 16<<10)
@@ -750,12 +757,7 @@ func (c *Conn) afterStreamLocked() {
 	if c.open > 0 || c.handlers > 0 || c.reserved > 0 || c.closed {
 		return
 	}
-	if c.busy {
-		c.busy = false
-		if f := c.cfg.OnBusy; f != nil {
-			go f(false)
-		}
-	}
+	c.setBusyLocked(false)
 	if c.server && c.goAway == goAwayFinal || !c.server && c.peerGoAway {
 		go c.shutdownNow()
 		return
@@ -778,12 +780,39 @@ func (c *Conn) markBusyLocked() {
 	if c.idleTimer != nil {
 		c.idleTimer.Stop()
 	}
-	if !c.busy {
-		c.busy = true
-		if f := c.cfg.OnBusy; f != nil {
-			go f(true)
-		}
+	c.setBusyLocked(true)
+}
+
+// setBusyLocked records whether the connection has streams, and has
+// OnBusy told of a change (tellBusy).
+func (c *Conn) setBusyLocked(busy bool) {
+	if c.busy == busy {
+		return
 	}
+	c.busy = busy
+	if c.cfg.OnBusy == nil || c.busyTelling {
+		return
+	}
+	c.busyTelling = true
+	go c.tellBusy()
+}
+
+// tellBusy calls OnBusy without the lock until the last state it told is
+// the connection's: one goroutine at a time, so that a stream's end told
+// after the next stream's start cannot leave the tracker with a state the
+// connection left (each change with a goroutine of its own could run in
+// either order).
+func (c *Conn) tellBusy() {
+	c.mu.Lock()
+	for c.busyTold != c.busy {
+		busy := c.busy
+		c.busyTold = busy
+		c.mu.Unlock()
+		c.cfg.OnBusy(busy)
+		c.mu.Lock()
+	}
+	c.busyTelling = false
+	c.mu.Unlock()
 }
 
 // idleExpired closes a connection that had no stream for IdleTimeout.

@@ -156,6 +156,18 @@ func (x *h2Exchange) deadline() time.Time {
 	return x.info.Start.Add(x.req.grpcTimeout)
 }
 
+// bodyReadBy bounds one read of an HTTP/1 upstream's answer body, as the
+// HTTP/1 engine does: the listener's idle_timeout from now, or the call's
+// grpc-timeout when that ends first. An upstream that stops mid-body then
+// resets the stream instead of holding it open.
+func (x *h2Exchange) bodyReadBy() time.Time {
+	by := time.Now().Add(x.hc.p.idleTimeout)
+	if d := x.deadline(); !d.IsZero() && d.Before(by) {
+		return d
+	}
+	return by
+}
+
 // headTimeout is the wait for the response head: the route's timeout, or
 // the call's grpc-timeout when that ends first.
 func (x *h2Exchange) headTimeout(route time.Duration) time.Time {
@@ -847,6 +859,7 @@ func (x *h2Exchange) relayH1Body(up *cluster.Conn, u *h1Up, hold *h1Hold, bodyEr
 			continue // more chunked framing read
 		}
 		u.ur, u.uw = 0, 0
+		_ = up.SetReadDeadline(x.bodyReadBy())
 		n, err := up.Conn.Read(u.upBuf.b)
 		u.uw = n
 		if n == 0 && err != nil {

@@ -439,50 +439,67 @@ func TestH2ToH1StalePooledConnection(t *testing.T) {
 
 // An HTTP/1 upstream that stops in the middle of its answer's body has the
 // stream reset once no byte came for the listener's idle_timeout, as the
-// HTTP/1 engine has it, instead of holding the stream (and the upstream
-// connection) open until the client gives up.
+// HTTP/1 engine has it, or at the call's grpc-timeout when that comes
+// first, instead of holding the stream (and the upstream connection) open
+// until the client gives up.
 func TestH2ToH1StalledBodyEndsAtTheIdleTimeout(t *testing.T) {
 	be := startScripted(t, map[string]string{
 		"/partial": "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nthe start",
 	})
-	const idle = 300 * time.Millisecond
-	e := startHTTP(t, config.HTTPProxyConfig{DownstreamProtocol: config.ProtocolHTTP2, UpstreamProtocol: config.ProtocolHTTP1,
-		IdleTimeout: config.Duration{Duration: idle}}, singleRoute(30*time.Second), appCluster(be.addr))
-	cl := h2cClient()
-	// The proxy reads the body after the request went out: not before
-	// start, so its idle timeout cannot end the stream before start+idle.
-	start := time.Now()
-	resp, err := cl.Get("http://" + e.addr + "/partial")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	buf := make([]byte, 9)
-	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "the start" {
-		t.Fatalf("body starts %q, %v", buf, err)
-	}
-	ended := make(chan error, 1)
-	go func() {
-		_, err := io.ReadAll(resp.Body)
-		ended <- err
-	}()
-	select {
-	case err := <-ended:
-		if err == nil {
-			t.Fatal("the stalled body ended without an error")
-		}
-		if took := time.Since(start); took < idle {
-			t.Fatalf("the stream ended %v after the request, before the %v idle timeout", took, idle)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a stalled upstream body held the stream for 5 s")
-	}
-	select {
-	case <-be.gone:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the stalled upstream connection was not closed")
-	}
-	if resp, body := get(t, cl, "http://"+e.addr+"/ok"); resp.StatusCode != 200 || body != "ok" {
-		t.Fatalf("after the stalled body: %d %q", resp.StatusCode, body)
+	const bound = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name        string
+		idle        time.Duration
+		grpcTimeout string
+	}{
+		{"idle_timeout", bound, ""},
+		{"grpc-timeout", 30 * time.Second, "300m"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startHTTP(t, config.HTTPProxyConfig{DownstreamProtocol: config.ProtocolHTTP2, UpstreamProtocol: config.ProtocolHTTP1,
+				IdleTimeout: config.Duration{Duration: tc.idle}}, singleRoute(30*time.Second), appCluster(be.addr))
+			cl := h2cClient()
+			req, _ := http.NewRequest("GET", "http://"+e.addr+"/partial", nil)
+			if tc.grpcTimeout != "" {
+				req.Header.Set("Grpc-Timeout", tc.grpcTimeout)
+			}
+			// The proxy reads the body after the request went out: not
+			// before start, so neither bound can end the stream before
+			// start+bound.
+			start := time.Now()
+			resp, err := cl.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			buf := make([]byte, 9)
+			if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "the start" {
+				t.Fatalf("body starts %q, %v", buf, err)
+			}
+			ended := make(chan error, 1)
+			go func() {
+				_, err := io.ReadAll(resp.Body)
+				ended <- err
+			}()
+			select {
+			case err := <-ended:
+				if err == nil {
+					t.Fatal("the stalled body ended without an error")
+				}
+				if took := time.Since(start); took < bound {
+					t.Fatalf("the stream ended %v after the request, before the %v bound", took, bound)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("a stalled upstream body held the stream for 5 s")
+			}
+			select {
+			case <-be.gone:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the stalled upstream connection was not closed")
+			}
+			if resp, body := get(t, cl, "http://"+e.addr+"/ok"); resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("after the stalled body: %d %q", resp.StatusCode, body)
+			}
+		})
 	}
 }

@@ -89,7 +89,7 @@ func newRawIO(nc net.Conn) *rawIO {
 	r.writeFn = func(fd uintptr) {
 		var err error
 		r.wn, err = sysWrite(int(fd), r.wbuf)
-		r.werr, _ = err.(syscall.Errno) // unix.Write returns nil or an Errno
+		r.werr, _ = err.(syscall.Errno) // sysWrite returns nil or an Errno
 	}
 	r.onReadable = r.readable
 	return r

@@ -790,8 +790,8 @@ func (c *Conn) setBusyLocked(busy bool) {
 		return
 	}
 	c.busy = busy
-	if c.cfg.OnBusy == nil || c.busyTelling {
-		return
+	if c.cfg.OnBusy == nil || c.busyTelling || c.busyTold == busy {
+		return // nothing to tell, or tellBusy will see it
 	}
 	c.busyTelling = true
 	go c.tellBusy()

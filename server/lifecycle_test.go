@@ -652,6 +652,18 @@ func startFresh(t *testing.T, e *env) *Server {
 	return s
 }
 
+// ackedInWatch starts a process with a watch period of watch and acks a
+// fake successor to it: the handover is under way and the successor is
+// watched.
+func ackedInWatch(t *testing.T, e *env, watch time.Duration) (*Server, *fakeSucc) {
+	t.Helper()
+	e.style.pol.watch = watch
+	s := startFresh(t, e)
+	succ := newFakeSucc(true)
+	e.style.successorHooks().onAck(succ)
+	return s, succ
+}
+
 // keepAlive opens a keep-alive connection and sends one request on it.
 func keepAlive(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	t.Helper()
@@ -710,10 +722,7 @@ func TestHandoverDrainsAndExits(t *testing.T) {
 // serve again on the same sockets, take the endpoint back, count it.
 func TestWatchRevertsWhenTheSuccessorDies(t *testing.T) {
 	e := newEnv(t, "", "")
-	e.style.pol.watch = 5 * time.Second
-	s := startFresh(t, e)
-	succ := newFakeSucc(true)
-	e.style.successorHooks().onAck(succ)
+	s, succ := ackedInWatch(t, e, 5*time.Second)
 	close(succ.gone)
 	waitRunning(t, s)
 	mustGet(t, e.web, "/", "v1")
@@ -742,11 +751,8 @@ func TestWatchRevertsWhenTheSuccessorDies(t *testing.T) {
 // unupgradable. (Before: one attempt.)
 func TestRevertRetriesTheReclaim(t *testing.T) {
 	e := newEnv(t, "", "")
-	e.style.pol.watch = 5 * time.Second
 	e.style.reclaimFails = 2
-	s := startFresh(t, e)
-	succ := newFakeSucc(true)
-	e.style.successorHooks().onAck(succ)
+	s, succ := ackedInWatch(t, e, 5*time.Second)
 	close(succ.gone)
 	e.timers.fire(t, reclaimBackoff)
 	e.timers.fire(t, 2*reclaimBackoff)
@@ -786,10 +792,7 @@ func TestWatchEnds(t *testing.T) {
 	for _, how := range []string{"released", "timer", "released then gone", "shutdown"} {
 		t.Run(how, func(t *testing.T) {
 			e := newEnv(t, "", "")
-			e.style.pol.watch = 7 * time.Second
-			s := startFresh(t, e)
-			succ := newFakeSucc(true)
-			e.style.successorHooks().onAck(succ)
+			s, succ := ackedInWatch(t, e, 7*time.Second)
 			switch how {
 			case "released":
 				close(succ.released)
@@ -852,10 +855,7 @@ func TestTerminateWithoutHandover(t *testing.T) {
 func TestShutdownDuringRevertStopsTheProcess(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		e := newEnv(t, "", "")
-		e.style.pol.watch = 5 * time.Second
-		s := startFresh(t, e)
-		succ := newFakeSucc(true)
-		e.style.successorHooks().onAck(succ)
+		s, succ := ackedInWatch(t, e, 5*time.Second)
 		res := make(chan error, 1)
 		s.log.Logger.AddHook(&onMessage{msg: "successor died after the ack; serving again", f: func() {
 			go func() {
@@ -884,10 +884,7 @@ func TestShutdownDuringRevertStopsTheProcess(t *testing.T) {
 // a handover's drain and waited for an end that never came.)
 func TestShutdownBetweenARevertsHandoverEndAndServing(t *testing.T) {
 	e := newEnv(t, "", "")
-	e.style.pol.watch = 5 * time.Second
-	s := startFresh(t, e)
-	succ := newFakeSucc(true)
-	e.style.successorHooks().onAck(succ)
+	s, succ := ackedInWatch(t, e, 5*time.Second)
 	res := make(chan error, 1)
 	var once sync.Once
 	s.log.Logger.AddHook(&onMessage{msg: "serving", f: func() {
